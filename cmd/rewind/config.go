@@ -1,0 +1,209 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/rewind-chat/rewind/actors/mailer"
+	"github.com/rewind-chat/rewind/auth"
+	"github.com/rewind-chat/rewind/server"
+)
+
+// settings binds each REWIND_* variable to a flag of the same meaning: the
+// flag wins, then the environment, then the default.
+type settings struct {
+	fs     *flag.FlagSet
+	values map[string]*string // by environment variable
+	flags  map[string]string  // flag name by environment variable
+}
+
+func newSettings(name string) *settings {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return &settings{fs: fs, values: map[string]*string{}, flags: map[string]string{}}
+}
+
+// add declares env with its default; the flag is env without REWIND_, in
+// lower case with dashes: REWIND_DATABASE_URL is --database-url.
+func (s *settings) add(env, def, usage string) {
+	name := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(env, "REWIND_")), "_", "-")
+	if v, ok := os.LookupEnv(env); ok {
+		def = v
+	}
+	s.values[env] = s.fs.String(name, def, usage+" ($"+env+")")
+	s.flags[env] = name
+}
+
+func (s *settings) get(env string) string { return *s.values[env] }
+
+// invalid names the setting both ways, so the user finds it in either,
+// and shows its value unless that is a secret.
+func (s *settings) invalid(env string, err error) error {
+	v := s.get(env)
+	switch {
+	case strings.Contains(env, "SECRET"), strings.Contains(env, "PASSWORD"):
+		return fmt.Errorf("invalid %s (--%s): %w", env, s.flags[env], err)
+	case strings.Contains(env, "URL"):
+		if u, perr := url.Parse(v); perr == nil {
+			v = u.Redacted()
+		}
+	}
+	return fmt.Errorf("invalid %s (--%s) %q: %w", env, s.flags[env], v, err)
+}
+
+func (s *settings) duration(env string) (time.Duration, error) {
+	d, err := time.ParseDuration(s.get(env))
+	if err == nil && d <= 0 {
+		err = errors.New("must be positive")
+	}
+	if err != nil {
+		return 0, s.invalid(env, err)
+	}
+	return d, nil
+}
+
+func (s *settings) integer(env string, min, max int64) (int64, error) {
+	n, err := strconv.ParseInt(s.get(env), 10, 64)
+	if err == nil && (n < min || n > max) {
+		err = fmt.Errorf("must be between %d and %d", min, max)
+	}
+	if err != nil {
+		return 0, s.invalid(env, err)
+	}
+	return n, nil
+}
+
+// usage prints the flags with their variables and current values.
+func (s *settings) usage(w io.Writer) {
+	s.fs.SetOutput(w)
+	s.fs.PrintDefaults()
+	s.fs.SetOutput(io.Discard)
+}
+
+// serveSettings declares every setting of `rewind serve`.
+func serveSettings() *settings {
+	s := newSettings("serve")
+	s.add("REWIND_ADDR", ":8080", "address to listen on")
+	s.add("REWIND_PUBLIC_URL", "", "URL clients reach this server at, for verification links (default http://localhost:<port>)")
+	s.add("REWIND_DATABASE_URL", "sqlite:rewind.db", "postgres://… or sqlite:<path>")
+	s.add("REWIND_TOKEN_SECRET", "", "token signing secret, at least 32 bytes (default: generated once, kept in the database)")
+	s.add("REWIND_TOKEN_TTL", "720h", "token lifetime")
+	s.add("REWIND_NODE_ID", "0", "snowflake node id, 0..1023, unique per node")
+	s.add("REWIND_AUTH_RATE", "30", "register and login requests per minute per client IP, each; 0 turns the limit off")
+	s.add("REWIND_SMTP_HOST", "", "SMTP server; empty writes verification links to the log instead")
+	s.add("REWIND_SMTP_PORT", "0", "SMTP port (default 465 implicit TLS, 587 starttls, 25 none)")
+	s.add("REWIND_SMTP_USERNAME", os.Getenv("MAIL_ADDRESS"), "SMTP user (fallback $MAIL_ADDRESS)")
+	s.add("REWIND_SMTP_PASSWORD", os.Getenv("MAIL_PASSWD"), "SMTP password (fallback $MAIL_PASSWD)")
+	s.add("REWIND_SMTP_FROM", "", "sender address (default the SMTP user)")
+	s.add("REWIND_SMTP_TLS", "implicit", "implicit, starttls or none")
+	s.add("REWIND_TIMEZONE", "Asia/Seoul", "zone of times on the wire")
+	s.add("REWIND_HEARTBEAT_INTERVAL", "40s", "heartbeat interval clients keep")
+	s.add("REWIND_HEARTBEAT_GRACE", "5s", "grace past the interval before a session is closed")
+	s.add("REWIND_WS_MAX_FRAME", "16384", "largest WebSocket frame in bytes")
+	s.add("REWIND_WS_SEND_QUEUE", "256", "outbound frames queued per session before it is closed as slow")
+	s.add("REWIND_WS_RATE", "10", "request frames per second per session, sustained; 0 turns the limit off")
+	s.add("REWIND_WS_BURST", "60", "request frames a session may burst")
+	s.add("REWIND_LOG_LEVEL", "info", "trace, debug, info, warn or error")
+	s.add("REWIND_LOG_FORMAT", "console", "console or json")
+	return s
+}
+
+// serveConfig turns the parsed settings into a server configuration.
+func serveConfig(s *settings) (server.Config, error) {
+	var c server.Config
+	var errs []error
+	check := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	c.Addr = s.get("REWIND_ADDR")
+	c.PublicURL = s.get("REWIND_PUBLIC_URL")
+	c.DatabaseURL = s.get("REWIND_DATABASE_URL")
+	if err := server.CheckDatabaseURL(c.DatabaseURL); err != nil {
+		check(s.invalid("REWIND_DATABASE_URL", err))
+	}
+	c.TokenSecret = s.get("REWIND_TOKEN_SECRET")
+	if c.TokenSecret != "" && len(c.TokenSecret) < auth.MinSecretLen {
+		check(s.invalid("REWIND_TOKEN_SECRET", fmt.Errorf("must be at least %d bytes", auth.MinSecretLen)))
+	}
+	var err error
+	c.TokenTTL, err = s.duration("REWIND_TOKEN_TTL")
+	check(err)
+	c.NodeID, err = s.integer("REWIND_NODE_ID", 0, 1023)
+	check(err)
+	rate, err := s.integer("REWIND_AUTH_RATE", 0, 1_000_000)
+	check(err)
+	c.AuthRatePerMinute = int(rate)
+	if rate == 0 {
+		c.AuthRatePerMinute = -1
+	}
+
+	c.Mail.Host = s.get("REWIND_SMTP_HOST")
+	port, err := s.integer("REWIND_SMTP_PORT", 0, 65535)
+	check(err)
+	c.Mail.Port = int(port)
+	c.Mail.Username = s.get("REWIND_SMTP_USERNAME")
+	c.Mail.Password = s.get("REWIND_SMTP_PASSWORD")
+	c.Mail.From = s.get("REWIND_SMTP_FROM")
+	c.Mail.TLS, err = mailer.ParseTLSMode(s.get("REWIND_SMTP_TLS"))
+	if err != nil {
+		check(s.invalid("REWIND_SMTP_TLS", err))
+	}
+
+	g := &c.Gateway
+	g.Timezone, err = time.LoadLocation(s.get("REWIND_TIMEZONE"))
+	if err != nil {
+		check(s.invalid("REWIND_TIMEZONE", err))
+	}
+	g.HeartbeatInterval, err = s.duration("REWIND_HEARTBEAT_INTERVAL")
+	check(err)
+	g.HeartbeatGrace, err = s.duration("REWIND_HEARTBEAT_GRACE")
+	check(err)
+	n, err := s.integer("REWIND_WS_MAX_FRAME", 512, 64<<20)
+	check(err)
+	g.MaxFrame = int(n)
+	n, err = s.integer("REWIND_WS_SEND_QUEUE", 1, 1<<20)
+	check(err)
+	g.SendQueue = int(n)
+	g.Rate, err = strconv.ParseFloat(s.get("REWIND_WS_RATE"), 64)
+	if err == nil && g.Rate < 0 {
+		err = errors.New("must not be negative")
+	}
+	if err != nil {
+		check(s.invalid("REWIND_WS_RATE", err))
+	}
+	n, err = s.integer("REWIND_WS_BURST", 1, 1<<20)
+	check(err)
+	g.Burst = int(n)
+	if len(errs) > 0 {
+		return c, errs[0]
+	}
+	return c, nil
+}
+
+// newLogger builds the process logger from REWIND_LOG_LEVEL and
+// REWIND_LOG_FORMAT.
+func newLogger(s *settings, w io.Writer) (zerolog.Logger, error) {
+	level, err := zerolog.ParseLevel(s.get("REWIND_LOG_LEVEL"))
+	if err != nil || level == zerolog.NoLevel {
+		return zerolog.Logger{}, s.invalid("REWIND_LOG_LEVEL", errors.New("use trace, debug, info, warn or error"))
+	}
+	switch s.get("REWIND_LOG_FORMAT") {
+	case "json":
+	case "console":
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+	default:
+		return zerolog.Logger{}, s.invalid("REWIND_LOG_FORMAT", errors.New("use console or json"))
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
+}

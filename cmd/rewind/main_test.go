@@ -1,0 +1,87 @@
+package main
+
+import (
+	"bytes"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func runCmd(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	var out, errOut bytes.Buffer
+	code = run(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestBadSettingsStopStartUpWithExitCode2(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer busy.Close()
+	db := "sqlite:" + filepath.Join(t.TempDir(), "rewind.db")
+	cases := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"unparsable duration", map[string]string{"REWIND_HEARTBEAT_INTERVAL": "soon"}, nil, "invalid REWIND_HEARTBEAT_INTERVAL (--heartbeat-interval)"},
+		{"unparsable duration flag", nil, []string{"serve", "--heartbeat-grace", "5 parsecs"}, "invalid REWIND_HEARTBEAT_GRACE"},
+		{"unknown database scheme", map[string]string{"REWIND_DATABASE_URL": "mysql://localhost/rewind"}, nil, "unknown scheme"},
+		{"port in use", map[string]string{"REWIND_ADDR": busy.Addr().String()}, nil, "address already in use"},
+		{"bad timezone", map[string]string{"REWIND_TIMEZONE": "Mars/Olympus"}, nil, "invalid REWIND_TIMEZONE"},
+		{"bad smtp tls", map[string]string{"REWIND_SMTP_TLS": "maybe"}, nil, "invalid REWIND_SMTP_TLS"},
+		{"node id out of range", map[string]string{"REWIND_NODE_ID": "1024"}, nil, "invalid REWIND_NODE_ID"},
+		{"short token secret", map[string]string{"REWIND_TOKEN_SECRET": "short"}, nil, "invalid REWIND_TOKEN_SECRET"},
+		{"bad log format", map[string]string{"REWIND_LOG_FORMAT": "xml"}, nil, "invalid REWIND_LOG_FORMAT"},
+		{"unknown flag", nil, []string{"serve", "--no-such-flag"}, "flag provided but not defined"},
+		{"unknown command", nil, []string{"dance"}, `unknown command "dance"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			env := map[string]string{"REWIND_DATABASE_URL": db, "REWIND_ADDR": "127.0.0.1:0"}
+			for k, v := range c.env {
+				env[k] = v
+			}
+			code, _, stderr := runCmd(t, env, c.args...)
+			require.Equal(t, exitUsage, code, stderr)
+			require.Contains(t, stderr, c.want)
+			require.Equal(t, 1, strings.Count(strings.TrimSpace(stderr), "\n")+1, "one line: %q", stderr)
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, stdout, _ := runCmd(t, nil, "version")
+	require.Equal(t, 0, code)
+	require.True(t, strings.HasPrefix(stdout, "rewind "), stdout)
+}
+
+func TestMigrateAndUserCreate(t *testing.T) {
+	db := "sqlite:" + filepath.Join(t.TempDir(), "rewind.db")
+	env := map[string]string{"REWIND_DATABASE_URL": db}
+	code, stdout, stderr := runCmd(t, env, "migrate")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, stdout, "migrations applied")
+
+	code, stdout, stderr = runCmd(t, env, "user", "create", "--name", "loadtest1", "--email", "lt1@example.test", "--password", "password1")
+	require.Equal(t, 0, code, stderr)
+	id, err := strconv.ParseInt(strings.TrimSpace(stdout), 10, 64)
+	require.NoError(t, err)
+	require.Positive(t, id)
+
+	code, _, stderr = runCmd(t, env, "user", "create", "--name", "LOADTEST1", "--email", "lt2@example.test", "--password", "password1")
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "name is already exist.")
+
+	code, _, stderr = runCmd(t, env, "user", "create", "--name", "x", "--email", "lt3@example.test", "--password", "password1")
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, stderr, "name must be 2 to 32")
+}

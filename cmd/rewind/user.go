@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/bwmarrin/snowflake"
+
+	"github.com/rewind-chat/rewind/auth"
+	"github.com/rewind-chat/rewind/persistence"
+	"github.com/rewind-chat/rewind/server"
+)
+
+// createUser makes a verified account directly in the store, with the
+// rules and password hashing of registration, and prints its id.
+func createUser(args []string, stdout io.Writer) error {
+	s := newSettings("user create")
+	s.add("REWIND_DATABASE_URL", "sqlite:rewind.db", "postgres://… or sqlite:<path>")
+	s.add("REWIND_NODE_ID", "0", "snowflake node id, 0..1023")
+	name := s.fs.String("name", "", "user name")
+	email := s.fs.String("email", "", "e-mail address")
+	password := s.fs.String("password", "", "password, 8 to 256 bytes")
+	if err := parse(s, args, stdout); err != nil {
+		return err
+	}
+	node, err := s.integer("REWIND_NODE_ID", 0, 1023)
+	if err != nil {
+		return usageError{err}
+	}
+	if err := server.CheckDatabaseURL(s.get("REWIND_DATABASE_URL")); err != nil {
+		return usageError{s.invalid("REWIND_DATABASE_URL", err)}
+	}
+	reg, err := auth.CheckRegistration(*name, *email, *password)
+	if err != nil {
+		return usageError{err}
+	}
+	ids, err := snowflake.NewNode(node)
+	if err != nil {
+		return err
+	}
+	hash, err := auth.HashPassword(reg.Password, auth.OWASPParams)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	store, err := server.OpenStore(ctx, s.get("REWIND_DATABASE_URL"))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	u := persistence.User{ID: ids.Generate().Int64(), Name: reg.Name, Email: reg.Email, PasswordHash: hash, CreatedAt: time.Now()}
+	switch err := store.CreateUser(ctx, u); {
+	case errors.Is(err, persistence.ErrEmailTaken):
+		return &auth.RegistrationError{Message: "email is already exist."}
+	case errors.Is(err, persistence.ErrNameTaken):
+		return &auth.RegistrationError{Message: "name is already exist."}
+	case err != nil:
+		return err
+	}
+	fmt.Fprintln(stdout, u.ID)
+	return nil
+}

@@ -1,0 +1,194 @@
+// Package httpapi serves REWIND's HTTP API (protocol.md §1): registration
+// with e-mail verification, login, logout, the HTML test forms, health and
+// metrics.
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/rewind-chat/rewind/auth"
+	"github.com/rewind-chat/rewind/persistence"
+)
+
+// Mailer queues a verification mail; it must not block on the mail server.
+type Mailer interface {
+	SendVerification(to, name, link string)
+}
+
+// Config of the API. Store, Tokens, Keys, Mailer and NewID are required.
+type Config struct {
+	Store  persistence.Store
+	Tokens *auth.Tokens
+	Keys   *auth.VerificationKeys
+	Mailer Mailer
+	// NewID returns a fresh snowflake for a new user.
+	NewID func() int64
+	// PublicURL prefixes the verification link; default http://localhost:8080.
+	PublicURL string
+	// RegistrationTTL is how long a verification link works; default 24h.
+	RegistrationTTL time.Duration
+	// AuthRatePerMinute caps register and login requests per client IP,
+	// each (bursts of the same size); default 30, negative turns it off.
+	AuthRatePerMinute int
+	// MaxBodyBytes caps request bodies (413 above); default 1 MiB.
+	MaxBodyBytes int64
+	// Password hashing cost; default auth.OWASPParams.
+	Password auth.PasswordParams
+	// Registry receives the API's metrics and is served on /metrics;
+	// default a new registry.
+	Registry *prometheus.Registry
+	// Logger gets one line per request; default a disabled logger.
+	Logger *zerolog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// API is the HTTP handler of protocol.md §1.
+type API struct {
+	cfg      Config
+	mux      *http.ServeMux
+	metrics  *metrics
+	register *ipLimiter
+	login    *ipLimiter
+	// hashing bounds concurrent argon2id work: each hash holds 19 MiB.
+	hashing chan struct{}
+	// dummyHash makes a login for an unknown email cost what a wrong
+	// password costs, so timing does not tell which emails exist.
+	dummyHash string
+	log       zerolog.Logger
+}
+
+// New returns the API with cfg's zero values resolved.
+func New(cfg Config) (*API, error) {
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = "http://localhost:8080"
+	}
+	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
+	if cfg.RegistrationTTL == 0 {
+		cfg.RegistrationTTL = 24 * time.Hour
+	}
+	if cfg.AuthRatePerMinute == 0 {
+		cfg.AuthRatePerMinute = 30
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.Password == (auth.PasswordParams{}) {
+		cfg.Password = auth.OWASPParams
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	log := zerolog.Nop()
+	if cfg.Logger != nil {
+		log = *cfg.Logger
+	}
+	dummy, err := auth.HashPassword("not a password of anyone", cfg.Password)
+	if err != nil {
+		return nil, err
+	}
+	a := &API{
+		cfg:       cfg,
+		mux:       http.NewServeMux(),
+		metrics:   newMetrics(cfg.Registry),
+		register:  newIPLimiter(cfg.AuthRatePerMinute),
+		login:     newIPLimiter(cfg.AuthRatePerMinute),
+		hashing:   make(chan struct{}, runtime.GOMAXPROCS(0)),
+		dummyHash: dummy,
+		log:       log,
+	}
+	a.routes()
+	return a, nil
+}
+
+func (a *API) routes() {
+	a.mux.Handle("/api/v1/auth/register", only(http.MethodPost, a.handleRegister))
+	a.mux.Handle("/api/v1/auth/email_verify/{key}", only(http.MethodGet, a.handleVerify))
+	a.mux.Handle("/api/v1/auth/login", only(http.MethodPost, a.handleLogin))
+	a.mux.Handle("/api/v1/auth/logout", only(http.MethodPost, a.handleLogout))
+	a.mux.Handle("/register", only(http.MethodGet, formPage(registerForm)))
+	a.mux.Handle("/login", only(http.MethodGet, formPage(loginForm)))
+	a.mux.Handle("/healthz", only(http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
+		writeInfo(w, http.StatusOK, "ok")
+	}))
+	a.mux.Handle("/readyz", only(http.MethodGet, a.handleReady))
+	a.mux.Handle("/metrics", only(http.MethodGet, promhttp.HandlerFor(a.cfg.Registry, promhttp.HandlerOpts{}).ServeHTTP))
+	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, msgNotFound)
+	})
+}
+
+// Handle adds a route beside the API's, for the WebSocket gateway.
+func (a *API) Handle(pattern string, h http.Handler) { a.mux.Handle(pattern, h) }
+
+// only answers 405 in the API's envelope to other methods (HEAD is GET's).
+func only(method string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
+			w.Header().Set("Allow", method)
+			writeError(w, http.StatusMethodNotAllowed, msgMethodNotAllow)
+			return
+		}
+		h(w, r)
+	}
+}
+
+func (a *API) handleReady(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := a.cfg.Store.Ping(ctx); err != nil {
+		a.log.Warn().Err(err).Msg("readiness: database does not answer")
+		writeError(w, http.StatusServiceUnavailable, "database unavailable.")
+		return
+	}
+	writeInfo(w, http.StatusOK, "ready")
+}
+
+// hashPassword runs argon2id within the concurrency bound.
+func (a *API) hashPassword(ctx context.Context, password string) (string, error) {
+	select {
+	case a.hashing <- struct{}{}:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	defer func() { <-a.hashing }()
+	return auth.HashPassword(password, a.cfg.Password)
+}
+
+func (a *API) checkPassword(ctx context.Context, password, hash string) (bool, error) {
+	select {
+	case a.hashing <- struct{}{}:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	defer func() { <-a.hashing }()
+	return auth.CheckPassword(password, hash)
+}
+
+func (a *API) unexpected(w http.ResponseWriter, r *http.Request, err error) {
+	logFailure(r, err)
+	writeError(w, http.StatusInternalServerError, msgUnexpected)
+}
+
+func logFailure(r *http.Request, err error) {
+	zerolog.Ctx(r.Context()).Error().Err(err).Msg("request failed")
+}
+
+func takenMessage(err error) string {
+	if errors.Is(err, persistence.ErrEmailTaken) {
+		return msgEmailTaken
+	}
+	return msgNameTaken
+}

@@ -1,0 +1,93 @@
+package httpapi
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// statusWriter remembers the status code for the request log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += n
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection (the gateway
+// hijacks it).
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// ServeHTTP routes r and writes one log line and the metrics for it.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	id := requestID(r.Header.Get("X-Request-Id"))
+	w.Header().Set("X-Request-Id", id)
+	log := a.log.With().Str("request_id", id).Logger()
+	r = r.WithContext(log.WithContext(r.Context()))
+	sw := &statusWriter{ResponseWriter: w}
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			log.Error().Interface("panic", p).Msg("handler panicked")
+			if sw.status == 0 {
+				writeError(sw, http.StatusInternalServerError, msgUnexpected)
+			}
+		}
+		route := r.Pattern
+		if route == "" || route == "/" {
+			route = "other"
+		}
+		elapsed := time.Since(start)
+		a.metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(sw.status)).Inc()
+		a.metrics.duration.WithLabelValues(route).Observe(elapsed.Seconds())
+		log.Info().Str("method", r.Method).Str("path", logPath(r)).Int("status", sw.status).
+			Int("bytes", sw.bytes).Dur("duration_ms", elapsed).Str("remote", r.RemoteAddr).Msg("http request")
+	}()
+	a.mux.ServeHTTP(sw, r)
+}
+
+// logPath is the request path with secrets left out: a verification link
+// logs as its route pattern, never with its key.
+func logPath(r *http.Request) string {
+	if strings.Contains(r.Pattern, "{key}") {
+		_, pattern, _ := strings.Cut(r.Pattern, " ")
+		if pattern == "" {
+			pattern = r.Pattern
+		}
+		return pattern
+	}
+	return r.URL.Path
+}
+
+// requestID keeps a caller's id when it is short and plain, else makes one.
+func requestID(in string) string {
+	if in != "" && len(in) <= 64 && strings.IndexFunc(in, func(r rune) bool {
+		return !(r == '-' || r == '_' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+	}) < 0 {
+		return in
+	}
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,328 @@
+// Package sqlite is the embedded persistence.Store: one file, no server, for
+// a single node. It uses the pure-Go driver modernc.org/sqlite.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"net/url"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/rewind-chat/rewind/persistence"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Store is a persistence.Store on one SQLite file. Times are stored as unix
+// microseconds. CreateUser and PutPendingRegistration store time.Now() when
+// CreatedAt is zero.
+//
+// SQLite lets one connection write at a time. Pooled connections racing for
+// that lock fail with SQLITE_BUSY whenever a deferred transaction cannot
+// upgrade its read lock, which busy_timeout does not cure. So every write
+// goes through write, a pool of exactly one connection whose transactions
+// BEGIN IMMEDIATE: writers queue in database/sql, not in SQLite. Reads go
+// through read, a pool of query_only connections that WAL runs beside the
+// writer. busy_timeout remains for other processes on the same file (such as
+// `rewind migrate`).
+type Store struct {
+	write *sql.DB
+	read  *sql.DB
+}
+
+var _ persistence.Store = (*Store)(nil)
+
+// Open opens (creating it if needed) the database file at path. It does not
+// migrate; call Migrate.
+func Open(ctx context.Context, path string) (*Store, error) {
+	// The writer goes first: it switches the file to WAL, which persists, so
+	// that readers never see another journal mode.
+	write, err := openDB(ctx, path, true)
+	if err != nil {
+		return nil, err
+	}
+	read, err := openDB(ctx, path, false)
+	if err != nil {
+		write.Close()
+		return nil, err
+	}
+	return &Store{write: write, read: read}, nil
+}
+
+// openDB opens a pool whose every connection gets the pragmas through the
+// DSN. synchronous(FULL) fsyncs the WAL at each commit, so an acknowledged
+// write survives a power loss (NORMAL may lose the last commits).
+func openDB(ctx context.Context, path string, writer bool) (*sql.DB, error) {
+	q := url.Values{"_pragma": {"busy_timeout(5000)", "foreign_keys(1)", "synchronous(FULL)"}}
+	if writer {
+		q.Add("_pragma", "journal_mode(WAL)")
+		q.Set("_txlock", "immediate")
+	} else {
+		q.Set("_query_only", "1")
+	}
+	// A "file:" URI with an escaped path, so that a '?' in path is not
+	// taken for the start of the parameters.
+	db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath()+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	n := 1
+	if !writer {
+		n = max(4, runtime.GOMAXPROCS(0))
+	}
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n) // reopening a connection reruns the pragmas
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// Migrate applies the embedded migrations not yet in schema_migrations, each
+// in its own transaction. The writer's transactions BEGIN IMMEDIATE, so the
+// write lock is held from before the check: another process migrating the
+// same file waits instead of applying a migration twice.
+func (s *Store) Migrate(ctx context.Context) error {
+	ms, err := persistence.ReadMigrations(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		err := s.inTx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+				version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT`); err != nil {
+				return err
+			}
+			var done bool
+			err := tx.QueryRowContext(ctx,
+				`SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?)`, m.Version).Scan(&done)
+			if err != nil || done {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+				return err
+			}
+			_, err = tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`,
+				m.Version, micros(time.Now()))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("sqlite: migration %s: %w", m.Name, err)
+		}
+	}
+	return nil
+}
+
+// Ping checks the read pool only: the writer may be busy with a long
+// transaction, and a health check must not queue behind it.
+func (s *Store) Ping(ctx context.Context) error { return s.read.PingContext(ctx) }
+
+func (s *Store) Close() error { return errors.Join(s.read.Close(), s.write.Close()) }
+
+func (s *Store) CreateUser(ctx context.Context, u persistence.User) error {
+	if u.CreatedAt.IsZero() {
+		u.CreatedAt = time.Now()
+	}
+	return insertUser(ctx, s.write, u)
+}
+
+const userColumns = `id, name, email, password_hash, profile, token_generation, created_at`
+
+func (s *Store) UserByID(ctx context.Context, id int64) (persistence.User, error) {
+	return s.user(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`, id)
+}
+
+func (s *Store) UserByEmail(ctx context.Context, email string) (persistence.User, error) {
+	return s.user(ctx, `SELECT `+userColumns+` FROM users WHERE email_folded = ?`, persistence.Fold(email))
+}
+
+func (s *Store) UserByName(ctx context.Context, name string) (persistence.User, error) {
+	return s.user(ctx, `SELECT `+userColumns+` FROM users WHERE name_folded = ?`, persistence.Fold(name))
+}
+
+func (s *Store) user(ctx context.Context, query string, arg any) (persistence.User, error) {
+	var u persistence.User
+	var created int64
+	err := s.read.QueryRowContext(ctx, query, arg).
+		Scan(&u.ID, &u.Name, &u.Email, &u.PasswordHash, &u.Profile, &u.TokenGeneration, &created)
+	if err != nil {
+		return persistence.User{}, translate(err)
+	}
+	u.CreatedAt = fromMicros(created)
+	return u, nil
+}
+
+func (s *Store) BumpTokenGeneration(ctx context.Context, userID int64) (int64, error) {
+	var gen int64
+	err := s.write.QueryRowContext(ctx,
+		`UPDATE users SET token_generation = token_generation + 1 WHERE id = ? RETURNING token_generation`,
+		userID).Scan(&gen)
+	return gen, translate(err)
+}
+
+func (s *Store) PutPendingRegistration(ctx context.Context, p persistence.PendingRegistration) error {
+	if p.CreatedAt.IsZero() {
+		p.CreatedAt = time.Now()
+	}
+	name, email := persistence.Fold(p.Name), persistence.Fold(p.Email)
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := taken(ctx, tx, name, email); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx,
+			`DELETE FROM pending_registrations WHERE name_folded = ? OR email_folded = ?`, name, email); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO pending_registrations
+			(key_hash, name, name_folded, email, email_folded, password_hash, expires_at, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			p.KeyHash, p.Name, name, p.Email, email, p.PasswordHash, micros(p.ExpiresAt), micros(p.CreatedAt))
+		return err
+	})
+}
+
+func (s *Store) VerifyRegistration(ctx context.Context, keyHash []byte, now time.Time, userID int64) (persistence.User, error) {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return persistence.User{}, err
+	}
+	defer tx.Rollback()
+	u := persistence.User{ID: userID, CreatedAt: fromMicros(micros(now))}
+	err = tx.QueryRowContext(ctx, `DELETE FROM pending_registrations WHERE key_hash = ? AND expires_at > ?
+		RETURNING name, email, password_hash`, keyHash, micros(now)).Scan(&u.Name, &u.Email, &u.PasswordHash)
+	if err != nil {
+		return persistence.User{}, translate(err)
+	}
+	if err := insertUser(ctx, tx, u); err != nil {
+		// A taken name or email will not free itself, so the deletion
+		// commits: the key can never succeed. Any other error rolls back
+		// and keeps the key.
+		if errors.Is(err, persistence.ErrEmailTaken) || errors.Is(err, persistence.ErrNameTaken) {
+			if cerr := tx.Commit(); cerr != nil {
+				return persistence.User{}, cerr
+			}
+		}
+		return persistence.User{}, err
+	}
+	if err := tx.Commit(); err != nil {
+		return persistence.User{}, err
+	}
+	return u, nil
+}
+
+func (s *Store) DeleteExpiredRegistrations(ctx context.Context, now time.Time) (int64, error) {
+	res, err := s.write.ExecContext(ctx, `DELETE FROM pending_registrations WHERE expires_at <= ?`, micros(now))
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func (s *Store) Secret(ctx context.Context, name string, generate func() ([]byte, error)) ([]byte, error) {
+	v, err := s.secret(ctx, name)
+	if !errors.Is(err, persistence.ErrNotFound) {
+		return v, err
+	}
+	g, err := generate()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.write.ExecContext(ctx,
+		`INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`, name, g); err != nil {
+		return nil, err
+	}
+	// A concurrent caller may have inserted first: return what is stored.
+	return s.secret(ctx, name)
+}
+
+func (s *Store) secret(ctx context.Context, name string) ([]byte, error) {
+	var v []byte
+	err := s.read.QueryRowContext(ctx, `SELECT value FROM settings WHERE name = ?`, name).Scan(&v)
+	return v, translate(err)
+}
+
+// inTx runs fn in a transaction on the writer and commits when fn returns nil.
+func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// querier is *sql.DB or *sql.Tx.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// taken answers ErrEmailTaken or ErrNameTaken when a user holds the folded
+// email or name, checking the email first. The unique indexes would catch
+// it too, but which of two violated indexes an engine reports first is its
+// own affair (SQLite checks the newest index first); they remain for races.
+func taken(ctx context.Context, db querier, name, email string) error {
+	var emailTaken, nameTaken bool
+	err := db.QueryRowContext(ctx, `SELECT
+		EXISTS (SELECT 1 FROM users WHERE email_folded = ?),
+		EXISTS (SELECT 1 FROM users WHERE name_folded = ?)`, email, name).Scan(&emailTaken, &nameTaken)
+	switch {
+	case err != nil:
+		return err
+	case emailTaken:
+		return persistence.ErrEmailTaken
+	case nameTaken:
+		return persistence.ErrNameTaken
+	}
+	return nil
+}
+
+func insertUser(ctx context.Context, db querier, u persistence.User) error {
+	name, email := persistence.Fold(u.Name), persistence.Fold(u.Email)
+	if err := taken(ctx, db, name, email); err != nil {
+		return err
+	}
+	_, err := db.ExecContext(ctx, `INSERT INTO users
+		(id, name, name_folded, email, email_folded, password_hash, profile, token_generation, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		u.ID, u.Name, name, u.Email, email, u.PasswordHash, u.Profile, u.TokenGeneration, micros(u.CreatedAt))
+	return translate(err)
+}
+
+// translate maps driver errors to the persistence sentinels and passes any
+// other error (or nil) through.
+func translate(err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return persistence.ErrNotFound
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE {
+		// SQLite names the column, not the index:
+		// "UNIQUE constraint failed: users.email_folded".
+		switch msg := se.Error(); {
+		case strings.Contains(msg, "users.email_folded"):
+			return persistence.ErrEmailTaken
+		case strings.Contains(msg, "users.name_folded"):
+			return persistence.ErrNameTaken
+		}
+	}
+	return err
+}
+
+// micros is t as stored: unix microseconds, the sub-microsecond part
+// truncated, as the PostgreSQL store does, so that both round-trip alike.
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }

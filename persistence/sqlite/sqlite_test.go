@@ -1,0 +1,106 @@
+package sqlite
+
+import (
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/rewind-chat/rewind/persistence"
+	"github.com/rewind-chat/rewind/persistence/storetest"
+	"github.com/stretchr/testify/require"
+)
+
+func open(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), path)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	return s
+}
+
+func TestStore(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) persistence.Store {
+		s := open(t, filepath.Join(t.TempDir(), "rewind.db"))
+		require.NoError(t, s.Migrate(t.Context()))
+		return s
+	})
+}
+
+// TestPragmas guards the durability and concurrency settings that the DSN
+// gives every connection of both pools.
+func TestPragmas(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "rewind.db"))
+	tests := []struct {
+		pragma string
+		write  string
+		read   string
+	}{
+		{"journal_mode", "wal", "wal"},
+		{"synchronous", "2", "2"}, // FULL
+		{"foreign_keys", "1", "1"},
+		{"busy_timeout", "5000", "5000"},
+		{"query_only", "0", "1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.pragma, func(t *testing.T) {
+			var got string
+			require.NoError(t, s.write.QueryRowContext(t.Context(), "PRAGMA "+tt.pragma).Scan(&got))
+			require.Equal(t, tt.write, got, "writer")
+			require.NoError(t, s.read.QueryRowContext(t.Context(), "PRAGMA "+tt.pragma).Scan(&got))
+			require.Equal(t, tt.read, got, "reader")
+		})
+	}
+}
+
+// TestConcurrentMigrate opens the file twice, as two processes would, and
+// migrates both at once: BEGIN IMMEDIATE and busy_timeout serialize them.
+func TestConcurrentMigrate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rewind.db")
+	stores := []*Store{open(t, path), open(t, path), open(t, path)}
+	errs := make([]error, len(stores))
+	var wg sync.WaitGroup
+	for i, s := range stores {
+		wg.Go(func() { errs[i] = s.Migrate(t.Context()) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	var n int
+	require.NoError(t, stores[0].read.QueryRowContext(t.Context(), "SELECT count(*) FROM schema_migrations").Scan(&n))
+	require.Equal(t, 1, n)
+}
+
+// TestUniqueViolation checks the translation of the unique indexes that
+// catch a race past the check in taken.
+func TestUniqueViolation(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "rewind.db"))
+	require.NoError(t, s.Migrate(t.Context()))
+	insert := func(id int64, name, email string) error {
+		_, err := s.write.ExecContext(t.Context(), `INSERT INTO users
+			(id, name, name_folded, email, email_folded, password_hash, created_at) VALUES (?, ?, ?, ?, ?, '', 0)`,
+			id, name, name, email, email)
+		return translate(err)
+	}
+	require.NoError(t, insert(1, "alice", "alice@example.com"))
+	tests := []struct {
+		name string
+		err  error
+		want error
+	}{
+		{"name", insert(2, "alice", "other@example.com"), persistence.ErrNameTaken},
+		{"email", insert(2, "other", "alice@example.com"), persistence.ErrEmailTaken},
+		{"id", insert(1, "other", "other@example.com"), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Error(t, tt.err)
+			if tt.want == nil {
+				require.False(t, errors.Is(tt.err, persistence.ErrNameTaken) || errors.Is(tt.err, persistence.ErrEmailTaken), tt.err)
+				return
+			}
+			require.ErrorIs(t, tt.err, tt.want)
+		})
+	}
+}

@@ -1,0 +1,235 @@
+// Package server assembles a REWIND node: the store, the actor system with
+// its mailer, and the HTTP API on one listener. cmd/rewind runs it; the
+// end-to-end tests start the very same thing on a loopback port.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/bwmarrin/snowflake"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/rs/zerolog"
+
+	"github.com/rewind-chat/rewind/actors/mailer"
+	"github.com/rewind-chat/rewind/auth"
+	"github.com/rewind-chat/rewind/net/httpapi"
+	"github.com/rewind-chat/rewind/persistence"
+)
+
+// Config of a node. DatabaseURL is required; other zero values take the
+// defaults documented on each field.
+type Config struct {
+	// Addr to listen on; default ":8080".
+	Addr string
+	// PublicURL is where clients reach this node (verification links);
+	// default http://localhost plus the port of Addr.
+	PublicURL string
+	// DatabaseURL: postgres://… or sqlite:<path>.
+	DatabaseURL string
+	// TokenSecret signs tokens; empty: one generated once and kept in the store.
+	TokenSecret string
+	// TokenTTL is a token's lifetime; default 30 days.
+	TokenTTL time.Duration
+	// NodeID is this node's snowflake node (0..1023).
+	NodeID int64
+	// Mail configures the verification mailer; no Host logs links instead.
+	Mail mailer.Config
+	// AuthRatePerMinute caps register and login per client IP; default 30,
+	// negative turns it off.
+	AuthRatePerMinute int
+	// Password hashing cost; default auth.OWASPParams.
+	Password auth.PasswordParams
+	// Gateway settings of protocol.md §2, read and checked at start-up so a
+	// bad value stops it; the WebSocket gateway consumes them.
+	Gateway GatewayConfig
+	// Logger; default a disabled logger.
+	Logger *zerolog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// GatewayConfig holds the WebSocket settings of protocol.md §2.
+type GatewayConfig struct {
+	Timezone          *time.Location // REWIND_TIMEZONE, default Asia/Seoul
+	HeartbeatInterval time.Duration  // REWIND_HEARTBEAT_INTERVAL, default 40s
+	HeartbeatGrace    time.Duration  // REWIND_HEARTBEAT_GRACE, default 5s
+	MaxFrame          int            // REWIND_WS_MAX_FRAME, default 16 KiB
+	SendQueue         int            // REWIND_WS_SEND_QUEUE, default 256 frames
+	Rate              float64        // REWIND_WS_RATE, default 10/s, 0 off
+	Burst             int            // REWIND_WS_BURST, default 60
+}
+
+// Server is a running node.
+type Server struct {
+	cfg    Config
+	log    zerolog.Logger
+	store  persistence.Store
+	system *actor.ActorSystem
+	mailer *actor.PID
+	http   *http.Server
+	ln     net.Listener
+	served chan error
+	stop   context.CancelFunc // ends background work (the registration sweeper)
+}
+
+// ErrListen marks a failure to take the listening address (in use, bad).
+var ErrListen = errors.New("listen")
+
+// Start opens the store, listens on cfg.Addr and serves until Shutdown.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	log := zerolog.Nop()
+	if cfg.Logger != nil {
+		log = *cfg.Logger
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = ":8080"
+	}
+	if cfg.TokenTTL == 0 {
+		cfg.TokenTTL = 30 * 24 * time.Hour
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	ids, err := snowflake.NewNode(cfg.NodeID)
+	if err != nil {
+		return nil, fmt.Errorf("snowflake node %d: %w", cfg.NodeID, err)
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: %w", ErrListen, cfg.Addr, err)
+	}
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = fmt.Sprintf("http://localhost:%d", ln.Addr().(*net.TCPAddr).Port)
+	}
+	store, err := OpenStore(ctx, cfg.DatabaseURL)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, store: store, ln: ln, served: make(chan error, 1)}
+	if err := s.start(ctx, ids); err != nil {
+		ln.Close()
+		store.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) start(ctx context.Context, ids *snowflake.Node) error {
+	secret, err := auth.Secret(ctx, s.store, s.cfg.TokenSecret)
+	if err != nil {
+		return err
+	}
+	// protoactor logs through slog; send its warnings and errors to ours.
+	actorLog := s.log.Level(max(s.log.GetLevel(), zerolog.WarnLevel)).With().Str("component", "actor").Logger()
+	s.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return slog.New(zerolog.NewSlogHandler(actorLog))
+	}))
+	reg := prometheus.NewRegistry()
+	mails := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "rewind_mail_attempts_total", Help: "Verification mail delivery attempts by outcome.",
+	}, []string{"outcome"})
+	reg.MustRegister(mails, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	mailCfg := s.cfg.Mail
+	mailCfg.Logger = s.log.With().Str("component", "mailer").Logger()
+	mailCfg.OnOutcome = func(o mailer.Outcome) { mails.WithLabelValues(string(o)).Inc() }
+	if s.mailer, err = mailer.Spawn(s.system.Root, mailCfg); err != nil {
+		return err
+	}
+
+	api, err := httpapi.New(httpapi.Config{
+		Store:             s.store,
+		Tokens:            auth.NewTokens(secret, s.cfg.TokenTTL, s.store, s.cfg.Now),
+		Keys:              auth.NewVerificationKeys(secret),
+		Mailer:            mailQueue{root: s.system.Root, pid: s.mailer},
+		NewID:             func() int64 { return ids.Generate().Int64() },
+		PublicURL:         s.cfg.PublicURL,
+		AuthRatePerMinute: s.cfg.AuthRatePerMinute,
+		Password:          s.cfg.Password,
+		Registry:          reg,
+		Logger:            &s.log,
+		Now:               s.cfg.Now,
+	})
+	if err != nil {
+		return err
+	}
+	s.http = &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(zerolog.NewSlogHandler(s.log), slog.LevelWarn),
+	}
+	bg, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	go s.sweepRegistrations(bg)
+	go func() { s.served <- s.http.Serve(s.ln) }()
+	s.log.Info().Str("addr", s.Addr()).Str("public_url", s.cfg.PublicURL).Msg("serving")
+	return nil
+}
+
+// mailQueue hands verification mails to the mailer actor.
+type mailQueue struct {
+	root *actor.RootContext
+	pid  *actor.PID
+}
+
+func (q mailQueue) SendVerification(to, name, link string) {
+	q.root.Send(q.pid, &mailer.Verification{To: to, Name: name, Link: link})
+}
+
+// Addr is the address the node listens on (useful with port 0).
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Store is the node's store (tests inspect it).
+func (s *Server) Store() persistence.Store { return s.store }
+
+// sweepRegistrations deletes expired pending registrations hourly; expired
+// keys are refused anyway, this only keeps the table small.
+func (s *Server) sweepRegistrations(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		n, err := s.store.DeleteExpiredRegistrations(ctx, s.cfg.Now())
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn().Err(err).Msg("deleting expired registrations failed")
+		} else if n > 0 {
+			s.log.Info().Int64("count", n).Msg("deleted expired registrations")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Shutdown stops accepting, lets in-flight requests finish (until ctx
+// ends), sends the queued mails and closes the store.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.log.Info().Msg("shutting down")
+	err := s.http.Shutdown(ctx)
+	if serveErr := <-s.served; !errors.Is(serveErr, http.ErrServerClosed) {
+		err = errors.Join(err, serveErr)
+	}
+	s.stop()
+	err = errors.Join(err, mailer.Stop(s.system.Root, s.mailer, remaining(ctx, 10*time.Second)))
+	s.system.Shutdown()
+	return errors.Join(err, s.store.Close())
+}
+
+// remaining is the time left before ctx's deadline, or def without one.
+func remaining(ctx context.Context, def time.Duration) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		return max(time.Until(d), 0)
+	}
+	return def
+}
