@@ -28,7 +28,8 @@ func TestPostgresAvailable(t *testing.T) {
 	case err == nil:
 		fmt.Println("PostgreSQL: ran the tests against " + url)
 	case pgtest.Required():
-		t.Fatalf("PostgreSQL at %s unreachable and REWIND_REQUIRE_POSTGRES=1: %v", url, err)
+		fmt.Printf("PostgreSQL: REQUIRED (REWIND_REQUIRE_POSTGRES=1) but %s is unreachable: %v\n", url, err)
+		t.FailNow()
 	default:
 		fmt.Printf("PostgreSQL: SKIPPED (%s unreachable: %v)\n", url, err)
 	}
