@@ -5,7 +5,15 @@ SHELL := bash
 # (and fail instead when REWIND_REQUIRE_POSTGRES=1, as in CI).
 export REWIND_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 
-.PHONY: run build test lint bench
+# Fuzz targets, each with a short budget for `make test`. Budgets are
+# counts, not durations: go1.26's fuzz coordinator can fail a clean run with
+# "context deadline exceeded" when a -fuzztime duration ends (golang/go#75804).
+# `make fuzz FUZZTIME=5m` runs every target longer.
+FUZZ := ./messages:FuzzDecodeRequest:100000x ./messages:FuzzParseDatetime:100000x \
+	./messages:FuzzAppendString:100000x ./net/gateway:FuzzReadMessage:3000x
+FUZZTIME ?=
+
+.PHONY: run build test lint bench fuzz
 
 run: build
 	bin/rewind serve
@@ -21,7 +29,12 @@ test: lint
 	@$(GO) test -count=1 -run '^TestPostgresAvailable$$' -v ./persistence/postgres | grep -E '^(PostgreSQL|FAIL|---)' ; \
 	  exit $${PIPESTATUS[0]}
 	$(GO) test -race -shuffle=on -count=1 -timeout 8m ./...
+	@$(MAKE) --no-print-directory fuzz
 
-# Benchmarks: the Go micro-benchmarks, with allocations.
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+fuzz:
+	@for f in $(FUZZ); do \
+	  pkg=$${f%%:*}; rest=$${f#*:}; name=$${rest%%:*}; budget=$(if $(FUZZTIME),$(FUZZTIME),$${rest#*:}); \
+	  echo "fuzz $$name ($$budget)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $$budget $$pkg > /tmp/rewind-fuzz.log 2>&1 \
+	    || { cat /tmp/rewind-fuzz.log; exit 1; }; \
+	done

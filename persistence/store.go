@@ -6,6 +6,7 @@ package persistence
 import (
 	"context"
 	"errors"
+	"math"
 	"time"
 )
 
@@ -83,4 +84,142 @@ type Store interface {
 	// value (non-empty) first when there is none. Concurrent callers get
 	// one value.
 	Secret(ctx context.Context, name string, generate func() ([]byte, error)) ([]byte, error)
+
+	ChatStore
+}
+
+// ErrAlreadyFriends: a friend request to someone who is a friend already.
+var ErrAlreadyFriends = errors.New("persistence: already friends")
+
+// Message is one direct message. A deleted message keeps its row (with
+// empty Content and DeletedAt set) and leaves history.
+type Message struct {
+	ID        int64
+	RoomID    int64
+	AuthorID  int64
+	Content   string
+	Nonce     string // the author's idempotency key for the send; "" for none
+	CreatedAt time.Time
+	EditedAt  *time.Time
+	DeletedAt *time.Time
+}
+
+// MessageOpKind is what a MessageOp does.
+type MessageOpKind uint8
+
+const (
+	// OpSend inserts Message (ID, RoomID, AuthorID, Content, Nonce,
+	// CreatedAt set by the caller).
+	OpSend MessageOpKind = iota + 1
+	// OpEdit sets Content and EditedAt of message Message.ID in room
+	// Message.RoomID; an empty Content deletes it (DeletedAt = EditedAt).
+	OpEdit
+)
+
+// MessageOp is one write of WriteMessages.
+type MessageOp struct {
+	Kind    MessageOpKind
+	Message Message
+}
+
+// MessageResult is what one MessageOp did.
+type MessageResult struct {
+	// Message is the row as stored: after the op for an edit; the inserted
+	// row for a send; when Duplicate, the earlier row with the same author
+	// and nonce as it is at the end of the batch (with the batch's edits).
+	Message Message
+	// Duplicate: the send's author already had a message with this nonce;
+	// nothing was inserted.
+	Duplicate bool
+	// Err is ErrNotFound for an edit of a message that is not in that room
+	// or is deleted; the other ops still apply.
+	Err error
+}
+
+// Cursor is a position in a room's history: messages strictly older than
+// (Time, ID) in (created_at, id) order. ID 0 means "older than Time".
+type Cursor struct {
+	Time time.Time
+	ID   int64
+}
+
+// Bound returns c as the exclusive upper bound of (created_at, id) that
+// stores compare with, their times being whole microseconds: a Time between
+// two microseconds is rounded up, and then, as for ID 0, the id is the
+// smallest there is, which makes the bound "created_at < Time".
+func (c Cursor) Bound() (time.Time, int64) {
+	t := c.Time.Truncate(time.Microsecond)
+	switch {
+	case !t.Equal(c.Time):
+		return t.Add(time.Microsecond), math.MinInt64
+	case c.ID == 0:
+		return t, math.MinInt64
+	}
+	return t, c.ID
+}
+
+// FriendResult is what RequestFriend did.
+type FriendResult uint8
+
+const (
+	// FriendRequested: the request is stored.
+	FriendRequested FriendResult = iota + 1
+	// FriendRequestRepeated: the same request was pending; nothing changed.
+	FriendRequestRepeated
+	// FriendAccepted: the other user had asked first; they are friends now.
+	FriendAccepted
+)
+
+// ChatStore is the part of Store behind the WebSocket gateway: DM rooms,
+// messages, friends and profiles.
+type ChatStore interface {
+	// EnsureDMRoom returns the id of the DM room of users a and b (either
+	// order), creating it with id newID when there is none; concurrent
+	// callers get one id. ErrNotFound when a or b is not a user; a == b is
+	// an error.
+	EnsureDMRoom(ctx context.Context, a, b, newID int64) (int64, error)
+	// FindDMRoom returns the id of the DM room of a and b; ErrNotFound
+	// when there is none.
+	FindDMRoom(ctx context.Context, a, b int64) (int64, error)
+	// WriteMessages applies ops in order in one transaction: on error
+	// nothing is applied; otherwise there is one result per op. A send to a
+	// room or by an author that does not exist fails the batch with
+	// ErrNotFound; so do, with other errors, an op of unknown Kind, an edit
+	// without EditedAt and a send whose ID is taken.
+	WriteMessages(ctx context.Context, ops []MessageOp) ([]MessageResult, error)
+	// MessageByID returns message id of room roomID, deleted or not;
+	// ErrNotFound when it is not in that room.
+	MessageByID(ctx context.Context, roomID, id int64) (Message, error)
+	// History returns up to limit (> 0) messages of roomID that are older
+	// than before and not deleted, newest first.
+	History(ctx context.Context, roomID int64, before Cursor, limit int) ([]Message, error)
+
+	// FriendLists returns the users who asked userID to be friends, the
+	// users userID asked, and userID's friends, each oldest first (by the
+	// request's or friendship's time, then by user id).
+	FriendLists(ctx context.Context, userID int64) (incoming, outgoing, friends []User, err error)
+	// Friends returns userID's friends, oldest friendship first, then by
+	// user id.
+	Friends(ctx context.Context, userID int64) ([]User, error)
+	// AreFriends reports whether a and b are friends.
+	AreFriends(ctx context.Context, a, b int64) (bool, error)
+	// RequestFriend records that from asks to to be friends, in one
+	// transaction that locks both users: if to had asked from already,
+	// that request is removed and they become friends (FriendAccepted).
+	// ErrAlreadyFriends when they are friends; ErrNotFound when either is
+	// not a user; from == to is an error.
+	RequestFriend(ctx context.Context, from, to int64, now time.Time) (FriendResult, error)
+	// AcceptFriend makes me and from friends, removing from's request to
+	// me, under the same locks as RequestFriend; ErrNotFound when from has
+	// not asked me.
+	AcceptFriend(ctx context.Context, me, from int64, now time.Time) error
+	// RemoveFriendRequest removes other's request to me, or else my request
+	// to other; ErrNotFound when there is neither.
+	RemoveFriendRequest(ctx context.Context, me, other int64) error
+	// DeleteFriend ends the friendship of a and b (both rows); ErrNotFound
+	// when they are not friends.
+	DeleteFriend(ctx context.Context, a, b int64) error
+	// SetProfile sets userID's profile URL (nil clears it) and returns the
+	// user; ErrNotFound when there is no such user.
+	SetProfile(ctx context.Context, userID int64, profile *string) (User, error)
 }

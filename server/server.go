@@ -18,8 +18,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 
+	"github.com/rewind-chat/rewind/actors/directory"
 	"github.com/rewind-chat/rewind/actors/mailer"
+	"github.com/rewind-chat/rewind/actors/room"
+	"github.com/rewind-chat/rewind/actors/session"
+	"github.com/rewind-chat/rewind/actors/user"
+	"github.com/rewind-chat/rewind/actors/writer"
 	"github.com/rewind-chat/rewind/auth"
+	"github.com/rewind-chat/rewind/messages"
+	"github.com/rewind-chat/rewind/net/gateway"
 	"github.com/rewind-chat/rewind/net/httpapi"
 	"github.com/rewind-chat/rewind/persistence"
 )
@@ -47,8 +54,7 @@ type Config struct {
 	AuthRatePerMinute int
 	// Password hashing cost; default auth.OWASPParams.
 	Password auth.PasswordParams
-	// Gateway settings of protocol.md §2, read and checked at start-up so a
-	// bad value stops it; the WebSocket gateway consumes them.
+	// Gateway settings of protocol.md §2; zero values take their defaults.
 	Gateway GatewayConfig
 	// Logger; default a disabled logger.
 	Logger *zerolog.Logger
@@ -63,8 +69,42 @@ type GatewayConfig struct {
 	HeartbeatGrace    time.Duration  // REWIND_HEARTBEAT_GRACE, default 5s
 	MaxFrame          int            // REWIND_WS_MAX_FRAME, default 16 KiB
 	SendQueue         int            // REWIND_WS_SEND_QUEUE, default 256 frames
-	Rate              float64        // REWIND_WS_RATE, default 10/s, 0 off
+	Rate              float64        // REWIND_WS_RATE, default 10/s, negative off
 	Burst             int            // REWIND_WS_BURST, default 60
+	// RoomIdle is how long a DM room actor lives without traffic; default 2m.
+	RoomIdle time.Duration
+}
+
+// withDefaults resolves the zero values of g.
+func (g GatewayConfig) withDefaults() GatewayConfig {
+	if g.Timezone == nil {
+		g.Timezone, _ = time.LoadLocation("Asia/Seoul")
+	}
+	if g.HeartbeatInterval == 0 {
+		g.HeartbeatInterval = 40 * time.Second
+	}
+	if g.HeartbeatGrace == 0 {
+		g.HeartbeatGrace = 5 * time.Second
+	}
+	if g.MaxFrame == 0 {
+		g.MaxFrame = 16 << 10
+	}
+	if g.SendQueue == 0 {
+		g.SendQueue = 256
+	}
+	switch {
+	case g.Rate == 0:
+		g.Rate = 10
+	case g.Rate < 0:
+		g.Rate = 0
+	}
+	if g.Burst == 0 {
+		g.Burst = 60
+	}
+	if g.RoomIdle == 0 {
+		g.RoomIdle = 2 * time.Minute
+	}
+	return g
 }
 
 // Server is a running node.
@@ -74,6 +114,8 @@ type Server struct {
 	store  persistence.Store
 	system *actor.ActorSystem
 	mailer *actor.PID
+	writer *actor.PID
+	ws     *gateway.Handler
 	http   *http.Server
 	ln     net.Listener
 	served chan error
@@ -146,9 +188,11 @@ func (s *Server) start(ctx context.Context, ids *snowflake.Node) error {
 		return err
 	}
 
+	tokens := auth.NewTokens(secret, s.cfg.TokenTTL, s.store, s.cfg.Now)
+	dir := s.startActors(reg, tokens, ids)
 	api, err := httpapi.New(httpapi.Config{
 		Store:             s.store,
-		Tokens:            auth.NewTokens(secret, s.cfg.TokenTTL, s.store, s.cfg.Now),
+		Tokens:            tokens,
 		Keys:              auth.NewVerificationKeys(secret),
 		Mailer:            mailQueue{root: s.system.Root, pid: s.mailer},
 		NewID:             func() int64 { return ids.Generate().Int64() },
@@ -158,12 +202,18 @@ func (s *Server) start(ctx context.Context, ids *snowflake.Node) error {
 		Registry:          reg,
 		Logger:            &s.log,
 		Now:               s.cfg.Now,
+		OnLogout:          func(userID int64) { dir.SendToUser(userID, &messages.Logout{}) },
 	})
 	if err != nil {
 		return err
 	}
+	// The gateway takes the raw ResponseWriter (it hijacks the connection),
+	// so it sits beside the API rather than behind its middleware.
+	mux := http.NewServeMux()
+	mux.Handle("/ws", s.ws)
+	mux.Handle("/", api)
 	s.http = &http.Server{
-		Handler:           api,
+		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(zerolog.NewSlogHandler(s.log), slog.LevelWarn),
@@ -174,6 +224,49 @@ func (s *Server) start(ctx context.Context, ids *snowflake.Node) error {
 	go func() { s.served <- s.http.Serve(s.ln) }()
 	s.log.Info().Str("addr", s.Addr()).Str("public_url", s.cfg.PublicURL).Msg("serving")
 	return nil
+}
+
+// startActors spawns the writer and the gateway, and returns the
+// directory through which sessions, users and rooms find each other.
+func (s *Server) startActors(reg prometheus.Registerer, tokens *auth.Tokens, ids *snowflake.Node) *directory.Directory {
+	g := s.cfg.Gateway.withDefaults()
+	root := s.system.Root
+	batches := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "rewind_write_batch_size", Help: "Chat writes per group-commit transaction.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+	})
+	reg.MustRegister(batches)
+	s.writer = root.Spawn(actor.PropsFromProducer(func() actor.Actor {
+		return writer.New(writer.Config{Store: s.store, Batches: batches})
+	}))
+	newID := func() int64 { return ids.Generate().Int64() }
+	log := s.log.With().Str("component", "gateway").Logger()
+	var dir *directory.Directory
+	userDeps := &user.Deps{Store: s.store, Now: s.cfg.Now, Timeout: 10 * time.Second, Log: log}
+	roomDeps := &room.Deps{
+		Store: s.store, NewID: newID, Location: g.Timezone, Now: s.cfg.Now,
+		Idle: g.RoomIdle, Timeout: 10 * time.Second, Log: log,
+	}
+	dir = directory.New(root, directory.Config{
+		User:    func(id int64) actor.Producer { return func() actor.Actor { return user.New(id, userDeps) } },
+		Room:    func(k messages.RoomKey) actor.Producer { return func() actor.Actor { return room.New(k, roomDeps) } },
+		Writers: []*actor.PID{s.writer},
+	})
+	userDeps.Directory, roomDeps.Directory = dir, dir
+	sessionDeps := &session.Deps{
+		Config: session.Config{
+			HeartbeatInterval: g.HeartbeatInterval, HeartbeatGrace: g.HeartbeatGrace,
+			Rate: g.Rate, Burst: g.Burst, Location: g.Timezone,
+			RequestTimeout: 30 * time.Second, StoreTimeout: 10 * time.Second,
+		},
+		Store: s.store, Tokens: tokens, Directory: dir, Log: log,
+	}
+	s.ws = gateway.New(gateway.Config{
+		MaxFrame: g.MaxFrame, SendQueue: g.SendQueue, Logger: log, Registerer: reg,
+	}, func(c *gateway.Conn, version int) gateway.Peer {
+		return session.Start(root, c, version, sessionDeps)
+	})
+	return dir
 }
 
 // mailQueue hands verification mails to the mailer actor.
@@ -213,12 +306,17 @@ func (s *Server) sweepRegistrations(ctx context.Context) {
 }
 
 // Shutdown stops accepting, lets in-flight requests finish (until ctx
-// ends), sends the queued mails and closes the store.
+// ends), closes every WebSocket session with 1001, lets the writer commit
+// what it was handed, sends the queued mails and closes the store.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.log.Info().Msg("shutting down")
 	err := s.http.Shutdown(ctx)
 	if serveErr := <-s.served; !errors.Is(serveErr, http.ErrServerClosed) {
 		err = errors.Join(err, serveErr)
+	}
+	err = errors.Join(err, s.ws.Shutdown(ctx))
+	if _, derr := s.system.Root.RequestFuture(s.writer, &writer.Drain{}, remaining(ctx, 10*time.Second)).Result(); derr != nil {
+		err = errors.Join(err, fmt.Errorf("writer drain: %w", derr))
 	}
 	s.stop()
 	err = errors.Join(err, mailer.Stop(s.system.Root, s.mailer, remaining(ctx, 10*time.Second)))

@@ -182,6 +182,9 @@ func serveConfig(s *settings) (server.Config, error) {
 	if err != nil {
 		check(s.invalid("REWIND_WS_RATE", err))
 	}
+	if g.Rate == 0 {
+		g.Rate = -1 // off; zero in the server's Config means the default
+	}
 	n, err = s.integer("REWIND_WS_BURST", 1, 1<<20)
 	check(err)
 	g.Burst = int(n)

@@ -50,6 +50,9 @@ type Config struct {
 	Logger *zerolog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// OnLogout runs after a logout revoked userID's tokens, to close the
+	// user's open sessions; optional.
+	OnLogout func(userID int64)
 }
 
 // API is the HTTP handler of protocol.md §1.

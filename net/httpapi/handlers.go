@@ -148,6 +148,9 @@ func (a *API) handleLogout(w http.ResponseWriter, r *http.Request) {
 		a.unexpected(w, r, err)
 		return
 	}
+	if a.cfg.OnLogout != nil {
+		a.cfg.OnLogout(u.ID)
+	}
 	writeInfo(w, http.StatusOK, msgLoggedOut)
 }
 

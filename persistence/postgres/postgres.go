@@ -114,11 +114,15 @@ func (s *Store) UserByName(ctx context.Context, name string) (persistence.User, 
 	return s.user(ctx, `SELECT `+userColumns+` FROM users WHERE name_folded = $1`, persistence.Fold(name))
 }
 
-func (s *Store) user(ctx context.Context, query string, arg any) (persistence.User, error) {
+func (s *Store) user(ctx context.Context, query string, args ...any) (persistence.User, error) {
+	return scanUser(s.pool.QueryRow(ctx, query, args...))
+}
+
+// scanUser scans userColumns, then extra.
+func scanUser(row pgx.Row, extra ...any) (persistence.User, error) {
 	var u persistence.User
-	err := s.pool.QueryRow(ctx, query, arg).
-		Scan(&u.ID, &u.Name, &u.Email, &u.PasswordHash, &u.Profile, &u.TokenGeneration, &u.CreatedAt)
-	if err != nil {
+	dest := append([]any{&u.ID, &u.Name, &u.Email, &u.PasswordHash, &u.Profile, &u.TokenGeneration, &u.CreatedAt}, extra...)
+	if err := row.Scan(dest...); err != nil {
 		return persistence.User{}, translate(err)
 	}
 	u.CreatedAt = u.CreatedAt.UTC()
@@ -264,17 +268,27 @@ func insertUser(ctx context.Context, db querier, u persistence.User) error {
 	return translate(err)
 }
 
-const uniqueViolation = "23505"
+const (
+	uniqueViolation     = "23505"
+	foreignKeyViolation = "23503"
+)
 
 // translate maps driver errors to the persistence sentinels and passes any
 // other error (or nil) through. Unique violations are told apart by the
-// index names of migrations/0001_init.sql.
+// index names of migrations/0001_init.sql. A foreign key violation means
+// that a row referred to does not exist.
 func translate(err error) error {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return persistence.ErrNotFound
 	}
 	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == uniqueViolation {
+	if !errors.As(err, &pe) {
+		return err
+	}
+	switch pe.Code {
+	case foreignKeyViolation:
+		return fmt.Errorf("%w: %w", persistence.ErrNotFound, err)
+	case uniqueViolation:
 		switch pe.ConstraintName {
 		case "users_email_folded_key":
 			return persistence.ErrEmailTaken

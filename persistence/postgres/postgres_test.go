@@ -3,16 +3,19 @@ package postgres
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/rewind-chat/rewind/persistence"
 	"github.com/rewind-chat/rewind/persistence/postgres/pgtest"
 	"github.com/rewind-chat/rewind/persistence/storetest"
 	"github.com/stretchr/testify/require"
 )
 
-func open(t *testing.T, url string) *Store {
+func open(t testing.TB, url string) *Store {
 	t.Helper()
 	s, err := Open(t.Context(), url)
 	require.NoError(t, err)
@@ -41,6 +44,34 @@ func TestStore(t *testing.T) {
 		require.NoError(t, s.Migrate(t.Context()))
 		return s
 	})
+}
+
+// BenchmarkWriteMessages skips when PostgreSQL is unreachable.
+func BenchmarkWriteMessages(b *testing.B) {
+	s := open(b, pgtest.NewSchemaURL(b))
+	require.NoError(b, s.Migrate(b.Context()))
+	storetest.BenchWriteMessages(b, s)
+}
+
+// TestHistoryPlan guards that History scans messages_room_created_idx from
+// the cursor on, without sorting: a page costs its size, not the room's.
+// The other plans are disabled, since any plan is cheap on an empty table.
+func TestHistoryPlan(t *testing.T) {
+	s := open(t, pgtest.NewSchemaURL(t))
+	require.NoError(t, s.Migrate(t.Context()))
+	tx, err := s.pool.Begin(t.Context())
+	require.NoError(t, err)
+	defer tx.Rollback(t.Context())
+	_, err = tx.Exec(t.Context(), "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
+	require.NoError(t, err)
+	rows, err := tx.Query(t.Context(), "EXPLAIN "+historyQuery, 1, time.Now(), 2, 50)
+	require.NoError(t, err)
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	plan := strings.Join(lines, "\n")
+	require.Contains(t, plan, "Index Scan using messages_room_created_idx on messages")
+	require.Regexp(t, `Index Cond: .*ROW\(created_at, id\) < ROW\(`, plan)
+	require.NotContains(t, plan, "Sort")
 }
 
 // TestConcurrentMigrate migrates one schema from several pools at once, as

@@ -150,11 +150,15 @@ func (s *Store) UserByName(ctx context.Context, name string) (persistence.User, 
 }
 
 func (s *Store) user(ctx context.Context, query string, arg any) (persistence.User, error) {
+	return scanUser(s.read.QueryRowContext(ctx, query, arg))
+}
+
+// scanUser scans userColumns, then extra.
+func scanUser(row scanner, extra ...any) (persistence.User, error) {
 	var u persistence.User
 	var created int64
-	err := s.read.QueryRowContext(ctx, query, arg).
-		Scan(&u.ID, &u.Name, &u.Email, &u.PasswordHash, &u.Profile, &u.TokenGeneration, &created)
-	if err != nil {
+	dest := append([]any{&u.ID, &u.Name, &u.Email, &u.PasswordHash, &u.Profile, &u.TokenGeneration, &created}, extra...)
+	if err := row.Scan(dest...); err != nil {
 		return persistence.User{}, translate(err)
 	}
 	u.CreatedAt = fromMicros(created)
@@ -220,11 +224,7 @@ func (s *Store) VerifyRegistration(ctx context.Context, keyHash []byte, now time
 }
 
 func (s *Store) DeleteExpiredRegistrations(ctx context.Context, now time.Time) (int64, error) {
-	res, err := s.write.ExecContext(ctx, `DELETE FROM pending_registrations WHERE expires_at <= ?`, micros(now))
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
+	return changed(s.write.ExecContext(ctx, `DELETE FROM pending_registrations WHERE expires_at <= ?`, micros(now)))
 }
 
 func (s *Store) Secret(ctx context.Context, name string, generate func() ([]byte, error)) ([]byte, error) {
@@ -302,13 +302,20 @@ func insertUser(ctx context.Context, db querier, u persistence.User) error {
 }
 
 // translate maps driver errors to the persistence sentinels and passes any
-// other error (or nil) through.
+// other error (or nil) through. A foreign key violation means that a row
+// referred to does not exist.
 func translate(err error) error {
 	if errors.Is(err, sql.ErrNoRows) {
 		return persistence.ErrNotFound
 	}
 	var se *sqlite.Error
-	if errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE {
+	if !errors.As(err, &se) {
+		return err
+	}
+	switch se.Code() {
+	case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+		return fmt.Errorf("%w: %w", persistence.ErrNotFound, err)
+	case sqlite3.SQLITE_CONSTRAINT_UNIQUE:
 		// SQLite names the column, not the index:
 		// "UNIQUE constraint failed: users.email_folded".
 		switch msg := se.Error(); {

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func open(t *testing.T, path string) *Store {
+func open(t testing.TB, path string) *Store {
 	t.Helper()
 	s, err := Open(t.Context(), path)
 	require.NoError(t, err)
@@ -25,6 +25,33 @@ func TestStore(t *testing.T) {
 		require.NoError(t, s.Migrate(t.Context()))
 		return s
 	})
+}
+
+func BenchmarkWriteMessages(b *testing.B) {
+	s := open(b, filepath.Join(b.TempDir(), "rewind.db"))
+	require.NoError(b, s.Migrate(b.Context()))
+	storetest.BenchWriteMessages(b, s)
+}
+
+// TestHistoryPlan guards that History reads one range of
+// messages_room_created_idx in order, without sorting: a page costs its
+// size, not the room's.
+func TestHistoryPlan(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "rewind.db"))
+	require.NoError(t, s.Migrate(t.Context()))
+	rows, err := s.read.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+historyQuery, 1, 2, 3, 4)
+	require.NoError(t, err)
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		require.NoError(t, rows.Scan(&id, &parent, &unused, &detail))
+		plan = append(plan, detail)
+	}
+	require.NoError(t, rows.Err())
+	require.Len(t, plan, 1, plan)
+	require.Contains(t, plan[0], "SEARCH messages USING INDEX messages_room_created_idx (room_id=? AND created_at<?)")
 }
 
 // TestPragmas guards the durability and concurrency settings that the DSN

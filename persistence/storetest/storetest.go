@@ -39,7 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) persistence.Store) {
 		{"Secret", testSecret},
 		{"SecretConcurrent", testSecretConcurrent},
 	}
-	for _, tt := range tests {
+	for _, tt := range append(tests, chatTests...) {
 		t.Run(tt.name, func(t *testing.T) { tt.test(t, open) })
 	}
 }

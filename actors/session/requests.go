@@ -1,0 +1,360 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/url"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/rewind-chat/rewind/auth"
+	"github.com/rewind-chat/rewind/messages"
+	"github.com/rewind-chat/rewind/persistence"
+)
+
+// Request rules of protocol.md §2.
+const (
+	maxContent    = 4000 // characters
+	defaultCount  = 50
+	maxCount      = 100
+	maxProfileURL = 512
+)
+
+// The request errors of protocol.md §2 that only sessions answer.
+var (
+	errNoToken     = &messages.Error{Code: 4000, Reason: "Token not provided."}
+	errNoContent   = &messages.Error{Code: 4000, Reason: "content is not provided."}
+	errLongContent = &messages.Error{Code: 4000, Reason: "content is too long."}
+	errNoChatID    = &messages.Error{Code: 4000, Reason: "chat_id is not provided."}
+	errNoMessageID = &messages.Error{Code: 4000, Reason: "id is not provided."}
+	errChatType    = &messages.Error{Code: 4000, Reason: "Unknown chat type."}
+	errLoadType    = &messages.Error{Code: 4000, Reason: "Unknown load type."}
+	errNoLoadID    = &messages.Error{Code: 4000, Reason: "load_id is not provided."}
+	errDatetime    = &messages.Error{Code: 4000, Reason: "Invalid datetime."}
+	errCount       = &messages.Error{Code: 4000, Reason: "Invalid count."}
+	errBefore      = &messages.Error{Code: 4000, Reason: "Invalid before."}
+	errDMNotOpened = &messages.Error{Code: 4004, Reason: "provided DM is not opened."}
+	errNoMessage   = &messages.Error{Code: 4004, Reason: "Message not exist."}
+	errNoName      = &messages.Error{Code: 4000, Reason: "name is not provided."}
+	errFriendType  = &messages.Error{Code: 4000, Reason: "Unknown mutual_users type."}
+	errNoUserKey   = &messages.Error{Code: 4000, Reason: "id or name is not provided."}
+	errProfile     = &messages.Error{Code: 4000, Reason: "profile must be an http or https URL of at most 512 bytes."}
+)
+
+// handle answers one request, or routes it to the actor that owns its
+// state (then the session waits for that actor's Reply).
+func (a *Actor) handle(ctx actor.Context, req messages.Request) *messages.Error {
+	switch req.Type {
+	case "heartbeat":
+		payload := []byte(req.Payload)
+		if payload == nil {
+			payload = []byte("null")
+		}
+		a.send(messages.AppendFrame(nil, "heartbeat", payload, req.Nonce))
+		return nil
+	case "auth":
+		return a.auth(req)
+	case "chat", "load", "mutual_users", "user":
+	default:
+		return messages.ErrUnknownType
+	}
+	if !a.authed {
+		return messages.ErrAuthRequired
+	}
+	switch req.Type {
+	case "chat":
+		return a.chat(req)
+	case "load":
+		return a.load(req)
+	case "mutual_users":
+		return a.friendOp(req)
+	default:
+		return a.userRequest(req)
+	}
+}
+
+func (a *Actor) storeCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), a.deps.StoreTimeout)
+}
+
+func (a *Actor) unavailable(err error) *messages.Error {
+	a.deps.Log.Warn().Err(err).Int64("user", a.user.ID).Msg("session: store failed")
+	return messages.ErrUnavailable
+}
+
+// payload decodes a request's payload object into v; a payload that is not
+// an object leaves v as it is.
+func payload(req messages.Request, v any) {
+	if len(req.Payload) > 0 && req.Payload[0] == '{' {
+		_ = json.Unmarshal(req.Payload, v)
+	}
+}
+
+func (a *Actor) auth(req messages.Request) *messages.Error {
+	if !a.beaten {
+		a.send(messages.ErrorFrame(messages.ErrFirstBeat, req.Nonce))
+		a.close(CloseHeartbeat, reasonHeartbeat)
+		return nil
+	}
+	var p struct {
+		Auth string `json:"auth"`
+	}
+	payload(req, &p)
+	if p.Auth == "" {
+		return errNoToken
+	}
+	c, cancel := a.storeCtx()
+	defer cancel()
+	u, err := a.deps.Tokens.Resolve(c, p.Auth)
+	var te *auth.TokenError
+	switch {
+	case errors.As(err, &te):
+		return &messages.Error{Code: 4000, Reason: te.Reason}
+	case err != nil:
+		return a.unavailable(err)
+	case a.authed && u.ID != a.user.ID:
+		return messages.ErrAlreadyAuthed
+	}
+	incoming, outgoing, friends, err := a.deps.Store.FriendLists(c, u.ID)
+	if err != nil {
+		return a.unavailable(err)
+	}
+	if !a.authed {
+		a.authed = true
+		a.deps.Directory.Attach(u.ID, a.self)
+	}
+	a.user = u
+	a.send(messages.Frame("auth", authPayload(a.version, u, incoming, outgoing, friends), req.Nonce))
+	return nil
+}
+
+// authPayload is the auth answer: in version 1 the three lists are JSON
+// text inside strings, as the mobile client decodes them.
+func authPayload(version int, u persistence.User, incoming, outgoing, friends []persistence.User) any {
+	lists := [3]any{messages.UsersOf(incoming), messages.UsersOf(outgoing), messages.UsersOf(friends)}
+	if version == 1 {
+		for i, l := range lists {
+			b, _ := json.Marshal(l)
+			lists[i] = string(b)
+		}
+	}
+	return struct {
+		Self     messages.User `json:"self_user"`
+		Incoming any           `json:"mutual_requests"`
+		Outgoing any           `json:"sent_requests"`
+		Friends  any           `json:"mutual_users"`
+	}{messages.UserOf(u), lists[0], lists[1], lists[2]}
+}
+
+func (a *Actor) chat(req messages.Request) *messages.Error {
+	var p struct {
+		Type    string          `json:"type"`
+		ChatID  json.RawMessage `json:"chat_id"`
+		ID      json.RawMessage `json:"id"`
+		Content *string         `json:"content"`
+	}
+	payload(req, &p)
+	if p.Type != "send" && p.Type != "edit" {
+		return errChatType
+	}
+	chatID, ok := messages.ParseID(p.ChatID)
+	if !ok {
+		return errNoChatID
+	}
+	w := &messages.ChatWrite{ChatID: chatID, Author: a.user.ID, Nonce: req.Nonce, Session: a.self}
+	if p.Type == "edit" {
+		if w.MessageID, ok = messages.ParseID(p.ID); !ok {
+			return errNoMessageID
+		}
+	}
+	switch {
+	case p.Content == nil || *p.Content == "" && p.Type == "send":
+		return errNoContent
+	case utf8.RuneCountInString(*p.Content) > maxContent:
+		return errLongContent
+	}
+	w.Content = *p.Content
+	other := chatID ^ a.user.ID
+	if other <= 0 || other == a.user.ID {
+		return messages.ErrUserNotExist
+	}
+	w.Room = messages.DMKey(a.user.ID, other)
+	w.Seq = a.await(req.Nonce)
+	a.deps.Directory.SendToRoom(w.Room, w)
+	return nil
+}
+
+func (a *Actor) load(req messages.Request) *messages.Error {
+	var p struct {
+		Type     string          `json:"type"`
+		LoadID   json.RawMessage `json:"load_id"`
+		Datetime *string         `json:"datetime"`
+		Before   json.RawMessage `json:"before"`
+		Count    json.RawMessage `json:"count"`
+	}
+	payload(req, &p)
+	c, cancel := a.storeCtx()
+	defer cancel()
+	switch p.Type {
+	case "mutual_users":
+		friends, err := a.deps.Store.Friends(c, a.user.ID)
+		if err != nil {
+			return a.unavailable(err)
+		}
+		a.send(messages.Frame("mutual_users", messages.UsersOf(friends), req.Nonce))
+		return nil
+	case "chat":
+	default:
+		return errLoadType
+	}
+	chatID, ok := messages.ParseID(p.LoadID)
+	if !ok {
+		return errNoLoadID
+	}
+	count := defaultCount
+	if len(p.Count) > 0 && string(p.Count) != "null" {
+		n, err := strconv.Atoi(string(p.Count))
+		if err != nil || n <= 0 {
+			return errCount
+		}
+		count = min(n, maxCount)
+	}
+	cursor := persistence.Cursor{Time: time.Now()}
+	var before int64
+	if len(p.Before) > 0 && string(p.Before) != "null" {
+		if before, ok = messages.ParseID(p.Before); !ok {
+			return errBefore
+		}
+	} else if p.Datetime != nil && *p.Datetime != "" {
+		t, err := messages.ParseDatetime(*p.Datetime, a.deps.Location)
+		if err != nil {
+			return errDatetime
+		}
+		cursor.Time = t
+	}
+	other := chatID ^ a.user.ID
+	if other <= 0 || other == a.user.ID {
+		return errDMNotOpened
+	}
+	if _, err := a.deps.Store.UserByID(c, other); errors.Is(err, persistence.ErrNotFound) {
+		return errDMNotOpened
+	} else if err != nil {
+		return a.unavailable(err)
+	}
+	var history []persistence.Message
+	roomID, err := a.deps.Store.FindDMRoom(c, a.user.ID, other)
+	switch {
+	case errors.Is(err, persistence.ErrNotFound):
+		if before != 0 {
+			return errNoMessage
+		}
+	case err != nil:
+		return a.unavailable(err)
+	default:
+		if before != 0 {
+			m, err := a.deps.Store.MessageByID(c, roomID, before)
+			if errors.Is(err, persistence.ErrNotFound) {
+				return errNoMessage
+			} else if err != nil {
+				return a.unavailable(err)
+			}
+			cursor = persistence.Cursor{Time: m.CreatedAt, ID: m.ID}
+		}
+		if history, err = a.deps.Store.History(c, roomID, cursor, count); err != nil {
+			return a.unavailable(err)
+		}
+	}
+	for i := len(history) - 1; i >= 0; i-- {
+		m := &history[i]
+		a.send(messages.AppendChat(nil, "load", &messages.Chat{
+			ID: m.ID, AuthorID: m.AuthorID, ChatID: chatID, Content: m.Content,
+			CreatedAt: m.CreatedAt, EditedAt: m.EditedAt,
+		}, a.deps.Location, req.Nonce))
+	}
+	a.send(messages.Frame("load", struct {
+		Type   string `json:"type"`
+		LoadID string `json:"load_id"`
+		Count  int    `json:"count"`
+	}{"chat", strconv.FormatInt(chatID, 10), len(history)}, req.Nonce))
+	return nil
+}
+
+func (a *Actor) friendOp(req messages.Request) *messages.Error {
+	var p struct {
+		Type string `json:"type"`
+		Name string `json:"name"`
+	}
+	payload(req, &p)
+	switch {
+	case p.Name == "":
+		return errNoName
+	case p.Type != "request" && p.Type != "response" && p.Type != "remove" && p.Type != "delete":
+		return errFriendType
+	}
+	op := &messages.FriendOp{Kind: p.Type, TargetName: p.Name, Session: a.self, Nonce: req.Nonce}
+	op.Seq = a.await(req.Nonce)
+	return a.toUser(op)
+}
+
+func (a *Actor) userRequest(req messages.Request) *messages.Error {
+	var p map[string]json.RawMessage
+	payload(req, &p)
+	if raw, ok := p["profile"]; ok {
+		var profile *string
+		if json.Unmarshal(raw, &profile) != nil || profile != nil && !validProfile(*profile) {
+			return errProfile
+		}
+		m := &messages.SetProfile{Profile: profile, Session: a.self, Nonce: req.Nonce}
+		m.Seq = a.await(req.Nonce)
+		return a.toUser(m)
+	}
+	c, cancel := a.storeCtx()
+	defer cancel()
+	var u persistence.User
+	var err error
+	if raw, ok := p["id"]; ok {
+		id, valid := messages.ParseID(raw)
+		if !valid {
+			return messages.ErrUserNotExist
+		}
+		u, err = a.deps.Store.UserByID(c, id)
+	} else if raw, ok := p["name"]; ok {
+		var name string
+		if json.Unmarshal(raw, &name) != nil || name == "" {
+			return errNoUserKey
+		}
+		u, err = a.deps.Store.UserByName(c, name)
+	} else {
+		return errNoUserKey
+	}
+	if errors.Is(err, persistence.ErrNotFound) {
+		return messages.ErrUserNotExist
+	} else if err != nil {
+		return a.unavailable(err)
+	}
+	a.send(messages.Frame("user", messages.UserOf(u), req.Nonce))
+	return nil
+}
+
+// toUser hands an awaited request to this user's actor, which exists while
+// the session is attached.
+func (a *Actor) toUser(msg any) *messages.Error {
+	if a.deps.Directory.SendToUser(a.user.ID, msg) {
+		return nil
+	}
+	a.waitTimer.Stop()
+	a.waiting = 0
+	return a.unavailable(errors.New("session: no user actor for an attached session"))
+}
+
+func validProfile(s string) bool {
+	if len(s) > maxProfileURL {
+		return false
+	}
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}

@@ -1,0 +1,290 @@
+// Package session is the actor of one WebSocket connection: the
+// heartbeat/auth lifecycle of protocol.md §2.2, the rate limit of §2.7,
+// request validation, and the routing of requests to the user and room
+// actors that own their state. Answers go out in the order the requests
+// arrived: a request that waits on another actor holds back the ones
+// behind it, while heartbeat deadlines and rate limits still count at
+// arrival.
+package session
+
+import (
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
+
+	"github.com/rewind-chat/rewind/actors/directory"
+	"github.com/rewind-chat/rewind/auth"
+	"github.com/rewind-chat/rewind/messages"
+	"github.com/rewind-chat/rewind/persistence"
+)
+
+// Conn is the connection as a session sees it: frames out, and close.
+// Neither call blocks on the socket.
+type Conn interface {
+	// Send queues a text frame; false when the outbound queue is full.
+	Send(frame []byte) bool
+	// Close sends what is queued, then a close frame.
+	Close(code uint16, reason string)
+	// Abort drops what is queued and closes.
+	Abort(code uint16, reason string)
+}
+
+// Config holds the protocol settings; every field is required.
+type Config struct {
+	HeartbeatInterval time.Duration
+	HeartbeatGrace    time.Duration
+	Rate              float64 // request frames per second; 0: no limit
+	Burst             int
+	Location          *time.Location // zone of wire times
+	// RequestTimeout bounds the wait for a room or user actor; past it the
+	// request is answered 5000 and the session goes on.
+	RequestTimeout time.Duration
+	// StoreTimeout bounds the session's own reads.
+	StoreTimeout time.Duration
+}
+
+// Deps are what sessions need; shared by all of them.
+type Deps struct {
+	Config
+	Store     persistence.Store
+	Tokens    *auth.Tokens
+	Directory *directory.Directory
+	Log       zerolog.Logger
+}
+
+// Close codes of protocol.md §2.1.
+const (
+	CloseNormal      = 1000
+	CloseGoingAway   = 1001
+	CloseHeartbeat   = 4003
+	CloseRateLimited = 4008
+	CloseSlow        = 4009
+)
+
+const (
+	reasonHeartbeat = "Heartbeat missing. Websocket session closed."
+	reasonRateLimit = "Rate limit exceeded."
+	reasonSlow      = "Slow consumer."
+	// limitedFor is how long a session may stay over its rate limit.
+	limitedFor = 10 * time.Second
+	// maxQueued caps requests waiting behind one in flight.
+	maxQueued = 1024
+)
+
+// Peer feeds what the gateway reads from one connection to its session.
+type Peer struct {
+	root *actor.RootContext
+	pid  *actor.PID
+}
+
+// Start spawns the session of conn, speaking protocol version (1 or 2).
+func Start(root *actor.RootContext, conn Conn, version int, deps *Deps) *Peer {
+	pid := root.Spawn(actor.PropsFromProducer(func() actor.Actor {
+		return &Actor{deps: deps, conn: conn, version: version}
+	}))
+	return &Peer{root: root, pid: pid}
+}
+
+// Text, Binary and Closed implement the gateway's Peer.
+func (p *Peer) Text(data []byte)    { p.root.Send(p.pid, &inbound{data: data}) }
+func (p *Peer) Binary()             { p.root.Send(p.pid, &inbound{binary: true}) }
+func (p *Peer) Closed(reason error) { p.root.Send(p.pid, &disconnected{reason: reason}) }
+
+type (
+	inbound struct {
+		data   []byte
+		binary bool
+	}
+	disconnected   struct{ reason error }
+	heartbeatCheck struct{}
+	requestTimeout struct{ seq uint64 }
+)
+
+// queued is a request waiting its turn, or the answer already decided for
+// a frame (refused by the rate limit, not JSON, binary).
+type queued struct {
+	req    messages.Request
+	answer *messages.Error
+	nonce  string
+}
+
+// Actor is one session. Its fields are its own: only Receive touches them
+// (timers reach it by message).
+type Actor struct {
+	deps    *Deps
+	conn    Conn
+	version int
+	self    *actor.PID
+	root    *actor.RootContext
+
+	beaten   bool // the first heartbeat came
+	deadline time.Time
+	beat     *time.Timer
+
+	limiter      *rate.Limiter // nil: no limit
+	limitedSince time.Time     // start of the current run of refusals
+	lastRefused  time.Time
+	refusalGap   time.Duration // a pause in refusals this long ends a run
+
+	user   persistence.User
+	authed bool
+
+	queue        []queued
+	seq          uint64 // numbers requests sent to other actors
+	waiting      uint64 // the seq in flight, 0 for none
+	waitingNonce string
+	waitTimer    *time.Timer
+
+	closed bool
+}
+
+// Receive implements actor.Actor.
+func (a *Actor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		a.start(ctx)
+	case *inbound:
+		a.arrive(m)
+		a.next(ctx)
+	case *messages.Reply:
+		if m.Seq != a.waiting {
+			return // answered already, by the timeout
+		}
+		a.waitTimer.Stop()
+		a.waiting = 0
+		for _, f := range m.Frames {
+			a.send(f)
+		}
+		a.next(ctx)
+	case *requestTimeout:
+		if m.seq == a.waiting {
+			a.waiting = 0
+			a.send(messages.ErrorFrame(messages.ErrUnavailable, a.waitingNonce))
+			a.next(ctx)
+		}
+	case *messages.Push:
+		a.send(m.Frame)
+	case *messages.CloseSession:
+		a.close(m.Code, m.Reason)
+	case *heartbeatCheck:
+		if left := time.Until(a.deadline); left > 0 {
+			a.beat.Reset(left)
+		} else {
+			a.close(CloseHeartbeat, reasonHeartbeat)
+		}
+	case *disconnected:
+		a.beat.Stop()
+		if a.waitTimer != nil {
+			a.waitTimer.Stop()
+		}
+		if a.authed {
+			a.deps.Directory.Detach(a.user.ID, a.self)
+		}
+		ctx.Stop(a.self)
+	}
+}
+
+func (a *Actor) start(ctx actor.Context) {
+	a.self, a.root = ctx.Self(), ctx.ActorSystem().Root
+	if a.deps.Rate > 0 {
+		a.limiter = rate.NewLimiter(rate.Limit(a.deps.Rate), a.deps.Burst)
+		a.refusalGap = max(time.Second, time.Duration(2*float64(time.Second)/a.deps.Rate))
+	}
+	d := a.deps.HeartbeatInterval + a.deps.HeartbeatGrace
+	a.deadline = time.Now().Add(d)
+	self, root := a.self, a.root
+	a.beat = time.AfterFunc(d, func() { root.Send(self, &heartbeatCheck{}) })
+}
+
+// arrive applies the rate limit and the heartbeat deadline to a frame as
+// it comes in, and queues it.
+func (a *Actor) arrive(m *inbound) {
+	if a.closed {
+		return
+	}
+	var q queued
+	if m.binary {
+		q.answer = messages.ErrBinary
+	} else if req, err := messages.DecodeRequest(m.data); err != nil {
+		q.answer = err
+	} else {
+		q.req, q.nonce = req, req.Nonce
+	}
+	if a.limiter != nil {
+		now := time.Now()
+		if !a.limiter.AllowN(now, 1) {
+			// A client over the limit still gets a request through now and
+			// then; it stays "over" until its refusals pause.
+			if now.Sub(a.lastRefused) > a.refusalGap {
+				a.limitedSince = now
+			}
+			a.lastRefused = now
+			if now.Sub(a.limitedSince) >= limitedFor {
+				a.close(CloseRateLimited, reasonRateLimit)
+				return
+			}
+			q.answer = messages.ErrRateLimited
+		}
+	}
+	if q.answer == nil && q.req.Type == "heartbeat" {
+		a.beaten = true
+		d := a.deps.HeartbeatInterval + a.deps.HeartbeatGrace
+		a.deadline = time.Now().Add(d)
+		a.beat.Reset(d)
+	}
+	if len(a.queue) >= maxQueued {
+		a.close(CloseRateLimited, reasonRateLimit)
+		return
+	}
+	a.queue = append(a.queue, q)
+}
+
+// next handles queued requests until one has to wait for another actor.
+func (a *Actor) next(ctx actor.Context) {
+	for a.waiting == 0 && len(a.queue) > 0 && !a.closed {
+		q := a.queue[0]
+		a.queue[0] = queued{}
+		a.queue = a.queue[1:]
+		if q.answer != nil {
+			a.send(messages.ErrorFrame(q.answer, q.nonce))
+			continue
+		}
+		if err := a.handle(ctx, q.req); err != nil {
+			a.send(messages.ErrorFrame(err, q.req.Nonce))
+		}
+	}
+	if len(a.queue) == 0 {
+		a.queue = nil
+	}
+}
+
+// await marks a request as sent to another actor and returns its number.
+func (a *Actor) await(nonce string) uint64 {
+	a.seq++
+	a.waiting, a.waitingNonce = a.seq, nonce
+	seq, self, root := a.seq, a.self, a.root
+	a.waitTimer = time.AfterFunc(a.deps.RequestTimeout, func() { root.Send(self, &requestTimeout{seq: seq}) })
+	return seq
+}
+
+// send queues a frame; a full queue means a slow consumer.
+func (a *Actor) send(frame []byte) {
+	if a.closed {
+		return
+	}
+	if !a.conn.Send(frame) {
+		a.closed = true
+		a.deps.Log.Info().Int64("user", a.user.ID).Msg("session: slow consumer")
+		a.conn.Abort(CloseSlow, reasonSlow)
+	}
+}
+
+// close ends the session with code; the gateway then reports it gone.
+func (a *Actor) close(code uint16, reason string) {
+	if !a.closed {
+		a.closed = true
+		a.conn.Close(code, reason)
+	}
+}

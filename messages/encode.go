@@ -1,0 +1,143 @@
+package messages
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// WireTimeLayout is the time format on the wire: six fraction digits, no
+// offset, in the server's zone.
+const WireTimeLayout = "2006-01-02 15:04:05.000000"
+
+// AppendFrame appends {"type":typ,"payload":payload,"nonce":nonce}; payload
+// is raw JSON and nonce is left out when empty.
+func AppendFrame(dst []byte, typ string, payload []byte, nonce string) []byte {
+	dst = append(dst, `{"type":`...)
+	dst = AppendString(dst, typ)
+	dst = append(dst, `,"payload":`...)
+	dst = append(dst, payload...)
+	return appendNonce(dst, nonce)
+}
+
+func appendNonce(dst []byte, nonce string) []byte {
+	if nonce != "" {
+		dst = append(dst, `,"nonce":`...)
+		dst = AppendString(dst, nonce)
+	}
+	return append(dst, '}')
+}
+
+// Frame encodes a frame whose payload is any JSON-marshalable value.
+func Frame(typ string, payload any, nonce string) []byte {
+	p, err := json.Marshal(payload)
+	if err != nil {
+		// Only our own types are marshaled here; failing is a bug.
+		panic("messages: " + err.Error())
+	}
+	return AppendFrame(make([]byte, 0, len(p)+len(typ)+len(nonce)+40), typ, p, nonce)
+}
+
+// ErrorFrame encodes {"type":"error","payload":{"code":c,"reason":r}}.
+func ErrorFrame(e *Error, nonce string) []byte {
+	dst := make([]byte, 0, 64+len(e.Reason)+len(nonce))
+	dst = append(dst, `{"type":"error","payload":{"code":`...)
+	dst = strconv.AppendInt(dst, int64(e.Code), 10)
+	dst = append(dst, `,"reason":`...)
+	dst = AppendString(dst, e.Reason)
+	dst = append(dst, '}')
+	return appendNonce(dst, nonce)
+}
+
+// OKFrame is {"type":"ok","payload":null}.
+func OKFrame(nonce string) []byte {
+	return AppendFrame(nil, "ok", []byte("null"), nonce)
+}
+
+// Chat is a message as the chat frames show it.
+type Chat struct {
+	ID, AuthorID, ChatID int64
+	Content              string
+	CreatedAt            time.Time
+	EditedAt             *time.Time
+}
+
+// AppendChat appends a chat frame: {"type":"chat","payload":{"type":kind,
+// "id":…,"user_id":…,"chat_id":…,"content":…,"created_at":…[,"edited_at":…]}}
+// with kind "send", "edit" or "load", times in loc. It allocates nothing
+// when dst has room: this is the encoding of every message and broadcast.
+func AppendChat(dst []byte, kind string, c *Chat, loc *time.Location, nonce string) []byte {
+	dst = append(dst, `{"type":"chat","payload":{"type":"`...)
+	dst = append(dst, kind...)
+	dst = append(dst, `","id":"`...)
+	dst = strconv.AppendInt(dst, c.ID, 10)
+	dst = append(dst, `","user_id":"`...)
+	dst = strconv.AppendInt(dst, c.AuthorID, 10)
+	dst = append(dst, `","chat_id":"`...)
+	dst = strconv.AppendInt(dst, c.ChatID, 10)
+	dst = append(dst, `","content":`...)
+	dst = AppendString(dst, c.Content)
+	dst = append(dst, `,"created_at":"`...)
+	dst = c.CreatedAt.In(loc).AppendFormat(dst, WireTimeLayout)
+	dst = append(dst, '"')
+	if c.EditedAt != nil {
+		dst = append(dst, `,"edited_at":"`...)
+		dst = c.EditedAt.In(loc).AppendFormat(dst, WireTimeLayout)
+		dst = append(dst, '"')
+	}
+	dst = append(dst, '}')
+	return appendNonce(dst, nonce)
+}
+
+const hex = "0123456789abcdef"
+
+// AppendString appends s as a JSON string the way encoding/json writes it
+// without HTML escaping: invalid UTF-8 becomes U+FFFD, and U+2028/U+2029
+// are escaped so the output is also valid JavaScript.
+func AppendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if b := s[i]; b < utf8.RuneSelf {
+			if b >= 0x20 && b != '"' && b != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch b {
+			case '"', '\\':
+				dst = append(dst, '\\', b)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}

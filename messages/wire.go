@@ -1,0 +1,78 @@
+package messages
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+)
+
+// Request is one decoded client frame.
+type Request struct {
+	Type    string
+	Payload json.RawMessage // nil when absent
+	Nonce   string
+}
+
+// Error is an error frame's code and reason (protocol.md §2.1).
+type Error struct {
+	Code   int
+	Reason string
+}
+
+func (e *Error) Error() string { return strconv.Itoa(e.Code) + " " + e.Reason }
+
+// The errors of protocol.md §2 that more than one place answers.
+var (
+	ErrBinary        = &Error{1003, "Binary data not supported."}
+	ErrNotJSON       = &Error{1007, "Data should be JSON."}
+	ErrInvalid       = &Error{4000, "Invalid request."}
+	ErrUnknownType   = &Error{4000, "Unknown type."}
+	ErrAuthRequired  = &Error{4001, "Authentication required."}
+	ErrFirstBeat     = &Error{4003, "First heartbeat payload was not received."}
+	ErrRateLimited   = &Error{4029, "rate limited."}
+	ErrUnavailable   = &Error{5000, "The server could not apply the request; nothing was applied."}
+	ErrUserNotExist  = &Error{4004, "User not exist."}
+	ErrAlreadyAuthed = &Error{4000, "Already authenticated."}
+)
+
+// MaxNonce is the longest nonce accepted, in bytes.
+const MaxNonce = 64
+
+// DecodeRequest decodes one text frame. A frame that is not a JSON object
+// is ErrNotJSON; one without a string type, or with a nonce that is not a
+// string of at most MaxNonce bytes, is ErrInvalid.
+func DecodeRequest(data []byte) (Request, *Error) {
+	var raw struct {
+		Type    json.RawMessage `json:"type"`
+		Payload json.RawMessage `json:"payload"`
+		Nonce   json.RawMessage `json:"nonce"`
+	}
+	trimmed := bytes.TrimLeft(data, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '{' || json.Unmarshal(data, &raw) != nil {
+		return Request{}, ErrNotJSON
+	}
+	var r Request
+	if json.Unmarshal(raw.Type, &r.Type) != nil || r.Type == "" {
+		return Request{}, ErrInvalid
+	}
+	if len(raw.Nonce) > 0 && string(raw.Nonce) != "null" {
+		if json.Unmarshal(raw.Nonce, &r.Nonce) != nil || len(r.Nonce) > MaxNonce {
+			return Request{}, ErrInvalid
+		}
+	}
+	if len(raw.Payload) > 0 && string(raw.Payload) != "null" {
+		r.Payload = raw.Payload
+	}
+	return r, nil
+}
+
+// ParseID reads a snowflake sent as a decimal string or a JSON number; ok
+// is false for anything else, zero or negative.
+func ParseID(raw json.RawMessage) (id int64, ok bool) {
+	s := string(raw)
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		s = s[1 : len(s)-1]
+	}
+	id, err := strconv.ParseInt(s, 10, 64)
+	return id, err == nil && id > 0
+}

@@ -1,0 +1,183 @@
+package messages
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestDecodeRequest(t *testing.T) {
+	cases := []struct {
+		in   string
+		want Request
+		err  *Error
+	}{
+		{`{"type":"heartbeat","payload":{"count":3}}`, Request{Type: "heartbeat", Payload: json.RawMessage(`{"count":3}`)}, nil},
+		{` {"type":"auth","payload":{"auth":"t"},"nonce":"n1"}`, Request{Type: "auth", Payload: json.RawMessage(`{"auth":"t"}`), Nonce: "n1"}, nil},
+		{`{"type":"heartbeat"}`, Request{Type: "heartbeat"}, nil},
+		{`{"type":"heartbeat","payload":null,"nonce":null}`, Request{Type: "heartbeat"}, nil},
+		{`not json`, Request{}, ErrNotJSON},
+		{`[1,2]`, Request{}, ErrNotJSON},
+		{`"text"`, Request{}, ErrNotJSON},
+		{``, Request{}, ErrNotJSON},
+		{`{"type":"x"`, Request{}, ErrNotJSON},
+		{`{}`, Request{}, ErrInvalid},
+		{`{"type":""}`, Request{}, ErrInvalid},
+		{`{"type":5}`, Request{}, ErrInvalid},
+		{`{"type":"x","nonce":5}`, Request{}, ErrInvalid},
+		{`{"type":"x","nonce":"` + string(make([]byte, 0)) + `0123456789012345678901234567890123456789012345678901234567890123456789"}`, Request{}, ErrInvalid},
+	}
+	for _, c := range cases {
+		got, err := DecodeRequest([]byte(c.in))
+		require.Equal(t, c.err, err, c.in)
+		if err == nil {
+			require.Equal(t, c.want, got, c.in)
+		}
+	}
+}
+
+func TestParseID(t *testing.T) {
+	for in, want := range map[string]int64{`"123"`: 123, `123`: 123, `"9223372036854775807"`: 1<<63 - 1} {
+		got, ok := ParseID(json.RawMessage(in))
+		require.True(t, ok, in)
+		require.Equal(t, want, got)
+	}
+	for _, in := range []string{``, `null`, `"0"`, `0`, `-5`, `"-5"`, `1.5`, `"abc"`, `"9223372036854775808"`, `true`} {
+		_, ok := ParseID(json.RawMessage(in))
+		require.False(t, ok, in)
+	}
+}
+
+func TestParseDatetime(t *testing.T) {
+	seoul, err := time.LoadLocation("Asia/Seoul")
+	require.NoError(t, err)
+	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	cases := map[string]time.Time{
+		b64("2026-11-5 13:04:05.1230000"):                                     time.Date(2026, 11, 5, 13, 4, 5, 123000000, seoul), // the mobile client
+		b64("2021-12-23 00:19:16.000880"):                                     time.Date(2021, 12, 23, 0, 19, 16, 880000, seoul),
+		b64("2021-12-23 00:19:16"):                                            time.Date(2021, 12, 23, 0, 19, 16, 0, seoul),
+		b64("2021-1-2 3:4:5."):                                                time.Date(2021, 1, 2, 3, 4, 5, 0, seoul),
+		b64("2021-01-02T03:04:05.123456789"):                                  time.Date(2021, 1, 2, 3, 4, 5, 123456789, seoul),
+		base64.RawURLEncoding.EncodeToString([]byte("2021-12-23 00:19:16.5")): time.Date(2021, 12, 23, 0, 19, 16, 500000000, seoul),
+	}
+	for in, want := range cases {
+		got, err := ParseDatetime(in, seoul)
+		require.NoError(t, err, in)
+		require.True(t, want.Equal(got), "%s: got %v want %v", in, got, want)
+	}
+	for _, bad := range []string{"", "!!!", b64("yesterday"), b64("2021-02-30 00:00:00"), b64("2021-12-23 24:00:00"),
+		b64("2021-12-23 00:19:16.1234567890"), b64("2021-12-23"), b64("2021-12-23 00:19:-1"), b64("2021-12-23 00:19:16.+5")} {
+		_, err := ParseDatetime(bad, seoul)
+		require.Error(t, err, bad)
+	}
+}
+
+func TestAppendStringMatchesEncodingJSON(t *testing.T) {
+	for _, s := range []string{"", "hi", `quote " back \ slash`, "tab\tnl\ncr\r\x00\x1f", "한국어 ✓", "\u2028\u2029", "bad \xff utf8", "<html>&"} {
+		var back string
+		require.NoError(t, json.Unmarshal(AppendString(nil, s), &back), s)
+		require.Equal(t, []rune(toValid(s)), []rune(back), s)
+	}
+}
+
+// toValid is s with invalid UTF-8 replaced, as JSON carries it.
+func toValid(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	out := make([]rune, 0, len(s))
+	for _, r := range s {
+		out = append(out, r)
+	}
+	return string(out)
+}
+
+func TestAppendChat(t *testing.T) {
+	seoul, _ := time.LoadLocation("Asia/Seoul")
+	created := time.Date(2021, 12, 22, 15, 19, 16, 880000, time.UTC)
+	edited := created.Add(time.Second)
+	got := AppendChat(nil, "edit", &Chat{ID: 7, AuthorID: 8, ChatID: 15, Content: "hi \"there\"", CreatedAt: created, EditedAt: &edited}, seoul, "n1")
+	require.JSONEq(t, `{"type":"chat","payload":{"type":"edit","id":"7","user_id":"8","chat_id":"15",
+		"content":"hi \"there\"","created_at":"2021-12-23 00:19:16.000880","edited_at":"2021-12-23 00:19:17.000880"},"nonce":"n1"}`, string(got))
+	require.JSONEq(t, `{"type":"error","payload":{"code":4000,"reason":"Unknown type."}}`, string(ErrorFrame(ErrUnknownType, "")))
+	require.JSONEq(t, `{"type":"ok","payload":null,"nonce":"x"}`, string(OKFrame("x")))
+}
+
+func FuzzDecodeRequest(f *testing.F) {
+	for _, s := range []string{`{"type":"heartbeat","payload":{"count":0}}`, `{"type":"chat","payload":{"type":"send","chat_id":"1","content":"hi"},"nonce":"a"}`, `[]`, `{`, `{"type":1}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := DecodeRequest(data)
+		if err != nil {
+			if err != ErrNotJSON && err != ErrInvalid {
+				t.Fatalf("unexpected error %v", err)
+			}
+			return
+		}
+		if r.Type == "" || len(r.Nonce) > MaxNonce {
+			t.Fatalf("accepted %q as %+v", data, r)
+		}
+		// The answer frame built from it is valid JSON.
+		if !json.Valid(AppendFrame(nil, r.Type, []byte("null"), r.Nonce)) {
+			t.Fatalf("invalid frame for %q", data)
+		}
+	})
+}
+
+func FuzzParseDatetime(f *testing.F) {
+	for _, s := range []string{"MjAyNi0xMS01IDEzOjA0OjA1LjEyMzAwMDA=", "MjAyMS0xMi0yMyAwMDoxOToxNi4wMDA4ODA=", "", "AAAA"} {
+		f.Add(s)
+	}
+	seoul, _ := time.LoadLocation("Asia/Seoul")
+	f.Fuzz(func(t *testing.T, s string) {
+		tm, err := ParseDatetime(s, seoul)
+		if err != nil {
+			return
+		}
+		// What parses round-trips through the wire format.
+		back, err := ParseWireTime(tm.Format(WireTimeLayout), seoul)
+		if err != nil || !back.Equal(tm.Truncate(time.Microsecond)) {
+			t.Fatalf("%q parsed to %v, which does not round-trip (%v, %v)", s, tm, back, err)
+		}
+	})
+}
+
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"", "hi", "\x00\"\\\u2028", "\xff\xfe"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var back string
+		if err := json.Unmarshal(AppendString(nil, s), &back); err != nil {
+			t.Fatalf("%q: %v", s, err)
+		}
+		if back != toValid(s) {
+			t.Fatalf("%q came back as %q", s, back)
+		}
+	})
+}
+
+func BenchmarkAppendChat(b *testing.B) {
+	seoul, _ := time.LoadLocation("Asia/Seoul")
+	c := &Chat{ID: 1 << 60, AuthorID: 1 << 59, ChatID: 1<<60 ^ 1<<59, Content: "hello, how are you doing today?", CreatedAt: time.Now()}
+	buf := make([]byte, 0, 512)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendChat(buf[:0], "send", c, seoul, "nonce-1")
+	}
+}
+
+func BenchmarkDecodeRequest(b *testing.B) {
+	data := []byte(`{"type":"chat","payload":{"type":"send","chat_id":"1234567890123456789","content":"hello, how are you doing today?"},"nonce":"n42"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeRequest(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,85 @@
+package gateway
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fuzzMaxFrame is small, so that generated inputs cross it.
+const fuzzMaxFrame = 64
+
+// fuzzPeer checks what the read loop hands it, and echoes texts to exercise
+// the writer.
+type fuzzPeer struct {
+	t      *testing.T
+	conn   *Conn
+	closed int
+}
+
+func (p *fuzzPeer) Text(data []byte) {
+	p.delivered()
+	if len(data) > fuzzMaxFrame {
+		p.t.Errorf("a message of %d bytes passed MaxFrame %d", len(data), fuzzMaxFrame)
+	}
+	p.conn.Send(data)
+}
+
+func (p *fuzzPeer) Binary() { p.delivered() }
+
+func (p *fuzzPeer) Closed(reason error) {
+	p.closed++
+	var d *Disconnect
+	if !errors.As(reason, &d) || d.Cause == "" {
+		p.t.Errorf("Closed(%v): not a Disconnect with a cause", reason)
+	}
+}
+
+func (p *fuzzPeer) delivered() {
+	if p.closed > 0 {
+		p.t.Error("a message after Closed")
+	}
+}
+
+// FuzzReadMessage feeds arbitrary bytes, as the client's side of a
+// connection, to the read loop: it must not panic, hand over a message
+// larger than MaxFrame, allocate for what the input only declares, or call
+// Closed other than once, last.
+func FuzzReadMessage(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p := &fuzzPeer{t: t}
+		h := New(Config{MaxFrame: fuzzMaxFrame, SendQueue: 4}, func(c *Conn, _ int) Peer {
+			p.conn = c
+			return p
+		})
+		h.closeWait = 10 * time.Millisecond
+		server, client := net.Pipe()
+		br := bufio.NewReader(server)
+		var wg sync.WaitGroup
+		wg.Go(func() { _, _ = io.Copy(io.Discard, client) })
+		wg.Go(func() {
+			_, _ = client.Write(data)
+			client.Close()
+		})
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		h.serve(server, br, 1)
+		runtime.ReadMemStats(&after)
+		wg.Wait()
+		if p.closed != 1 {
+			t.Fatalf("Closed called %d times", p.closed)
+		}
+		// Messages are at most MaxFrame each and cannot outnumber the
+		// input's bytes; the rest is a connection's fixed cost (a few KiB)
+		// and whatever the fuzzing engine allocates meanwhile (up to ~100
+		// KiB seen). Allocating for declared lengths costs far more.
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 256<<10+fuzzMaxFrame*uint64(len(data)) {
+			t.Fatalf("%d bytes allocated for %d bytes of input", alloc, len(data))
+		}
+	})
+}

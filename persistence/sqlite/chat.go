@@ -1,0 +1,326 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rewind-chat/rewind/persistence"
+)
+
+// kindDM is rooms.kind of a direct-message room.
+const kindDM = 1
+
+func (s *Store) EnsureDMRoom(ctx context.Context, a, b, newID int64) (int64, error) {
+	if a == b {
+		return 0, fmt.Errorf("sqlite: DM room of user %d with itself", a)
+	}
+	// Most rooms exist already: look on a reader before queueing for the writer.
+	id, err := s.FindDMRoom(ctx, a, b)
+	if !errors.Is(err, persistence.ErrNotFound) {
+		return id, err
+	}
+	if _, err := s.write.ExecContext(ctx, `INSERT INTO rooms (id, kind, member_low, member_high, created_at)
+		VALUES (?, ?, ?, ?, ?) ON CONFLICT (kind, member_low, member_high) DO NOTHING`,
+		newID, kindDM, min(a, b), max(a, b), micros(time.Now())); err != nil {
+		return 0, translate(err)
+	}
+	// Ours or a concurrent caller's: both are committed now.
+	return s.FindDMRoom(ctx, a, b)
+}
+
+func (s *Store) FindDMRoom(ctx context.Context, a, b int64) (int64, error) {
+	var id int64
+	err := s.read.QueryRowContext(ctx,
+		`SELECT id FROM rooms WHERE kind = ? AND member_low = ? AND member_high = ?`,
+		kindDM, min(a, b), max(a, b)).Scan(&id)
+	return id, translate(err)
+}
+
+const messageColumns = `id, room_id, author_id, content, coalesce(nonce, ''), created_at, edited_at, deleted_at`
+
+// The statements of WriteMessages.
+const (
+	// A nonce that the author used before makes the insert do nothing.
+	insertMessage = `INSERT INTO messages (id, room_id, author_id, content, nonce, created_at)
+		VALUES (?, ?, ?, ?, nullif(?, ''), ?)
+		ON CONFLICT (author_id, nonce) WHERE nonce IS NOT NULL DO NOTHING`
+	editMessage = `UPDATE messages SET content = ?1, edited_at = ?2, deleted_at = CASE WHEN ?1 = '' THEN ?2 END
+		WHERE id = ?3 AND room_id = ?4 AND deleted_at IS NULL
+		RETURNING ` + messageColumns
+	messageByNonce = `SELECT ` + messageColumns + ` FROM messages WHERE author_id = ? AND nonce = ?`
+)
+
+// WriteMessages runs one statement per op, prepared once per batch, in a
+// single write transaction: SQLite has no network round trip to save, and
+// the commit (one fsync) is what a batch shares.
+func (s *Store) WriteMessages(ctx context.Context, ops []persistence.MessageOp) ([]persistence.MessageResult, error) {
+	results := make([]persistence.MessageResult, len(ops))
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		insert, err := tx.PrepareContext(ctx, insertMessage)
+		if err != nil {
+			return err
+		}
+		defer insert.Close()
+		edit, err := tx.PrepareContext(ctx, editMessage)
+		if err != nil {
+			return err
+		}
+		defer edit.Close()
+
+		for i, op := range ops {
+			m, r := op.Message, &results[i]
+			switch op.Kind {
+			case persistence.OpSend:
+				n, err := changed(insert.ExecContext(ctx, m.ID, m.RoomID, m.AuthorID, m.Content, m.Nonce, micros(m.CreatedAt)))
+				if err != nil {
+					return err
+				}
+				if r.Duplicate = n == 0; !r.Duplicate {
+					r.Message = sent(m)
+				}
+			case persistence.OpEdit:
+				if m.EditedAt == nil {
+					return fmt.Errorf("sqlite: edit of message %d without EditedAt", m.ID)
+				}
+				r.Message, r.Err = scanMessage(edit.QueryRowContext(ctx, m.Content, micros(*m.EditedAt), m.ID, m.RoomID))
+				if r.Err != nil && !errors.Is(r.Err, persistence.ErrNotFound) {
+					return r.Err
+				}
+			default:
+				return fmt.Errorf("sqlite: message op of unknown kind %d", op.Kind)
+			}
+		}
+		// Looked up last, so that a duplicate shows the edits of the batch.
+		for i := range results {
+			if r := &results[i]; r.Duplicate {
+				m := ops[i].Message
+				if r.Message, err = scanMessage(tx.QueryRowContext(ctx, messageByNonce, m.AuthorID, m.Nonce)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// sent is the row that OpSend stores from m.
+func sent(m persistence.Message) persistence.Message {
+	return persistence.Message{
+		ID:        m.ID,
+		RoomID:    m.RoomID,
+		AuthorID:  m.AuthorID,
+		Content:   m.Content,
+		Nonce:     m.Nonce,
+		CreatedAt: fromMicros(micros(m.CreatedAt)),
+	}
+}
+
+func (s *Store) MessageByID(ctx context.Context, roomID, id int64) (persistence.Message, error) {
+	return scanMessage(s.read.QueryRowContext(ctx,
+		`SELECT `+messageColumns+` FROM messages WHERE id = ? AND room_id = ?`, id, roomID))
+}
+
+// historyQuery reads messages_room_created_idx from the cursor on, the
+// row-value comparison being a range of it (TestHistoryPlan).
+const historyQuery = `SELECT ` + messageColumns + ` FROM messages
+	WHERE room_id = ? AND (created_at, id) < (?, ?) AND deleted_at IS NULL
+	ORDER BY created_at DESC, id DESC LIMIT ?`
+
+func (s *Store) History(ctx context.Context, roomID int64, before persistence.Cursor, limit int) ([]persistence.Message, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("sqlite: history limit %d", limit)
+	}
+	bound, id := before.Bound()
+	rows, err := s.read.QueryContext(ctx, historyQuery, roomID, micros(bound), id, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ms []persistence.Message
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, m)
+	}
+	return ms, rows.Err()
+}
+
+// scanner is *sql.Row or *sql.Rows.
+type scanner interface{ Scan(dest ...any) error }
+
+func scanMessage(row scanner) (persistence.Message, error) {
+	var m persistence.Message
+	var created int64
+	var edited, deleted sql.NullInt64
+	if err := row.Scan(&m.ID, &m.RoomID, &m.AuthorID, &m.Content, &m.Nonce, &created, &edited, &deleted); err != nil {
+		return persistence.Message{}, translate(err)
+	}
+	m.CreatedAt = fromMicros(created)
+	m.EditedAt, m.DeletedAt = fromNullMicros(edited), fromNullMicros(deleted)
+	return m, nil
+}
+
+func fromNullMicros(us sql.NullInt64) *time.Time {
+	if !us.Valid {
+		return nil
+	}
+	t := fromMicros(us.Int64)
+	return &t
+}
+
+// The lists of FriendLists, each a SELECT of (list, uid, since) for lists.
+const (
+	incomingPart = `SELECT 0 AS list, from_id AS uid, created_at AS since FROM friend_requests WHERE to_id = ?1`
+	outgoingPart = `SELECT 1 AS list, to_id AS uid, created_at AS since FROM friend_requests WHERE from_id = ?1`
+	friendsPart  = `SELECT 2 AS list, friend_id AS uid, created_at AS since FROM friendships WHERE user_id = ?1`
+)
+
+func (s *Store) FriendLists(ctx context.Context, userID int64) (incoming, outgoing, friends []persistence.User, err error) {
+	// One statement, so that the three lists are one snapshot.
+	l, err := s.lists(ctx, userID, incomingPart+` UNION ALL `+outgoingPart+` UNION ALL `+friendsPart)
+	return l[0], l[1], l[2], err
+}
+
+func (s *Store) Friends(ctx context.Context, userID int64) ([]persistence.User, error) {
+	l, err := s.lists(ctx, userID, friendsPart)
+	return l[2], err
+}
+
+// lists returns the users that parts select for userID by list, each list
+// oldest first.
+func (s *Store) lists(ctx context.Context, userID int64, parts string) (lists [3][]persistence.User, err error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT `+userColumns+`, l.list FROM (`+parts+`) AS l
+		JOIN users ON users.id = l.uid ORDER BY l.list, l.since, users.id`, userID)
+	if err != nil {
+		return lists, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var list int
+		u, err := scanUser(rows, &list)
+		if err != nil {
+			return lists, err
+		}
+		lists[list] = append(lists[list], u)
+	}
+	return lists, rows.Err()
+}
+
+func (s *Store) AreFriends(ctx context.Context, a, b int64) (bool, error) {
+	return areFriends(ctx, s.read, a, b)
+}
+
+func areFriends(ctx context.Context, db querier, a, b int64) (bool, error) {
+	var ok bool
+	err := db.QueryRowContext(ctx,
+		`SELECT EXISTS (SELECT 1 FROM friendships WHERE user_id = ? AND friend_id = ?)`, a, b).Scan(&ok)
+	return ok, err
+}
+
+func (s *Store) RequestFriend(ctx context.Context, from, to int64, now time.Time) (persistence.FriendResult, error) {
+	if from == to {
+		return 0, fmt.Errorf("sqlite: friend request of user %d to itself", from)
+	}
+	var result persistence.FriendResult
+	err := s.friendTx(ctx, from, to, func(tx *sql.Tx) error {
+		friends, err := areFriends(ctx, tx, from, to)
+		if err != nil {
+			return err
+		}
+		if friends {
+			return persistence.ErrAlreadyFriends
+		}
+		// If to asked first, that request makes them friends.
+		err = befriend(ctx, tx, to, from, now)
+		if !errors.Is(err, persistence.ErrNotFound) {
+			result = persistence.FriendAccepted
+			return err
+		}
+		n, err := changed(tx.ExecContext(ctx, `INSERT INTO friend_requests (from_id, to_id, created_at) VALUES (?, ?, ?)
+			ON CONFLICT DO NOTHING`, from, to, micros(now)))
+		result = persistence.FriendRequested
+		if n == 0 {
+			result = persistence.FriendRequestRepeated
+		}
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return result, nil
+}
+
+func (s *Store) AcceptFriend(ctx context.Context, me, from int64, now time.Time) error {
+	return s.friendTx(ctx, me, from, func(tx *sql.Tx) error { return befriend(ctx, tx, from, me, now) })
+}
+
+// friendTx runs fn in a write transaction, after checking that users a and
+// b exist (ErrNotFound otherwise). The single writer serializes friend
+// changes, so two users asking each other at once meet in one friendship.
+func (s *Store) friendTx(ctx context.Context, a, b int64, fn func(*sql.Tx) error) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE id IN (?, ?)`, a, b).Scan(&n); err != nil {
+			return err
+		}
+		if n < 2 {
+			return persistence.ErrNotFound
+		}
+		return fn(tx)
+	})
+}
+
+// befriend turns from's request to to into a friendship; ErrNotFound when
+// there is no such request.
+func befriend(ctx context.Context, tx *sql.Tx, from, to int64, now time.Time) error {
+	err := mustChange(changed(tx.ExecContext(ctx, `DELETE FROM friend_requests WHERE from_id = ? AND to_id = ?`, from, to)))
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO friendships (user_id, friend_id, created_at) VALUES (?1, ?2, ?3), (?2, ?1, ?3)`,
+		from, to, micros(now))
+	return err
+}
+
+func (s *Store) RemoveFriendRequest(ctx context.Context, me, other int64) error {
+	// One statement for either direction: RequestFriend never lets both
+	// exist (a crossing request makes a friendship).
+	return mustChange(changed(s.write.ExecContext(ctx, `DELETE FROM friend_requests
+		WHERE (from_id = ?1 AND to_id = ?2) OR (from_id = ?2 AND to_id = ?1)`, other, me)))
+}
+
+func (s *Store) DeleteFriend(ctx context.Context, a, b int64) error {
+	return mustChange(changed(s.write.ExecContext(ctx, `DELETE FROM friendships
+		WHERE (user_id = ?1 AND friend_id = ?2) OR (user_id = ?2 AND friend_id = ?1)`, a, b)))
+}
+
+func (s *Store) SetProfile(ctx context.Context, userID int64, profile *string) (persistence.User, error) {
+	return scanUser(s.write.QueryRowContext(ctx,
+		`UPDATE users SET profile = ? WHERE id = ? RETURNING `+userColumns, profile, userID))
+}
+
+// changed returns how many rows the statement that answered res and err
+// changed.
+func changed(res sql.Result, err error) (int64, error) {
+	if err != nil {
+		return 0, translate(err)
+	}
+	return res.RowsAffected()
+}
+
+// mustChange turns "no row changed" into ErrNotFound.
+func mustChange(n int64, err error) error {
+	if err == nil && n == 0 {
+		return persistence.ErrNotFound
+	}
+	return err
+}

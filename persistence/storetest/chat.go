@@ -1,0 +1,719 @@
+package storetest
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rewind-chat/rewind/persistence"
+	"github.com/stretchr/testify/require"
+)
+
+// The tests of persistence.ChatStore, added to Run's list.
+var chatTests = []struct {
+	name string
+	test func(t *testing.T, open func(t *testing.T) persistence.Store)
+}{
+	{"DMRooms", testDMRooms},
+	{"DMRoomConcurrent", testDMRoomConcurrent},
+	{"Send", testSend},
+	{"SendDuplicate", testSendDuplicate},
+	{"SendConcurrentNonce", testSendConcurrentNonce},
+	{"Edit", testEdit},
+	{"WriteOrder", testWriteOrder},
+	{"WriteAtomic", testWriteAtomic},
+	{"History", testHistory},
+	{"HistoryPaging", testHistoryPaging},
+	{"RequestFriend", testRequestFriend},
+	{"AcceptFriend", testAcceptFriend},
+	{"RemoveFriendRequest", testRemoveFriendRequest},
+	{"DeleteFriend", testDeleteFriend},
+	{"FriendLists", testFriendLists},
+	{"FriendsConcurrent", testFriendsConcurrent},
+	{"SetProfile", testSetProfile},
+}
+
+// createUsers creates users with ids, named "user<id>".
+func createUsers(t *testing.T, s persistence.Store, ids ...int64) {
+	t.Helper()
+	for _, id := range ids {
+		createUser(t, s, user(id, fmt.Sprint("user", id), fmt.Sprint("user", id, "@example.com")))
+	}
+}
+
+func ensureDMRoom(t *testing.T, s persistence.Store, a, b, newID int64) int64 {
+	t.Helper()
+	id, err := s.EnsureDMRoom(t.Context(), a, b, newID)
+	require.NoError(t, err)
+	return id
+}
+
+func send(roomID, authorID, id int64, content, nonce string, at time.Time) persistence.MessageOp {
+	return persistence.MessageOp{Kind: persistence.OpSend, Message: persistence.Message{
+		ID: id, RoomID: roomID, AuthorID: authorID, Content: content, Nonce: nonce, CreatedAt: at,
+	}}
+}
+
+func edit(roomID, id int64, content string, at time.Time) persistence.MessageOp {
+	return persistence.MessageOp{Kind: persistence.OpEdit, Message: persistence.Message{
+		ID: id, RoomID: roomID, Content: content, EditedAt: &at,
+	}}
+}
+
+// sent is what a store keeps of the send op.
+func sent(op persistence.MessageOp) persistence.Message {
+	m := op.Message
+	m.CreatedAt = stored(m.CreatedAt)
+	return m
+}
+
+// edited is m after the edit op.
+func edited(m persistence.Message, op persistence.MessageOp) persistence.Message {
+	at := stored(*op.Message.EditedAt)
+	m.Content, m.EditedAt = op.Message.Content, &at
+	if m.Content == "" {
+		m.DeletedAt = &at
+	}
+	return m
+}
+
+func write(t *testing.T, s persistence.Store, ops ...persistence.MessageOp) []persistence.MessageResult {
+	t.Helper()
+	results, err := s.WriteMessages(t.Context(), ops)
+	require.NoError(t, err)
+	require.Len(t, results, len(ops))
+	return results
+}
+
+// requireMessage checks that message want.ID of want.RoomID is stored as want.
+func requireMessage(t *testing.T, s persistence.Store, want persistence.Message) {
+	t.Helper()
+	got, err := s.MessageByID(t.Context(), want.RoomID, want.ID)
+	require.NoError(t, err)
+	require.Equal(t, want, got)
+}
+
+func requireNoMessage(t *testing.T, s persistence.Store, roomID, id int64) {
+	t.Helper()
+	_, err := s.MessageByID(t.Context(), roomID, id)
+	require.ErrorIs(t, err, persistence.ErrNotFound)
+}
+
+// chatRooms creates users 1, 2 and 3 and returns their DM rooms 1–2 (id 100)
+// and 1–3 (id 200).
+func chatRooms(t *testing.T, s persistence.Store) (r12, r13 int64) {
+	t.Helper()
+	createUsers(t, s, 1, 2, 3)
+	return ensureDMRoom(t, s, 1, 2, 100), ensureDMRoom(t, s, 1, 3, 200)
+}
+
+func testDMRooms(t *testing.T, open func(t *testing.T) persistence.Store) {
+	s := open(t)
+	createUsers(t, s, 1, 2, 3)
+	require.EqualValues(t, 100, ensureDMRoom(t, s, 1, 2, 100), "created with newID")
+
+	tests := []struct {
+		name    string
+		do      func() (int64, error)
+		want    int64
+		wantErr error
+	}{
+		{"ensure again", func() (int64, error) { return s.EnsureDMRoom(t.Context(), 1, 2, 101) }, 100, nil},
+		{"ensure other order", func() (int64, error) { return s.EnsureDMRoom(t.Context(), 2, 1, 102) }, 100, nil},
+		{"find", func() (int64, error) { return s.FindDMRoom(t.Context(), 1, 2) }, 100, nil},
+		{"find other order", func() (int64, error) { return s.FindDMRoom(t.Context(), 2, 1) }, 100, nil},
+		{"find missing", func() (int64, error) { return s.FindDMRoom(t.Context(), 2, 3) }, 0, persistence.ErrNotFound},
+		{"find with oneself", func() (int64, error) { return s.FindDMRoom(t.Context(), 1, 1) }, 0, persistence.ErrNotFound},
+		{"ensure with unknown user", func() (int64, error) { return s.EnsureDMRoom(t.Context(), 9, 1, 103) }, 0, persistence.ErrNotFound},
+		{"ensure another pair", func() (int64, error) { return s.EnsureDMRoom(t.Context(), 3, 1, 104) }, 104, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.do()
+			if tt.wantErr != nil {
+				require.ErrorIs(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tt.want, got)
+		})
+	}
+
+	t.Run("with oneself", func(t *testing.T) {
+		_, err := s.EnsureDMRoom(t.Context(), 1, 1, 105)
+		require.Error(t, err)
+		_, err = s.FindDMRoom(t.Context(), 1, 1)
+		require.ErrorIs(t, err, persistence.ErrNotFound)
+	})
+}
+
+func testDMRoomConcurrent(t *testing.T, open func(t *testing.T) persistence.Store) {
+	s := open(t)
+	createUsers(t, s, 1, 2)
+	ids := make([]int64, 8)
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i := range ids {
+		a, b := int64(1+i%2), int64(2-i%2) // both orders
+		wg.Go(func() { ids[i], errs[i] = s.EnsureDMRoom(t.Context(), a, b, int64(100+i)) })
+	}
+	wg.Wait()
+	for i := range ids {
+		require.NoError(t, errs[i])
+		require.Equal(t, ids[0], ids[i], "caller %d got another room", i)
+	}
+	id, err := s.FindDMRoom(t.Context(), 2, 1)
+	require.NoError(t, err)
+	require.Equal(t, ids[0], id)
+}
+
+func testSend(t *testing.T, open func(t *testing.T) persistence.Store) {
+	s := open(t)
+	r12, r13 := chatRooms(t, s)
+	ops := []persistence.MessageOp{
+		send(r12, 1, 10, "hi", "n1", now),
+		send(r12, 2, 11, "without nonce", "", now.Add(time.Nanosecond)),
+		send(r12, 2, 12, "again without nonce", "", now),
+		send(r12, 2, 13, "another author's nonce", "n1", now),
+		send(r13, 1, 14, "another room, another nonce", "n2", now.Add(-time.Hour)),
+	}
+	results := write(t, s, ops...)
+	for i, op := range ops {
+		want := persistence.MessageResult{Message: sent(op)}
+		require.Equal(t, want, results[i], "op %d", i)
+		requireMessage(t, s, want.Message)
+	}
+	requireNoMessage(t, s, r13, 10) // another room's message
+	require.Empty(t, write(t, s), "no ops")
+}
+
+func testSendDuplicate(t *testing.T, open func(t *testing.T) persistence.Store) {
+	s := open(t)
+	r12, _ := chatRooms(t, s)
+	earlier := send(r12, 1, 10, "first", "n", now)
+	write(t, s, earlier)
+
+	at := now.Add(time.Minute)
+	retry := send(r12, 1, 11, "retry", "n", at)
+	m1, m2 := send(r12, 1, 12, "in batch", "m", at), send(r12, 1, 13, "in batch again", "m", at)
+	other := send(r12, 2, 14, "other author", "n", at)
+	results := write(t, s, retry, m1, m2, other)
+	require.Equal(t, []persistence.MessageResult{
+		{Message: sent(earlier), Duplicate: true},
+		{Message: sent(m1)},
+		{Message: sent(m1), Duplicate: true},
+		{Message: sent(other)},
+	}, results)
+	requireNoMessage(t, s, r12, 11)
+	requireNoMessage(t, s, r12, 13)
+	requireMessage(t, s, sent(earlier))
+
+	t.Run("shows the batch's edits", func(t *testing.T) {
+		k := send(r12, 2, 20, "k", "k", at)
+		editK := edit(r12, 20, "k edited", at.Add(time.Second))
+		kAgain := send(r12, 2, 21, "k again", "k", at)
+		retryAgain := send(r12, 1, 22, "retry again", "n", at)
+		deleteEarlier := edit(r12, 10, "", at.Add(time.Second))
+		results := write(t, s, k, editK, kAgain, retryAgain, deleteEarlier)
+		require.Equal(t, []persistence.MessageResult{
+			{Message: sent(k)},
+			{Message: edited(sent(k), editK)},
+			{Message: edited(sent(k), editK), Duplicate: true},
+			{Message: edited(sent(earlier), deleteEarlier), Duplicate: true}, // deleted later in the batch
+			{Message: edited(sent(earlier), deleteEarlier)},
+		}, results)
+	})
+}
+
+// testSendConcurrentNonce sends one nonce in concurrent batches: one stores
+// it, every other batch gets it back as a duplicate.
+func testSendConcurrentNonce(t *testing.T, open func(t *testing.T) persistence.Store) {
+	s := open(t)
+	r12, _ := chatRooms(t, s)
+	results := make([][]persistence.MessageResult, 8)
+	errs := make([]error, len(results))
+	var wg sync.WaitGroup
+	for i := range results {
+		wg.Go(func() {
+			results[i], errs[i] = s.WriteMessages(t.Context(), []persistence.MessageOp{
+				send(r12, 1, int64(10+i), fmt.Sprint("try ", i), "n", now),
+				send(r12, 2, int64(20+i), "unrelated", "", now),
+			})
+		})
+	}
+	wg.Wait()
+	var stored []persistence.Message
+	for i, rs := range results {
+		require.NoError(t, errs[i])
+		require.False(t, rs[1].Duplicate)
+		if !rs[0].Duplicate {
+			stored = append(stored, rs[0].Message)
+		}
+	}
+	require.Len(t, stored, 1, "one batch stores the nonce")
+	for _, rs := range results {
+		require.Equal(t, stored[0], rs[0].Message)
+	}
+}
+
+func testEdit(t *testing.T, open func(t *testing.T) persistence.Store) {
+	at := now.Add(time.Minute)
+	tests := []struct {
+		name    string
+		op      persistence.MessageOp
+		wantErr error // else the op applies to message 10
+	}{
+		{"edit", edit(100, 10, "new", at), nil},
+		{"delete", edit(100, 10, "", at), nil},
+		{"in another room", edit(200, 10, "new", at), persistence.ErrNotFound},
+		{"unknown message", edit(100, 99, "new", at), persistence.ErrNotFound},
+		{"deleted message", edit(100, 11, "new", at), persistence.ErrNotFound},
+		{"delete deleted message", edit(100, 11, "", at), persistence.ErrNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := open(t)
+			r12, _ := chatRooms(t, s)
+			m10, m11 := send(r12, 2, 10, "old", "", now), send(r12, 1, 11, "to delete", "", now)
+			deleteM11 := edit(r12, 11, "", now.Add(time.Second))
+			write(t, s, m10, m11, deleteM11)
+			other := send(r12, 1, 12, "in the same batch", "", at)
+
+			results := write(t, s, tt.op, other)
+			require.Equal(t, persistence.MessageResult{Message: sent(other)}, results[1], "the other op applies")
+			requireMessage(t, s, sent(other))
+			requireMessage(t, s, edited(sent(m11), deleteM11)) // deleted, still there
+			if tt.wantErr != nil {
+				require.ErrorIs(t, results[0].Err, tt.wantErr)
+				require.Zero(t, results[0].Message)
+				requireMessage(t, s, sent(m10))
+				return
+			}
+			want := edited(sent(m10), tt.op)
+			require.Equal(t, persistence.MessageResult{Message: want}, results[0])
+			requireMessage(t, s, want)
+		})
+	}
+}
+
+// testWriteOrder checks that ops apply in order within a batch.
+func testWriteOrder(t *testing.T, open func(t *testing.T) persistence.Store) {
+	s := open(t)
+	r12, _ := chatRooms(t, s)
+	at := now.Add(time.Minute)
+	m10, m11 := send(r12, 1, 10, "ten", "a", now), send(r12, 1, 11, "eleven", "b", now)
+	edit10, edit11 := edit(r12, 10, "ten edited", at), edit(r12, 11, "eleven edited", at)
+	delete10, edit10Again := edit(r12, 10, "", at.Add(time.Second)), edit(r12, 10, "too late", at.Add(2*time.Second))
+	results := write(t, s, m10, edit10, edit11, m11, delete10, edit10Again)
+
+	require.Equal(t, persistence.MessageResult{Message: sent(m10)}, results[0])
+	require.Equal(t, persistence.MessageResult{Message: edited(sent(m10), edit10)}, results[1], "edit after the send")
+	require.ErrorIs(t, results[2].Err, persistence.ErrNotFound, "edit before the send")
+	require.Equal(t, persistence.MessageResult{Message: sent(m11)}, results[3])
+	require.Equal(t, persistence.MessageResult{Message: edited(edited(sent(m10), edit10), delete10)}, results[4])
+	require.ErrorIs(t, results[5].Err, persistence.ErrNotFound, "edit after the delete")
+	requireMessage(t, s, results[4].Message)
+	requireMessage(t, s, sent(m11))
+}
+
+// testWriteAtomic checks that a failing op leaves nothing of its batch.
+func testWriteAtomic(t *testing.T, open func(t *testing.T) persistence.Store) {
+	s := open(t)
+	r12, _ := chatRooms(t, s)
+	kept := send(r12, 1, 10, "kept", "n", now)
+	write(t, s, kept)
+
+	at := now.Add(time.Minute)
+	tests := []struct {
+		name    string
+		bad     persistence.MessageOp
+		wantErr error // nil: any error
+	}{
+		{"unknown room", send(999, 1, 20, "x", "", at), persistence.ErrNotFound},
+		{"unknown author", send(r12, 9, 20, "x", "", at), persistence.ErrNotFound},
+		{"id taken", send(r12, 1, 10, "x", "other nonce", at), nil},
+		{"edit without EditedAt", persistence.MessageOp{Kind: persistence.OpEdit, Message: persistence.Message{ID: 10, RoomID: r12}}, nil},
+		{"unknown kind", persistence.MessageOp{Kind: 99, Message: persistence.Message{ID: 21, RoomID: r12, AuthorID: 1}}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := s.WriteMessages(t.Context(), []persistence.MessageOp{
+				send(r12, 2, 30, "before", "", at),
+				edit(r12, 10, "edited", at),
+				tt.bad,
+				send(r12, 2, 31, "after", "", at),
+			})
+			require.Error(t, err)
+			if tt.wantErr != nil {
+				require.ErrorIs(t, err, tt.wantErr)
+			}
+			requireNoMessage(t, s, r12, 30)
+			requireNoMessage(t, s, r12, 31)
+			requireMessage(t, s, sent(kept))
+		})
+	}
+}
+
+// historyRoom fills room 100 of users 1 and 2 and returns its messages that
+// are not deleted, newest first. Several share a created_at, and ids do not
+// follow times.
+func historyRoom(t *testing.T, s persistence.Store) []persistence.Message {
+	t.Helper()
+	r12, r13 := chatRooms(t, s)
+	t0 := stored(now)
+	t1, t2 := t0.Add(time.Microsecond), t0.Add(time.Second)
+	ops := []persistence.MessageOp{
+		send(r12, 1, 10, "a", "", t0),
+		send(r12, 2, 11, "b", "", t1),
+		send(r12, 1, 12, "c", "", t1),
+		send(r12, 2, 13, "d", "", t1),
+		send(r12, 1, 5, "e", "", t1), // older id, same time
+		send(r12, 1, 14, "deleted", "", t1),
+		send(r12, 2, 15, "f", "", t2),
+		send(r13, 1, 16, "another room", "", t1),
+		edit(r12, 14, "", t2),
+		edit(r12, 11, "b edited", t2),
+	}
+	results := write(t, s, ops...)
+	byID := func(id int64) persistence.Message {
+		i := slices.IndexFunc(ops, func(op persistence.MessageOp) bool { return op.Message.ID == id })
+		return results[i].Message
+	}
+	return []persistence.Message{byID(15), byID(13), byID(12), results[9].Message, byID(5), byID(10)}
+}
+
+func testHistory(t *testing.T, open func(t *testing.T) persistence.Store) {
+	s := open(t)
+	all := historyRoom(t, s) // 15@t2, 13@t1, 12@t1, 11@t1, 5@t1, 10@t0
+	t0 := stored(now)
+	t1 := t0.Add(time.Microsecond)
+	tests := []struct {
+		name   string
+		room   int64
+		before persistence.Cursor
+		limit  int
+		want   []persistence.Message
+	}{
+		{"all", 100, persistence.Cursor{Time: now.Add(time.Hour)}, 100, all},
+		{"limit", 100, persistence.Cursor{Time: now.Add(time.Hour)}, 2, all[:2]},
+		{"older than a time", 100, persistence.Cursor{Time: t1}, 100, all[5:]},
+		{"older than a time between microseconds", 100, persistence.Cursor{Time: t1.Add(time.Nanosecond)}, 100, all[1:]},
+		{"older than a message", 100, persistence.Cursor{Time: t1, ID: 12}, 100, all[3:]},
+		{"older than the smallest id of a time", 100, persistence.Cursor{Time: t1, ID: 5}, 100, all[5:]},
+		{"older than a deleted message", 100, persistence.Cursor{Time: t1, ID: 14}, 100, all[1:]},
+		{"zone of the cursor", 100, persistence.Cursor{Time: t1.In(time.FixedZone("UTC-5", -5*3600)), ID: 12}, 1, all[3:4]},
+		{"nothing older", 100, persistence.Cursor{Time: t0}, 100, nil},
+		{"another room", 200, persistence.Cursor{Time: now.Add(time.Hour)}, 100, []persistence.Message{{
+			ID: 16, RoomID: 200, AuthorID: 1, Content: "another room", CreatedAt: t1,
+		}}},
+		{"unknown room", 999, persistence.Cursor{Time: now.Add(time.Hour)}, 100, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := s.History(t.Context(), tt.room, tt.before, tt.limit)
+			require.NoError(t, err)
+			require.Equal(t, tt.want, got)
+		})
+	}
+
+	t.Run("limit not positive", func(t *testing.T) {
+		_, err := s.History(t.Context(), 100, persistence.Cursor{Time: now}, 0)
+		require.Error(t, err)
+	})
+}
+
+// testHistoryPaging pages with the cursor of each page's last message:
+// equal times never make a page skip or repeat a message.
+func testHistoryPaging(t *testing.T, open func(t *testing.T) persistence.Store) {
+	s := open(t)
+	all := historyRoom(t, s)
+	for limit := 1; limit <= len(all); limit++ {
+		t.Run(fmt.Sprint("limit ", limit), func(t *testing.T) {
+			var got []persistence.Message
+			before := persistence.Cursor{Time: now.Add(time.Hour)}
+			for range len(all) + 1 {
+				page, err := s.History(t.Context(), 100, before, limit)
+				require.NoError(t, err)
+				if len(page) == 0 {
+					break
+				}
+				require.LessOrEqual(t, len(page), limit)
+				got = append(got, page...)
+				last := page[len(page)-1]
+				before = persistence.Cursor{Time: last.CreatedAt, ID: last.ID}
+			}
+			require.Equal(t, all, got)
+		})
+	}
+}
+
+// requireLists checks the friend lists of userID by user ids.
+func requireLists(t *testing.T, s persistence.Store, userID int64, incoming, outgoing, friends []int64) {
+	t.Helper()
+	ids := func(us []persistence.User) []int64 {
+		var ids []int64
+		for _, u := range us {
+			ids = append(ids, u.ID)
+		}
+		return ids
+	}
+	in, out, fr, err := s.FriendLists(t.Context(), userID)
+	require.NoError(t, err)
+	require.Equal(t, incoming, ids(in), "incoming of %d", userID)
+	require.Equal(t, outgoing, ids(out), "outgoing of %d", userID)
+	require.Equal(t, friends, ids(fr), "friends of %d", userID)
+	fr, err = s.Friends(t.Context(), userID)
+	require.NoError(t, err)
+	require.Equal(t, friends, ids(fr), "Friends of %d", userID)
+}
+
+func requireFriends(t *testing.T, s persistence.Store, a, b int64, want bool) {
+	t.Helper()
+	for _, pair := range [][2]int64{{a, b}, {b, a}} {
+		got, err := s.AreFriends(t.Context(), pair[0], pair[1])
+		require.NoError(t, err)
+		require.Equal(t, want, got, "AreFriends(%d, %d)", pair[0], pair[1])
+	}
+}
+
+func testRequestFriend(t *testing.T, open func(t *testing.T) persistence.Store) {
+	s := open(t)
+	createUsers(t, s, 1, 2)
+	steps := []struct {
+		name     string
+		from, to int64
+		want     persistence.FriendResult
+		wantErr  error
+	}{
+		{"request", 1, 2, persistence.FriendRequested, nil},
+		{"repeat", 1, 2, persistence.FriendRequestRepeated, nil},
+		{"crossing request accepts", 2, 1, persistence.FriendAccepted, nil},
+		{"friends already", 1, 2, 0, persistence.ErrAlreadyFriends},
+		{"friends already, other side", 2, 1, 0, persistence.ErrAlreadyFriends},
+		{"unknown recipient", 1, 9, 0, persistence.ErrNotFound},
+		{"unknown sender", 9, 1, 0, persistence.ErrNotFound},
+	}
+	for _, st := range steps { // in order: each step builds on the last
+		got, err := s.RequestFriend(t.Context(), st.from, st.to, now)
+		if st.wantErr != nil {
+			require.ErrorIs(t, err, st.wantErr, st.name)
+			continue
+		}
+		require.NoError(t, err, st.name)
+		require.Equal(t, st.want, got, st.name)
+		if st.want == persistence.FriendRequested {
+			requireLists(t, s, 1, nil, []int64{2}, nil)
+			requireLists(t, s, 2, []int64{1}, nil, nil)
+		}
+	}
+	requireFriends(t, s, 1, 2, true)
+	requireLists(t, s, 1, nil, nil, []int64{2})
+	requireLists(t, s, 2, nil, nil, []int64{1})
+
+	_, err := s.RequestFriend(t.Context(), 1, 1, now)
+	require.Error(t, err, "to oneself")
+	requireLists(t, s, 1, nil, nil, []int64{2})
+}
+
+func testAcceptFriend(t *testing.T, open func(t *testing.T) persistence.Store) {
+	s := open(t)
+	createUsers(t, s, 1, 2, 3)
+	_, err := s.RequestFriend(t.Context(), 1, 2, now)
+	require.NoError(t, err)
+
+	require.ErrorIs(t, s.AcceptFriend(t.Context(), 1, 2, now), persistence.ErrNotFound, "my own request")
+	require.ErrorIs(t, s.AcceptFriend(t.Context(), 2, 3, now), persistence.ErrNotFound, "no request")
+	require.ErrorIs(t, s.AcceptFriend(t.Context(), 2, 9, now), persistence.ErrNotFound, "unknown user")
+	requireFriends(t, s, 1, 2, false)
+
+	require.NoError(t, s.AcceptFriend(t.Context(), 2, 1, now))
+	requireFriends(t, s, 1, 2, true)
+	requireLists(t, s, 1, nil, nil, []int64{2})
+	requireLists(t, s, 2, nil, nil, []int64{1})
+	require.ErrorIs(t, s.AcceptFriend(t.Context(), 2, 1, now), persistence.ErrNotFound, "accepted already")
+}
+
+func testRemoveFriendRequest(t *testing.T, open func(t *testing.T) persistence.Store) {
+	tests := []struct {
+		name      string
+		me, other int64
+	}{
+		{"decline", 2, 1},
+		{"take back", 1, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := open(t)
+			createUsers(t, s, 1, 2, 3)
+			_, err := s.RequestFriend(t.Context(), 1, 2, now)
+			require.NoError(t, err)
+			_, err = s.RequestFriend(t.Context(), 3, 2, now)
+			require.NoError(t, err)
+
+			require.NoError(t, s.RemoveFriendRequest(t.Context(), tt.me, tt.other))
+			requireLists(t, s, 1, nil, nil, nil)
+			requireLists(t, s, 2, []int64{3}, nil, nil) // another request stays
+			requireFriends(t, s, 1, 2, false)
+			require.ErrorIs(t, s.RemoveFriendRequest(t.Context(), tt.me, tt.other), persistence.ErrNotFound, "removed already")
+		})
+	}
+
+	t.Run("friends", func(t *testing.T) {
+		s := open(t)
+		createUsers(t, s, 1, 2)
+		_, err := s.RequestFriend(t.Context(), 1, 2, now)
+		require.NoError(t, err)
+		require.NoError(t, s.AcceptFriend(t.Context(), 2, 1, now))
+		require.ErrorIs(t, s.RemoveFriendRequest(t.Context(), 2, 1), persistence.ErrNotFound)
+		requireFriends(t, s, 1, 2, true)
+	})
+}
+
+func testDeleteFriend(t *testing.T, open func(t *testing.T) persistence.Store) {
+	s := open(t)
+	createUsers(t, s, 1, 2, 3)
+	for _, other := range []int64{2, 3} {
+		_, err := s.RequestFriend(t.Context(), 1, other, now)
+		require.NoError(t, err)
+		require.NoError(t, s.AcceptFriend(t.Context(), other, 1, now))
+	}
+	_, err := s.RequestFriend(t.Context(), 2, 3, now)
+	require.NoError(t, err)
+
+	require.NoError(t, s.DeleteFriend(t.Context(), 2, 1))
+	requireFriends(t, s, 1, 2, false)
+	requireFriends(t, s, 1, 3, true)
+	requireLists(t, s, 2, nil, []int64{3}, nil)
+	require.ErrorIs(t, s.DeleteFriend(t.Context(), 1, 2), persistence.ErrNotFound, "deleted already")
+	require.ErrorIs(t, s.DeleteFriend(t.Context(), 2, 3), persistence.ErrNotFound, "only asked")
+
+	got, err := s.RequestFriend(t.Context(), 1, 2, now)
+	require.NoError(t, err)
+	require.Equal(t, persistence.FriendRequested, got, "asking again after")
+}
+
+func testFriendLists(t *testing.T, open func(t *testing.T) persistence.Store) {
+	s := open(t)
+	createUsers(t, s, 1, 2, 3, 4, 5, 6, 7, 8, 9)
+	at := func(us int) time.Time { return now.Add(time.Duration(us) * time.Microsecond) }
+	request := func(from, to int64, when time.Time) {
+		t.Helper()
+		_, err := s.RequestFriend(t.Context(), from, to, when)
+		require.NoError(t, err)
+	}
+	request(4, 1, at(2))
+	request(5, 1, at(1))
+	request(3, 1, at(1))
+	request(1, 6, at(3))
+	request(1, 7, at(0))
+	request(1, 9, at(5)) // accepted first, but later
+	require.NoError(t, s.AcceptFriend(t.Context(), 9, 1, at(5)))
+	request(8, 1, at(4))
+	request(1, 8, at(4))
+	request(2, 1, at(0))
+	require.NoError(t, s.AcceptFriend(t.Context(), 1, 2, at(4)))
+
+	requireLists(t, s, 1, []int64{3, 5, 4}, []int64{7, 6}, []int64{2, 8, 9})
+	requireLists(t, s, 3, nil, []int64{1}, nil)
+	requireLists(t, s, 99, nil, nil, nil)
+
+	in, _, friends, err := s.FriendLists(t.Context(), 1)
+	require.NoError(t, err)
+	require.Equal(t, user(3, "user3", "user3@example.com"), in[0], "whole users")
+	require.Equal(t, user(2, "user2", "user2@example.com"), friends[0], "whole users")
+}
+
+// testFriendsConcurrent has two users ask each other at the same moment, over
+// many fresh pairs: they must always end as friends with no request left.
+func testFriendsConcurrent(t *testing.T, open func(t *testing.T) persistence.Store) {
+	s := open(t)
+	for pair := range int64(40) {
+		a, b := 2*pair+1, 2*pair+2
+		createUsers(t, s, a, b)
+		var results [2]persistence.FriendResult
+		var errs [2]error
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i, from := range []int64{a, b} {
+			wg.Go(func() {
+				<-start
+				results[i], errs[i] = s.RequestFriend(t.Context(), from, a+b-from, now)
+			})
+		}
+		close(start)
+		wg.Wait()
+		require.NoError(t, errs[0])
+		require.NoError(t, errs[1])
+		require.ElementsMatch(t, []persistence.FriendResult{persistence.FriendRequested, persistence.FriendAccepted}, results[:])
+		requireFriends(t, s, a, b, true)
+		requireLists(t, s, a, nil, nil, []int64{b})
+		requireLists(t, s, b, nil, nil, []int64{a})
+	}
+}
+
+func testSetProfile(t *testing.T, open func(t *testing.T) persistence.Store) {
+	s := open(t)
+	createUsers(t, s, 1)
+	url, other := "https://example.com/a.png", "http://example.com/b.png"
+	tests := []struct {
+		name    string
+		profile *string
+	}{
+		{"set", &url},
+		{"replace", &other},
+		{"clear", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := user(1, "user1", "user1@example.com")
+			want.Profile = tt.profile
+			got, err := s.SetProfile(t.Context(), 1, tt.profile)
+			require.NoError(t, err)
+			require.Equal(t, want, got)
+			got, err = s.UserByID(t.Context(), 1)
+			require.NoError(t, err)
+			require.Equal(t, want, got)
+		})
+	}
+
+	t.Run("unknown user", func(t *testing.T) {
+		_, err := s.SetProfile(t.Context(), 9, &url)
+		require.ErrorIs(t, err, persistence.ErrNotFound)
+	})
+}
+
+// BenchWriteMessages measures s.WriteMessages, as the group commit calls it:
+// batches of 100 sends with nonces, spread over 20 DM rooms.
+func BenchWriteMessages(b *testing.B, s persistence.Store) {
+	const batch = 100
+	type room struct{ id, author int64 }
+	var rooms []room
+	createUser := func(id int64) {
+		require.NoError(b, s.CreateUser(b.Context(), user(id, fmt.Sprint("user", id), fmt.Sprint("user", id, "@example.com"))))
+	}
+	createUser(1)
+	for other := int64(2); other <= 21; other++ {
+		createUser(other)
+		id, err := s.EnsureDMRoom(b.Context(), 1, other, 1000+other)
+		require.NoError(b, err)
+		rooms = append(rooms, room{id, 1 + other%2*(other-1)}) // either member writes
+	}
+
+	ops := make([]persistence.MessageOp, batch)
+	next := int64(1)
+	for b.Loop() {
+		for i := range ops {
+			r := rooms[i%len(rooms)]
+			ops[i] = send(r.id, r.author, next, "a message of about the usual length", strconv.FormatInt(next, 36),
+				now.Add(time.Duration(next)*time.Microsecond))
+			next++
+		}
+		if _, err := s.WriteMessages(b.Context(), ops); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(next-1)/b.Elapsed().Seconds(), "msgs/s")
+}
