@@ -56,12 +56,17 @@ func (e *CloseError) Error() string { return fmt.Sprintf("closed %d %q", e.Code,
 // Client is one connection. Next, Call and Collect must be used from one
 // goroutine at a time; Send is safe for concurrent use.
 type Client struct {
-	conn   net.Conn
-	wmu    sync.Mutex
-	frames chan Frame
-	gone   chan struct{} // closed when the read loop ends
-	err    error         // why it ended; read after gone is closed
-	nonce  atomic.Uint64
+	conn  net.Conn
+	wmu   sync.Mutex
+	gone  chan struct{} // closed when the read loop ends
+	err   error         // why it ended; read after gone is closed
+	nonce atomic.Uint64
+
+	// The read loop appends to inbox and never blocks, so a client that
+	// reads slowly never holds back the socket; memory follows the backlog.
+	mu     sync.Mutex
+	inbox  []Frame
+	signal chan struct{} // has a token while inbox may be non-empty
 	// backlog keeps frames that Call or Collect read past while looking
 	// for their answer, for Next.
 	backlog []Frame
@@ -73,7 +78,7 @@ func Dial(ctx context.Context, url string) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{conn: conn, frames: make(chan Frame, 4096), gone: make(chan struct{})}
+	c := &Client{conn: conn, gone: make(chan struct{}), signal: make(chan struct{}, 1)}
 	var r io.Reader = conn
 	if br != nil {
 		r = br
@@ -97,7 +102,6 @@ func (l locked) Write(p []byte) (int, error) {
 
 func (c *Client) read(r io.Reader) {
 	defer close(c.gone)
-	defer close(c.frames)
 	rw := locked{Reader: bufio.NewReader(r), c: c}
 	for {
 		data, op, err := wsutil.ReadServerData(rw)
@@ -117,7 +121,13 @@ func (c *Client) read(r io.Reader) {
 			c.err = fmt.Errorf("client: server sent a frame that is not JSON: %q", data)
 			return
 		}
-		c.frames <- f
+		c.mu.Lock()
+		c.inbox = append(c.inbox, f)
+		c.mu.Unlock()
+		select {
+		case c.signal <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -165,14 +175,28 @@ func (c *Client) Next(ctx context.Context) (Frame, error) {
 }
 
 func (c *Client) receive(ctx context.Context) (Frame, error) {
-	select {
-	case f, ok := <-c.frames:
-		if !ok {
-			return Frame{}, c.err
+	for {
+		c.mu.Lock()
+		if len(c.inbox) > 0 {
+			f := c.inbox[0]
+			c.inbox[0] = Frame{}
+			c.inbox = c.inbox[1:]
+			c.mu.Unlock()
+			return f, nil
 		}
-		return f, nil
-	case <-ctx.Done():
-		return Frame{}, ctx.Err()
+		c.mu.Unlock()
+		select {
+		case <-c.signal:
+		case <-c.gone:
+			c.mu.Lock()
+			empty := len(c.inbox) == 0
+			c.mu.Unlock()
+			if empty {
+				return Frame{}, c.err
+			}
+		case <-ctx.Done():
+			return Frame{}, ctx.Err()
+		}
 	}
 }
 
