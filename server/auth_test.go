@@ -325,3 +325,12 @@ func TestHealthReadinessMetricsAndForms(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, a.Status)
 	require.Equal(t, http.StatusOK, n.get("/healthz", "").Status)
 }
+
+func TestPprofOnlyWhenAsked(t *testing.T) {
+	n := startNode(t, "sqlite:"+t.TempDir()+"/rewind.db", func(c *server.Config) { c.DebugAddr = "127.0.0.1:0" })
+	res, err := http.Get("http://" + n.srv.DebugAddr() + "/debug/pprof/heap?debug=1")
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.Equal(t, http.StatusNotFound, n.get("/debug/pprof/", "").Status, "never on the public listener")
+}

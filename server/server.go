@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -54,6 +55,9 @@ type Config struct {
 	AuthRatePerMinute int
 	// Password hashing cost; default auth.OWASPParams.
 	Password auth.PasswordParams
+	// DebugAddr, when set, serves net/http/pprof there (keep it on a
+	// loopback or private address): profiles of a running node.
+	DebugAddr string
 	// Gateway settings of protocol.md §2; zero values take their defaults.
 	Gateway GatewayConfig
 	// Logger; default a disabled logger.
@@ -109,17 +113,19 @@ func (g GatewayConfig) withDefaults() GatewayConfig {
 
 // Server is a running node.
 type Server struct {
-	cfg    Config
-	log    zerolog.Logger
-	store  persistence.Store
-	system *actor.ActorSystem
-	mailer *actor.PID
-	writer *actor.PID
-	ws     *gateway.Handler
-	http   *http.Server
-	ln     net.Listener
-	served chan error
-	stop   context.CancelFunc // ends background work (the registration sweeper)
+	cfg       Config
+	log       zerolog.Logger
+	store     persistence.Store
+	system    *actor.ActorSystem
+	mailer    *actor.PID
+	writer    *actor.PID
+	ws        *gateway.Handler
+	http      *http.Server
+	debug     *http.Server // nil without DebugAddr
+	debugAddr string
+	ln        net.Listener
+	served    chan error
+	stop      context.CancelFunc // ends background work (the registration sweeper)
 }
 
 // ErrListen marks a failure to take the listening address (in use, bad).
@@ -218,6 +224,11 @@ func (s *Server) start(ctx context.Context, ids *snowflake.Node) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(zerolog.NewSlogHandler(s.log), slog.LevelWarn),
 	}
+	if s.cfg.DebugAddr != "" {
+		if err := s.serveDebug(); err != nil {
+			return err
+		}
+	}
 	bg, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	go s.sweepRegistrations(bg)
@@ -269,6 +280,25 @@ func (s *Server) startActors(reg prometheus.Registerer, tokens *auth.Tokens, ids
 	return dir
 }
 
+// serveDebug serves the pprof handlers on DebugAddr.
+func (s *Server) serveDebug() error {
+	ln, err := net.Listen("tcp", s.cfg.DebugAddr)
+	if err != nil {
+		return fmt.Errorf("%w %s: %w", ErrListen, s.cfg.DebugAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	s.debug = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.debugAddr = ln.Addr().String()
+	go func() { _ = s.debug.Serve(ln) }()
+	s.log.Info().Str("addr", ln.Addr().String()).Msg("serving pprof")
+	return nil
+}
+
 // mailQueue hands verification mails to the mailer actor.
 type mailQueue struct {
 	root *actor.RootContext
@@ -281,6 +311,9 @@ func (q mailQueue) SendVerification(to, name, link string) {
 
 // Addr is the address the node listens on (useful with port 0).
 func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// DebugAddr is where pprof is served, "" when it is not.
+func (s *Server) DebugAddr() string { return s.debugAddr }
 
 // Store is the node's store (tests inspect it).
 func (s *Server) Store() persistence.Store { return s.store }
@@ -315,6 +348,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = errors.Join(err, serveErr)
 	}
 	err = errors.Join(err, s.ws.Shutdown(ctx))
+	if s.debug != nil {
+		err = errors.Join(err, s.debug.Close())
+	}
 	if _, derr := s.system.Root.RequestFuture(s.writer, &writer.Drain{}, remaining(ctx, 10*time.Second)).Result(); derr != nil {
 		err = errors.Join(err, fmt.Errorf("writer drain: %w", derr))
 	}

@@ -112,6 +112,7 @@ func serveSettings() *settings {
 	s.add("REWIND_WS_SEND_QUEUE", "256", "outbound frames queued per session before it is closed as slow")
 	s.add("REWIND_WS_RATE", "10", "request frames per second per session, sustained; 0 turns the limit off")
 	s.add("REWIND_WS_BURST", "60", "request frames a session may burst")
+	s.add("REWIND_DEBUG_ADDR", "", "address for net/http/pprof profiles, e.g. 127.0.0.1:6060; empty: off")
 	s.add("REWIND_LOG_LEVEL", "info", "trace, debug, info, warn or error")
 	s.add("REWIND_LOG_FORMAT", "console", "console or json")
 	return s
@@ -129,6 +130,7 @@ func serveConfig(s *settings) (server.Config, error) {
 	c.Addr = s.get("REWIND_ADDR")
 	c.PublicURL = s.get("REWIND_PUBLIC_URL")
 	c.DatabaseURL = s.get("REWIND_DATABASE_URL")
+	c.DebugAddr = s.get("REWIND_DEBUG_ADDR")
 	if err := server.CheckDatabaseURL(c.DatabaseURL); err != nil {
 		check(s.invalid("REWIND_DATABASE_URL", err))
 	}
