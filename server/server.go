@@ -264,6 +264,9 @@ func (s *Server) startActors(reg prometheus.Registerer, tokens *auth.Tokens, ids
 		Writers: []*actor.PID{s.writer},
 	})
 	userDeps.Directory, roomDeps.Directory = dir, dir
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "rewind_users_online", Help: "Users with at least one authenticated session.",
+	}, func() float64 { return float64(dir.Online()) }))
 	sessionDeps := &session.Deps{
 		Config: session.Config{
 			HeartbeatInterval: g.HeartbeatInterval, HeartbeatGrace: g.HeartbeatGrace,

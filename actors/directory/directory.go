@@ -91,17 +91,6 @@ func (d *Directory) SendToUser(userID int64, msg any) bool {
 	return e != nil
 }
 
-// RequestUser is SendToUser with sender as the message's sender.
-func (d *Directory) RequestUser(userID int64, msg any, sender *actor.PID) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	e := d.users[userID]
-	if e != nil {
-		d.root.RequestWithCustomSender(e.pid, msg, sender)
-	}
-	return e != nil
-}
-
 // SendToRoom sends msg to the room's actor, starting it if needed.
 func (d *Directory) SendToRoom(key messages.RoomKey, msg any) {
 	d.mu.Lock()

@@ -9,8 +9,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/asynkron/protoactor-go/actor"
-
 	"github.com/rewind-chat/rewind/auth"
 	"github.com/rewind-chat/rewind/messages"
 	"github.com/rewind-chat/rewind/persistence"
@@ -47,7 +45,7 @@ var (
 
 // handle answers one request, or routes it to the actor that owns its
 // state (then the session waits for that actor's Reply).
-func (a *Actor) handle(ctx actor.Context, req messages.Request) *messages.Error {
+func (a *Actor) handle(req messages.Request) *messages.Error {
 	switch req.Type {
 	case "heartbeat":
 		payload := []byte(req.Payload)

@@ -56,8 +56,7 @@ type Deps struct {
 
 // Close codes of protocol.md §2.1.
 const (
-	CloseNormal      = 1000
-	CloseGoingAway   = 1001
+	CloseInternal    = 1011
 	CloseHeartbeat   = 4003
 	CloseRateLimited = 4008
 	CloseSlow        = 4009
@@ -79,9 +78,13 @@ type Peer struct {
 	pid  *actor.PID
 }
 
+// stopOnFailure supervises sessions: a session that fails is stopped, not
+// restarted with a blank state, and closes its connection (1011) as it stops.
+var stopOnFailure = actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.StopDirective })
+
 // Start spawns the session of conn, speaking protocol version (1 or 2).
 func Start(root *actor.RootContext, conn Conn, version int, deps *Deps) *Peer {
-	pid := root.Spawn(actor.PropsFromProducer(func() actor.Actor {
+	pid := root.WithGuardian(stopOnFailure).Spawn(actor.PropsFromProducer(func() actor.Actor {
 		return &Actor{deps: deps, conn: conn, version: version}
 	}))
 	return &Peer{root: root, pid: pid}
@@ -145,9 +148,20 @@ func (a *Actor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		a.start(ctx)
+	case *actor.Stopping:
+		// Reached by a disconnect, or by a failure of this actor.
+		a.close(CloseInternal, "Internal error.")
+	case *actor.Stopped:
+		a.beat.Stop()
+		if a.waitTimer != nil {
+			a.waitTimer.Stop()
+		}
+		if a.authed {
+			a.deps.Directory.Detach(a.user.ID, a.self)
+		}
 	case *inbound:
 		a.arrive(m)
-		a.next(ctx)
+		a.next()
 	case *messages.Reply:
 		if m.Seq != a.waiting {
 			return // answered already, by the timeout
@@ -157,12 +171,12 @@ func (a *Actor) Receive(ctx actor.Context) {
 		for _, f := range m.Frames {
 			a.send(f)
 		}
-		a.next(ctx)
+		a.next()
 	case *requestTimeout:
 		if m.seq == a.waiting {
 			a.waiting = 0
 			a.send(messages.ErrorFrame(messages.ErrUnavailable, a.waitingNonce))
-			a.next(ctx)
+			a.next()
 		}
 	case *messages.Push:
 		a.send(m.Frame)
@@ -175,13 +189,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 			a.close(CloseHeartbeat, reasonHeartbeat)
 		}
 	case *disconnected:
-		a.beat.Stop()
-		if a.waitTimer != nil {
-			a.waitTimer.Stop()
-		}
-		if a.authed {
-			a.deps.Directory.Detach(a.user.ID, a.self)
-		}
+		a.closed = true // the connection is gone already
 		ctx.Stop(a.self)
 	}
 }
@@ -242,7 +250,7 @@ func (a *Actor) arrive(m *inbound) {
 }
 
 // next handles queued requests until one has to wait for another actor.
-func (a *Actor) next(ctx actor.Context) {
+func (a *Actor) next() {
 	for a.waiting == 0 && len(a.queue) > 0 && !a.closed {
 		q := a.queue[0]
 		a.queue[0] = queued{}
@@ -251,7 +259,7 @@ func (a *Actor) next(ctx actor.Context) {
 			a.send(messages.ErrorFrame(q.answer, q.nonce))
 			continue
 		}
-		if err := a.handle(ctx, q.req); err != nil {
+		if err := a.handle(q.req); err != nil {
 			a.send(messages.ErrorFrame(err, q.req.Nonce))
 		}
 	}

@@ -1,0 +1,89 @@
+package load
+
+import "time"
+
+// The parent talks to its workers over their standard input and output,
+// one JSON object a line. The parent writes the workerSpec first, then
+// commands; it closing the worker's input means stop. A worker writes
+// workerReports: progress every second, phase events, and one result
+// before it exits.
+
+// workerEnv marks a process started as a worker.
+const workerEnv = "REWIND_LOAD_WORKER"
+
+// Account is one load user and a token for it.
+type Account struct {
+	Name  string `json:"name"`
+	Token string `json:"token"`
+}
+
+// workerSpec is one worker's share of a run.
+type workerSpec struct {
+	Index     int           `json:"index"`
+	Scenario  string        `json:"scenario"`
+	URL       string        `json:"url"` // the gateway's ws:// URL, path and version included
+	SourceIPs []string      `json:"source_ips"`
+	Offset    int           `json:"offset"` // global index of Accounts[0], which picks its source address
+	Accounts  []Account     `json:"accounts"`
+	Pairs     int           `json:"pairs"`    // Accounts[2i] and Accounts[2i+1] are dm pairs for i < Pairs
+	Befriend  bool          `json:"befriend"` // pairs are not friends yet: befriend them over the gateway
+	Rate      float64       `json:"rate"`     // dm sends per second, this worker's share
+	Size      int           `json:"size"`     // dm content length
+	Churn     float64       `json:"churn"`    // churn connects per second, this worker's share
+	Hold      time.Duration `json:"hold"`     // how long a churn session stays
+	Heartbeat time.Duration `json:"heartbeat"`
+	// ConnectConcurrency caps this worker's connections being opened at
+	// once (0: no cap).
+	ConnectConcurrency int           `json:"connect_concurrency"`
+	DialTimeout        time.Duration `json:"dial_timeout"`
+	ConnectTimeout     time.Duration `json:"connect_timeout"` // bound of the first connect phase
+	Reconnect          bool          `json:"reconnect"`       // reconnect after the server closed or lost a session
+	Backoff            time.Duration `json:"backoff"`
+	BackoffMax         time.Duration `json:"backoff_max"`
+	Drain              time.Duration `json:"drain"`
+	Progress           time.Duration `json:"progress"`
+	// Deadline is when the worker stops by itself whatever it is told
+	// (unix nanoseconds).
+	Deadline int64 `json:"deadline"`
+}
+
+// command is what the parent tells a running worker.
+type command struct {
+	Cmd string `json:"cmd"` // cmdDM, cmdStorm, cmdStop
+}
+
+const (
+	cmdDM    = "dm"    // start sending
+	cmdStorm = "storm" // close every session and reconnect it at once
+	cmdStop  = "stop"  // stop sending, drain, close, report
+)
+
+// Report types.
+const (
+	repProgress  = "progress"
+	repReady     = "ready"     // the first connect phase is over
+	repStormed   = "stormed"   // every session is back after a storm
+	repLost      = "lost"      // a session was lost (first loss since the worker was last whole)
+	repRecovered = "recovered" // every session is back after losses
+	repResult    = "result"
+)
+
+// workerReport is one line a worker writes.
+type workerReport struct {
+	Type   string           `json:"type"`
+	Worker int              `json:"worker"`
+	At     int64            `json:"at"` // unix nanoseconds
+	Counts map[string]int64 `json:"counts,omitempty"`
+	// ready
+	Started int64 `json:"started,omitempty"` // when its connect phase began
+	// result
+	Hists   map[string]string `json:"hists,omitempty"` // encoded HdrHistograms
+	Errors  map[string]int64  `json:"errors,omitempty"`
+	Reasons map[string]int64  `json:"reasons,omitempty"` // "code reason"
+	Closes  map[string]int64  `json:"closes,omitempty"`
+	// Unexpected closes by code: the closes the harness did not cause.
+	UnexpectedCloses map[string]int64 `json:"unexpected,omitempty"`
+	CPUSeconds       float64          `json:"cpu_seconds,omitempty"`
+	MaxRSS           int64            `json:"max_rss,omitempty"`
+	Error            string           `json:"error,omitempty"`
+}

@@ -1,0 +1,550 @@
+package load
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// writeTimeout bounds one frame written to the server; a connection that
+// cannot take a frame for that long is dropped.
+const writeTimeout = 10 * time.Second
+
+// closeWait is how long a session waits for the server to answer its close
+// frame.
+const closeWait = 5 * time.Second
+
+var errStopped = errors.New("stopped")
+
+// authError is the server refusing an auth: the session gives up.
+type authError struct {
+	code   int
+	reason string
+}
+
+func (e *authError) Error() string { return fmt.Sprintf("auth refused: %d %s", e.code, e.reason) }
+
+// session is one account's connection, reconnected as the scenario says.
+// One goroutine runs it: it dials, heartbeats, authenticates and then reads
+// every frame the server sends. Writes come from that goroutine (connect,
+// control answers), the worker's heartbeat wheel and its dm sender, under
+// mu.
+type session struct {
+	w      *worker
+	acct   *Account
+	dial   *ws.Dialer
+	peer   *session // dm partner
+	churn  bool     // a churn session: leaves after spec.Hold
+	id     atomic.Int64
+	authed atomic.Bool
+
+	mu      sync.Mutex
+	conn    net.Conn // the current connection; nil between connections
+	gen     uint32   // counts connections; heartbeat entries of old ones are void
+	hbCount int64
+	closing bool // the harness closed the current connection
+	storm   bool // ... to reconnect it at once (storm)
+	// closeSent: a close frame went out on the current connection (ours,
+	// or the answer to the server's); no data frame may follow it.
+	closeSent bool
+	// a request waiting for its answer (befriending over the gateway)
+	callNonce string
+	callCh    chan []byte
+
+	// the sender goroutine's
+	sendSeq uint64
+	chatID  []byte
+	// the session goroutine's
+	lastSeq     uint64    // last delivered sequence number from the peer
+	lostAt      time.Time // when the last connection ended, while it is not back
+	lostCounted bool      // the loss is counted in the worker's losses
+	stormed     bool      // the last connection was closed by a storm
+}
+
+// run is the session's goroutine. first is called once, when the first
+// connection attempt is over (ok: authenticated).
+func (s *session) run(first func(ok bool)) {
+	w := s.w
+	defer w.wg.Done()
+	reported := false
+	report := func(ok bool) {
+		if !reported {
+			reported = true
+			if first != nil {
+				first(ok)
+			}
+		}
+	}
+	defer report(false)
+	attempt := 0
+	for !w.stopped() {
+		t0 := time.Now()
+		r, err := s.connect()
+		if err != nil {
+			var ae *authError
+			if errors.Is(err, errStopped) || errors.As(err, &ae) || !w.spec.Reconnect && !s.reconnecting() {
+				return
+			}
+			attempt++
+			if !w.sleep(s.backoff(attempt)) {
+				return
+			}
+			continue
+		}
+		attempt = 0
+		now := time.Now()
+		w.hists[hConnect].record(now.Sub(t0))
+		w.c.add(cAuthenticated, 1)
+		w.c.add(cOpen, 1)
+		s.authed.Store(true)
+		if !s.lostAt.IsZero() {
+			w.hists[hReauth].record(now.Sub(s.lostAt))
+			s.lostAt = time.Time{}
+		}
+		if s.lostCounted {
+			s.lostCounted = false
+			w.back()
+		}
+		if s.stormed {
+			s.stormed = false
+			w.stormBack()
+		}
+		report(true)
+		s.mu.Lock()
+		gen := s.gen
+		s.mu.Unlock()
+		w.wheel.add(s, gen, w.spec.Heartbeat)
+		var leave *time.Timer
+		if s.churn {
+			leave = time.AfterFunc(w.spec.Hold, s.close)
+		}
+
+		cerr := s.readLoop(r)
+
+		if leave != nil {
+			leave.Stop()
+		}
+		s.authed.Store(false)
+		w.c.add(cOpen, -1)
+		s.mu.Lock()
+		expected, storm := s.closing, s.storm
+		s.storm = false
+		s.conn.Close()
+		s.conn = nil
+		s.mu.Unlock()
+		w.closes.add(cerr.key())
+		w.c.add(cCloses, 1)
+		if !expected {
+			w.c.add(cUnexpected, 1)
+			w.unexpected.add(cerr.key())
+			s.lostAt = time.Now()
+			s.lostCounted = true
+			w.lost()
+		}
+		switch {
+		case s.churn:
+			if expected {
+				w.c.add(cChurnCompleted, 1)
+				w.hists[hChurn].record(time.Since(t0))
+			}
+			return
+		case storm && !w.stopped():
+			s.lostAt = w.stormAt()
+			s.stormed = true
+			w.c.add(cReconnects, 1)
+			continue
+		case !expected && w.spec.Reconnect && !w.stopped():
+			w.c.add(cReconnects, 1)
+			attempt = 1
+			if !w.sleep(s.backoff(attempt)) {
+				return
+			}
+			continue
+		}
+		return
+	}
+}
+
+// reconnecting reports whether the session is coming back from a loss or
+// a storm, when failed attempts are retried whatever spec.Reconnect says.
+func (s *session) reconnecting() bool { return !s.lostAt.IsZero() }
+
+// backoff is the wait before attempt n (1, 2, …): full jitter over an
+// exponential bound.
+func (s *session) backoff(n int) time.Duration {
+	b := s.w.spec.Backoff << min(n-1, 20)
+	if b <= 0 || b > s.w.spec.BackoffMax {
+		b = s.w.spec.BackoffMax
+	}
+	if b <= 0 {
+		return 0
+	}
+	return rand.N(b)
+}
+
+// connect dials and authenticates: a first heartbeat {"count":0}, its
+// answer, then auth with the account's token and its answer, as
+// protocol.md §2.2 orders them.
+func (s *session) connect() (*reader, error) {
+	w := s.w
+	if w.sem != nil {
+		select {
+		case w.sem <- struct{}{}:
+			defer func() { <-w.sem }()
+		case <-w.stopCh:
+			return nil, errStopped
+		}
+	}
+	ctx, cancel := context.WithTimeout(w.ctx, w.spec.DialTimeout)
+	defer cancel()
+	conn, br, _, err := s.dial.Dial(ctx, w.url)
+	if err != nil {
+		if w.stopped() {
+			return nil, errStopped
+		}
+		w.c.add(cConnectFailed, 1)
+		w.closes.add("dial_failed")
+		return nil, err
+	}
+	if br == nil {
+		br = bufio.NewReaderSize(conn, 512)
+	}
+	r := &reader{br: br, control: s.control}
+	s.mu.Lock()
+	s.conn = conn
+	s.gen++
+	s.hbCount = 0
+	s.closing = false
+	s.storm = false
+	s.closeSent = false
+	s.mu.Unlock()
+	fail := func(err error) (*reader, error) {
+		var ce *closeError
+		if errors.As(err, &ce) {
+			w.closes.add(ce.key())
+		}
+		s.mu.Lock()
+		s.conn.Close()
+		s.conn = nil
+		s.mu.Unlock()
+		if w.stopped() {
+			return nil, errStopped
+		}
+		var ae *authError
+		if errors.As(err, &ae) {
+			w.c.add(cAuthFailed, 1)
+		} else {
+			w.c.add(cSetupFailed, 1)
+		}
+		return nil, err
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(w.spec.DialTimeout))
+	fb := getFrameBuf()
+	defer putFrameBuf(fb)
+	fb.reset()
+	fb.b = append(fb.b, `{"type":"heartbeat","payload":{"count":0}}`...)
+	if err := s.write(fb.finish(ws.OpText), 0); err != nil {
+		return fail(err)
+	}
+	if err := s.await(r, "heartbeat"); err != nil {
+		return fail(err)
+	}
+	fb.reset()
+	fb.b = append(fb.b, `{"type":"auth","payload":{"auth":`...)
+	fb.b = strconv.AppendQuote(fb.b, s.acct.Token)
+	fb.b = append(fb.b, `}}`...)
+	if err := s.write(fb.finish(ws.OpText), 0); err != nil {
+		return fail(err)
+	}
+	if err := s.await(r, "auth"); err != nil {
+		if ae := (*authError)(nil); errors.As(err, &ae) {
+			s.close()
+			_ = s.readLoop(r) // the server's answer to the close
+		}
+		return fail(err)
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	return r, nil
+}
+
+// await reads until a frame of type typ; an error frame fails it.
+func (s *session) await(r *reader, typ string) error {
+	for {
+		op, p, err := r.next()
+		if err != nil {
+			return err
+		}
+		if op != ws.OpText {
+			continue
+		}
+		switch frameType(p) {
+		case typ:
+			switch typ {
+			case "heartbeat":
+				s.w.c.add(cHeartbeatsAnswered, 1)
+			case "auth":
+				if id, ok := selfID(p); ok {
+					s.id.Store(id)
+				}
+			}
+			return nil
+		case "error":
+			code, reason := errorCode(p)
+			s.w.countError(code, reason)
+			if typ == "auth" && code != 5000 && code != 4029 {
+				return &authError{code, reason} // a refused token: no retry
+			}
+			return fmt.Errorf("%s answered %d %s", typ, code, reason)
+		default:
+			s.handle(p)
+		}
+	}
+}
+
+// readLoop reads until the connection ends and says how it ended.
+func (s *session) readLoop(r *reader) *closeError {
+	for {
+		op, p, err := r.next()
+		if err != nil {
+			var ce *closeError
+			if errors.As(err, &ce) {
+				return ce
+			}
+			return &closeError{Code: 1006, Err: err}
+		}
+		if op == ws.OpText {
+			s.handle(p)
+		}
+	}
+}
+
+// handle takes one frame of an authenticated session.
+func (s *session) handle(p []byte) {
+	w := s.w
+	switch frameType(p) {
+	case "heartbeat":
+		w.c.add(cHeartbeatsAnswered, 1)
+	case "chat":
+		if nonce, ok := frameNonce(p); ok {
+			if _, nanos, ok := parseStamp(nonce); ok {
+				w.c.add(cAcked, 1)
+				w.hists[hAck].record(time.Duration(w.now() - nanos))
+			}
+			return
+		}
+		if !bytes.HasPrefix(p, chatSendKind) {
+			return
+		}
+		content, ok := stringAfter(p, len(chatSendKind), contentPrefix)
+		if !ok {
+			return
+		}
+		seq, nanos, ok := parseStamp(content)
+		if !ok {
+			return
+		}
+		w.c.add(cDelivered, 1)
+		w.hists[hDelivery].record(time.Duration(w.now() - nanos))
+		if seq <= s.lastSeq {
+			w.c.add(cDuplicates, 1)
+		} else {
+			s.lastSeq = seq
+		}
+	case "error":
+		code, reason := errorCode(p)
+		w.countError(code, reason)
+		nonce, ok := frameNonce(p)
+		if !ok {
+			return
+		}
+		if _, _, ok := parseStamp(nonce); ok {
+			w.c.add(cSendErrors, 1)
+			return
+		}
+		s.answer(nonce, p)
+	case "ok":
+		if nonce, ok := frameNonce(p); ok {
+			s.answer(nonce, p)
+		}
+	}
+}
+
+// answer hands p to a call waiting for nonce.
+func (s *session) answer(nonce, p []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.callCh != nil && s.callNonce == string(nonce) {
+		s.callCh <- bytes.Clone(p)
+		s.callCh = nil
+	}
+}
+
+// call sends a request with nonce and waits for its answer.
+func (s *session) call(frame []byte, nonce string, timeout time.Duration) ([]byte, error) {
+	ch := make(chan []byte, 1)
+	s.mu.Lock()
+	s.callNonce, s.callCh = nonce, ch
+	s.mu.Unlock()
+	if err := s.write(frame, 0); err != nil {
+		return nil, err
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case p := <-ch:
+		return p, nil
+	case <-t.C:
+		return nil, errors.New("no answer")
+	case <-s.w.stopCh:
+		return nil, errStopped
+	}
+}
+
+// write sends one finished frame on the current connection when it is
+// still connection gen (0: whichever is current). A failed write closes the
+// connection, which ends its read loop.
+func (s *session) write(frame []byte, gen uint32) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writeLocked(frame, gen)
+}
+
+var errGone = errors.New("connection gone")
+
+func (s *session) writeLocked(frame []byte, gen uint32) error {
+	if s.closeSent || gen != 0 && gen != s.gen {
+		return errGone
+	}
+	return s.rawWriteLocked(frame)
+}
+
+// rawWriteLocked writes frame, whatever the state of the connection.
+func (s *session) rawWriteLocked(frame []byte) error {
+	if s.conn == nil {
+		return errGone
+	}
+	_ = s.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if _, err := s.conn.Write(frame); err != nil {
+		s.conn.Close()
+		return err
+	}
+	return nil
+}
+
+// control answers the server's ping and close frames.
+func (s *session) control(op ws.OpCode, payload []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil || s.closeSent {
+		return // the server answered our close, or it is gone
+	}
+	fb := getFrameBuf()
+	defer putFrameBuf(fb)
+	fb.reset()
+	if op == ws.OpClose && len(payload) >= 2 {
+		payload = payload[:2] // echo the code
+	}
+	fb.b = append(fb.b, payload...)
+	_ = s.rawWriteLocked(fb.finish(op))
+	if op == ws.OpClose {
+		s.closeSent = true
+		_ = s.conn.SetReadDeadline(time.Now().Add(closeWait))
+	}
+}
+
+// close starts a normal close of the current connection: a close frame
+// 1000; the read loop ends when the server answers it (or closeWait later).
+func (s *session) close() { s.closeWith(false) }
+
+func (s *session) closeWith(storm bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil || s.closeSent {
+		return false
+	}
+	s.closing, s.storm, s.closeSent = true, storm, true
+	fb := getFrameBuf()
+	defer putFrameBuf(fb)
+	fb.reset()
+	fb.b = append(fb.b, ws.NewCloseFrameBody(ws.StatusNormalClosure, "")...)
+	_ = s.rawWriteLocked(fb.finish(ws.OpClose))
+	_ = s.conn.SetReadDeadline(time.Now().Add(closeWait))
+	return true
+}
+
+// abort closes the current connection at once.
+func (s *session) abort() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != nil {
+		s.closing = true
+		s.conn.Close()
+	}
+}
+
+// heartbeat sends the next heartbeat of connection gen; false when that
+// connection is gone.
+func (s *session) heartbeat(fb *frameBuf, gen uint32) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil || s.gen != gen || s.closeSent {
+		return false
+	}
+	s.hbCount++
+	fb.reset()
+	fb.b = append(fb.b, `{"type":"heartbeat","payload":{"count":`...)
+	fb.b = strconv.AppendInt(fb.b, s.hbCount, 10)
+	fb.b = append(fb.b, `}}`...)
+	if s.writeLocked(fb.finish(ws.OpText), gen) != nil {
+		return false
+	}
+	s.w.c.add(cHeartbeatsSent, 1)
+	return true
+}
+
+// send writes the next dm message to the peer; false when it was not sent.
+func (s *session) send(fb *frameBuf) bool {
+	w := s.w
+	if s.chatID == nil {
+		a, b := s.id.Load(), s.peer.id.Load()
+		if a == 0 || b == 0 {
+			return false
+		}
+		s.chatID = strconv.AppendInt(nil, a^b, 10)
+	}
+	seq := s.sendSeq + 1
+	fb.reset()
+	fb.b = append(fb.b, `{"type":"chat","payload":{"type":"send","chat_id":"`...)
+	fb.b = append(fb.b, s.chatID...)
+	fb.b = append(fb.b, `","content":"`...)
+	start := len(fb.b)
+	fb.b = appendStamp(fb.b, seq, w.now())
+	stamp := len(fb.b) - start
+	for i := stamp; i < w.spec.Size; i++ {
+		fb.b = append(fb.b, 'x')
+	}
+	fb.b = append(fb.b, `"},"nonce":"`...)
+	fb.b = append(fb.b, fb.b[start:start+stamp]...)
+	fb.b = append(fb.b, `"}`...)
+	if s.write(fb.finish(ws.OpText), 0) != nil {
+		return false
+	}
+	s.sendSeq = seq
+	w.c.add(cSent, 1)
+	return true
+}
+
+var frameBufs = sync.Pool{New: func() any { return newFrameBuf(256) }}
+
+func getFrameBuf() *frameBuf  { return frameBufs.Get().(*frameBuf) }
+func putFrameBuf(f *frameBuf) { frameBufs.Put(f) }

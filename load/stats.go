@@ -1,0 +1,200 @@
+package load
+
+import (
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// counter indexes the figures every worker counts; the parent adds them up.
+type counter int
+
+const (
+	cOpen           counter = iota // sessions authenticated now (a gauge)
+	cAuthenticated                 // successful auths, reconnects included
+	cConnectFailed                 // dial or upgrade failed
+	cAuthFailed                    // the server refused the auth (error frame)
+	cSetupFailed                   // the connection ended during heartbeat/auth
+	cReconnects                    // connections opened again after one ended
+	cHeartbeatsSent                // heartbeats after the first of a connection
+	cHeartbeatsAnswered            // heartbeat answers, the first included
+	cSent                          // dm sends written
+	cAcked                         // dm echoes (stored)
+	cDelivered                     // dm events received by the peer
+	cSendErrors                    // error frames answering a dm send
+	cDuplicates                    // deliveries out of order or seen twice
+	cSkipped                       // dm sends not made: a side was not connected
+	cErrors                        // error frames of any kind
+	cCloses                        // connections the server closed or lost
+	cUnexpected                    // of those, the ones the harness did not cause
+	cChurnStarted                  // churn sessions started
+	cChurnCompleted                // churn sessions that authenticated and left cleanly
+	cBefriended                    // dm pairs made friends over the gateway
+	nCounters
+)
+
+var counterNames = [nCounters]string{
+	"open", "authenticated", "connect_failed", "auth_failed", "setup_failed", "reconnects",
+	"heartbeats_sent", "heartbeats_answered",
+	"sent", "acked", "delivered", "send_errors", "duplicates", "skipped",
+	"errors", "closes", "unexpected_closes",
+	"churn_started", "churn_completed", "befriended",
+}
+
+// counters are one worker's figures.
+type counters [nCounters]atomic.Int64
+
+func (c *counters) add(k counter, n int64) { c[k].Add(n) }
+func (c *counters) get(k counter) int64    { return c[k].Load() }
+
+// snapshot returns the counters by name.
+func (c *counters) snapshot() map[string]int64 {
+	m := make(map[string]int64, nCounters)
+	for i := range c {
+		m[counterNames[i]] = c[i].Load()
+	}
+	return m
+}
+
+// Latency histograms record microseconds from 1 µs to 10 minutes with 3
+// significant digits.
+const (
+	histMin = 1
+	histMax = int64(10 * time.Minute / time.Microsecond)
+	histSig = 3
+)
+
+// The histograms a worker records.
+const (
+	hConnect  = "connect"   // dial to authenticated, every connection
+	hReauth   = "reauth"    // connection lost (or storm close) to authenticated again
+	hAck      = "ack"       // dm send to its echo
+	hDelivery = "delivery"  // dm send to the event at the peer
+	hSendLag  = "send_lag"  // dm send written behind its schedule
+	hChurn    = "churn_all" // churn: dial to the server's answer of the close
+)
+
+var histNames = []string{hConnect, hReauth, hAck, hDelivery, hSendLag, hChurn}
+
+// hist is a histogram shared by a worker's goroutines.
+type hist struct {
+	mu sync.Mutex
+	h  *hdr.Histogram
+}
+
+func newHist() *hist { return &hist{h: hdr.New(histMin, histMax, histSig)} }
+
+func (h *hist) record(d time.Duration) {
+	us := max(int64(d/time.Microsecond), histMin)
+	h.mu.Lock()
+	_ = h.h.RecordValue(min(us, histMax))
+	h.mu.Unlock()
+}
+
+// encode returns the histogram in HdrHistogram's compressed V2 form
+// (base64), which the parent decodes and merges.
+func (h *hist) encode() (string, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	b, err := h.h.Encode(hdr.V2CompressedEncodingCookieBase)
+	return string(b), err
+}
+
+// tally counts by key (error codes, close codes, reasons).
+type tally struct {
+	mu sync.Mutex
+	m  map[string]int64
+}
+
+func (t *tally) add(key string) {
+	t.mu.Lock()
+	if t.m == nil {
+		t.m = make(map[string]int64)
+	}
+	if len(t.m) < 200 || t.m[key] > 0 {
+		t.m[key]++
+	}
+	t.mu.Unlock()
+}
+
+func (t *tally) snapshot() map[string]int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m := make(map[string]int64, len(t.m))
+	for k, v := range t.m {
+		m[k] = v
+	}
+	return m
+}
+
+// Latency is a histogram's summary in the JSON report, in microseconds.
+type Latency struct {
+	Count int64   `json:"count"`
+	Min   int64   `json:"min_us"`
+	Mean  float64 `json:"mean_us"`
+	P50   int64   `json:"p50_us"`
+	P90   int64   `json:"p90_us"`
+	P99   int64   `json:"p99_us"`
+	P999  int64   `json:"p99_9_us"`
+	Max   int64   `json:"max_us"`
+}
+
+func summarize(h *hdr.Histogram) Latency {
+	if h == nil || h.TotalCount() == 0 {
+		return Latency{}
+	}
+	return Latency{
+		Count: h.TotalCount(), Min: h.Min(), Mean: h.Mean(),
+		P50: h.ValueAtQuantile(50), P90: h.ValueAtQuantile(90), P99: h.ValueAtQuantile(99),
+		P999: h.ValueAtQuantile(99.9), Max: h.Max(),
+	}
+}
+
+// mergeHists decodes the workers' encoded histograms and merges them by
+// name.
+func mergeHists(into map[string]*hdr.Histogram, encoded map[string]string) error {
+	for name, e := range encoded {
+		h, err := hdr.Decode([]byte(e))
+		if err != nil {
+			return err
+		}
+		if into[name] == nil {
+			into[name] = hdr.New(histMin, histMax, histSig)
+		}
+		into[name].Merge(h)
+	}
+	return nil
+}
+
+// addCounts adds b into a.
+func addCounts(a, b map[string]int64) {
+	for k, v := range b {
+		a[k] += v
+	}
+}
+
+// sortedKeys returns m's keys, numbers first in numeric order.
+func sortedKeys(m map[string]int64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		a, errA := strconv.Atoi(keys[i])
+		b, errB := strconv.Atoi(keys[j])
+		switch {
+		case errA == nil && errB == nil:
+			return a < b
+		case errA == nil:
+			return true
+		case errB == nil:
+			return false
+		}
+		return keys[i] < keys[j]
+	})
+	return keys
+}
