@@ -275,10 +275,11 @@ func (s *Server) startActors(reg prometheus.Registerer, tokens *auth.Tokens, ids
 		},
 		Store: s.store, Tokens: tokens, Directory: dir, Log: log,
 	}
+	sessions := session.NewRoot(s.system)
 	s.ws = gateway.New(gateway.Config{
 		MaxFrame: g.MaxFrame, SendQueue: g.SendQueue, Logger: log, Registerer: reg,
 	}, func(c *gateway.Conn, version int) gateway.Peer {
-		return session.Start(root, c, version, sessionDeps)
+		return session.Start(sessions, c, version, sessionDeps)
 	})
 	return dir
 }

@@ -78,13 +78,18 @@ type Peer struct {
 	pid  *actor.PID
 }
 
-// stopOnFailure supervises sessions: a session that fails is stopped, not
-// restarted with a blank state, and closes its connection (1011) as it stops.
-var stopOnFailure = actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.StopDirective })
+// NewRoot returns the root context to Start sessions from. Its guardian
+// stops a session that fails, rather than restarting it with a blank state;
+// the session closes its connection (1011) as it stops.
+func NewRoot(system *actor.ActorSystem) *actor.RootContext {
+	return actor.NewRootContext(system, nil).WithGuardian(
+		actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.StopDirective }))
+}
 
-// Start spawns the session of conn, speaking protocol version (1 or 2).
+// Start spawns the session of conn, speaking protocol version (1 or 2),
+// from a root made by NewRoot.
 func Start(root *actor.RootContext, conn Conn, version int, deps *Deps) *Peer {
-	pid := root.WithGuardian(stopOnFailure).Spawn(actor.PropsFromProducer(func() actor.Actor {
+	pid := root.Spawn(actor.PropsFromProducer(func() actor.Actor {
 		return &Actor{deps: deps, conn: conn, version: version}
 	}))
 	return &Peer{root: root, pid: pid}

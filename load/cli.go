@@ -1,0 +1,318 @@
+package load
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Config is one run of the harness; Main fills it from the command line.
+type Config struct {
+	Scenario string // idle, dm, churn, storm
+	URL      string // the gateway base, ws://host:port (/ws is added)
+	HTTP     string // the HTTP API base, http://host:port
+	Sessions int
+	Pairs    int
+	Rate     float64 // dm: messages per second, all pairs together
+	Size     int     // dm: content length in bytes
+	Duration time.Duration
+	Churn    float64 // churn: connects per second
+	Hold     time.Duration
+
+	Workers            int
+	SourceIPs          int
+	SourceBase         string
+	ConnectConcurrency int
+	ConnectTimeout     time.Duration
+	DialTimeout        time.Duration
+	Heartbeat          time.Duration
+	WSVersion          int
+	Drain              time.Duration
+	AfterRestart       bool
+	Reconnect          bool
+	Backoff            time.Duration
+	BackoffMax         time.Duration
+
+	DatabaseURL     string
+	TokenSecret     string
+	TokenTTL        time.Duration
+	Tokens          string // mint, login
+	Password        string
+	Prefix          string
+	NodeID          int64
+	ViaHTTP         bool
+	SMTPListen      string
+	HTTPConcurrency int
+
+	ServerPID int
+	JSON      string
+	Progress  time.Duration
+	Quiet     bool
+
+	reconnectSet bool
+	sessionsSet  bool
+}
+
+const usageHead = `rewind-load drives real protocol traffic at a REWIND server and measures it.
+
+usage: rewind-load --scenario idle|dm|churn|storm [flags]
+
+scenarios:
+  idle    --sessions N authenticated sessions heartbeat for --duration
+  dm      --pairs P pairs of friends exchange --rate R messages/s in all for --duration
+          (sessions = 2P; with --sessions N > 2P the others stay idle)
+  churn   sessions connect, authenticate, stay --hold and leave, --churn C a second, for --duration
+  storm   all N sessions connect, then all reconnect at once; with --after-restart they stay
+          until the server drops them (restart it during the run) and reconnect with backoff
+
+accounts (named <prefix>-<i>, a new prefix each run):
+  --database-url URL  create them directly in the server's database (as 'rewind user create'),
+                      befriend the dm pairs there and mint tokens with the server's secret
+  --via-http          register over HTTP, receive the verification mail on the harness's own
+                      SMTP receiver, follow the link and log in; start the server with
+                      ` + "REWIND_SMTP_HOST=127.0.0.1 REWIND_SMTP_PORT=2525 REWIND_SMTP_TLS=none REWIND_AUTH_RATE=0" + `
+  Big runs: start the server with REWIND_WS_RATE=0 (and REWIND_AUTH_RATE=0 when tokens come
+  from logins). Targets must be loopback addresses (127.0.0.0/8).
+
+flags:
+`
+
+// Main runs the command line; it returns the exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "rewind-load:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := Run(ctx, cfg, stdout, stderr)
+	if res != nil {
+		printSummary(stdout, res)
+		if cfg.JSON != "" {
+			if werr := writeJSON(cfg.JSON, res); werr != nil {
+				fmt.Fprintln(stderr, "rewind-load:", werr)
+				return 1
+			}
+			fmt.Fprintln(stdout, "results written to", cfg.JSON)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "rewind-load:", err)
+		return 1
+	}
+	return 0
+}
+
+func parseFlags(args []string, stderr io.Writer) (*Config, error) {
+	c := &Config{}
+	fs := flag.NewFlagSet("rewind-load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.Scenario, "scenario", "idle", "idle, dm, churn or storm")
+	fs.StringVar(&c.URL, "url", "ws://127.0.0.1:8080", "the server's WebSocket base URL (/ws is added)")
+	fs.StringVar(&c.HTTP, "http", "http://127.0.0.1:8080", "the server's HTTP base URL (login, registration, /metrics)")
+	fs.IntVar(&c.Sessions, "sessions", 1000, "sessions (and accounts); dm: default 2 × --pairs")
+	fs.IntVar(&c.Pairs, "pairs", 100, "dm: pairs of friends")
+	fs.Float64Var(&c.Rate, "rate", 1000, "dm: messages per second, all pairs together")
+	fs.IntVar(&c.Size, "size", 0, "dm: content length in bytes (padded; at least the stamp, about 15 bytes)")
+	fs.DurationVar(&c.Duration, "duration", 30*time.Second, "how long the scenario runs once the sessions are up (storm: the longest wait for them to come back)")
+	fs.Float64Var(&c.Churn, "churn", 100, "churn: sessions started per second")
+	fs.DurationVar(&c.Hold, "hold", time.Second, "churn: how long each session stays")
+	fs.IntVar(&c.Workers, "workers", 0, "worker processes (0: one per 9,000 sockets)")
+	fs.IntVar(&c.SourceIPs, "source-ips", 0, "loopback source addresses from --source-base on (0: one per 10,000 sockets)")
+	fs.StringVar(&c.SourceBase, "source-base", "127.0.0.2", "the first loopback source address")
+	fs.IntVar(&c.ConnectConcurrency, "connect-concurrency", 1000, "connections being opened at once, all workers together (0: no cap)")
+	fs.DurationVar(&c.ConnectTimeout, "connect-timeout", 2*time.Minute, "bound of the first connect phase")
+	fs.DurationVar(&c.DialTimeout, "dial-timeout", 30*time.Second, "bound of one connection's dial, upgrade, heartbeat and auth")
+	fs.DurationVar(&c.Heartbeat, "heartbeat", 40*time.Second, "heartbeat interval: the server's REWIND_HEARTBEAT_INTERVAL (lower only when told)")
+	fs.IntVar(&c.WSVersion, "ws-version", 1, "gateway protocol version: 1 (/ws) or 2 (/ws?v=2)")
+	fs.DurationVar(&c.Drain, "drain", 10*time.Second, "dm: after the last send, how long to wait for outstanding echoes and deliveries")
+	fs.BoolVar(&c.AfterRestart, "after-restart", false, "storm: wait for the server to drop the sessions (restart it) instead of closing them")
+	fs.BoolVar(&c.Reconnect, "reconnect", false, "reconnect sessions the server closed or lost, with backoff and jitter (default: on for storm)")
+	fs.DurationVar(&c.Backoff, "backoff", 500*time.Millisecond, "first reconnect backoff bound (doubles per failed attempt, full jitter)")
+	fs.DurationVar(&c.BackoffMax, "backoff-max", 5*time.Second, "largest reconnect backoff")
+	fs.StringVar(&c.DatabaseURL, "database-url", os.Getenv("REWIND_DATABASE_URL"), "the server's database, to create accounts in (default $REWIND_DATABASE_URL)")
+	fs.StringVar(&c.TokenSecret, "token-secret", os.Getenv("REWIND_TOKEN_SECRET"), "the server's REWIND_TOKEN_SECRET when it has one (default: the secret kept in the database)")
+	fs.DurationVar(&c.TokenTTL, "token-ttl", 24*time.Hour, "lifetime of minted tokens")
+	fs.StringVar(&c.Tokens, "tokens", "mint", "with --database-url: mint tokens with the server's secret, or login over HTTP")
+	fs.StringVar(&c.Password, "password", "rewind-load-password", "password of the load accounts")
+	fs.StringVar(&c.Prefix, "prefix", "", "account name prefix (default: lt plus 6 random characters)")
+	fs.Int64Var(&c.NodeID, "node-id", 1023, "snowflake node id for account ids (keep it apart from the server's REWIND_NODE_ID)")
+	fs.BoolVar(&c.ViaHTTP, "via-http", false, "create accounts through register → SMTP → verify → login")
+	fs.StringVar(&c.SMTPListen, "smtp-listen", "127.0.0.1:2525", "--via-http: where the harness receives the verification mail")
+	fs.IntVar(&c.HTTPConcurrency, "http-concurrency", 4, "HTTP requests at once when registering or logging in")
+	fs.IntVar(&c.ServerPID, "server-pid", 0, "the server's pid, to read RSS and CPU from /proc (0: scrape --http/metrics)")
+	fs.StringVar(&c.JSON, "json", "", "write every figure of the run to this file")
+	fs.DurationVar(&c.Progress, "progress", 0, "progress interval (default 1s on a terminal, 5s otherwise)")
+	fs.BoolVar(&c.Quiet, "quiet", false, "no progress lines")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usageHead)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "reconnect":
+			c.reconnectSet = true
+		case "sessions":
+			c.sessionsSet = true
+		}
+	})
+	return c, c.check()
+}
+
+// check validates the config and fills in the defaults that depend on
+// other settings.
+func (c *Config) check() error {
+	switch c.Scenario {
+	case "idle", "churn", "storm":
+	case "dm":
+		if c.Pairs < 1 {
+			return errors.New("--pairs must be at least 1")
+		}
+		if !c.sessionsSet {
+			c.Sessions = 2 * c.Pairs
+		}
+		if c.Sessions < 2*c.Pairs {
+			return fmt.Errorf("--sessions %d is less than 2 × --pairs %d", c.Sessions, c.Pairs)
+		}
+		if c.Rate <= 0 {
+			return errors.New("--rate must be positive")
+		}
+	default:
+		return fmt.Errorf("--scenario %q: use idle, dm, churn or storm", c.Scenario)
+	}
+	if c.Scenario != "dm" {
+		c.Pairs = 0
+	}
+	if c.Sessions < 1 {
+		return errors.New("--sessions must be at least 1")
+	}
+	if c.Duration <= 0 || c.Heartbeat <= 0 || c.DialTimeout <= 0 || c.ConnectTimeout <= 0 {
+		return errors.New("--duration, --heartbeat, --dial-timeout and --connect-timeout must be positive")
+	}
+	if c.Scenario == "churn" && (c.Churn <= 0 || c.Hold < 0) {
+		return errors.New("churn needs a positive --churn and a --hold of 0 or more")
+	}
+	if c.WSVersion != 1 && c.WSVersion != 2 {
+		return errors.New("--ws-version is 1 or 2")
+	}
+	if c.Tokens != "mint" && c.Tokens != "login" {
+		return errors.New("--tokens is mint or login")
+	}
+	if !c.ViaHTTP && c.DatabaseURL == "" {
+		return errors.New("accounts: give --database-url (the server's database) or --via-http")
+	}
+	if c.HTTPConcurrency < 1 {
+		c.HTTPConcurrency = 1
+	}
+	if !c.reconnectSet {
+		c.Reconnect = c.Scenario == "storm"
+	}
+	for _, u := range []string{c.URL, c.HTTP} {
+		if err := checkLoopback(u); err != nil {
+			return err
+		}
+	}
+	if c.Prefix == "" {
+		c.Prefix = "lt" + randomBase36(6)
+	}
+	peak := c.peakSockets()
+	if c.Workers <= 0 {
+		c.Workers = max(1, (peak+8999)/9000)
+	}
+	if c.Workers > 64 {
+		return errors.New("--workers: at most 64")
+	}
+	if per := (peak + c.Workers - 1) / c.Workers; per > 18000 {
+		return fmt.Errorf("%d sockets per worker would pass the open-files limit: use more --workers", per)
+	}
+	if c.SourceIPs <= 0 {
+		c.SourceIPs = max(1, (peak+9999)/10000)
+	}
+	if c.SourceIPs > 250 {
+		return errors.New("--source-ips: at most 250")
+	}
+	if ip := net.ParseIP(c.SourceBase).To4(); ip == nil || ip[0] != 127 {
+		return fmt.Errorf("--source-base %q is not a 127.x.x.x address", c.SourceBase)
+	}
+	return nil
+}
+
+// peakSockets is how many sockets the run holds at most.
+func (c *Config) peakSockets() int {
+	if c.Scenario == "churn" {
+		return max(1, int(c.Churn*(c.Hold.Seconds()+2)))
+	}
+	return c.Sessions
+}
+
+// checkLoopback refuses a target outside 127.0.0.0/8 (or ::1): load is
+// only ever sent to this machine.
+func checkLoopback(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("%q is not a URL", raw)
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("%q: the harness only targets loopback addresses (127.0.0.0/8)", raw)
+	}
+	return nil
+}
+
+func randomBase36(n int) string {
+	const digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = digits[int(b[i])%len(digits)]
+	}
+	return string(b)
+}
+
+// sourceAddrs returns k addresses counting up from base.
+func sourceAddrs(base string, k int) []string {
+	ip := net.ParseIP(base).To4()
+	v := uint32(ip[0])<<24 | uint32(ip[1])<<16 | uint32(ip[2])<<8 | uint32(ip[3])
+	out := make([]string, k)
+	for i := range out {
+		x := v + uint32(i)
+		out[i] = net.IPv4(byte(x>>24), byte(x>>16), byte(x>>8), byte(x)).String()
+	}
+	return out
+}
+
+// wsURL is the gateway URL the sessions dial.
+func (c *Config) wsURL() string {
+	u := strings.TrimRight(c.URL, "/")
+	if !strings.HasSuffix(u, "/ws") {
+		u += "/ws"
+	}
+	if c.WSVersion == 2 {
+		u += "?v=2"
+	}
+	return u
+}

@@ -1,0 +1,571 @@
+package load
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// IsWorker reports whether this process was started by a rewind-load
+// parent as one of its workers.
+func IsWorker() bool { return os.Getenv(workerEnv) == "1" }
+
+// WorkerMain runs a worker: it reads its spec and commands from in and
+// writes its reports to out. It returns the exit code.
+func WorkerMain(in io.Reader, out, errOut io.Writer) int {
+	// Ctrl-C on a terminal reaches the whole process group; the parent
+	// decides, and tells the workers to stop over their input.
+	signal.Ignore(os.Interrupt)
+	dec := json.NewDecoder(bufio.NewReaderSize(in, 1<<16))
+	var spec workerSpec
+	if err := dec.Decode(&spec); err != nil {
+		fmt.Fprintln(errOut, "rewind-load worker: reading the spec:", err)
+		return 2
+	}
+	w := newWorker(spec, out)
+	cmds := make(chan string, 4)
+	go func() {
+		for {
+			var c command
+			if err := dec.Decode(&c); err != nil {
+				cmds <- cmdStop // the parent is gone or done
+				return
+			}
+			cmds <- c.Cmd
+		}
+	}()
+	w.run(cmds)
+	return 0
+}
+
+// worker runs its share of the sessions of a run.
+type worker struct {
+	spec  workerSpec
+	url   string
+	epoch time.Time
+	out   *reportWriter
+
+	c          counters
+	hists      map[string]*hist
+	errs       tally // error frames by code
+	reasons    tally // by "code reason"
+	closes     tally // ended connections by close code
+	unexpected tally // ... that the harness did not cause
+
+	ctx      context.Context
+	cancel   context.CancelFunc
+	stopCh   chan struct{} // closed by stop
+	stopOnce sync.Once
+	wg       sync.WaitGroup // session goroutines
+	sem      chan struct{}  // connect concurrency; nil: no cap
+	wheel    *wheel
+	dialers  []*ws.Dialer
+
+	sessions []*session // the long-lived ones (not churn)
+	churnMu  sync.Mutex
+	churning map[*session]struct{}
+
+	pending atomic.Int64 // sessions whose first connect attempt is not over
+	readyCh chan struct{}
+
+	down      atomic.Int64 // sessions lost and not back yet
+	stormMu   sync.Mutex
+	stormTime time.Time
+	stormLeft atomic.Int64
+
+	senderDone chan struct{}
+}
+
+func newWorker(spec workerSpec, out io.Writer) *worker {
+	w := &worker{
+		spec:     spec,
+		url:      spec.URL,
+		epoch:    time.Now(),
+		out:      &reportWriter{w: bufio.NewWriter(out)},
+		hists:    make(map[string]*hist, len(histNames)),
+		stopCh:   make(chan struct{}),
+		churning: make(map[*session]struct{}),
+		readyCh:  make(chan struct{}),
+	}
+	for _, n := range histNames {
+		w.hists[n] = newHist()
+	}
+	w.ctx, w.cancel = context.WithCancel(context.Background())
+	if spec.ConnectConcurrency > 0 {
+		w.sem = make(chan struct{}, spec.ConnectConcurrency)
+	}
+	if len(spec.SourceIPs) == 0 {
+		spec.SourceIPs = []string{""}
+		w.spec.SourceIPs = spec.SourceIPs
+	}
+	for _, ip := range spec.SourceIPs {
+		d := dialer(ip, spec.DialTimeout)
+		w.dialers = append(w.dialers, &d)
+	}
+	w.wheel = newWheel(spec.Heartbeat)
+	return w
+}
+
+// now is the time since the worker's epoch, in nanoseconds (monotonic):
+// what dm stamps carry.
+func (w *worker) now() int64 { return int64(time.Since(w.epoch)) }
+
+func (w *worker) stopped() bool {
+	select {
+	case <-w.stopCh:
+		return true
+	default:
+		return false
+	}
+}
+
+// sleep waits d; false when the worker stopped meanwhile.
+func (w *worker) sleep(d time.Duration) bool {
+	if d <= 0 {
+		return !w.stopped()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-w.stopCh:
+		return false
+	}
+}
+
+func (w *worker) countError(code int, reason string) {
+	w.c.add(cErrors, 1)
+	w.errs.add(strconv.Itoa(code))
+	w.reasons.add(strconv.Itoa(code) + " " + reason)
+}
+
+// dialerFor returns the dialer of global session index i: sessions take
+// the source addresses in turn.
+func (w *worker) dialerFor(i int) *ws.Dialer {
+	return w.dialers[(w.spec.Offset+i)%len(w.dialers)]
+}
+
+func (w *worker) run(cmds <-chan string) {
+	started := time.Now()
+	go w.wheel.run(w.stopCh)
+	go w.progress()
+	deadline := time.Until(time.Unix(0, w.spec.Deadline))
+	if w.spec.Deadline == 0 {
+		deadline = time.Hour
+	}
+	hard := time.NewTimer(deadline)
+	defer hard.Stop()
+
+	if w.spec.Scenario == "churn" {
+		w.emit(workerReport{Type: repReady, Started: started.UnixNano()})
+		go w.churnLoop()
+	} else {
+		w.startSessions()
+		go w.awaitReady(started)
+	}
+	for {
+		select {
+		case c := <-cmds:
+			switch c {
+			case cmdDM:
+				if w.senderDone == nil {
+					w.senderDone = make(chan struct{})
+					go w.sendLoop()
+				}
+			case cmdStorm:
+				w.storm()
+			default:
+				w.stop()
+				return
+			}
+		case <-hard.C:
+			w.stop()
+			return
+		}
+	}
+}
+
+// startSessions starts every long-lived session.
+func (w *worker) startSessions() {
+	n := len(w.spec.Accounts)
+	w.sessions = make([]*session, n)
+	for i := range n {
+		w.sessions[i] = &session{w: w, acct: &w.spec.Accounts[i], dial: w.dialerFor(i)}
+	}
+	for i := 0; i < w.spec.Pairs && 2*i+1 < n; i++ {
+		a, b := w.sessions[2*i], w.sessions[2*i+1]
+		a.peer, b.peer = b, a
+	}
+	w.pending.Store(int64(n))
+	if n == 0 {
+		close(w.readyCh)
+	}
+	done := func(bool) {
+		if w.pending.Add(-1) == 0 {
+			close(w.readyCh)
+		}
+	}
+	w.wg.Add(n)
+	for _, s := range w.sessions {
+		go s.run(done)
+	}
+}
+
+// awaitReady reports the end of the first connect phase: every session's
+// first attempt is over, or spec.ConnectTimeout passed. Pairs that are not
+// friends yet are befriended first.
+func (w *worker) awaitReady(started time.Time) {
+	t := time.NewTimer(w.spec.ConnectTimeout)
+	defer t.Stop()
+	select {
+	case <-w.readyCh:
+	case <-t.C:
+	case <-w.stopCh:
+		return
+	}
+	at := time.Now()
+	if w.spec.Befriend {
+		w.befriend()
+	}
+	w.emit(workerReport{Type: repReady, At: at.UnixNano(), Started: started.UnixNano(), Counts: w.c.snapshot()})
+}
+
+// befriend makes every connected pair friends over the gateway: a asks b,
+// then b asks a, which accepts (protocol.md §2.5).
+func (w *worker) befriend() {
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for i := 0; i < w.spec.Pairs && 2*i+1 < len(w.sessions); i++ {
+		a, b := w.sessions[2*i], w.sessions[2*i+1]
+		if !a.authed.Load() || !b.authed.Load() {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if ask(a, b.acct.Name, "f1") && ask(b, a.acct.Name, "f2") {
+				w.c.add(cBefriended, 1)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// ask sends a friend request from s to name; "already friend" counts as
+// done.
+func ask(s *session, name, nonce string) bool {
+	fb := newFrameBuf(128)
+	fb.b = append(fb.b, `{"type":"mutual_users","payload":{"type":"request","name":`...)
+	fb.b = strconv.AppendQuote(fb.b, name)
+	fb.b = append(fb.b, `},"nonce":"`...)
+	fb.b = append(fb.b, nonce...)
+	fb.b = append(fb.b, `"}`...)
+	p, err := s.call(fb.finish(ws.OpText), nonce, 30*time.Second)
+	if err != nil {
+		return false
+	}
+	switch frameType(p) {
+	case "ok":
+		return true
+	case "error":
+		_, reason := errorCode(p)
+		return reason == "select named user is already friend."
+	}
+	return false
+}
+
+// sendLoop sends the dm messages at spec.Rate, the pairs' two directions in
+// turn, open loop: a send that falls behind its schedule is made at once
+// (and its lag recorded), never dropped.
+func (w *worker) sendLoop() {
+	defer close(w.senderDone)
+	var dirs []*session
+	for i := 0; i < w.spec.Pairs && 2*i+1 < len(w.sessions); i++ {
+		dirs = append(dirs, w.sessions[2*i], w.sessions[2*i+1])
+	}
+	if len(dirs) == 0 || w.spec.Rate <= 0 {
+		return
+	}
+	fb := newFrameBuf(128 + w.spec.Size)
+	lag := w.hists[hSendLag]
+	start := time.Now()
+	per := float64(time.Second) / w.spec.Rate
+	var n int64
+	k := 0
+	for !w.stopped() {
+		due := int64(float64(time.Since(start)) / per)
+		for n < due && !w.stopped() {
+			sched := start.Add(time.Duration(float64(n) * per))
+			n++
+			s := dirs[k]
+			k = (k + 1) % len(dirs)
+			if !s.authed.Load() || !s.peer.authed.Load() || !s.send(fb) {
+				w.c.add(cSkipped, 1)
+				continue
+			}
+			lag.record(time.Since(sched))
+		}
+		next := start.Add(time.Duration(float64(n) * per))
+		w.sleep(max(time.Until(next), 200*time.Microsecond))
+	}
+}
+
+// churnLoop starts churn sessions at spec.Churn per second: each connects,
+// authenticates, stays spec.Hold and leaves with a normal close.
+func (w *worker) churnLoop() {
+	if w.spec.Churn <= 0 || len(w.spec.Accounts) == 0 {
+		return
+	}
+	start := time.Now()
+	per := float64(time.Second) / w.spec.Churn
+	var n int64
+	for !w.stopped() {
+		due := int64(float64(time.Since(start)) / per)
+		for ; n < due && !w.stopped(); n++ {
+			i := int(n % int64(len(w.spec.Accounts)))
+			s := &session{w: w, acct: &w.spec.Accounts[i], dial: w.dialerFor(int(n)), churn: true}
+			w.churnMu.Lock()
+			w.churning[s] = struct{}{}
+			w.churnMu.Unlock()
+			w.c.add(cChurnStarted, 1)
+			w.wg.Add(1)
+			go func() {
+				s.run(nil)
+				w.churnMu.Lock()
+				delete(w.churning, s)
+				w.churnMu.Unlock()
+			}()
+		}
+		next := start.Add(time.Duration(float64(n) * per))
+		w.sleep(max(time.Until(next), time.Millisecond))
+	}
+}
+
+// storm closes every connected session at once; each reconnects at once.
+func (w *worker) storm() {
+	now := time.Now()
+	w.stormMu.Lock()
+	w.stormTime = now
+	w.stormMu.Unlock()
+	w.stormLeft.Store(1) // held until every close is out
+	for _, s := range w.sessions {
+		if s.authed.Load() {
+			w.stormLeft.Add(1)
+			if !s.closeWith(true) {
+				w.stormLeft.Add(-1)
+			}
+		}
+	}
+	w.stormBack()
+}
+
+func (w *worker) stormAt() time.Time {
+	w.stormMu.Lock()
+	defer w.stormMu.Unlock()
+	return w.stormTime
+}
+
+// stormBack counts a session back after a storm.
+func (w *worker) stormBack() {
+	if w.stormLeft.Add(-1) == 0 {
+		w.emit(workerReport{Type: repStormed, At: time.Now().UnixNano(), Counts: w.c.snapshot()})
+	}
+}
+
+// lost counts a session the server closed or lost.
+func (w *worker) lost() {
+	if w.down.Add(1) == 1 {
+		w.emit(workerReport{Type: repLost, At: time.Now().UnixNano()})
+	}
+}
+
+// back counts a lost session back.
+func (w *worker) back() {
+	if w.down.Add(-1) == 0 {
+		w.emit(workerReport{Type: repRecovered, At: time.Now().UnixNano(), Counts: w.c.snapshot()})
+	}
+}
+
+// stop ends the run: no more sends or churn; outstanding dm messages get
+// spec.Drain to be acknowledged and delivered; every session is closed
+// normally; the result is reported.
+func (w *worker) stop() {
+	w.stopOnce.Do(func() { close(w.stopCh) })
+	w.cancel() // dials in flight are not needed any more
+	if w.senderDone != nil {
+		<-w.senderDone
+		deadline := time.Now().Add(w.spec.Drain)
+		for time.Now().Before(deadline) {
+			sent, acked, errs, delivered := w.c.get(cSent), w.c.get(cAcked), w.c.get(cSendErrors), w.c.get(cDelivered)
+			if acked+errs >= sent && delivered >= acked {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for _, s := range w.sessions {
+		s.close()
+	}
+	w.churnMu.Lock()
+	for s := range w.churning {
+		s.close()
+	}
+	w.churnMu.Unlock()
+	done := make(chan struct{})
+	go func() { w.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(closeWait + 2*time.Second):
+		for _, s := range w.sessions {
+			s.abort()
+		}
+		w.churnMu.Lock()
+		for s := range w.churning {
+			s.abort()
+		}
+		w.churnMu.Unlock()
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+		}
+	}
+	w.emit(w.result())
+}
+
+func (w *worker) result() workerReport {
+	r := workerReport{
+		Type: repResult, At: time.Now().UnixNano(), Counts: w.c.snapshot(),
+		Hists: make(map[string]string, len(w.hists)),
+		Errors: w.errs.snapshot(), Reasons: w.reasons.snapshot(),
+		Closes: w.closes.snapshot(), UnexpectedCloses: w.unexpected.snapshot(),
+	}
+	for name, h := range w.hists {
+		e, err := h.encode()
+		if err != nil {
+			r.Error = err.Error()
+			continue
+		}
+		r.Hists[name] = e
+	}
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		r.CPUSeconds = tvSeconds(ru.Utime) + tvSeconds(ru.Stime)
+		r.MaxRSS = ru.Maxrss * 1024
+	}
+	return r
+}
+
+func tvSeconds(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+
+// progress reports the counters every spec.Progress until the worker
+// stops.
+func (w *worker) progress() {
+	t := time.NewTicker(w.spec.Progress)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			w.emit(workerReport{Type: repProgress, At: time.Now().UnixNano(), Counts: w.c.snapshot()})
+		case <-w.stopCh:
+			return
+		}
+	}
+}
+
+func (w *worker) emit(r workerReport) {
+	r.Worker = w.spec.Index
+	w.out.write(r)
+}
+
+// reportWriter writes one report a line.
+type reportWriter struct {
+	mu sync.Mutex
+	w  *bufio.Writer
+}
+
+func (o *reportWriter) write(r workerReport) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.w.Write(b)
+	o.w.WriteByte('\n')
+	o.w.Flush()
+}
+
+// wheel sends every session's heartbeats from one goroutine: a session is
+// filed under the tick its next heartbeat is due at.
+type wheel struct {
+	interval time.Duration
+	tick     time.Duration
+	mu       sync.Mutex
+	slots    [][]wheelEntry
+	pos      int // the slot handled last
+}
+
+type wheelEntry struct {
+	s   *session
+	gen uint32
+}
+
+func newWheel(interval time.Duration) *wheel {
+	tick := min(100*time.Millisecond, max(interval/20, time.Millisecond))
+	return &wheel{interval: interval, tick: tick, slots: make([][]wheelEntry, int(interval/tick)+2)}
+}
+
+// add files connection gen of s for a heartbeat after d (rounded down to a
+// tick, so never late).
+func (wh *wheel) add(s *session, gen uint32, d time.Duration) {
+	n := min(max(int(d/wh.tick), 1), len(wh.slots)-1)
+	wh.mu.Lock()
+	i := (wh.pos + n) % len(wh.slots)
+	wh.slots[i] = append(wh.slots[i], wheelEntry{s, gen})
+	wh.mu.Unlock()
+}
+
+func (wh *wheel) run(stop <-chan struct{}) {
+	t := time.NewTicker(wh.tick)
+	defer t.Stop()
+	fb := newFrameBuf(64)
+	start := time.Now()
+	var done int64 // ticks handled
+	var spare []wheelEntry
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		// Catch up on every tick that passed, should the goroutine run late.
+		for now := int64(time.Since(start) / wh.tick); done < now; done++ {
+			wh.mu.Lock()
+			wh.pos = (wh.pos + 1) % len(wh.slots)
+			batch := wh.slots[wh.pos]
+			wh.slots[wh.pos] = spare[:0]
+			wh.mu.Unlock()
+			for _, e := range batch {
+				if e.s.heartbeat(fb, e.gen) {
+					wh.add(e.s, e.gen, wh.interval)
+				}
+			}
+			clear(batch)
+			spare = batch
+		}
+	}
+}

@@ -1,0 +1,183 @@
+package gateway
+
+import (
+	"bytes"
+	"flag"
+	"net"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+var idleProfile = flag.String("idleprofile", "", "BenchmarkIdleConnections writes a heap profile of the held connections to this file")
+
+// echoPeer answers every text message with itself, as a session answers a
+// heartbeat.
+type echoPeer struct{ c *Conn }
+
+func (p echoPeer) Text(data []byte) { p.c.Send(data) }
+func (echoPeer) Binary()            {}
+func (echoPeer) Closed(error)       {}
+
+// BenchmarkIdleConnections measures what an idle connection holds on the
+// server side: it opens idleConns connections, exchanges one message on each
+// (an idle session still heartbeats), lets them idle, and reports the heap,
+// stack and RSS held per connection, and goroutines per connection. The
+// clients are raw blocking sockets outside the Go runtime, so that only the
+// server's side is counted. One op holds idleConns connections: run it with
+// -benchtime=1x; -idleprofile=FILE writes the heap profile taken while they
+// are held.
+func BenchmarkIdleConnections(b *testing.B) {
+	const idleConns = 2000
+	h := New(Config{}, func(c *Conn, _ int) Peer { return echoPeer{c} })
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	addr := srv.Listener.Addr().(*net.TCPAddr)
+	frame := ws.MustCompileFrame(ws.MaskFrame(ws.NewTextFrame([]byte(`{"type":"heartbeat","payload":{"count":1}}`))))
+	for b.Loop() {
+		settle()
+		before, rssBefore, gBefore := memStats(), rss(b), runtime.NumGoroutine()
+		fds := make([]int, 0, idleConns)
+		for range idleConns {
+			fd := rawDial(b, addr)
+			fds = append(fds, fd)
+			rawExchange(b, fd, frame)
+		}
+		deadline := time.Now().Add(wait)
+		for h.Open() != idleConns && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		settle()
+		after, rssAfter, gAfter := memStats(), rss(b), runtime.NumGoroutine()
+		if *idleProfile != "" {
+			writeHeapProfile(b, *idleProfile)
+		}
+		heap := float64(after.HeapInuse) - float64(before.HeapInuse)
+		stack := float64(after.StackInuse) - float64(before.StackInuse)
+		b.ReportMetric(heap/idleConns, "heap-B/conn")
+		b.ReportMetric(stack/idleConns, "stack-B/conn")
+		b.ReportMetric((heap+stack)/idleConns, "B/conn")
+		b.ReportMetric(float64(rssAfter-rssBefore)/idleConns, "rss-B/conn")
+		b.ReportMetric(float64(gAfter-gBefore)/idleConns, "goroutines/conn")
+		for _, fd := range fds {
+			syscall.Close(fd)
+		}
+		deadline = time.Now().Add(wait)
+		for h.Open() != 0 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
+// settle collects garbage until the heap is steady, and returns freed
+// memory to the OS so that RSS counts what is held.
+func settle() {
+	for range 3 {
+		runtime.GC()
+	}
+	debug.FreeOSMemory()
+}
+
+func memStats() runtime.MemStats {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m
+}
+
+// rss returns the process's resident set size in bytes.
+func rss(b *testing.B) int64 {
+	b.Helper()
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Skip("no /proc: ", err)
+	}
+	for line := range strings.Lines(string(status)) {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	b.Fatal("no VmRSS in /proc/self/status")
+	return 0
+}
+
+func writeHeapProfile(b *testing.B, path string) {
+	b.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// rawDial opens a WebSocket connection on a blocking socket of its own,
+// which the Go runtime neither polls nor allocates for.
+func rawDial(b *testing.B, addr *net.TCPAddr) int {
+	b.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sa := &syscall.SockaddrInet4{Port: addr.Port}
+	copy(sa.Addr[:], addr.IP.To4())
+	if err := syscall.Connect(fd, sa); err != nil {
+		b.Fatal(err)
+	}
+	rawWrite(b, fd, []byte("GET /ws HTTP/1.1\r\nHost: gateway\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"))
+	var resp []byte
+	buf := make([]byte, 512)
+	for !bytes.HasSuffix(resp, []byte("\r\n\r\n")) {
+		n, err := syscall.Read(fd, buf)
+		if err != nil || n == 0 {
+			b.Fatalf("handshake: %d bytes, %v", n, err)
+		}
+		resp = append(resp, buf[:n]...)
+	}
+	if !bytes.HasPrefix(resp, []byte("HTTP/1.1 101 ")) {
+		b.Fatalf("handshake refused: %q", resp)
+	}
+	return fd
+}
+
+// rawExchange sends frame and reads the server's echo: a header of two
+// bytes (the payload is under 126 bytes) and the payload.
+func rawExchange(b *testing.B, fd int, frame []byte) {
+	b.Helper()
+	rawWrite(b, fd, frame)
+	want := 2 + len(frame) - 6 // unmasked: no mask key
+	buf := make([]byte, want)
+	for got := 0; got < want; {
+		n, err := syscall.Read(fd, buf[got:])
+		if err != nil || n == 0 {
+			b.Fatalf("echo: %d bytes, %v", n, err)
+		}
+		got += n
+	}
+}
+
+func rawWrite(b *testing.B, fd int, p []byte) {
+	b.Helper()
+	for len(p) > 0 {
+		n, err := syscall.Write(fd, p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p = p[n:]
+	}
+}
