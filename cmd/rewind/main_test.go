@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"net"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -84,4 +86,29 @@ func TestMigrateAndUserCreate(t *testing.T) {
 	code, _, stderr = runCmd(t, env, "user", "create", "--name", "x", "--email", "lt3@example.test", "--password", "password1")
 	require.Equal(t, exitUsage, code)
 	require.Contains(t, stderr, "name must be 2 to 32")
+}
+
+func TestSettingsFromEnvironmentAndFlags(t *testing.T) {
+	t.Setenv("MAIL_ADDRESS", "legacy@example.test") // the original backend's names
+	t.Setenv("MAIL_PASSWD", "legacy-secret")
+	t.Setenv("REWIND_HEARTBEAT_INTERVAL", "30s")
+	t.Setenv("REWIND_WS_RATE", "0")
+	s := serveSettings()
+	require.NoError(t, parse(s, []string{"--heartbeat-interval", "20s", "--smtp-tls", "starttls"}, io.Discard))
+	cfg, err := serveConfig(s)
+	require.NoError(t, err)
+	require.Equal(t, "legacy@example.test", cfg.Mail.Username)
+	require.Equal(t, "legacy-secret", cfg.Mail.Password)
+	require.Equal(t, 20*time.Second, cfg.Gateway.HeartbeatInterval, "the flag wins over the environment")
+	require.Equal(t, 5*time.Second, cfg.Gateway.HeartbeatGrace)
+	require.Negative(t, cfg.Gateway.Rate, "0 turns the limit off")
+	require.EqualValues(t, "starttls", cfg.Mail.TLS)
+	require.Equal(t, "Asia/Seoul", cfg.Gateway.Timezone.String())
+
+	t.Setenv("REWIND_SMTP_USERNAME", "new@example.test")
+	s = serveSettings()
+	require.NoError(t, parse(s, nil, io.Discard))
+	cfg, err = serveConfig(s)
+	require.NoError(t, err)
+	require.Equal(t, "new@example.test", cfg.Mail.Username, "REWIND_SMTP_USERNAME wins over MAIL_ADDRESS")
 }

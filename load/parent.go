@@ -1,0 +1,704 @@
+package load
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// WorkerCommand returns the command that starts one worker process; the
+// default re-executes this program. Tests may replace it.
+var WorkerCommand = func() (*exec.Cmd, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	return exec.Command(exe, "worker"), nil
+}
+
+// proc is one worker process as the parent sees it.
+type proc struct {
+	index    int
+	sessions int
+	cmd      *exec.Cmd
+	in       io.WriteCloser
+	enc      *json.Encoder
+	counts   map[string]int64 // latest
+	ready    *workerReport
+	stormed  *workerReport
+	lost     bool // lost sessions and not recovered yet
+	lostAt   int64
+	recovAt  int64
+	result   *workerReport
+	exited   bool
+	exitErr  error
+}
+
+// event is a worker's report, or its end (rep nil).
+type event struct {
+	w   *proc
+	rep *workerReport
+	err error
+}
+
+// runner drives one run from the parent.
+type runner struct {
+	cfg    *Config
+	out    io.Writer
+	errOut io.Writer
+	tty    bool
+	procs  []*proc
+	events chan event
+	smp    *sampler
+	start  time.Time
+	res    *Result
+
+	sig         chan os.Signal
+	ctxDone     <-chan struct{} // nil once seen
+	interrupted bool
+	open        atomic.Int64 // sessions authenticated now, for the sampler
+	lastLine    time.Time
+	phase       string
+	phaseStart  time.Time
+}
+
+// Run runs cfg and returns its results; the error says what stopped it
+// early. A run interrupted by ctx (Ctrl-C) still returns its results.
+func Run(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (*Result, error) {
+	r := &runner{cfg: cfg, out: stdout, errOut: stderr, events: make(chan event, 1024), sig: make(chan os.Signal, 2)}
+	if f, ok := stdout.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			r.tty = true
+		}
+	}
+	if cfg.Progress <= 0 {
+		cfg.Progress = 5 * time.Second
+		if r.tty {
+			cfg.Progress = time.Second
+		}
+	}
+	signal.Notify(r.sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(r.sig)
+	return r.run(ctx)
+}
+
+func (r *runner) run(ctx context.Context) (*Result, error) {
+	cfg := r.cfg
+	r.ctxDone = ctx.Done()
+	sources := sourceAddrs(cfg.SourceBase, cfg.SourceIPs)
+	r.res = newResult(cfg, sources)
+
+	// Accounts.
+	t0 := time.Now()
+	nAccounts := cfg.Sessions
+	var accounts []Account
+	var err error
+	info := accountsInfo{Count: nAccounts, Prefix: cfg.Prefix, Method: "store", Tokens: cfg.Tokens}
+	actx, cancelAccounts := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-r.sig:
+			cancelAccounts()
+		case <-actx.Done():
+		}
+	}()
+	if cfg.ViaHTTP {
+		info.Method, info.Tokens = "http", "login"
+		accounts, err = httpAccounts(actx, cfg, nAccounts, r.out)
+	} else {
+		fmt.Fprintf(r.out, "accounts: creating %d in the store (%s)…\n", nAccounts, storeKind(cfg.DatabaseURL))
+		accounts, err = storeAccounts(actx, cfg, nAccounts, cfg.Pairs, r.out)
+	}
+	cancelAccounts()
+	info.Seconds = time.Since(t0).Seconds()
+	r.res.Accounts = info
+	if err != nil {
+		return nil, fmt.Errorf("accounts: %w", err)
+	}
+	fmt.Fprintf(r.out, "accounts: %d ready in %.1f s (%s, tokens by %s, prefix %s)\n", nAccounts, info.Seconds, info.Method, info.Tokens, cfg.Prefix)
+
+	// Server sampling, from before the sessions on.
+	r.start = time.Now()
+	r.res.Start = r.start
+	r.smp = newSampler(cfg.ServerPID, cfg.HTTP+"/metrics", r.start, r.open.Load)
+	sctx, stopSampling := context.WithCancel(context.Background())
+	defer stopSampling()
+	sampled := make(chan struct{})
+	go func() { r.smp.run(sctx); close(sampled) }()
+
+	if err := r.spawn(accounts, sources, cfg.Pairs > 0 && cfg.ViaHTTP); err != nil {
+		r.killAll()
+		return nil, err
+	}
+	r.scenario()
+
+	// Stop.
+	r.res.Server.steady, _ = r.smp.last()
+	r.res.Server.steadyOpen = r.openNow()
+	r.setPhase("stopping")
+	r.broadcast(cmdStop)
+	for _, p := range r.procs {
+		p.in.Close()
+	}
+	stopBy := time.Now().Add(cfg.Drain + closeWait + 15*time.Second)
+	r.waitUntil(stopBy, true, func() bool {
+		for _, p := range r.procs {
+			if !p.exited {
+				return false
+			}
+		}
+		return true
+	})
+	r.killAll()
+	r.drainExits(3 * time.Second)
+	stopSampling()
+	<-sampled
+	r.clearLine()
+	r.res.End = time.Now()
+	r.res.Interrupted = r.interrupted
+	return r.res, r.finish()
+}
+
+func storeKind(u string) string {
+	if len(u) >= 7 && u[:7] == "sqlite:" {
+		return u
+	}
+	return "postgres"
+}
+
+// spawn starts the workers and hands each its share of the accounts. Pairs
+// stay within one worker, so a dm's two sides share a clock.
+func (r *runner) spawn(accounts []Account, sources []string, befriend bool) error {
+	cfg := r.cfg
+	n := len(accounts)
+	w := min(cfg.Workers, n)
+	per := (n + w - 1) / w
+	if per%2 == 1 {
+		per++
+	}
+	deadline := time.Now().Add(cfg.ConnectTimeout + cfg.Duration + cfg.Drain + time.Minute)
+	for i := 0; i*per < n; i++ {
+		lo, hi := i*per, min((i+1)*per, n)
+		pairs := max(0, min(cfg.Pairs-lo/2, (hi-lo)/2))
+		spec := workerSpec{
+			Index: i, Scenario: cfg.Scenario, URL: cfg.wsURL(), SourceIPs: sources,
+			Offset: lo, Accounts: accounts[lo:hi], Pairs: pairs, Befriend: befriend,
+			Size: cfg.Size, Hold: cfg.Hold, Heartbeat: cfg.Heartbeat,
+			DialTimeout: cfg.DialTimeout, ConnectTimeout: cfg.ConnectTimeout,
+			Reconnect: cfg.Reconnect, Backoff: cfg.Backoff, BackoffMax: cfg.BackoffMax,
+			Drain: cfg.Drain, Progress: time.Second, Deadline: deadline.UnixNano(),
+		}
+		share := float64(hi-lo) / float64(n)
+		if cfg.Pairs > 0 {
+			spec.Rate = cfg.Rate * float64(pairs) / float64(cfg.Pairs)
+		}
+		if cfg.Scenario == "churn" {
+			spec.Churn = cfg.Churn * share
+		}
+		if cfg.ConnectConcurrency > 0 {
+			spec.ConnectConcurrency = max(1, int(float64(cfg.ConnectConcurrency)*share))
+		}
+		p, err := r.startWorker(spec)
+		if err != nil {
+			return fmt.Errorf("worker %d: %w", i, err)
+		}
+		r.procs = append(r.procs, p)
+	}
+	r.res.Workers = len(r.procs)
+	fmt.Fprintf(r.out, "workers: %d processes, %d source addresses from %s; %s\n",
+		len(r.procs), len(sources), sources[0], cfg.wsURL())
+	return nil
+}
+
+func (r *runner) startWorker(spec workerSpec) (*proc, error) {
+	cmd, err := WorkerCommand()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Env = append(os.Environ(), workerEnv+"=1")
+	cmd.Stderr = r.errOut
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	outPipe, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &proc{index: spec.Index, sessions: len(spec.Accounts), cmd: cmd, in: in, counts: map[string]int64{}}
+	bw := bufio.NewWriterSize(in, 1<<16)
+	p.enc = json.NewEncoder(in)
+	if err := json.NewEncoder(bw).Encode(spec); err != nil {
+		return p, err
+	}
+	if err := bw.Flush(); err != nil {
+		return p, err
+	}
+	go func() {
+		sc := bufio.NewScanner(outPipe)
+		sc.Buffer(make([]byte, 64<<10), 64<<20)
+		for sc.Scan() {
+			var rep workerReport
+			if err := json.Unmarshal(sc.Bytes(), &rep); err != nil {
+				fmt.Fprintf(r.errOut, "worker %d: %s\n", p.index, sc.Bytes())
+				continue
+			}
+			r.events <- event{w: p, rep: &rep}
+		}
+		r.events <- event{w: p, err: cmd.Wait()}
+	}()
+	return p, nil
+}
+
+func (r *runner) broadcast(cmd string) {
+	for _, p := range r.procs {
+		if !p.exited {
+			_ = p.enc.Encode(command{Cmd: cmd})
+		}
+	}
+}
+
+func (r *runner) killAll() {
+	for _, p := range r.procs {
+		if !p.exited && p.cmd.Process != nil {
+			_ = p.cmd.Process.Kill()
+		}
+	}
+}
+
+// drainExits takes the end events of killed workers.
+func (r *runner) drainExits(d time.Duration) {
+	deadline := time.After(d)
+	for {
+		all := true
+		for _, p := range r.procs {
+			all = all && p.exited
+		}
+		if all {
+			return
+		}
+		select {
+		case e := <-r.events:
+			r.take(e)
+		case <-deadline:
+			return
+		}
+	}
+}
+
+// take applies one event.
+func (r *runner) take(e event) {
+	p := e.w
+	if e.rep == nil {
+		p.exited = true
+		p.exitErr = e.err
+		return
+	}
+	rep := e.rep
+	if rep.Counts != nil {
+		p.counts = rep.Counts
+		r.open.Store(r.openNow())
+	}
+	switch rep.Type {
+	case repReady:
+		p.ready = rep
+	case repStormed:
+		p.stormed = rep
+	case repLost:
+		if !p.lost {
+			p.lost = true
+			if p.lostAt == 0 {
+				p.lostAt = rep.At
+			}
+		}
+	case repRecovered:
+		p.lost = false
+		p.recovAt = rep.At
+	case repResult:
+		p.result = rep
+	}
+}
+
+// waitUntil handles events until done() holds, the deadline passes or the
+// run is interrupted (unless stopping: then a second interrupt kills the
+// workers). It reports whether done() held.
+func (r *runner) waitUntil(deadline time.Time, stopping bool, done func() bool) bool {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if done() {
+			return true
+		}
+		if !time.Now().Before(deadline) {
+			return false
+		}
+		select {
+		case e := <-r.events:
+			r.take(e)
+		case <-tick.C:
+			r.progress(false)
+		case <-r.sig:
+			if stopping {
+				fmt.Fprintln(r.errOut, "\nrewind-load: interrupted again: killing the workers")
+				r.killAll()
+				return false
+			}
+			r.interrupted = true
+			r.clearLine()
+			fmt.Fprintln(r.errOut, "rewind-load: interrupted: stopping the workers (Ctrl-C again to kill them)")
+			return false
+		case <-r.ctxDone:
+			r.ctxDone = nil
+			if stopping {
+				continue
+			}
+			r.interrupted = true
+			return false
+		}
+	}
+}
+
+// sleep handles events for d; false when interrupted.
+func (r *runner) sleep(d time.Duration) bool {
+	r.waitUntil(time.Now().Add(d), false, func() bool { return false })
+	return !r.interrupted
+}
+
+func (r *runner) setPhase(name string) {
+	r.phase = name
+	r.phaseStart = time.Now()
+	r.progress(true)
+}
+
+// scenario runs the timeline of the scenario, from the workers' start to
+// the moment they are told to stop.
+func (r *runner) scenario() {
+	cfg := r.cfg
+	if cfg.Scenario == "churn" {
+		r.setPhase("churn")
+		r.res.phaseStart = time.Now()
+		r.sleep(cfg.Duration)
+		return
+	}
+	r.setPhase("connecting")
+	allReady := func() bool {
+		for _, p := range r.procs {
+			if p.ready == nil && !p.exited {
+				return false
+			}
+		}
+		return true
+	}
+	r.waitUntil(time.Now().Add(cfg.ConnectTimeout+30*time.Second), false, allReady)
+	r.connectPhase()
+	if r.interrupted {
+		return
+	}
+	r.res.phaseStart = time.Now()
+	switch cfg.Scenario {
+	case "idle":
+		r.setPhase("holding")
+		r.sleep(cfg.Duration)
+	case "dm":
+		r.setPhase("sending")
+		r.broadcast(cmdDM)
+		r.sleep(cfg.Duration)
+	case "storm":
+		if cfg.AfterRestart {
+			r.afterRestart()
+		} else {
+			r.storm()
+		}
+	}
+}
+
+// connectPhase records the first connect phase's figures.
+func (r *runner) connectPhase() {
+	var first, last int64
+	var authed int64
+	for _, p := range r.procs {
+		if p.ready == nil {
+			continue
+		}
+		if first == 0 || p.ready.Started < first {
+			first = p.ready.Started
+		}
+		last = max(last, p.ready.At)
+		authed += p.ready.Counts["authenticated"]
+	}
+	s := &r.res.Sessions
+	s.FirstAuthenticated = authed
+	s.AllAuthenticated = authed == int64(r.cfg.Sessions)
+	if first > 0 && last > first {
+		s.ConnectSeconds = float64(last-first) / 1e9
+		s.ConnectRate = float64(authed) / s.ConnectSeconds
+	}
+	if s.AllAuthenticated {
+		ms := s.ConnectSeconds * 1000
+		s.TimeToAllAuthenticatedMs = &ms
+	}
+}
+
+// storm closes every session at once and waits until all are back.
+func (r *runner) storm() {
+	cfg := r.cfg
+	st := &StormResult{Mode: "reconnect", Sessions: r.openNow()}
+	r.res.Storm = st
+	// Let the first phase settle for a moment, as after a quiet spell.
+	if !r.sleep(min(time.Second, cfg.Duration/10)) {
+		return
+	}
+	r.setPhase("storm")
+	at := time.Now()
+	r.broadcast(cmdStorm)
+	ok := r.waitUntil(at.Add(cfg.Duration), false, func() bool {
+		for _, p := range r.procs {
+			if p.stormed == nil && !p.exited {
+				return false
+			}
+		}
+		return true
+	})
+	st.Completed = ok
+	var last int64
+	for _, p := range r.procs {
+		if p.stormed != nil {
+			last = max(last, p.stormed.At)
+		}
+	}
+	if ok && last > 0 {
+		ms := float64(last-at.UnixNano()) / 1e6
+		st.TimeToAllReauthenticatedMs = &ms
+	}
+	r.setPhase("holding")
+	r.sleep(min(2*time.Second, cfg.Duration/10))
+}
+
+// afterRestart waits, up to --duration, for the server to drop the
+// sessions (an operator restarts it) and for every session to come back.
+func (r *runner) afterRestart() {
+	cfg := r.cfg
+	st := &StormResult{Mode: "after-restart", Sessions: r.openNow()}
+	r.res.Storm = st
+	r.setPhase("waiting for a server restart")
+	fmt.Fprintf(r.out, "storm: restart the server now; waiting up to %s for the sessions to be dropped and come back\n", cfg.Duration)
+	deadline := time.Now().Add(cfg.Duration)
+	anyLost := func() bool {
+		for _, p := range r.procs {
+			if p.lostAt != 0 {
+				return true
+			}
+		}
+		return false
+	}
+	if !r.waitUntil(deadline, false, anyLost) {
+		return
+	}
+	r.setPhase("reconnecting")
+	ok := r.waitUntil(deadline, false, func() bool {
+		for _, p := range r.procs {
+			if p.lost && !p.exited {
+				return false
+			}
+		}
+		return true
+	})
+	st.Completed = ok
+	var first, last int64
+	for _, p := range r.procs {
+		if p.lostAt != 0 && (first == 0 || p.lostAt < first) {
+			first = p.lostAt
+		}
+		last = max(last, p.recovAt)
+	}
+	if ok && first > 0 {
+		ms := float64(last-first) / 1e6
+		st.TimeToAllReauthenticatedMs = &ms
+		st.FirstLoss = time.Unix(0, first)
+	}
+	r.setPhase("holding")
+	r.sleep(min(2*time.Second, cfg.Duration/10))
+}
+
+// openNow is the sessions authenticated now, by the latest progress.
+func (r *runner) openNow() int64 {
+	var n int64
+	for _, p := range r.procs {
+		n += p.counts["open"]
+	}
+	return n
+}
+
+// total adds up the latest counts of every worker.
+func (r *runner) total() map[string]int64 {
+	t := map[string]int64{}
+	for _, p := range r.procs {
+		c := p.counts
+		if p.result != nil {
+			c = p.result.Counts
+		}
+		addCounts(t, c)
+	}
+	return t
+}
+
+// progress prints the progress line: in place on a terminal, or a plain
+// line every cfg.Progress otherwise.
+func (r *runner) progress(force bool) {
+	if r.cfg.Quiet || r.start.IsZero() {
+		return
+	}
+	if !force && time.Since(r.lastLine) < r.cfg.Progress {
+		return
+	}
+	r.lastLine = time.Now()
+	t := r.total()
+	line := fmt.Sprintf("%5.1fs %-12s open %d/%d auth %d fail %d",
+		time.Since(r.start).Seconds(), r.phase, t["open"], r.cfg.Sessions, t["authenticated"],
+		t["connect_failed"]+t["auth_failed"]+t["setup_failed"])
+	if r.cfg.Scenario == "dm" {
+		line += fmt.Sprintf(" | sent %d ack %d dlv %d", t["sent"], t["acked"], t["delivered"])
+	}
+	if r.cfg.Scenario == "churn" {
+		line += fmt.Sprintf(" | churn %d done %d", t["churn_started"], t["churn_completed"])
+	}
+	line += fmt.Sprintf(" | err %d unexp %d", t["errors"], t["unexpected_closes"])
+	if s, ok := r.smp.last(); ok {
+		line += fmt.Sprintf(" | server %s cpu %.0f%%", mib(s.RSS), s.CPUPercent)
+	}
+	if r.tty {
+		fmt.Fprintf(r.out, "\r%s\x1b[K", line)
+	} else {
+		fmt.Fprintln(r.out, line)
+	}
+}
+
+func (r *runner) clearLine() {
+	if r.tty && !r.cfg.Quiet {
+		fmt.Fprint(r.out, "\r\x1b[K")
+	}
+}
+
+// finish merges the workers' results into r.res.
+func (r *runner) finish() error {
+	res := r.res
+	hists := map[string]*hdr.Histogram{}
+	res.Counts = map[string]int64{}
+	res.Errors, res.ErrorReasons, res.Closes, res.UnexpectedCloses = map[string]int64{}, map[string]int64{}, map[string]int64{}, map[string]int64{}
+	var problems []error
+	for _, p := range r.procs {
+		if p.result == nil {
+			problems = append(problems, fmt.Errorf("worker %d ended without a result (%v)", p.index, p.exitErr))
+			addCounts(res.Counts, p.counts)
+			continue
+		}
+		rep := p.result
+		addCounts(res.Counts, rep.Counts)
+		addCounts(res.Errors, rep.Errors)
+		addCounts(res.ErrorReasons, rep.Reasons)
+		addCounts(res.Closes, rep.Closes)
+		addCounts(res.UnexpectedCloses, rep.UnexpectedCloses)
+		if err := mergeHists(hists, rep.Hists); err != nil {
+			problems = append(problems, fmt.Errorf("worker %d histograms: %w", p.index, err))
+		}
+		res.Harness.CPUSeconds += rep.CPUSeconds
+		res.Harness.MaxRSSPerWorker = max(res.Harness.MaxRSSPerWorker, rep.MaxRSS)
+		if rep.Error != "" {
+			problems = append(problems, fmt.Errorf("worker %d: %s", p.index, rep.Error))
+		}
+	}
+	res.Latency = map[string]Latency{}
+	for name, h := range hists {
+		if h.TotalCount() > 0 {
+			res.Latency[name] = summarize(h)
+		}
+	}
+	c := res.Counts
+	res.UnexpectedTotal = c["unexpected_closes"]
+	if r.cfg.Scenario == "dm" {
+		m := &MessagesResult{
+			Sent: c["sent"], Acked: c["acked"], Delivered: c["delivered"], SendErrors: c["send_errors"],
+			Duplicates: c["duplicates"], Skipped: c["skipped"],
+		}
+		m.Unacked = m.Sent - m.Acked - m.SendErrors
+		m.Undelivered = m.Acked - m.Delivered
+		if d := r.phaseSeconds(); d > 0 {
+			m.SentPerSecond = float64(m.Sent) / d
+		}
+		res.Messages = m
+	}
+	if r.cfg.Scenario == "churn" {
+		ch := &ChurnResult{Started: c["churn_started"], Completed: c["churn_completed"]}
+		if d := r.phaseSeconds(); d > 0 {
+			ch.StartedPerSecond = float64(ch.Started) / d
+		}
+		res.Churn = ch
+	}
+	r.serverFigures()
+	return errors.Join(problems...)
+}
+
+// phaseSeconds is how long the main phase ran.
+func (r *runner) phaseSeconds() float64 {
+	if r.res.phaseStart.IsZero() || r.res.Server.steady.T == 0 {
+		return 0
+	}
+	return r.res.Server.steadyAt(r.start).Sub(r.res.phaseStart).Seconds()
+}
+
+func (r *runner) serverFigures() {
+	samples, errs, lastErr := r.smp.all()
+	s := &r.res.Server
+	s.Source = r.smp.source
+	s.Samples = samples
+	s.SampleErrors = errs
+	s.LastSampleError = lastErr
+	if len(samples) == 0 {
+		return
+	}
+	s.RSSStart = samples[0].RSS
+	s.RSSEnd = samples[len(samples)-1].RSS
+	var phaseCPU0, phaseCPU1 float64
+	var phaseT0, phaseT1 float64
+	phaseFrom := r.res.phaseStart.Sub(r.start).Seconds()
+	for _, x := range samples {
+		s.RSSPeak = max(s.RSSPeak, x.RSS)
+		s.CPUPeakPercent = max(s.CPUPeakPercent, x.CPUPercent)
+		if !r.res.phaseStart.IsZero() && x.T >= phaseFrom && x.T <= s.steady.T {
+			if phaseT0 == 0 {
+				phaseT0, phaseCPU0 = x.T, x.CPUSeconds
+			}
+			phaseT1, phaseCPU1 = x.T, x.CPUSeconds
+		}
+	}
+	first, last := samples[0], samples[len(samples)-1]
+	s.CPUSeconds = last.CPUSeconds - first.CPUSeconds
+	if dt := last.T - first.T; dt > 0 {
+		s.CPUAvgPercent = 100 * s.CPUSeconds / dt
+	}
+	if dt := phaseT1 - phaseT0; dt > 0 {
+		s.PhaseCPUPercent = 100 * (phaseCPU1 - phaseCPU0) / dt
+	}
+	if s.steady.RSS > 0 {
+		s.RSSSteady = s.steady.RSS
+		if s.steadyOpen > 0 {
+			s.SessionsAtSteady = s.steadyOpen
+			s.RSSPerSession = s.steady.RSS / s.steadyOpen
+			s.RSSPerSessionAboveStart = (s.steady.RSS - s.RSSStart) / s.steadyOpen
+		}
+	}
+}
