@@ -286,7 +286,9 @@ func httpAccounts(ctx context.Context, cfg *Config, n int, log io.Writer) ([]Acc
 	c := httpClient(cfg.HTTPConcurrency)
 	accounts := make([]Account, n)
 	var done atomic.Int64
-	stop := ticker(log, func() string { return fmt.Sprintf("accounts: %d/%d registered, verified and logged in", done.Load(), n) })
+	stop := ticker(log, func() string {
+		return fmt.Sprintf("accounts: %d/%d registered, verified and logged in", done.Load(), n)
+	})
 	defer stop()
 	err = parallel(ctx, n, cfg.HTTPConcurrency, func(i int) error {
 		name := accountName(cfg.Prefix, i)

@@ -10,9 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -97,9 +95,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "rewind-load:", err)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	res, err := Run(ctx, cfg, stdout, stderr)
+	// Run handles SIGINT and SIGTERM itself: the first stops the run
+	// cleanly, a second kills the workers.
+	res, err := Run(context.Background(), cfg, stdout, stderr)
 	if res != nil {
 		printSummary(stdout, res)
 		if cfg.JSON != "" {

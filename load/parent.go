@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -76,7 +77,9 @@ type runner struct {
 // Run runs cfg and returns its results; the error says what stopped it
 // early. A run interrupted by ctx (Ctrl-C) still returns its results.
 func Run(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (*Result, error) {
-	r := &runner{cfg: cfg, out: stdout, errOut: stderr, events: make(chan event, 1024), sig: make(chan os.Signal, 2)}
+	// The workers' standard errors go to stderr too, each copied by its own
+	// goroutine when stderr is not a file.
+	r := &runner{cfg: cfg, out: stdout, errOut: &lockedWriter{w: stderr}, events: make(chan event, 1024), sig: make(chan os.Signal, 2)}
 	if f, ok := stdout.(*os.File); ok {
 		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
 			r.tty = true
@@ -147,6 +150,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	r.res.Server.steady, _ = r.smp.last()
 	r.res.Server.steadyOpen = r.openNow()
 	r.setPhase("stopping")
+	r.res.stopAt = time.Now()
 	r.broadcast(cmdStop)
 	for _, p := range r.procs {
 		p.in.Close()
@@ -367,6 +371,8 @@ func (r *runner) waitUntil(deadline time.Time, stopping bool, done func() bool) 
 				continue
 			}
 			r.interrupted = true
+			r.clearLine()
+			fmt.Fprintln(r.errOut, "rewind-load: cancelled: stopping the workers")
 			return false
 		}
 	}
@@ -606,6 +612,9 @@ func (r *runner) finish() error {
 			addCounts(res.Counts, p.counts)
 			continue
 		}
+		if p.exitErr != nil {
+			problems = append(problems, fmt.Errorf("worker %d: %w", p.index, p.exitErr))
+		}
 		rep := p.result
 		addCounts(res.Counts, rep.Counts)
 		addCounts(res.Errors, rep.Errors)
@@ -642,7 +651,7 @@ func (r *runner) finish() error {
 		res.Messages = m
 	}
 	if r.cfg.Scenario == "churn" {
-		ch := &ChurnResult{Started: c["churn_started"], Completed: c["churn_completed"]}
+		ch := &ChurnResult{Started: c["churn_started"], Completed: c["churn_completed"], Cut: c["churn_cut"]}
 		if d := r.phaseSeconds(); d > 0 {
 			ch.StartedPerSecond = float64(ch.Started) / d
 		}
@@ -654,10 +663,10 @@ func (r *runner) finish() error {
 
 // phaseSeconds is how long the main phase ran.
 func (r *runner) phaseSeconds() float64 {
-	if r.res.phaseStart.IsZero() || r.res.Server.steady.T == 0 {
+	if r.res.phaseStart.IsZero() || r.res.stopAt.IsZero() {
 		return 0
 	}
-	return r.res.Server.steadyAt(r.start).Sub(r.res.phaseStart).Seconds()
+	return r.res.stopAt.Sub(r.res.phaseStart).Seconds()
 }
 
 func (r *runner) serverFigures() {
@@ -695,10 +704,22 @@ func (r *runner) serverFigures() {
 	}
 	if s.steady.RSS > 0 {
 		s.RSSSteady = s.steady.RSS
-		if s.steadyOpen > 0 {
+		if s.steadyOpen > 0 && r.cfg.Scenario != "churn" {
 			s.SessionsAtSteady = s.steadyOpen
 			s.RSSPerSession = s.steady.RSS / s.steadyOpen
 			s.RSSPerSessionAboveStart = (s.steady.RSS - s.RSSStart) / s.steadyOpen
 		}
 	}
+}
+
+// lockedWriter serializes writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -17,7 +17,7 @@ import (
 type Sample struct {
 	T          float64 `json:"t"` // seconds since the run started
 	RSS        int64   `json:"rss_bytes"`
-	CPUSeconds float64 `json:"cpu_seconds"` // process total so far
+	CPUSeconds float64 `json:"cpu_seconds"` // used since the first sample
 	CPUPercent float64 `json:"cpu_percent"` // over the last interval (100 = one core)
 	Open       int64   `json:"sessions_open"`
 }
@@ -32,6 +32,7 @@ type sampler struct {
 	open   func() int64
 
 	mu      sync.Mutex
+	lastCPU float64 // the process's own total at the last sample
 	samples []Sample
 	errs    int
 	lastErr string
@@ -154,11 +155,19 @@ func (s *sampler) sample(ctx context.Context) {
 		s.lastErr = err.Error()
 		return
 	}
-	x := Sample{T: now, RSS: rss, CPUSeconds: cpu, Open: s.open()}
+	x := Sample{T: now, RSS: rss, Open: s.open()}
+	// CPUSeconds accumulates over the run: a server restarted meanwhile
+	// counts from zero again, and its time so far is the delta.
+	delta := cpu - s.lastCPU
+	if delta < 0 {
+		delta = cpu
+	}
+	s.lastCPU = cpu
 	if n := len(s.samples); n > 0 {
 		p := s.samples[n-1]
+		x.CPUSeconds = p.CPUSeconds + delta
 		if dt := x.T - p.T; dt > 0 {
-			x.CPUPercent = 100 * (x.CPUSeconds - p.CPUSeconds) / dt
+			x.CPUPercent = 100 * delta / dt
 		}
 	}
 	s.samples = append(s.samples, x)

@@ -69,6 +69,9 @@ type session struct {
 	lostAt      time.Time // when the last connection ended, while it is not back
 	lostCounted bool      // the loss is counted in the worker's losses
 	stormed     bool      // the last connection was closed by a storm
+	// churnSettled: the churn session authenticated or failed (rather than
+	// being cut short by the end of the run).
+	churnSettled bool
 }
 
 // run is the session's goroutine. first is called once, when the first
@@ -86,11 +89,20 @@ func (s *session) run(first func(ok bool)) {
 		}
 	}
 	defer report(false)
+	if s.churn {
+		// A churn session the end of the run cut short, before it
+		// authenticated or failed, is counted as cut.
+		defer func() {
+			if !s.churnSettled {
+				w.c.add(cChurnCut, 1)
+			}
+		}()
+	}
 	attempt := 0
 	for !w.stopped() {
-		t0 := time.Now()
-		r, err := s.connect()
+		r, t0, err := s.connect()
 		if err != nil {
+			s.churnSettled = !errors.Is(err, errStopped)
 			var ae *authError
 			if errors.Is(err, errStopped) || errors.As(err, &ae) || !w.spec.Reconnect && !s.reconnecting() {
 				return
@@ -120,10 +132,7 @@ func (s *session) run(first func(ok bool)) {
 			w.stormBack()
 		}
 		report(true)
-		s.mu.Lock()
-		gen := s.gen
-		s.mu.Unlock()
-		w.wheel.add(s, gen, w.spec.Heartbeat)
+		s.churnSettled = true
 		var leave *time.Timer
 		if s.churn {
 			leave = time.AfterFunc(w.spec.Hold, s.close)
@@ -194,17 +203,25 @@ func (s *session) backoff(n int) time.Duration {
 
 // connect dials and authenticates: a first heartbeat {"count":0}, its
 // answer, then auth with the account's token and its answer, as
-// protocol.md §2.2 orders them.
-func (s *session) connect() (*reader, error) {
+// protocol.md §2.2 orders them. It returns when the dial began: after the
+// wait for a connect slot, which is the harness's own queue.
+func (s *session) connect() (*reader, time.Time, error) {
 	w := s.w
 	if w.sem != nil {
 		select {
 		case w.sem <- struct{}{}:
 			defer func() { <-w.sem }()
 		case <-w.stopCh:
-			return nil, errStopped
+			return nil, time.Time{}, errStopped
 		}
 	}
+	t0 := time.Now()
+	r, err := s.handshake()
+	return r, t0, err
+}
+
+func (s *session) handshake() (*reader, error) {
+	w := s.w
 	ctx, cancel := context.WithTimeout(w.ctx, w.spec.DialTimeout)
 	defer cancel()
 	conn, br, _, err := s.dial.Dial(ctx, w.url)
@@ -223,6 +240,7 @@ func (s *session) connect() (*reader, error) {
 	s.mu.Lock()
 	s.conn = conn
 	s.gen++
+	gen := s.gen
 	s.hbCount = 0
 	s.closing = false
 	s.storm = false
@@ -256,6 +274,9 @@ func (s *session) connect() (*reader, error) {
 	if err := s.write(fb.finish(ws.OpText), 0); err != nil {
 		return fail(err)
 	}
+	// The next heartbeats are due an interval after this one, whether or
+	// not auth has been answered by then.
+	w.wheel.add(s, gen, w.spec.Heartbeat)
 	if err := s.await(r, "heartbeat"); err != nil {
 		return fail(err)
 	}

@@ -14,26 +14,27 @@ import (
 type counter int
 
 const (
-	cOpen           counter = iota // sessions authenticated now (a gauge)
-	cAuthenticated                 // successful auths, reconnects included
-	cConnectFailed                 // dial or upgrade failed
-	cAuthFailed                    // the server refused the auth (error frame)
-	cSetupFailed                   // the connection ended during heartbeat/auth
-	cReconnects                    // connections opened again after one ended
-	cHeartbeatsSent                // heartbeats after the first of a connection
-	cHeartbeatsAnswered            // heartbeat answers, the first included
-	cSent                          // dm sends written
-	cAcked                         // dm echoes (stored)
-	cDelivered                     // dm events received by the peer
-	cSendErrors                    // error frames answering a dm send
-	cDuplicates                    // deliveries out of order or seen twice
-	cSkipped                       // dm sends not made: a side was not connected
-	cErrors                        // error frames of any kind
-	cCloses                        // connections the server closed or lost
-	cUnexpected                    // of those, the ones the harness did not cause
-	cChurnStarted                  // churn sessions started
-	cChurnCompleted                // churn sessions that authenticated and left cleanly
-	cBefriended                    // dm pairs made friends over the gateway
+	cOpen               counter = iota // sessions authenticated now (a gauge)
+	cAuthenticated                     // successful auths, reconnects included
+	cConnectFailed                     // dial or upgrade failed
+	cAuthFailed                        // the server refused the auth (error frame)
+	cSetupFailed                       // the connection ended during heartbeat/auth
+	cReconnects                        // connections opened again after one ended
+	cHeartbeatsSent                    // heartbeats after the first of a connection
+	cHeartbeatsAnswered                // heartbeat answers, the first included
+	cSent                              // dm sends written
+	cAcked                             // dm echoes (stored)
+	cDelivered                         // dm events received by the peer
+	cSendErrors                        // error frames answering a dm send
+	cDuplicates                        // deliveries out of order or seen twice
+	cSkipped                           // dm sends not made: a side was not connected
+	cErrors                            // error frames of any kind
+	cCloses                            // connections the server closed or lost
+	cUnexpected                        // of those, the ones the harness did not cause
+	cChurnStarted                      // churn sessions started
+	cChurnCompleted                    // churn sessions that authenticated and left cleanly
+	cChurnCut                          // churn sessions the end of the run stopped before they authenticated
+	cBefriended                        // dm pairs made friends over the gateway
 	nCounters
 )
 
@@ -42,7 +43,7 @@ var counterNames = [nCounters]string{
 	"heartbeats_sent", "heartbeats_answered",
 	"sent", "acked", "delivered", "send_errors", "duplicates", "skipped",
 	"errors", "closes", "unexpected_closes",
-	"churn_started", "churn_completed", "befriended",
+	"churn_started", "churn_completed", "churn_cut", "befriended",
 }
 
 // counters are one worker's figures.

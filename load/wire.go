@@ -42,9 +42,6 @@ func newFrameBuf(size int) *frameBuf { return &frameBuf{b: make([]byte, headroom
 // reset starts a new payload.
 func (f *frameBuf) reset() { f.b = f.b[:headroom] }
 
-// payload is the payload appended so far.
-func (f *frameBuf) payload() []byte { return f.b[headroom:] }
-
 // finish turns the payload into a masked client frame of op and returns its
 // bytes (header and payload), ready for one Write.
 func (f *frameBuf) finish(op ws.OpCode) []byte {

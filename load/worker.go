@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -66,6 +67,7 @@ type worker struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	stopCh   chan struct{} // closed by stop
+	doneCh   chan struct{} // closed when every session has ended
 	stopOnce sync.Once
 	wg       sync.WaitGroup // session goroutines
 	sem      chan struct{}  // connect concurrency; nil: no cap
@@ -95,6 +97,7 @@ func newWorker(spec workerSpec, out io.Writer) *worker {
 		out:      &reportWriter{w: bufio.NewWriter(out)},
 		hists:    make(map[string]*hist, len(histNames)),
 		stopCh:   make(chan struct{}),
+		doneCh:   make(chan struct{}),
 		churning: make(map[*session]struct{}),
 		readyCh:  make(chan struct{}),
 	}
@@ -159,7 +162,8 @@ func (w *worker) dialerFor(i int) *ws.Dialer {
 
 func (w *worker) run(cmds <-chan string) {
 	started := time.Now()
-	go w.wheel.run(w.stopCh)
+	// Heartbeats go on while the run drains and closes its sessions.
+	go w.wheel.run(w.doneCh)
 	go w.progress()
 	deadline := time.Until(time.Unix(0, w.spec.Deadline))
 	if w.spec.Deadline == 0 {
@@ -307,7 +311,8 @@ func (w *worker) sendLoop() {
 	var n int64
 	k := 0
 	for !w.stopped() {
-		due := int64(float64(time.Since(start)) / per)
+		// Sends 0..due-1 are scheduled at or before now.
+		due := int64(float64(time.Since(start))/per) + 1
 		for n < due && !w.stopped() {
 			sched := start.Add(time.Duration(float64(n) * per))
 			n++
@@ -334,7 +339,7 @@ func (w *worker) churnLoop() {
 	per := float64(time.Second) / w.spec.Churn
 	var n int64
 	for !w.stopped() {
-		due := int64(float64(time.Since(start)) / per)
+		due := int64(float64(time.Since(start))/per) + 1
 		for ; n < due && !w.stopped(); n++ {
 			i := int(n % int64(len(w.spec.Accounts)))
 			s := &session{w: w, acct: &w.spec.Accounts[i], dial: w.dialerFor(int(n)), churn: true}
@@ -443,13 +448,14 @@ func (w *worker) stop() {
 		case <-time.After(2 * time.Second):
 		}
 	}
+	close(w.doneCh)
 	w.emit(w.result())
 }
 
 func (w *worker) result() workerReport {
 	r := workerReport{
 		Type: repResult, At: time.Now().UnixNano(), Counts: w.c.snapshot(),
-		Hists: make(map[string]string, len(w.hists)),
+		Hists:  make(map[string]string, len(w.hists)),
 		Errors: w.errs.snapshot(), Reasons: w.reasons.snapshot(),
 		Closes: w.closes.snapshot(), UnexpectedCloses: w.unexpected.snapshot(),
 	}
@@ -464,9 +470,25 @@ func (w *worker) result() workerReport {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		r.CPUSeconds = tvSeconds(ru.Utime) + tvSeconds(ru.Stime)
-		r.MaxRSS = ru.Maxrss * 1024
 	}
+	r.MaxRSS = peakRSS()
 	return r
+}
+
+// peakRSS is this process's VmHWM. (getrusage's ru_maxrss survives exec on
+// Linux, so a worker would report its parent's size.)
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
 }
 
 func tvSeconds(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }

@@ -1,0 +1,23 @@
+// Package load is rewind-load, REWIND's load-testing harness: it creates
+// load accounts (directly in the server's store, or through the real
+// register → mail → verify → login path), opens sessions that follow the
+// gateway protocol exactly, runs a scenario (idle, dm, churn, storm) and
+// measures it: connect+auth latency and rate, send→echo and send→delivery
+// latency as HdrHistograms, counts by error and close code, and the
+// server's RSS and CPU.
+//
+// A run is one parent process and worker processes. The parent re-executes
+// its own binary (WorkerCommand) as workers, each holding well under the
+// 20,000 open files a process may have, hands each its share of the
+// accounts over standard input and drives the phases with one-line JSON
+// commands; the workers report progress and, at the end, their counters
+// and encoded histograms as JSON lines on standard output, which the
+// parent merges. Sessions dial from loopback source addresses 127.0.0.2,
+// 127.0.0.3, … in turn, so a run is not bounded by one address's
+// ephemeral ports.
+//
+// Each session costs one goroutine (it dials, then reads every frame); its
+// heartbeats come from one wheel goroutine per worker and dm sends from one
+// sender goroutine per worker. Frames are built in the writer's buffer and
+// read into the session's, without decoding the JSON on the hot paths.
+package load
