@@ -64,6 +64,7 @@ type Config struct {
 const usageHead = `rewind-load drives real protocol traffic at a REWIND server and measures it.
 
 usage: rewind-load --scenario idle|dm|churn|storm [flags]
+       rewind-load compare RESULT.json...   (one table row per --json results file)
 
 scenarios:
   idle    --sessions N authenticated sessions heartbeat for --duration

@@ -21,5 +21,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if load.IsWorker() {
 		return load.WorkerMain(stdin, stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "compare" {
+		return load.Compare(args[1:], stdout, stderr)
+	}
 	return load.Main(args, stdout, stderr)
 }

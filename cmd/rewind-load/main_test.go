@@ -265,3 +265,18 @@ func TestUsage(t *testing.T) {
 		require.Contains(t, stderr.String(), "rewind-load:")
 	}
 }
+
+func TestCompare(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "dm.json")
+	require.NoError(t, os.WriteFile(f, []byte(`{"scenario":"dm","params":{"sessions":4},"sessions":{"authenticated":4,"connect_rate":100},
+		"messages":{"sent":10,"acknowledged":10,"delivered":10,"sent_per_second":5},
+		"latency_us":{"ack":{"count":10,"p50_us":1500,"p99_us":2500},"delivery":{"count":10,"p50_us":1600,"p99_us":2600,"p99_9_us":2700,"max_us":2800}},
+		"server":{"rss_per_session_bytes":10240,"cpu_phase_percent":12}}`), 0o644))
+	var out, errOut bytes.Buffer
+	require.Equal(t, 0, run([]string{"compare", f}, nil, &out, &errOut), errOut.String())
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	require.Len(t, lines, 2)
+	require.Equal(t, strings.Fields("dm.json dm 4 4 100 5 10 10 1.50 2.50 1.60 2.60 2.70 2.80 0 - 10.0 12"), strings.Fields(lines[1]))
+	require.Equal(t, 2, run([]string{"compare"}, nil, &out, &errOut))
+}
