@@ -38,3 +38,8 @@ fuzz:
 	  $(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $$budget $$pkg > /tmp/rewind-fuzz.log 2>&1 \
 	    || { cat /tmp/rewind-fuzz.log; exit 1; }; \
 	done
+
+# Benchmarks: Go micro-benchmarks, then short rewind-load runs on a fresh
+# local server (bench/run.sh; results in bench-results/).
+bench:
+	bash bench/run.sh
