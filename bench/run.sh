@@ -51,7 +51,7 @@ if command -v psql > /dev/null && psql "$pg" -qc "CREATE SCHEMA $schema" 2> /dev
 	sep='&'
 	[[ $pg == *\?* ]] || sep='?'
 	run_store postgres "$pg${sep}search_path=$schema"
-	psql "$pg" -qc "DROP SCHEMA $schema CASCADE"
+	psql "$pg" -qc "SET client_min_messages = warning; DROP SCHEMA $schema CASCADE"
 else
 	echo "== postgres: SKIPPED ($pg does not answer, or psql is missing)"
 fi

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -20,54 +21,59 @@ import (
 type Conn struct {
 	h      *Handler
 	nc     net.Conn
-	br     *bufio.Reader
+	rc     syscall.RawConn // nc's descriptor when the poller watches it, else nil
+	poll   *poller         // set with rc
+	id     uint64          // the key in Handler.conns and in poller events
+	peer   Peer
 	opened time.Time
+	br     *bufio.Reader // the hijacked reader, until its buffered bytes are read
 
-	queue      chan []byte   // text frames for the writer, SendQueue deep
-	wake       chan struct{} // capacity 1: a pong or a close frame is pending
-	stop       chan struct{} // closed by the reader once the socket is closed
-	writerDone chan struct{} // closed when the writer returns
+	// The read and write loops, bound once: a go statement on a bound
+	// method value allocates nothing.
+	readFn, writeFn func()
 
-	// closing is set once the connection winds down (a close frame is
-	// pending or the reader has ended): Send fails and messages read from
-	// then on are discarded. It is only set with mu held.
-	closing  atomic.Bool
+	// reading is set while a goroutine owns the read side: the reader, the
+	// pooled buffers it holds and in. Only the one that sets it from false
+	// starts a reader (kick); the reader clears it to park.
+	reading  atomic.Bool
+	closing  atomic.Bool // set with mu held: Send fails, reads are discarded
 	dropping atomic.Bool // Abort: the queued frames are not written
+	version  uint8
 
 	mu          sync.Mutex // guards the fields below
-	pong        [ws.MaxControlFramePayloadSize]byte
-	pongLen     int
+	queue       queue      // text frames for the writer, at most SendQueue
+	writer      writerState
 	pongPending bool
 	closeFrame  bool // the writer owes a close frame with closeCode and closeReason
 	closeCode   uint16
 	closeReason string
-	end         *Disconnect // the first cause that ended the connection
+	pong        []byte        // the payload of the last ping, nil before any
+	writerExit  chan struct{} // closed when the running writer stops; made by teardown
+	end         *Disconnect   // the first cause that ended the connection
 
-	// Owned by the read goroutine.
-	rhdr [ws.MaxHeaderSize - 2]byte
-	rctl [ws.MaxControlFramePayloadSize]byte
-	in   int
-
-	// Owned by the write goroutine.
-	whdr     [maxBatch]header
-	wscratch [ws.MaxHeaderSize]byte
-	wctl     [ws.MaxControlFramePayloadSize]byte
-	wv       [2 * maxBatch][]byte // header, payload, header, payload...
-	bufs     net.Buffers
-	out      int
+	in  int // frames read; owned by the read side
+	out int // frames written; owned by the running writer
 }
 
-func newConn(h *Handler, nc net.Conn, br *bufio.Reader) *Conn {
-	return &Conn{
-		h:          h,
-		nc:         nc,
-		br:         br,
-		opened:     time.Now(),
-		queue:      make(chan []byte, h.cfg.SendQueue),
-		wake:       make(chan struct{}, 1),
-		stop:       make(chan struct{}),
-		writerDone: make(chan struct{}),
+// writerState says whether a goroutine writes for the connection.
+type writerState uint8
+
+const (
+	writerIdle    writerState = iota // nothing to write: no goroutine
+	writerRunning                    // a goroutine writes until the queue is empty
+	writerDone                       // the close frame went out, or a write failed
+)
+
+func newConn(h *Handler, nc net.Conn, version int) *Conn {
+	c := &Conn{h: h, nc: nc, version: uint8(version), opened: time.Now()}
+	c.readFn, c.writeFn = c.read, c.write
+	c.reading.Store(true) // the serving goroutine's until it parks or reads
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			c.rc = rc
+		}
 	}
+	return c
 }
 
 // Send queues one text frame. It returns false when the queue is full or
@@ -75,14 +81,37 @@ func newConn(h *Handler, nc net.Conn, br *bufio.Reader) *Conn {
 // session aborts with 4009). frame is not copied, so it must not be modified
 // afterwards: one encoded broadcast is shared by many connections.
 func (c *Conn) Send(frame []byte) bool {
-	if c.closing.Load() {
+	c.mu.Lock()
+	if c.closing.Load() || c.queue.len() >= c.h.cfg.SendQueue {
+		c.mu.Unlock()
 		return false
 	}
-	select {
-	case c.queue <- frame:
-		return true
-	default:
+	c.queue.push(frame)
+	start := c.startWriter()
+	c.mu.Unlock()
+	if start {
+		go c.writeFn()
+	}
+	return true
+}
+
+// startWriter marks the writer running and reports whether the caller has
+// to start it. Lock must be held.
+func (c *Conn) startWriter() bool {
+	if c.writer != writerIdle {
 		return false
+	}
+	c.writer = writerRunning
+	return true
+}
+
+// stopWriter records that the running writer stops, as idle or done. Lock
+// must be held.
+func (c *Conn) stopWriter(s writerState) {
+	c.writer = s
+	if c.writerExit != nil {
+		close(c.writerExit)
+		c.writerExit = nil
 	}
 }
 
@@ -121,8 +150,11 @@ func (c *Conn) requestClose(code uint16, reason string, d *Disconnect, drop bool
 	if c.end == nil {
 		c.end = d
 	}
+	start := c.startWriter()
 	c.mu.Unlock()
-	c.signal()
+	if start {
+		go c.writeFn()
+	}
 }
 
 // ended records d as the cause unless one is recorded already.
@@ -134,43 +166,132 @@ func (c *Conn) ended(d *Disconnect) {
 	c.mu.Unlock()
 }
 
-func (c *Conn) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
+// The read side. A polled connection has no goroutine while it idles: the
+// poller kicks one when the socket becomes readable, and it reads, with
+// pooled buffers, until it has handed over the last complete message
+// buffered, then gives the buffers back and parks the socket with the
+// poller again. A message that is not complete yet keeps it reading. Once
+// the connection is closing it reads on until the end, then tears the
+// connection down. A connection the poller cannot watch is read by the
+// goroutine that served it, from start to end.
+
+// reader is the read side's buffers, pooled between bursts of reading.
+type reader struct {
+	br    *bufio.Reader
+	hdr   [ws.MaxHeaderSize - 2]byte
+	ctl   [ws.MaxControlFramePayloadSize]byte
+	c     *Conn
+	err   error
+	armFn func(fd uintptr) // arm, bound once
+}
+
+// readBufSize is the read buffer of a connection while it reads. The
+// buffered bytes are never handed to the Peer: a message is its own
+// allocation.
+const readBufSize = 4 << 10
+
+var readers = sync.Pool{New: func() any {
+	r := &reader{br: bufio.NewReaderSize(nil, readBufSize)}
+	r.armFn = r.arm
+	return r
+}}
+
+// arm re-arms the poller for the socket fd (RawConn.Control holds it).
+func (r *reader) arm(fd uintptr) {
+	r.err = r.c.poll.ctl(pollArm, fd, r.c.id)
+}
+
+// kick starts a reader unless a goroutine owns the read side.
+func (c *Conn) kick() {
+	if c.reading.CompareAndSwap(false, true) {
+		go c.readFn()
 	}
 }
 
-// run reads until the connection ends, then tears it down and tells p.
-// It runs in the read goroutine; the writer must have been started.
-func (c *Conn) run(p Peer) *Disconnect {
-	c.readLoop(p)
+// read runs the read side from a kick: the socket has bytes to read.
+func (c *Conn) read() { c.readFrom(false) }
+
+// readFrom runs the read side until it parks or the connection ends; idle
+// means it may park before reading anything. The caller owns the read side.
+func (c *Conn) readFrom(idle bool) {
+	r := readers.Get().(*reader)
+	r.c = c
+	if c.br != nil {
+		r.br, c.br = c.br, nil // its bytes come first
+	} else {
+		r.br.Reset(c.nc)
+	}
+	for c.readLoop(r, idle) {
+		if c.park(r) {
+			c.release(r)
+			return
+		}
+		idle = false
+	}
+	c.release(r)
+	c.teardown()
+}
+
+func (c *Conn) release(r *reader) {
+	r.br.Reset(nil)
+	r.c = nil
+	readers.Put(r)
+}
+
+// park gives the read side back to the poller, r's buffer being empty. It
+// reports false when this goroutine must read on instead: the socket is
+// closed (a failed write closes it) or the connection is closing, and no
+// kick has started another reader for it meanwhile.
+func (c *Conn) park(r *reader) bool {
+	c.reading.Store(false)
+	err := c.rc.Control(r.armFn)
+	if err == nil {
+		err = r.err
+	}
+	if err == nil && !c.closing.Load() {
+		return true
+	}
+	return !c.reading.CompareAndSwap(false, true)
+}
+
+// teardown ends the connection once its read side has: it lets the writer
+// finish a close frame, but not forever (the client may have stopped
+// reading), closes the socket, and tells the Peer and the Handler.
+func (c *Conn) teardown() {
 	c.mu.Lock()
-	owed := c.closeFrame
 	c.closing.Store(true)
+	var exited chan struct{}
+	if c.writer == writerRunning {
+		exited = make(chan struct{})
+		c.writerExit = exited
+	}
+	owed := c.closeFrame
 	c.mu.Unlock()
-	if owed {
-		// Let the writer finish its close frame, but not forever: the
-		// client may have stopped reading.
+	if exited != nil && owed {
 		t := time.NewTimer(c.h.closeWait)
 		select {
-		case <-c.writerDone:
+		case <-exited:
 		case <-t.C:
 		}
 		t.Stop()
 	}
 	c.nc.Close()
-	close(c.stop)
-	<-c.writerDone
+	if exited != nil {
+		<-exited // the socket is closed: its write fails if it was blocked
+	}
 	c.mu.Lock()
 	d := c.end
+	c.queue.reset()
 	c.mu.Unlock()
-	p.Closed(d)
-	return d
+	c.peer.Closed(d)
+	c.h.ended(c, d)
 }
 
-// readLoop reads frames until the connection ends, and records why.
-func (c *Conn) readLoop(p Peer) {
+// readLoop reads frames until the connection ends, and records why; it
+// returns false then. A polled connection returns true instead when it can
+// park: between messages, with nothing buffered, not closing, and after a
+// frame at least unless idle.
+func (c *Conn) readLoop(r *reader, idle bool) bool {
 	var (
 		state = ws.StateServerSide
 		op    ws.OpCode // of the message being read
@@ -178,20 +299,24 @@ func (c *Conn) readLoop(p Peer) {
 		msg   []byte    // the text message being assembled
 	)
 	for {
-		h, err := ws.ReadHeaderBuffer(c.br, c.rhdr[:])
+		if idle && c.rc != nil && !state.Fragmented() && r.br.Buffered() == 0 && !c.closing.Load() {
+			return true
+		}
+		h, err := ws.ReadHeaderBuffer(r.br, r.hdr[:])
 		if err != nil {
 			c.readFailed(err)
-			return
+			return false
 		}
+		idle = true
 		c.in++
 		c.h.metrics.framesIn.Inc()
 		if err := ws.CheckHeader(h, state); err != nil {
-			c.fail(err)
-			return
+			c.fail(r, err)
+			return false
 		}
 		if h.OpCode.IsControl() {
-			if !c.control(h) {
-				return
+			if !c.control(r, h) {
+				return false
 			}
 			continue
 		}
@@ -214,9 +339,9 @@ func (c *Conn) readLoop(p Peer) {
 		if keep {
 			n, m := len(msg), int(h.Length)
 			msg = slices.Grow(msg, m)[:n+m]
-			if _, err := io.ReadFull(c.br, msg[n:]); err != nil {
+			if _, err := io.ReadFull(r.br, msg[n:]); err != nil {
 				c.readFailed(err)
-				return
+				return false
 			}
 			ws.Cipher(msg[n:], h.Mask, 0)
 		} else {
@@ -224,9 +349,9 @@ func (c *Conn) readLoop(p Peer) {
 			// without being buffered: the frames still have to be parsed to
 			// see the client's close frame.
 			msg = nil
-			if err := c.discard(h.Length); err != nil {
+			if err := discard(r.br, h.Length); err != nil {
 				c.readFailed(err)
-				return
+				return false
 			}
 		}
 		if !h.Fin {
@@ -234,9 +359,9 @@ func (c *Conn) readLoop(p Peer) {
 		}
 		if !c.closing.Load() {
 			if op == ws.OpText {
-				p.Text(msg)
+				c.peer.Text(msg)
 			} else {
-				p.Binary()
+				c.peer.Binary()
 			}
 		}
 		msg = nil
@@ -245,18 +370,16 @@ func (c *Conn) readLoop(p Peer) {
 
 // control handles a control frame (CheckHeader has bounded it to 125 bytes,
 // unfragmented). It reports whether reading goes on.
-func (c *Conn) control(h ws.Header) bool {
-	b := c.rctl[:h.Length]
-	if _, err := io.ReadFull(c.br, b); err != nil {
+func (c *Conn) control(r *reader, h ws.Header) bool {
+	b := r.ctl[:h.Length]
+	if _, err := io.ReadFull(r.br, b); err != nil {
 		c.readFailed(err)
 		return false
 	}
 	ws.Cipher(b, h.Mask, 0)
 	switch h.OpCode {
 	case ws.OpPing:
-		if !c.closing.Load() {
-			c.queuePong(b)
-		}
+		c.queuePong(b)
 	case ws.OpClose:
 		c.clientClosed(b)
 		return false
@@ -293,10 +416,10 @@ func (c *Conn) clientClosed(b []byte) {
 // fail closes with 1002 and then, as RFC 6455 §7.1.7 asks, processes nothing
 // more from the client: it only drains the socket until the client hangs up
 // or the close wait set by the writer ends.
-func (c *Conn) fail(err error) {
+func (c *Conn) fail(r *reader, err error) {
 	c.requestClose(uint16(ws.StatusProtocolError), err.Error(),
 		&Disconnect{Cause: CauseProtocolError, Code: uint16(ws.StatusProtocolError), Err: err}, true)
-	_, _ = io.Copy(io.Discard, c.br)
+	_, _ = io.Copy(io.Discard, r.br)
 }
 
 func (c *Conn) readFailed(err error) {
@@ -304,9 +427,9 @@ func (c *Conn) readFailed(err error) {
 }
 
 // discard skips n payload bytes without buffering them.
-func (c *Conn) discard(n int64) error {
+func discard(br *bufio.Reader, n int64) error {
 	for n > 0 {
-		k, err := c.br.Discard(int(min(n, 1<<30)))
+		k, err := br.Discard(int(min(n, 1<<30)))
 		n -= int64(k)
 		if err != nil {
 			return err
@@ -315,72 +438,103 @@ func (c *Conn) discard(n int64) error {
 	return nil
 }
 
-// queuePong hands the writer a pong for b. A pong not written yet is
-// replaced: RFC 6455 §5.5.3 allows answering only the most recent ping.
+// queuePong hands the writer a pong for b, unless the connection is
+// closing. A pong not written yet is replaced: RFC 6455 §5.5.3 allows
+// answering only the most recent ping.
 func (c *Conn) queuePong(b []byte) {
 	c.mu.Lock()
-	c.pongLen = copy(c.pong[:], b)
+	if c.closing.Load() {
+		c.mu.Unlock()
+		return
+	}
+	if c.pong == nil {
+		c.pong = make([]byte, 0, ws.MaxControlFramePayloadSize)
+	}
+	c.pong = append(c.pong[:0], b...)
 	c.pongPending = true
+	start := c.startWriter()
 	c.mu.Unlock()
-	c.signal()
-}
-
-// writeLoop is the only goroutine that writes to the socket.
-func (c *Conn) writeLoop() {
-	defer close(c.writerDone)
-	for {
-		select {
-		case f := <-c.queue:
-			if !c.dropping.Load() && !c.writeQueued(f) {
-				return
-			}
-		case <-c.wake:
-			if !c.writeControl() {
-				return
-			}
-		case <-c.stop:
-			return
-		}
+	if start {
+		go c.writeFn()
 	}
 }
 
-// writeControl writes a pending pong, then a pending close frame (after the
-// queued frames unless aborting). It reports whether the writer goes on.
-func (c *Conn) writeControl() bool {
+// The write side. A goroutine writes only while there is something to
+// write: the first Send (or pong, or close) to an idle connection starts it,
+// and it ends when the queue is empty, with its pooled buffers given back.
+// It is the only one that writes to the socket.
+
+// writer is the write side's buffers, pooled between runs of writing.
+type writer struct {
+	hdr     [maxBatch]header
+	scratch [ws.MaxHeaderSize]byte
+	ctl     [ws.MaxControlFramePayloadSize]byte
+	wv      [2 * maxBatch][]byte // header, payload, header, payload...
+	bufs    net.Buffers
+}
+
+var writers = sync.Pool{New: func() any { return new(writer) }}
+
+// write runs the writer until there is nothing left to write.
+func (c *Conn) write() {
+	w := writers.Get().(*writer)
+	for c.writeNext(w) {
+	}
+	writers.Put(w)
+}
+
+// writeNext writes what comes next: a pending pong, the queued frames (not
+// when aborting), then the close frame. It reports whether the writer goes
+// on.
+func (c *Conn) writeNext(w *writer) bool {
 	c.mu.Lock()
-	pong, n := c.pongPending, copy(c.wctl[:], c.pong[:c.pongLen])
-	c.pongPending = false
-	closeFrame, code, reason := c.closeFrame, c.closeCode, c.closeReason
-	c.mu.Unlock()
-	if pong && !c.write(ws.OpPong, c.wctl[:n]) {
+	switch {
+	case c.pongPending:
+		n := copy(w.ctl[:], c.pong)
+		c.pongPending = false
+		c.mu.Unlock()
+		return c.writeOne(w, ws.OpPong, w.ctl[:n])
+	case c.queue.len() > 0 && !c.dropping.Load():
+		n := c.batch(w)
+		c.mu.Unlock()
+		for i := range n {
+			w.header(i, ws.OpText)
+		}
+		return c.send(w, n)
+	case c.closeFrame:
+		c.queue.reset() // empty, or dropped by Abort
+		code, reason := c.closeCode, c.closeReason
+		c.mu.Unlock()
+		if c.writeOne(w, ws.OpClose, closeBody(w.ctl[:0], code, reason)) {
+			// The reader now waits for the client's answer, but not forever.
+			_ = c.nc.SetReadDeadline(time.Now().Add(c.h.closeWait))
+			c.mu.Lock()
+			c.stopWriter(writerDone)
+			c.mu.Unlock()
+			c.kick()
+		}
+		return false
+	default:
+		c.stopWriter(writerIdle)
+		c.mu.Unlock()
 		return false
 	}
-	if !closeFrame {
-		return true
-	}
-	if !c.dropping.Load() && !c.flush() {
-		return false
-	}
-	if c.write(ws.OpClose, closeBody(c.wctl[:0], code, reason)) {
-		// The reader now waits for the client's answer, but not forever.
-		_ = c.nc.SetReadDeadline(time.Now().Add(c.h.closeWait))
-	}
-	return false
 }
 
-// flush writes the frames queued before the close was asked for: Send fails
-// since, so the queue only drains.
-func (c *Conn) flush() bool {
-	for {
-		select {
-		case f := <-c.queue:
-			if !c.writeQueued(f) {
-				return false
-			}
-		default:
-			return true
+// batch takes the frames at the head of the queue that one write sends
+// together, puts them in place and returns how many. Lock must be held.
+func (c *Conn) batch(w *writer) int {
+	n, size := 0, 0
+	for _, f := range c.queue.front() {
+		if size >= maxBatchBytes {
+			break
 		}
+		w.wv[2*n+1] = f
+		size += len(f)
+		n++
 	}
+	c.queue.drop(n)
+	return n
 }
 
 // A batch is the queued frames that one writev takes at once: it saves a
@@ -391,53 +545,45 @@ const (
 	maxBatchBytes = 64 << 10
 )
 
-// writeQueued writes f and the frames queued behind it, up to a batch.
-func (c *Conn) writeQueued(f []byte) bool {
-	size := 0
-	for n := 1; ; n++ {
-		c.frame(n-1, ws.OpText, f)
-		size += len(f)
-		if n == maxBatch || size >= maxBatchBytes {
-			return c.send(n)
-		}
-		select {
-		case f = <-c.queue:
-		default:
-			return c.send(n)
-		}
-	}
+// writeOne writes one frame.
+func (c *Conn) writeOne(w *writer, op ws.OpCode, p []byte) bool {
+	w.wv[1] = p
+	w.header(0, op)
+	return c.send(w, 1)
 }
 
-// write writes one frame.
-func (c *Conn) write(op ws.OpCode, p []byte) bool {
-	c.frame(0, op, p)
-	return c.send(1)
-}
-
-// frame puts the i-th frame of the next write in place: its header, encoded
-// into a reused buffer, and its payload, uncopied. Server frames are unmasked.
-func (c *Conn) frame(i int, op ws.OpCode, p []byte) {
-	// Cannot fail: the header is well formed and whdr takes every byte.
-	_ = ws.WriteHeaderBuffer(&c.whdr[i], ws.Header{Fin: true, OpCode: op, Length: int64(len(p))}, c.wscratch[:])
-	c.wv[2*i], c.wv[2*i+1] = c.whdr[i].b[:c.whdr[i].n], p
+// header encodes the header of the i-th frame of the next write, whose
+// payload is in place, into a reused buffer. Server frames are unmasked.
+func (w *writer) header(i int, op ws.OpCode) {
+	// Cannot fail: the header is well formed and hdr takes every byte.
+	_ = ws.WriteHeaderBuffer(&w.hdr[i], ws.Header{Fin: true, OpCode: op, Length: int64(len(w.wv[2*i+1]))}, w.scratch[:])
+	w.wv[2*i] = w.hdr[i].b[:w.hdr[i].n]
 }
 
 // send writes the first n frames put in place, in one writev bounded by
-// WriteTimeout. On failure it records the cause and closes the socket, which
-// ends the reader too.
-func (c *Conn) send(n int) bool {
+// WriteTimeout, and reports whether it did. On failure it records the
+// cause, closes the socket and stops the writer for good; a reader sees the
+// closed socket and ends the connection.
+func (c *Conn) send(w *writer, n int) bool {
 	err := c.nc.SetWriteDeadline(time.Now().Add(c.h.cfg.WriteTimeout))
 	if err == nil {
-		c.bufs = c.wv[:2*n] // WriteTo consumes bufs and clears wv's entries
-		_, err = c.bufs.WriteTo(c.nc)
+		w.bufs = w.wv[:2*n] // WriteTo consumes bufs and clears wv's entries
+		_, err = w.bufs.WriteTo(c.nc)
 	}
 	if err != nil {
+		clear(w.wv[:2*n]) // what WriteTo left: the pool must not keep frames
 		cause := CauseWriteError
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			cause = CauseWriteTimeout
 		}
-		c.ended(&Disconnect{Cause: cause, Code: uint16(ws.StatusAbnormalClosure), Err: err})
+		c.mu.Lock()
+		if c.end == nil {
+			c.end = &Disconnect{Cause: cause, Code: uint16(ws.StatusAbnormalClosure), Err: err}
+		}
+		c.stopWriter(writerDone)
+		c.mu.Unlock()
 		c.nc.Close()
+		c.kick()
 		return false
 	}
 	c.out += n

@@ -5,16 +5,33 @@
 //
 // Invariants, and the tests that guard them:
 //
-//   - Two goroutines per connection. The read goroutine (the one that ran
-//     ServeHTTP) owns the read buffers, parses frames and calls the Peer:
-//     Text and Binary in arrival order, then Closed exactly once, last
-//     (TestClientCloseEchoed, TestFragmentedJoined, TestNoGoroutineLeak).
-//     The write goroutine is the only one that writes to the socket: data
-//     frames, pongs and close frames alike (TestPingPong).
-//   - Conn.Send never blocks: it puts the frame on a channel of SendQueue
-//     frames and fails when it is full or the connection is closing; a slow
-//     client can never stall a fan-out (TestSendFailsWhenQueueFull). Frames
-//     are not copied: one encoded broadcast is shared by many connections.
+//   - No goroutine waits on an idle connection, and an idle connection holds
+//     no buffer: about 1 KiB in all, its Conn and its socket
+//     (BenchmarkIdleConnections, TestIdleHoldsNoGoroutine). ServeHTTP
+//     returns once the connection is upgraded. A poller (epoll on Linux)
+//     watches idle sockets; a connection it cannot watch keeps the
+//     goroutine that served it as its reader until it ends.
+//   - One goroutine at a time reads a connection: whichever sets
+//     Conn.reading owns the read side. The poller starts one when the
+//     socket is readable, the writer when the socket needs reading to end
+//     (a close frame of ours went out, or a write failed). It reads with
+//     pooled buffers, and parks again (gives the buffers back, clears
+//     reading, re-arms the poller) only between messages, with nothing
+//     buffered, and not closing: a message in progress keeps its reader, and
+//     so does a closing connection until the end. It calls the Peer: Text
+//     and Binary in arrival order, then Closed exactly once, last
+//     (TestClientCloseEchoed, TestFragmentedJoined, TestSplitFrame,
+//     TestFramesWithHandshake, TestNoGoroutineLeak).
+//   - One goroutine at a time writes a connection, and only while it has
+//     something to write: the first Send, pong or close to an idle
+//     connection starts it, and it ends when nothing is left. It is the
+//     only one that writes to the socket: data frames, pongs and close
+//     frames alike (TestPingPong).
+//   - Conn.Send never blocks: it queues the frame, at most SendQueue of them,
+//     and fails when the queue is full or the connection is closing; a slow
+//     client can never stall a fan-out (TestSendFailsWhenQueueFull). The
+//     queue holds pooled blocks only while frames wait. Frames are not
+//     copied: one encoded broadcast is shared by many connections.
 //   - Every write is bounded by WriteTimeout; one that exceeds it drops the
 //     connection (TestWriteTimeoutDrops). Frames that pile up in the queue
 //     leave in batches, one writev each.

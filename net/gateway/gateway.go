@@ -47,9 +47,9 @@ const (
 // before its socket is dropped.
 const closeWait = 3 * time.Second
 
-// Peer receives what one connection reads. The gateway calls it from that
-// connection's read goroutine, in arrival order; Closed is called exactly
-// once, last.
+// Peer receives what one connection reads. The gateway calls it from the
+// goroutine reading that connection at the time, one call at a time, in
+// arrival order; Closed is called exactly once, last.
 type Peer interface {
 	// Text is one complete text message (fragments joined), passed as it
 	// arrived, even when it is not valid UTF-8; data is the peer's to keep.
@@ -73,10 +73,12 @@ type Handler struct {
 	closeWait time.Duration // the const closeWait; tests shorten it
 
 	mu      sync.Mutex
-	conns   map[*Conn]struct{} // upgraded and not yet ended
-	active  int                // handshakes in progress plus conns
-	down    bool               // Shutdown was called
-	drained chan struct{}      // closed when down and active reaches 0
+	conns   map[uint64]*Conn // upgraded and not yet ended, by id
+	lastID  uint64
+	poll    *poller       // while conns is not empty; nil if it could not start
+	active  int           // handshakes in progress plus conns
+	down    bool          // Shutdown was called
+	drained chan struct{} // closed when down and active reaches 0
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -98,14 +100,16 @@ func New(cfg Config, open Open) *Handler {
 		upgrader:  ws.HTTPUpgrader{Timeout: cfg.WriteTimeout},
 		metrics:   newMetrics(cfg.Registerer),
 		closeWait: closeWait,
-		conns:     make(map[*Conn]struct{}),
+		conns:     make(map[uint64]*Conn),
 		drained:   make(chan struct{}),
 	}
 }
 
-// ServeHTTP upgrades the request and runs the connection until it ends. It
-// hijacks the connection, so w must be the server's own ResponseWriter (or
-// one that unwraps to it): mount the Handler directly on the server's mux.
+// ServeHTTP upgrades the request and starts the connection; it returns once
+// the connection is handed to the poller (or, when the poller cannot watch
+// it, when it ends). It hijacks the connection, so w must be the server's
+// own ResponseWriter (or one that unwraps to it): mount the Handler directly
+// on the server's mux.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	version, ok := parseVersion(r)
 	if !ok {
@@ -146,23 +150,39 @@ func parseVersion(r *http.Request) (int, bool) {
 	return 0, false
 }
 
-// serve runs one upgraded connection in the calling goroutine, which becomes
-// its read goroutine, and returns when the connection has ended.
+// serve starts one upgraded connection. A connection the poller watches
+// has no goroutine until it has bytes to read, and serve returns at once;
+// any other is read by the calling goroutine, and serve returns when it has
+// ended.
 func (h *Handler) serve(nc net.Conn, br *bufio.Reader, version int) {
-	c := newConn(h, nc, br)
+	c := newConn(h, nc, version)
+	if br.Buffered() > 0 {
+		c.br = br
+	}
 	if late := h.add(c); late {
 		// Shutdown began after our handshake started and did not see c.
 		c.closeWith(uint16(ws.StatusGoingAway), shutdownReason, CauseShutdown, false)
 	}
 	h.cfg.Logger.Debug().Stringer("remote", nc.RemoteAddr()).Int("version", version).Msg("websocket open")
-	go c.writeLoop()
-	d := c.run(h.open(c, version))
+	c.peer = h.open(c, version)
+	// This goroutine owns the read side (kicks fail meanwhile) and hands it
+	// over now: to a reader for the bytes the hijacked reader holds, which
+	// the poller cannot see, or to the poller by parking, which arms it.
+	if c.rc != nil && c.br != nil {
+		go c.readFn()
+		return
+	}
+	c.readFrom(c.rc != nil)
+}
+
+// ended counts, logs and forgets a connection that has ended with d.
+func (h *Handler) ended(c *Conn, d *Disconnect) {
 	// Counted and logged before it leaves: once Shutdown returns or Open
 	// drops, every ended connection is on record.
 	h.metrics.ended(d)
 	h.cfg.Logger.Info().
-		Stringer("remote", nc.RemoteAddr()).
-		Int("version", version).
+		Stringer("remote", c.nc.RemoteAddr()).
+		Int("version", int(c.version)).
 		Str("cause", string(d.Cause)).
 		Uint16("code", d.Code).
 		Str("reason", d.Reason).
@@ -184,7 +204,7 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 			close(h.drained)
 		}
 	}
-	conns := slices.Collect(maps.Keys(h.conns))
+	conns := slices.Collect(maps.Values(h.conns))
 	h.mu.Unlock()
 	for _, c := range conns {
 		c.closeWith(uint16(ws.StatusGoingAway), shutdownReason, CauseShutdown, false)
@@ -217,15 +237,42 @@ func (h *Handler) enter() bool {
 	return true
 }
 
-// add registers an upgraded connection; it reports whether Shutdown has
-// begun meanwhile.
+// add registers an upgraded connection, and its socket with the poller
+// when it can be watched (else c.rc is cleared); it reports whether Shutdown
+// has begun meanwhile.
 func (h *Handler) add(c *Conn) (late bool) {
 	h.mu.Lock()
-	h.conns[c] = struct{}{}
+	h.lastID++
+	c.id = h.lastID
+	h.conns[c.id] = c
+	if c.rc != nil && h.watch(c) != nil {
+		c.rc = nil
+	}
 	late = h.down
 	h.mu.Unlock()
 	h.metrics.open.Inc()
 	return late
+}
+
+// watch registers c's socket with the poller, starting the poller first if
+// needed. h.mu must be held.
+func (h *Handler) watch(c *Conn) error {
+	if h.poll == nil {
+		p, err := newPoller(h)
+		if err != nil {
+			h.cfg.Logger.Debug().Err(err).Msg("websocket poller unavailable: one read goroutine per connection")
+			return err
+		}
+		h.poll = p
+	}
+	var err error
+	if cerr := c.rc.Control(func(fd uintptr) { err = h.poll.ctl(pollAdd, fd, c.id) }); cerr != nil {
+		return cerr
+	}
+	if err == nil {
+		c.poll = h.poll
+	}
+	return err
 }
 
 // leave counts out a handshake that failed (c nil) or a connection that ended.
@@ -233,8 +280,12 @@ func (h *Handler) leave(c *Conn) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if c != nil {
-		delete(h.conns, c)
+		delete(h.conns, c.id)
 		h.metrics.open.Dec()
+		if len(h.conns) == 0 && h.poll != nil {
+			h.poll.close()
+			h.poll = nil
+		}
 	}
 	h.active--
 	if h.down && h.active == 0 {

@@ -1,10 +1,12 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"strconv"
@@ -589,4 +591,44 @@ func TestNoGoroutineLeak(t *testing.T) {
 		require.Equal(t, int32(1), p.closes.Load())
 	}
 	goleak.VerifyNone(t, before)
+}
+
+// TestFramesWithHandshake: frames sent with the handshake, before its
+// answer, sit in the reader that read the request; they come first.
+func TestFramesWithHandshake(t *testing.T) {
+	s := startServer(t, Config{})
+	nc, err := net.Dial("tcp", strings.TrimSuffix(strings.TrimPrefix(s.url, "ws://"), "/ws"))
+	require.NoError(t, err)
+	t.Cleanup(func() { nc.Close() })
+	req := "GET /ws HTTP/1.1\r\nHost: gateway\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	_, err = nc.Write(append([]byte(req), append(masked(ws.NewTextFrame([]byte("early"))), masked(ws.NewTextFrame([]byte("bird")))...)...))
+	require.NoError(t, err)
+	s.peer(t)
+	c := &client{t: t, nc: nc, r: bufio.NewReader(nc)}
+	require.NoError(t, nc.SetReadDeadline(time.Now().Add(wait)))
+	res, err := http.ReadResponse(c.r.(*bufio.Reader), nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusSwitchingProtocols, res.StatusCode)
+	require.Equal(t, "early", c.readText())
+	require.Equal(t, "bird", c.readText())
+	c.text("later")
+	require.Equal(t, "later", c.readText())
+}
+
+// TestSplitFrame: a frame that arrives in pieces keeps its reader until it
+// is complete, fragments included.
+func TestSplitFrame(t *testing.T) {
+	s := startServer(t, Config{})
+	c := dial(t, s.url)
+	s.peer(t)
+	frame := masked(ws.NewTextFrame([]byte("in pieces")))
+	for _, part := range [][]byte{frame[:1], frame[1:4], frame[4:9], frame[9:]} {
+		_, err := c.nc.Write(part)
+		require.NoError(t, err)
+	}
+	require.Equal(t, "in pieces", c.readText())
+	c.write(ws.OpText, false, []byte("frag"))
+	c.write(ws.OpContinuation, true, []byte("ments"))
+	require.Equal(t, "fragments", c.readText())
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package gateway
 
 import (
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/stretchr/testify/require"
 )
 
 var idleProfile = flag.String("idleprofile", "", "BenchmarkIdleConnections writes a heap profile of the held connections to this file")
@@ -43,6 +46,12 @@ func BenchmarkIdleConnections(b *testing.B) {
 	defer srv.Close()
 	addr := srv.Listener.Addr().(*net.TCPAddr)
 	frame := ws.MustCompileFrame(ws.MaskFrame(ws.NewTextFrame([]byte(`{"type":"heartbeat","payload":{"count":1}}`))))
+	if *idleProfile != "" {
+		// Every allocation sampled: a connection's are too small for the
+		// default rate of one per 512 KiB.
+		defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
+		runtime.MemProfileRate = 1
+	}
 	for b.Loop() {
 		settle()
 		before, rssBefore, gBefore := memStats(), rss(b), runtime.NumGoroutine()
@@ -179,5 +188,32 @@ func rawWrite(b *testing.B, fd int, p []byte) {
 			b.Fatal(err)
 		}
 		p = p[n:]
+	}
+}
+
+// TestIdleHoldsNoGoroutine: once their messages are answered, connections
+// hold no goroutine (only the poller runs), and still work.
+func TestIdleHoldsNoGoroutine(t *testing.T) {
+	s := startServer(t, Config{})
+	const n = 20
+	before := runtime.NumGoroutine()
+	clients := make([]*client, n)
+	for i := range clients {
+		clients[i] = dial(t, s.url)
+		s.peer(t)
+		clients[i].text("hello")
+		require.Equal(t, "hello", clients[i].readText())
+	}
+	// Counted here: require.Eventually would count its own goroutine.
+	for deadline := time.Now().Add(wait); runtime.NumGoroutine() > before+1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines, %d before the connections; want the poller's only:\n%s",
+				runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+	}
+	for _, c := range clients {
+		c.text("again")
+		require.Equal(t, "again", c.readText())
 	}
 }
