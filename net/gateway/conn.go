@@ -32,9 +32,9 @@ type Conn struct {
 	// method value allocates nothing.
 	readFn, writeFn func()
 
-	// reading is set while a goroutine owns the read side: the reader, the
-	// pooled buffers it holds and in. Only the one that sets it from false
-	// starts a reader (kick); the reader clears it to park.
+	// reading is set while a goroutine owns the read side (the pooled
+	// reader it holds, and in). Only the one that sets it from false starts
+	// a reader (kick); the reader clears it to park.
 	reading  atomic.Bool
 	closing  atomic.Bool // set with mu held: Send fails, reads are discarded
 	dropping atomic.Bool // Abort: the queued frames are not written
@@ -471,7 +471,15 @@ type writer struct {
 	ctl     [ws.MaxControlFramePayloadSize]byte
 	wv      [2 * maxBatch][]byte // header, payload, header, payload...
 	bufs    net.Buffers
+	joined  [joinedWrite]byte
 }
+
+// joinedWrite bounds the writes that are copied into one buffer and
+// written with write(2); larger ones go out uncopied with writev(2). Small
+// writes are the common case, and writev would leave its vector cached on
+// the socket for the connection's life (poll.FD keeps it): up to 0.5 KiB
+// per connection.
+const joinedWrite = 4 << 10
 
 var writers = sync.Pool{New: func() any { return new(writer) }}
 
@@ -567,11 +575,10 @@ func (w *writer) header(i int, op ws.OpCode) {
 func (c *Conn) send(w *writer, n int) bool {
 	err := c.nc.SetWriteDeadline(time.Now().Add(c.h.cfg.WriteTimeout))
 	if err == nil {
-		w.bufs = w.wv[:2*n] // WriteTo consumes bufs and clears wv's entries
-		_, err = w.bufs.WriteTo(c.nc)
+		err = w.writeTo(c.nc, w.wv[:2*n])
 	}
+	clear(w.wv[:2*n]) // the pool must not keep frames
 	if err != nil {
-		clear(w.wv[:2*n]) // what WriteTo left: the pool must not keep frames
 		cause := CauseWriteError
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			cause = CauseWriteTimeout
@@ -589,6 +596,21 @@ func (c *Conn) send(w *writer, n int) bool {
 	c.out += n
 	c.h.metrics.framesOut.Add(float64(n))
 	return true
+}
+
+// writeTo writes v to nc: joined when it is small, else with writev.
+func (w *writer) writeTo(nc net.Conn, v [][]byte) error {
+	b := w.joined[:0]
+	for _, p := range v {
+		if len(b)+len(p) > len(w.joined) {
+			w.bufs = v
+			_, err := w.bufs.WriteTo(nc)
+			return err
+		}
+		b = append(b, p...)
+	}
+	_, err := nc.Write(b)
+	return err
 }
 
 // header receives the encoded frame header from ws.WriteHeaderBuffer.

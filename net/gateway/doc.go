@@ -31,10 +31,11 @@
 //     and fails when the queue is full or the connection is closing; a slow
 //     client can never stall a fan-out (TestSendFailsWhenQueueFull). The
 //     queue holds pooled blocks only while frames wait. Frames are not
-//     copied: one encoded broadcast is shared by many connections.
+//     copied into it: one encoded broadcast is shared by many connections.
 //   - Every write is bounded by WriteTimeout; one that exceeds it drops the
 //     connection (TestWriteTimeoutDrops). Frames that pile up in the queue
-//     leave in batches, one writev each.
+//     leave in batches, one system call each: a write from the writer's
+//     buffer when they are small, else a writev.
 //   - A message is checked against MaxFrame, all fragments together, from
 //     each frame header before its payload is read or anything allocated
 //     for it; a larger one is closed with 1009 (TestMaxFrame,

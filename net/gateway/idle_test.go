@@ -52,6 +52,7 @@ func BenchmarkIdleConnections(b *testing.B) {
 		defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
 		runtime.MemProfileRate = 1
 	}
+	echo := make([]byte, len(frame))
 	for b.Loop() {
 		settle()
 		before, rssBefore, gBefore := memStats(), rss(b), runtime.NumGoroutine()
@@ -59,7 +60,7 @@ func BenchmarkIdleConnections(b *testing.B) {
 		for range idleConns {
 			fd := rawDial(b, addr)
 			fds = append(fds, fd)
-			rawExchange(b, fd, frame)
+			rawExchange(b, fd, frame, echo)
 		}
 		deadline := time.Now().Add(wait)
 		for h.Open() != idleConns && time.Now().Before(deadline) {
@@ -164,13 +165,13 @@ func rawDial(b *testing.B, addr *net.TCPAddr) int {
 	return fd
 }
 
-// rawExchange sends frame and reads the server's echo: a header of two
-// bytes (the payload is under 126 bytes) and the payload.
-func rawExchange(b *testing.B, fd int, frame []byte) {
+// rawExchange sends frame, masked, and reads the server's echo into buf:
+// the same frame, unmasked, so 4 bytes shorter.
+func rawExchange(b *testing.B, fd int, frame, buf []byte) {
 	b.Helper()
 	rawWrite(b, fd, frame)
-	want := 2 + len(frame) - 6 // unmasked: no mask key
-	buf := make([]byte, want)
+	want := len(frame) - 4
+	buf = buf[:want]
 	for got := 0; got < want; {
 		n, err := syscall.Read(fd, buf[got:])
 		if err != nil || n == 0 {
@@ -216,4 +217,30 @@ func TestIdleHoldsNoGoroutine(t *testing.T) {
 		c.text("again")
 		require.Equal(t, "again", c.readText())
 	}
+}
+
+// BenchmarkEcho: one message to an idle connection and its answer, as a
+// heartbeat goes: the connection wakes a reader, which parks again, and a
+// writer. cpu-ns/op is the process's CPU time (client side included).
+func BenchmarkEcho(b *testing.B) {
+	h := New(Config{}, func(c *Conn, _ int) Peer { return echoPeer{c} })
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	fd := rawDial(b, srv.Listener.Addr().(*net.TCPAddr))
+	defer syscall.Close(fd)
+	frame := ws.MustCompileFrame(ws.MaskFrame(ws.NewTextFrame(benchFrame)))
+	var before, after syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &before); err != nil {
+		b.Fatal(err)
+	}
+	echo := make([]byte, len(frame))
+	b.ReportAllocs()
+	for b.Loop() {
+		rawExchange(b, fd, frame, echo)
+	}
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &after); err != nil {
+		b.Fatal(err)
+	}
+	cpu := after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano()
+	b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
 }
