@@ -246,9 +246,13 @@ func (s *Server) startActors(reg prometheus.Registerer, tokens *auth.Tokens, ids
 		Name: "rewind_write_batch_size", Help: "Chat writes per group-commit transaction.",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 10),
 	})
-	reg.MustRegister(batches)
+	commits := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "rewind_write_commit_seconds", Help: "Duration of each group-commit transaction.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+	})
+	reg.MustRegister(batches, commits)
 	s.writer = root.Spawn(actor.PropsFromProducer(func() actor.Actor {
-		return writer.New(writer.Config{Store: s.store, Batches: batches})
+		return writer.New(writer.Config{Store: s.store, Batches: batches, Commits: commits})
 	}))
 	newID := func() int64 { return ids.Generate().Int64() }
 	log := s.log.With().Str("component", "gateway").Logger()

@@ -29,6 +29,8 @@ type Config struct {
 	Timeout time.Duration
 	// Batches observes the size of each transaction; optional.
 	Batches prometheus.Observer
+	// Commits observes each transaction's duration in seconds; optional.
+	Commits prometheus.Observer
 }
 
 // Actor owns the queue of writes not yet handed to the database. Only the
@@ -118,7 +120,11 @@ func (a *Actor) flush(ctx actor.Context) {
 	go func() {
 		c, cancel := context.WithTimeout(context.Background(), a.cfg.Timeout)
 		defer cancel()
+		start := time.Now()
 		results, err := a.cfg.Store.WriteMessages(c, ops)
+		if a.cfg.Commits != nil {
+			a.cfg.Commits.Observe(time.Since(start).Seconds())
+		}
 		root.Send(self, &committed{batch: batch, results: results, err: err})
 	}()
 }
