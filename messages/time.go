@@ -37,8 +37,8 @@ func ParseWireTime(s string, loc *time.Location) (time.Time, error) {
 	}
 	var frac string
 	clock, frac, _ = strings.Cut(clock, ".")
-	d, okd := fields(date, "-", 3)
-	c, okc := fields(clock, ":", 3)
+	d, okd := numbers(date, "-", 3)
+	c, okc := numbers(clock, ":", 3)
 	if !okd || !okc || len(frac) > 9 {
 		return time.Time{}, errDatetime
 	}
@@ -61,8 +61,8 @@ func ParseWireTime(s string, loc *time.Location) (time.Time, error) {
 
 var pow10 = [...]int{1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000}
 
-// fields splits s by sep into n non-negative decimal numbers of 1 to 4 digits.
-func fields(s, sep string, n int) ([]int, bool) {
+// numbers splits s by sep into n non-negative decimal numbers of 1 to 4 digits.
+func numbers(s, sep string, n int) ([]int, bool) {
 	parts := strings.Split(s, sep)
 	if len(parts) != n {
 		return nil, false

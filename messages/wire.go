@@ -42,29 +42,32 @@ const MaxNonce = 64
 // is ErrNotJSON; one without a string type, or with a nonce that is not a
 // string of at most MaxNonce bytes, is ErrInvalid.
 func DecodeRequest(data []byte) (Request, *Error) {
-	var raw struct {
-		Type    json.RawMessage `json:"type"`
-		Payload json.RawMessage `json:"payload"`
-		Nonce   json.RawMessage `json:"nonce"`
-	}
 	trimmed := bytes.TrimLeft(data, " \t\r\n")
-	if len(trimmed) == 0 || trimmed[0] != '{' || json.Unmarshal(data, &raw) != nil {
+	if len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(data) {
 		return Request{}, ErrNotJSON
 	}
+	var v [3][]byte
+	fields(data, requestKeys, v[:])
 	var r Request
-	if json.Unmarshal(raw.Type, &r.Type) != nil || r.Type == "" {
+	var ok bool
+	if r.Type, ok = String(v[0]); !ok || r.Type == "" {
 		return Request{}, ErrInvalid
 	}
-	if len(raw.Nonce) > 0 && string(raw.Nonce) != "null" {
-		if json.Unmarshal(raw.Nonce, &r.Nonce) != nil || len(r.Nonce) > MaxNonce {
+	if !isNull(v[2]) {
+		if r.Nonce, ok = String(v[2]); !ok || len(r.Nonce) > MaxNonce {
 			return Request{}, ErrInvalid
 		}
 	}
-	if len(raw.Payload) > 0 && string(raw.Payload) != "null" {
-		r.Payload = raw.Payload
+	if !isNull(v[1]) {
+		r.Payload = v[1]
 	}
 	return r, nil
 }
+
+var requestKeys = []string{"type", "payload", "nonce"}
+
+// isNull reports whether a raw value is absent or JSON null.
+func isNull(raw []byte) bool { return raw == nil || string(raw) == "null" }
 
 // ParseID reads a snowflake sent as a decimal string or a JSON number; ok
 // is false for anything else, zero or negative.

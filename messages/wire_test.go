@@ -181,3 +181,54 @@ func BenchmarkDecodeRequest(b *testing.B) {
 		}
 	}
 }
+
+func TestFields(t *testing.T) {
+	keys := []string{"type", "chat_id", "content"}
+	cases := map[string][3]string{
+		`{"type":"send","chat_id":"12","content":"hi \"you\""}`:          {`"send"`, `"12"`, `"hi \"you\""`},
+		` { "content" : [1,{"a":"}"}] , "type" : null , "chat_id":12 } `: {`null`, `12`, `[1,{"a":"}"}]`},
+		`{"type":"a","type":"b"}`:                                        {`"b"`, ``, ``},
+		`{"\u0074ype":"escaped key"}`:                                    {`"escaped key"`, ``, ``},
+		`[1,2]`:                                                          {},
+		`{"type":`:                                                       {},
+		`{}`:                                                             {},
+	}
+	for in, want := range cases {
+		var got [3][]byte
+		Fields([]byte(in), keys, got[:])
+		for i := range want {
+			require.Equal(t, want[i], string(got[i]), "%s: %s", in, keys[i])
+		}
+	}
+	for in, want := range map[string]string{`"plain"`: "plain", `"tab\tquote\"é"`: "tab\tquote\"é", `"\ud83d\ude00"`: "😀"} {
+		got, ok := String([]byte(in))
+		require.True(t, ok, in)
+		require.Equal(t, want, got)
+	}
+	for _, in := range []string{``, `5`, `null`, `{"a":1}`} {
+		_, ok := String([]byte(in))
+		require.False(t, ok, in)
+	}
+}
+
+// FuzzFieldsMatchesEncodingJSON checks the flat scanner against
+// encoding/json on any input.
+func FuzzFieldsMatchesEncodingJSON(f *testing.F) {
+	for _, s := range []string{`{"type":"send","chat_id":"1","content":"x"}`, `{"a":{"b":[1,"]"]},"type":1}`, `{"\u0074ype":2}`, `[]`, `{"type":"a" , "type" : "b"}`} {
+		f.Add([]byte(s))
+	}
+	keys := []string{"type", "chat_id", "content", "a"}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var got [4][]byte
+		Fields(data, keys, got[:])
+		var m map[string]json.RawMessage
+		if json.Unmarshal(data, &m) != nil {
+			m = nil
+		}
+		for i, k := range keys {
+			if string(got[i]) != string(m[k]) {
+				t.Fatalf("%q: key %s: scanner %q, encoding/json %q", data, k, got[i], m[k])
+			}
+		}
+	})
+}

@@ -14,6 +14,9 @@ import (
 	"github.com/rewind-chat/rewind/persistence"
 )
 
+// chatKeys are the fields of a chat request, in the order chat reads them.
+var chatKeys = []string{"type", "chat_id", "id", "content"}
+
 // Request rules of protocol.md §2.
 const (
 	maxContent    = 4000 // characters
@@ -149,33 +152,32 @@ func authPayload(version int, u persistence.User, incoming, outgoing, friends []
 }
 
 func (a *Actor) chat(req messages.Request) *messages.Error {
-	var p struct {
-		Type    string          `json:"type"`
-		ChatID  json.RawMessage `json:"chat_id"`
-		ID      json.RawMessage `json:"id"`
-		Content *string         `json:"content"`
-	}
-	payload(req, &p)
-	if p.Type != "send" && p.Type != "edit" {
+	// The hot path: read the fields in one flat pass (messages.Fields)
+	// rather than through encoding/json.
+	var v [4][]byte
+	messages.Fields(req.Payload, chatKeys, v[:])
+	typ, _ := messages.String(v[0])
+	if typ != "send" && typ != "edit" {
 		return errChatType
 	}
-	chatID, ok := messages.ParseID(p.ChatID)
+	chatID, ok := messages.ParseID(v[1])
 	if !ok {
 		return errNoChatID
 	}
 	w := &messages.ChatWrite{ChatID: chatID, Author: a.user.ID, Nonce: req.Nonce, Session: a.self}
-	if p.Type == "edit" {
-		if w.MessageID, ok = messages.ParseID(p.ID); !ok {
+	if typ == "edit" {
+		if w.MessageID, ok = messages.ParseID(v[2]); !ok {
 			return errNoMessageID
 		}
 	}
+	content, ok := messages.String(v[3])
 	switch {
-	case p.Content == nil || *p.Content == "" && p.Type == "send":
+	case !ok || content == "" && typ == "send":
 		return errNoContent
-	case utf8.RuneCountInString(*p.Content) > maxContent:
+	case utf8.RuneCountInString(content) > maxContent:
 		return errLongContent
 	}
-	w.Content = *p.Content
+	w.Content = content
 	other := chatID ^ a.user.ID
 	if other <= 0 || other == a.user.ID {
 		return messages.ErrUserNotExist
