@@ -31,12 +31,14 @@ func TestHeartbeatAnswersItsPayload(t *testing.T) {
 }
 
 func TestAuthBeforeHeartbeatIsRefusedAndClosed(t *testing.T) {
-	n := startNode(t, "sqlite:"+t.TempDir()+"/rewind.db")
-	a := n.newAccount("early")
-	c := n.dial(1)
-	f := call(t, c, "auth", map[string]string{"auth": a.Token})
-	requireError(t, f, 4003, "First heartbeat payload was not received.")
-	requireClosed(t, c, 4003, "Heartbeat missing. Websocket session closed.")
+	stores(t, func(t *testing.T, db string) {
+		n := startNode(t, db)
+		a := n.newAccount("early")
+		c := n.dial(1)
+		f := call(t, c, "auth", map[string]string{"auth": a.Token})
+		requireError(t, f, 4003, "First heartbeat payload was not received.")
+		requireClosed(t, c, 4003, "Heartbeat missing. Websocket session closed.")
+	})
 }
 
 func fastHeartbeats(c *server.Config) {
@@ -45,23 +47,27 @@ func fastHeartbeats(c *server.Config) {
 }
 
 func TestNoHeartbeatIsClosed(t *testing.T) {
-	n := startNode(t, "sqlite:"+t.TempDir()+"/rewind.db", fastHeartbeats)
-	requireClosed(t, n.dial(1), 4003, "Heartbeat missing. Websocket session closed.")
+	stores(t, func(t *testing.T, db string) {
+		n := startNode(t, db, fastHeartbeats)
+		requireClosed(t, n.dial(1), 4003, "Heartbeat missing. Websocket session closed.")
+	})
 }
 
 func TestHeartbeatsKeepASessionAlive(t *testing.T) {
-	n := startNode(t, "sqlite:"+t.TempDir()+"/rewind.db", fastHeartbeats)
-	a := n.newAccount("steady")
-	c, _ := n.connect(a, 1)
-	stop := c.Heartbeats(100 * time.Millisecond)
-	// Alive well past several deadlines: requests are still answered.
-	deadline := time.Now().Add(2 * time.Second)
-	for time.Now().Before(deadline) {
-		require.Equal(t, "user", call(t, c, "user", map[string]string{"name": a.Name}).Type)
-		time.Sleep(100 * time.Millisecond)
-	}
-	stop()
-	requireClosed(t, c, 4003, "Heartbeat missing. Websocket session closed.")
+	stores(t, func(t *testing.T, db string) {
+		n := startNode(t, db, fastHeartbeats)
+		a := n.newAccount("steady")
+		c, _ := n.connect(a, 1)
+		stop := c.Heartbeats(100 * time.Millisecond)
+		// Alive well past several deadlines: requests are still answered.
+		deadline := time.Now().Add(2 * time.Second)
+		for time.Now().Before(deadline) {
+			require.Equal(t, "user", call(t, c, "user", map[string]string{"name": a.Name}).Type)
+			time.Sleep(100 * time.Millisecond)
+		}
+		stop()
+		requireClosed(t, c, 4003, "Heartbeat missing. Websocket session closed.")
+	})
 }
 
 func TestFramesThatAreNotRequests(t *testing.T) {
@@ -85,20 +91,24 @@ func TestFramesThatAreNotRequests(t *testing.T) {
 }
 
 func TestOversizedFrameCloses1009(t *testing.T) {
-	n := startNode(t, "sqlite:"+t.TempDir()+"/rewind.db", func(c *server.Config) { c.Gateway.MaxFrame = 1024 })
-	c := n.dial(1)
-	require.Equal(t, "heartbeat", call(t, c, "heartbeat", strings.Repeat("x", 900)).Type)
-	require.NoError(t, c.Send("heartbeat", strings.Repeat("x", 1100), ""))
-	requireClosed(t, c, 1009, "")
+	stores(t, func(t *testing.T, db string) {
+		n := startNode(t, db, func(c *server.Config) { c.Gateway.MaxFrame = 1024 })
+		c := n.dial(1)
+		require.Equal(t, "heartbeat", call(t, c, "heartbeat", strings.Repeat("x", 900)).Type)
+		require.NoError(t, c.Send("heartbeat", strings.Repeat("x", 1100), ""))
+		requireClosed(t, c, 1009, "")
+	})
 }
 
 func TestRequestsBeforeAuth(t *testing.T) {
-	n := startNode(t, "sqlite:"+t.TempDir()+"/rewind.db")
-	c := n.dial(1)
-	call(t, c, "heartbeat", map[string]int{"count": 0})
-	for _, typ := range []string{"chat", "load", "mutual_users", "user"} {
-		requireError(t, call(t, c, typ, map[string]string{"type": "send"}), 4001, "Authentication required.")
-	}
+	stores(t, func(t *testing.T, db string) {
+		n := startNode(t, db)
+		c := n.dial(1)
+		call(t, c, "heartbeat", map[string]int{"count": 0})
+		for _, typ := range []string{"chat", "load", "mutual_users", "user"} {
+			requireError(t, call(t, c, typ, map[string]string{"type": "send"}), 4001, "Authentication required.")
+		}
+	})
 }
 
 func TestAuthErrors(t *testing.T) {
