@@ -10,7 +10,7 @@ export REWIND_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmo
 # "context deadline exceeded" when a -fuzztime duration ends (golang/go#75804).
 # `make fuzz FUZZTIME=5m` runs every target longer.
 FUZZ := ./messages:FuzzDecodeRequest:100000x ./messages:FuzzParseDatetime:100000x \
-	./messages:FuzzAppendString:100000x ./messages:FuzzFieldsMatchesEncodingJSON:30000x \
+	./messages:FuzzAppendString:100000x ./messages:FuzzPayloadFieldsMatchesEncodingJSON:30000x \
 	./net/gateway:FuzzReadMessage:3000x
 FUZZTIME ?=
 

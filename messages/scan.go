@@ -113,20 +113,22 @@ func String(raw []byte) (s string, ok bool) {
 	return string(raw[1 : len(raw)-1]), true
 }
 
-// Fields decodes the top-level members of the JSON object data named by
-// keys into the matching raw values (nil when absent; the last wins when a
-// key repeats, as in encoding/json). A payload that is not an object
-// leaves every value nil.
-func Fields(data []byte, keys []string, values [][]byte) {
+// PayloadFields reads the top-level members of the request's payload
+// object named by keys into the matching raw values (nil when absent; the
+// last wins when a key repeats, as in encoding/json). A payload that is not
+// an object leaves every value nil. The payload is part of a frame that
+// DecodeRequest validated, so it is not validated again.
+func (r Request) PayloadFields(keys []string, values [][]byte) {
 	for i := range values {
 		values[i] = nil
 	}
-	if len(data) > 0 && json.Valid(data) {
-		fields(data, keys, values)
+	if len(r.Payload) > 0 {
+		fields(r.Payload, keys, values)
 	}
 }
 
-// fields is Fields for data that json.Valid has accepted.
+// fields reads the members of data named by keys into values; data must
+// be valid JSON (json.Valid accepted it).
 func fields(data []byte, keys []string, values [][]byte) {
 	set := func(key, value []byte) {
 		for i, k := range keys {

@@ -1,6 +1,7 @@
 package messages
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"testing"
@@ -182,7 +183,21 @@ func BenchmarkDecodeRequest(b *testing.B) {
 	}
 }
 
-func TestFields(t *testing.T) {
+// payloadFields reads data as the payload of a request, through the
+// request path: a payload that is not one valid JSON value reads as empty.
+func payloadFields(data []byte, keys []string, values [][]byte) {
+	frame := append(append([]byte(`{"type":"t","payload":`), data...), '}')
+	r, err := DecodeRequest(frame)
+	if err != nil || string(r.Payload) != string(bytes.TrimSpace(data)) {
+		for i := range values {
+			values[i] = nil
+		}
+		return
+	}
+	r.PayloadFields(keys, values)
+}
+
+func TestPayloadFields(t *testing.T) {
 	keys := []string{"type", "chat_id", "content"}
 	cases := map[string][3]string{
 		`{"type":"send","chat_id":"12","content":"hi \"you\""}`:          {`"send"`, `"12"`, `"hi \"you\""`},
@@ -195,7 +210,7 @@ func TestFields(t *testing.T) {
 	}
 	for in, want := range cases {
 		var got [3][]byte
-		Fields([]byte(in), keys, got[:])
+		payloadFields([]byte(in), keys, got[:])
 		for i := range want {
 			require.Equal(t, want[i], string(got[i]), "%s: %s", in, keys[i])
 		}
@@ -211,16 +226,16 @@ func TestFields(t *testing.T) {
 	}
 }
 
-// FuzzFieldsMatchesEncodingJSON checks the flat scanner against
-// encoding/json on any input.
-func FuzzFieldsMatchesEncodingJSON(f *testing.F) {
+// FuzzPayloadFieldsMatchesEncodingJSON checks the flat scanner against
+// encoding/json on any payload.
+func FuzzPayloadFieldsMatchesEncodingJSON(f *testing.F) {
 	for _, s := range []string{`{"type":"send","chat_id":"1","content":"x"}`, `{"a":{"b":[1,"]"]},"type":1}`, `{"\u0074ype":2}`, `[]`, `{"type":"a" , "type" : "b"}`} {
 		f.Add([]byte(s))
 	}
 	keys := []string{"type", "chat_id", "content", "a"}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var got [4][]byte
-		Fields(data, keys, got[:])
+		payloadFields(data, keys, got[:])
 		var m map[string]json.RawMessage
 		if json.Unmarshal(data, &m) != nil {
 			m = nil

@@ -152,10 +152,10 @@ func authPayload(version int, u persistence.User, incoming, outgoing, friends []
 }
 
 func (a *Actor) chat(req messages.Request) *messages.Error {
-	// The hot path: read the fields in one flat pass (messages.Fields)
-	// rather than through encoding/json.
+	// The hot path: read the fields in one flat pass rather than through
+	// encoding/json.
 	var v [4][]byte
-	messages.Fields(req.Payload, chatKeys, v[:])
+	req.PayloadFields(chatKeys, v[:])
 	typ, _ := messages.String(v[0])
 	if typ != "send" && typ != "edit" {
 		return errChatType
