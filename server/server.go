@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"time"
+	_ "time/tzdata" // the zones (default Asia/Seoul) load on machines without a zone database
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/bwmarrin/snowflake"
@@ -82,7 +83,7 @@ type GatewayConfig struct {
 // withDefaults resolves the zero values of g.
 func (g GatewayConfig) withDefaults() GatewayConfig {
 	if g.Timezone == nil {
-		g.Timezone, _ = time.LoadLocation("Asia/Seoul")
+		g.Timezone, _ = time.LoadLocation("Asia/Seoul") // embedded: cannot fail
 	}
 	if g.HeartbeatInterval == 0 {
 		g.HeartbeatInterval = 40 * time.Second

@@ -23,7 +23,6 @@ import (
 	"runtime/debug"
 	"syscall"
 	"time"
-	_ "time/tzdata" // REWIND_TIMEZONE must load on machines without a zone database
 
 	"github.com/rewind-chat/rewind/server"
 )
