@@ -133,9 +133,6 @@ func (a *API) routes() {
 	})
 }
 
-// Handle adds a route beside the API's, for the WebSocket gateway.
-func (a *API) Handle(pattern string, h http.Handler) { a.mux.Handle(pattern, h) }
-
 // only answers 405 in the API's envelope to other methods (HEAD is GET's).
 func only(method string, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {

@@ -32,8 +32,7 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// Unwrap lets http.ResponseController reach the connection (the gateway
-// hijacks it).
+// Unwrap lets http.ResponseController reach the writer beneath.
 func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // ServeHTTP routes r and writes one log line and the metrics for it.
