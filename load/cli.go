@@ -17,7 +17,8 @@ import (
 // Config is one run of the harness; Main fills it from the command line.
 type Config struct {
 	Scenario string // idle, dm, churn, storm
-	URL      string // the gateway base, ws://host:port (/ws is added)
+	Target   string // rewind, centrifugo
+	URL      string // the gateway base, ws://host:port (/ws is added); centrifugo: the full URL
 	HTTP     string // the HTTP API base, http://host:port
 	Sessions int
 	Pairs    int
@@ -26,6 +27,10 @@ type Config struct {
 	Duration time.Duration
 	Churn    float64 // churn: connects per second
 	Hold     time.Duration
+	// dm: sends of the first Warmup are reported apart from the rest
+	Warmup    time.Duration
+	WarmRooms bool // dm: one unmeasured message per pair before the run
+	PGCPU     bool // sample PostgreSQL's processes' CPU too
 
 	Workers            int
 	SourceIPs          int
@@ -59,20 +64,35 @@ type Config struct {
 
 	reconnectSet bool
 	sessionsSet  bool
+	pairsSet     bool
+	urlSet       bool
+	httpSet      bool
+	pgCPUSet     bool
 }
 
 const usageHead = `rewind-load drives real protocol traffic at a REWIND server and measures it.
 
 usage: rewind-load --scenario idle|dm|churn|storm [flags]
+       rewind-load --target centrifugo --url ws://127.0.0.1:8000/connection/websocket --scenario dm [flags]
        rewind-load compare RESULT.json...   (one table row per --json results file)
 
 scenarios:
   idle    --sessions N authenticated sessions heartbeat for --duration
   dm      --pairs P pairs of friends exchange --rate R messages/s in all for --duration
-          (sessions = 2P; with --sessions N > 2P the others stay idle)
+          (sessions = 2P; with --sessions N > 2P the others stay idle); latencies of the
+          first --warmup of sends are also reported apart; --warm-rooms first has each pair
+          exchange one unmeasured message, so that the run starts with warm rooms
   churn   sessions connect, authenticate, stay --hold and leave, --churn C a second, for --duration
   storm   all N sessions connect, then all reconnect at once; with --after-restart they stay
-          until the server drops them (restart it during the run) and reconnect with backoff
+          until the server drops them (restart it during the run) and reconnect with backoff;
+          with --pairs P (sessions 2P, befriended), once all are back every pair sends one
+          message at once, whose send→ack and send→delivery are reported
+
+targets:
+  rewind      (default) a REWIND server
+  centrifugo  dm only: a Centrifugo v4+ node over its bidirectional JSON protocol at the full
+              --url; each session subscribes to its own channel u<i> and publishes into its
+              peer's (start Centrifugo with client.insecure; no accounts are made)
 
 accounts (named <prefix>-<i>, a new prefix each run):
   --database-url URL  create them directly in the server's database (as 'rewind user create'),
@@ -121,12 +141,16 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs := flag.NewFlagSet("rewind-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Scenario, "scenario", "idle", "idle, dm, churn or storm")
-	fs.StringVar(&c.URL, "url", "ws://127.0.0.1:8080", "the server's WebSocket base URL (/ws is added)")
-	fs.StringVar(&c.HTTP, "http", "http://127.0.0.1:8080", "the server's HTTP base URL (login, registration, /metrics)")
+	fs.StringVar(&c.Target, "target", "rewind", "rewind or centrifugo (dm only)")
+	fs.StringVar(&c.URL, "url", "ws://127.0.0.1:8080", "the server's WebSocket base URL (/ws is added); centrifugo: the full URL (default ws://127.0.0.1:8000/connection/websocket)")
+	fs.StringVar(&c.HTTP, "http", "http://127.0.0.1:8080", "the server's HTTP base URL (login, registration, /metrics); centrifugo: default from --url")
 	fs.IntVar(&c.Sessions, "sessions", 1000, "sessions (and accounts); dm: default 2 × --pairs")
-	fs.IntVar(&c.Pairs, "pairs", 100, "dm: pairs of friends")
+	fs.IntVar(&c.Pairs, "pairs", 100, "dm: pairs of friends; storm: pairs that each send one message once all sessions are back (default none)")
 	fs.Float64Var(&c.Rate, "rate", 1000, "dm: messages per second, all pairs together")
 	fs.IntVar(&c.Size, "size", 0, "dm: content length in bytes (padded; at least the stamp, about 15 bytes)")
+	fs.DurationVar(&c.Warmup, "warmup", time.Second, "dm: report the latencies of messages sent in this first part of the sending apart from the rest")
+	fs.BoolVar(&c.WarmRooms, "warm-rooms", false, "dm: before the measured run, each pair exchanges one unmeasured message (the run starts with warm rooms)")
+	fs.BoolVar(&c.PGCPU, "pg-cpu", false, "also sample the CPU of every process named postgres on this machine (default: on when --database-url is postgres:// on a loopback host)")
 	fs.DurationVar(&c.Duration, "duration", 30*time.Second, "how long the scenario runs once the sessions are up (storm: the longest wait for them to come back)")
 	fs.Float64Var(&c.Churn, "churn", 100, "churn: sessions started per second")
 	fs.DurationVar(&c.Hold, "hold", time.Second, "churn: how long each session stays")
@@ -173,6 +197,14 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 			c.reconnectSet = true
 		case "sessions":
 			c.sessionsSet = true
+		case "pairs":
+			c.pairsSet = true
+		case "url":
+			c.urlSet = true
+		case "http":
+			c.httpSet = true
+		case "pg-cpu":
+			c.pgCPUSet = true
 		}
 	})
 	return c, c.check()
@@ -181,9 +213,31 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 // check validates the config and fills in the defaults that depend on
 // other settings.
 func (c *Config) check() error {
+	switch c.Target {
+	case "", "rewind":
+		c.Target = "rewind"
+	case "centrifugo":
+		if c.Scenario != "dm" {
+			return errors.New("--target centrifugo: only the dm scenario")
+		}
+		if !c.urlSet {
+			c.URL = "ws://127.0.0.1:8000/connection/websocket"
+		}
+		if !c.httpSet {
+			if u, err := url.Parse(c.URL); err == nil && u.Host != "" {
+				c.HTTP = "http://" + u.Host
+			}
+		}
+	default:
+		return fmt.Errorf("--target %q: use rewind or centrifugo", c.Target)
+	}
+	paired := c.Scenario == "dm" || c.Scenario == "storm" && c.pairsSet
 	switch c.Scenario {
-	case "idle", "churn", "storm":
-	case "dm":
+	case "idle", "churn", "storm", "dm":
+	default:
+		return fmt.Errorf("--scenario %q: use idle, dm, churn or storm", c.Scenario)
+	}
+	if paired {
 		if c.Pairs < 1 {
 			return errors.New("--pairs must be at least 1")
 		}
@@ -193,14 +247,17 @@ func (c *Config) check() error {
 		if c.Sessions < 2*c.Pairs {
 			return fmt.Errorf("--sessions %d is less than 2 × --pairs %d", c.Sessions, c.Pairs)
 		}
-		if c.Rate <= 0 {
-			return errors.New("--rate must be positive")
-		}
-	default:
-		return fmt.Errorf("--scenario %q: use idle, dm, churn or storm", c.Scenario)
+	} else {
+		c.Pairs = 0
+	}
+	if c.Scenario == "dm" && c.Rate <= 0 {
+		return errors.New("--rate must be positive")
+	}
+	if c.Warmup < 0 {
+		return errors.New("--warmup must not be negative")
 	}
 	if c.Scenario != "dm" {
-		c.Pairs = 0
+		c.WarmRooms = false
 	}
 	if c.Sessions < 1 {
 		return errors.New("--sessions must be at least 1")
@@ -217,8 +274,13 @@ func (c *Config) check() error {
 	if c.Tokens != "mint" && c.Tokens != "login" {
 		return errors.New("--tokens is mint or login")
 	}
-	if !c.ViaHTTP && c.DatabaseURL == "" {
+	if c.Target == "centrifugo" {
+		c.ViaHTTP = false // no accounts: Centrifugo runs with client.insecure
+	} else if !c.ViaHTTP && c.DatabaseURL == "" {
 		return errors.New("accounts: give --database-url (the server's database) or --via-http")
+	}
+	if !c.pgCPUSet {
+		c.PGCPU = c.Target == "rewind" && localPostgres(c.DatabaseURL)
 	}
 	if c.HTTPConcurrency < 1 {
 		c.HTTPConcurrency = 1
@@ -254,6 +316,21 @@ func (c *Config) check() error {
 		return fmt.Errorf("--source-base %q is not a 127.x.x.x address", c.SourceBase)
 	}
 	return nil
+}
+
+// localPostgres reports whether u is a PostgreSQL URL on this machine: a
+// loopback host, or none (the local socket).
+func localPostgres(u string) bool {
+	p, err := url.Parse(u)
+	if err != nil || p.Scheme != "postgres" && p.Scheme != "postgresql" {
+		return false
+	}
+	host := p.Hostname()
+	if host == "" || host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // peakSockets is how many sockets the run holds at most.
@@ -306,6 +383,9 @@ func sourceAddrs(base string, k int) []string {
 
 // wsURL is the gateway URL the sessions dial.
 func (c *Config) wsURL() string {
+	if c.Target == "centrifugo" {
+		return c.URL
+	}
 	u := strings.TrimRight(c.URL, "/")
 	if !strings.HasSuffix(u, "/ws") {
 		u += "/ws"

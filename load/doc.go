@@ -3,8 +3,11 @@
 // register → mail → verify → login path), opens sessions that follow the
 // gateway protocol exactly, runs a scenario (idle, dm, churn, storm) and
 // measures it: connect+auth latency and rate, send→echo and send→delivery
-// latency as HdrHistograms, counts by error and close code, and the
-// server's RSS and CPU.
+// latency as HdrHistograms (for the whole run, its warm-up and the rest),
+// counts by error and close code, the rooms the server activated, and the
+// server's RSS and CPU (and PostgreSQL's), also per 1,000 messages. With
+// --target centrifugo the dm scenario runs against a Centrifugo node over
+// its JSON client protocol instead, for a side-by-side comparison.
 //
 // A run is one parent process and worker processes. The parent re-executes
 // its own binary (WorkerCommand) as workers, each holding well under the

@@ -2,14 +2,18 @@ package load
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -38,13 +42,20 @@ type proc struct {
 	counts   map[string]int64 // latest
 	ready    *workerReport
 	stormed  *workerReport
+	warmed   *workerReport
+	first    *workerReport
 	lost     bool // lost sessions and not recovered yet
 	lostAt   int64
 	recovAt  int64
 	result   *workerReport
 	exited   bool
 	exitErr  error
+	// delivered by report time, to count the deliveries between two
+	// server samples
+	delivered []countAt
 }
+
+type countAt struct{ at, n int64 }
 
 // event is a worker's report, or its end (rep nil).
 type event struct {
@@ -64,6 +75,7 @@ type runner struct {
 	smp    *sampler
 	start  time.Time
 	res    *Result
+	web    *http.Client // reads the server's /metrics
 
 	sig         chan os.Signal
 	ctxDone     <-chan struct{} // nil once seen
@@ -116,10 +128,19 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 		case <-actx.Done():
 		}
 	}()
-	if cfg.ViaHTTP {
+	switch {
+	case cfg.Target == "centrifugo":
+		// No accounts: Centrifugo runs with client.insecure; session i's
+		// name is its channel.
+		info.Method, info.Tokens, info.Prefix = "none", "none", ""
+		accounts = make([]Account, nAccounts)
+		for i := range accounts {
+			accounts[i].Name = "u" + strconv.Itoa(i)
+		}
+	case cfg.ViaHTTP:
 		info.Method, info.Tokens = "http", "login"
 		accounts, err = httpAccounts(actx, cfg, nAccounts, r.out)
-	} else {
+	default:
 		fmt.Fprintf(r.out, "accounts: creating %d in the store (%s)…\n", nAccounts, storeKind(cfg.DatabaseURL))
 		accounts, err = storeAccounts(actx, cfg, nAccounts, cfg.Pairs, r.out)
 	}
@@ -129,12 +150,23 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("accounts: %w", err)
 	}
-	fmt.Fprintf(r.out, "accounts: %d ready in %.1f s (%s, tokens by %s, prefix %s)\n", nAccounts, info.Seconds, info.Method, info.Tokens, cfg.Prefix)
+	if cfg.Target != "centrifugo" {
+		fmt.Fprintf(r.out, "accounts: %d ready in %.1f s (%s, tokens by %s, prefix %s)\n", nAccounts, info.Seconds, info.Method, info.Tokens, cfg.Prefix)
+	}
 
 	// Server sampling, from before the sessions on.
 	r.start = time.Now()
 	r.res.Start = r.start
-	r.smp = newSampler(cfg.ServerPID, cfg.HTTP+"/metrics", r.start, r.open.Load)
+	var pg *procGroup
+	if cfg.PGCPU {
+		pg = newProcGroup("postgres")
+	}
+	r.smp = newSampler(cfg.ServerPID, cfg.HTTP+"/metrics", r.start, r.open.Load, pg)
+	r.web = &http.Client{Timeout: 3 * time.Second}
+	if cfg.Scenario == "dm" {
+		r.res.Rooms = &RoomsResult{Pairs: cfg.Pairs, Warmed: cfg.WarmRooms}
+		r.res.Rooms.AtStart = r.roomsCounter()
+	}
 	sctx, stopSampling := context.WithCancel(context.Background())
 	defer stopSampling()
 	sampled := make(chan struct{})
@@ -166,6 +198,9 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	})
 	r.killAll()
 	r.drainExits(3 * time.Second)
+	if r.res.Rooms != nil {
+		r.res.Rooms.AtEnd = r.roomsCounter()
+	}
 	stopSampling()
 	<-sampled
 	r.clearLine()
@@ -192,11 +227,14 @@ func (r *runner) spawn(accounts []Account, sources []string, befriend bool) erro
 		per++
 	}
 	deadline := time.Now().Add(cfg.ConnectTimeout + cfg.Duration + cfg.Drain + time.Minute)
+	if cfg.WarmRooms || cfg.Scenario == "storm" && cfg.Pairs > 0 {
+		deadline = deadline.Add(cfg.Drain) // the warming or the first messages' wait
+	}
 	for i := 0; i*per < n; i++ {
 		lo, hi := i*per, min((i+1)*per, n)
 		pairs := max(0, min(cfg.Pairs-lo/2, (hi-lo)/2))
 		spec := workerSpec{
-			Index: i, Scenario: cfg.Scenario, URL: cfg.wsURL(), SourceIPs: sources,
+			Index: i, Scenario: cfg.Scenario, Target: cfg.Target, URL: cfg.wsURL(), SourceIPs: sources, Warmup: cfg.Warmup,
 			Offset: lo, Accounts: accounts[lo:hi], Pairs: pairs, Befriend: befriend,
 			Size: cfg.Size, Hold: cfg.Hold, Heartbeat: cfg.Heartbeat,
 			DialTimeout: cfg.DialTimeout, ConnectTimeout: cfg.ConnectTimeout,
@@ -204,7 +242,7 @@ func (r *runner) spawn(accounts []Account, sources []string, befriend bool) erro
 			Drain: cfg.Drain, Progress: time.Second, Deadline: deadline.UnixNano(),
 		}
 		share := float64(hi-lo) / float64(n)
-		if cfg.Pairs > 0 {
+		if cfg.Scenario == "dm" {
 			spec.Rate = cfg.Rate * float64(pairs) / float64(cfg.Pairs)
 		}
 		if cfg.Scenario == "churn" {
@@ -268,12 +306,44 @@ func (r *runner) startWorker(spec workerSpec) (*proc, error) {
 	return p, nil
 }
 
-func (r *runner) broadcast(cmd string) {
+func (r *runner) broadcast(cmd string) { r.broadcastCmd(command{Cmd: cmd}) }
+
+func (r *runner) broadcastCmd(c command) {
 	for _, p := range r.procs {
 		if !p.exited {
-			_ = p.enc.Encode(command{Cmd: cmd})
+			_ = p.enc.Encode(c)
 		}
 	}
+}
+
+// allReported reports whether every worker still running has sent the
+// report got picks.
+func (r *runner) allReported(got func(p *proc) *workerReport) bool {
+	for _, p := range r.procs {
+		if got(p) == nil && !p.exited {
+			return false
+		}
+	}
+	return true
+}
+
+// roomActivations is the server's counter of room actors started.
+const roomActivations = "rewind_room_activations_total"
+
+// roomsCounter reads roomActivations; nil when the server does not export
+// it (or did not answer: the error is kept).
+func (r *runner) roomsCounter() *float64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	v, found, err := scrapeCounter(ctx, r.web, r.cfg.HTTP+"/metrics", roomActivations)
+	if err != nil {
+		r.res.Rooms.Error = err.Error()
+		return nil
+	}
+	if !found {
+		return nil
+	}
+	return &v
 }
 
 func (r *runner) killAll() {
@@ -316,12 +386,19 @@ func (r *runner) take(e event) {
 	if rep.Counts != nil {
 		p.counts = rep.Counts
 		r.open.Store(r.openNow())
+		if rep.At > 0 {
+			p.delivered = append(p.delivered, countAt{rep.At, rep.Counts["delivered"]})
+		}
 	}
 	switch rep.Type {
 	case repReady:
 		p.ready = rep
 	case repStormed:
 		p.stormed = rep
+	case repWarmed:
+		p.warmed = rep
+	case repFirstDone:
+		p.first = rep
 	case repLost:
 		if !p.lost {
 			p.lost = true
@@ -420,8 +497,20 @@ func (r *runner) scenario() {
 		r.setPhase("holding")
 		r.sleep(cfg.Duration)
 	case "dm":
+		if cfg.WarmRooms {
+			r.setPhase("warming rooms")
+			r.broadcast(cmdWarm)
+			r.waitUntil(time.Now().Add(cfg.Drain+30*time.Second), false, func() bool {
+				return r.allReported(func(p *proc) *workerReport { return p.warmed })
+			})
+			if r.interrupted {
+				return
+			}
+		}
+		r.res.Rooms.AtMeasure = r.roomsCounter()
+		r.res.phaseStart = time.Now()
 		r.setPhase("sending")
-		r.broadcast(cmdDM)
+		r.broadcastCmd(command{Cmd: cmdDM, At: r.res.phaseStart.UnixNano()})
 		r.sleep(cfg.Duration)
 	case "storm":
 		if cfg.AfterRestart {
@@ -490,6 +579,9 @@ func (r *runner) storm() {
 		ms := float64(last-at.UnixNano()) / 1e6
 		st.TimeToAllReauthenticatedMs = &ms
 	}
+	if ok && cfg.Pairs > 0 {
+		r.firstMessages()
+	}
 	r.setPhase("holding")
 	r.sleep(min(2*time.Second, cfg.Duration/10))
 }
@@ -536,8 +628,23 @@ func (r *runner) afterRestart() {
 		st.TimeToAllReauthenticatedMs = &ms
 		st.FirstLoss = time.Unix(0, first)
 	}
+	if ok && cfg.Pairs > 0 {
+		r.firstMessages()
+	}
 	r.setPhase("holding")
 	r.sleep(min(2*time.Second, cfg.Duration/10))
+}
+
+// firstMessages has the first side of every pair send one message at once
+// and waits for them to be answered: the first messages after a storm,
+// which find the rooms cold.
+func (r *runner) firstMessages() {
+	r.res.First = &FirstResult{Pairs: r.cfg.Pairs}
+	r.setPhase("first messages")
+	r.broadcast(cmdFirst)
+	r.waitUntil(time.Now().Add(r.cfg.Drain+10*time.Second), false, func() bool {
+		return r.allReported(func(p *proc) *workerReport { return p.first })
+	})
 }
 
 // openNow is the sessions authenticated now, by the latest progress.
@@ -648,7 +755,24 @@ func (r *runner) finish() error {
 		if d := r.phaseSeconds(); d > 0 {
 			m.SentPerSecond = float64(m.Sent) / d
 		}
+		m.WarmupSent = c["warmup_sent"]
 		res.Messages = m
+	}
+	if rm := res.Rooms; rm != nil && rm.AtEnd != nil {
+		if rm.AtStart != nil {
+			n := int64(*rm.AtEnd - *rm.AtStart)
+			rm.Activated = &n
+		}
+		if rm.AtMeasure != nil {
+			n := int64(*rm.AtEnd - *rm.AtMeasure)
+			rm.ActivatedMeasured = &n
+		}
+	}
+	if f := res.First; f != nil {
+		f.Sent, f.Acked, f.Delivered, f.SendErrors = c["first_sent"], c["first_acked"], c["first_delivered"], c["first_errors"]
+		f.AllAcked = f.Acked == int64(f.Pairs)
+		f.AllDelivered = f.Delivered == int64(f.Pairs)
+		f.Ack, f.Delivery = res.Latency[hFirstAck], res.Latency[hFirstDelivery]
 	}
 	if r.cfg.Scenario == "churn" {
 		ch := &ChurnResult{Started: c["churn_started"], Completed: c["churn_completed"], Cut: c["churn_cut"]}
@@ -681,26 +805,53 @@ func (r *runner) serverFigures() {
 	}
 	s.RSSStart = samples[0].RSS
 	s.RSSEnd = samples[len(samples)-1].RSS
-	var phaseCPU0, phaseCPU1 float64
-	var phaseT0, phaseT1 float64
+	var phase0, phase1 Sample // the main phase's first and last samples
 	phaseFrom := r.res.phaseStart.Sub(r.start).Seconds()
 	for _, x := range samples {
 		s.RSSPeak = max(s.RSSPeak, x.RSS)
 		s.CPUPeakPercent = max(s.CPUPeakPercent, x.CPUPercent)
 		if !r.res.phaseStart.IsZero() && x.T >= phaseFrom && x.T <= s.steady.T {
-			if phaseT0 == 0 {
-				phaseT0, phaseCPU0 = x.T, x.CPUSeconds
+			if phase0.T == 0 {
+				phase0 = x
 			}
-			phaseT1, phaseCPU1 = x.T, x.CPUSeconds
+			phase1 = x
 		}
 	}
+	phaseT0, phaseCPU0, phaseT1, phaseCPU1 := phase0.T, phase0.CPUSeconds, phase1.T, phase1.CPUSeconds
 	first, last := samples[0], samples[len(samples)-1]
 	s.CPUSeconds = last.CPUSeconds - first.CPUSeconds
 	if dt := last.T - first.T; dt > 0 {
 		s.CPUAvgPercent = 100 * s.CPUSeconds / dt
 	}
+	// per 1,000 delivered: the deliveries between the same two samples
+	var per1000 func(cpu float64) *float64
 	if dt := phaseT1 - phaseT0; dt > 0 {
-		s.PhaseCPUPercent = 100 * (phaseCPU1 - phaseCPU0) / dt
+		s.PhaseCPUSeconds = phaseCPU1 - phaseCPU0
+		s.PhaseSeconds = dt
+		s.PhaseCPUPercent = 100 * s.PhaseCPUSeconds / dt
+		if r.cfg.Scenario == "dm" {
+			s.PhaseDelivered = r.deliveredAt(r.sampleTime(phase1)) - r.deliveredAt(r.sampleTime(phase0))
+		}
+		per1000 = func(cpu float64) *float64 {
+			if s.PhaseDelivered < 1 {
+				return nil
+			}
+			v := 1000 * cpu / s.PhaseDelivered
+			return &v
+		}
+		s.CPUPer1000 = per1000(s.PhaseCPUSeconds)
+	}
+	if r.smp.pg != nil {
+		pg := &PostgresCPU{Processes: last.PGProcesses, CPUSeconds: last.PGCPUSeconds - first.PGCPUSeconds}
+		if dt := last.T - first.T; dt > 0 {
+			pg.CPUAvgPercent = 100 * pg.CPUSeconds / dt
+		}
+		if dt := phaseT1 - phaseT0; dt > 0 {
+			pg.PhaseCPUSeconds = phase1.PGCPUSeconds - phase0.PGCPUSeconds
+			pg.PhaseCPUPercent = 100 * pg.PhaseCPUSeconds / dt
+			pg.CPUPer1000 = per1000(pg.PhaseCPUSeconds)
+		}
+		s.Postgres = pg
 	}
 	if s.steady.RSS > 0 {
 		s.RSSSteady = s.steady.RSS
@@ -710,6 +861,38 @@ func (r *runner) serverFigures() {
 			s.RSSPerSessionAboveStart = (s.steady.RSS - s.RSSStart) / s.steadyOpen
 		}
 	}
+}
+
+// sampleTime is when x was taken, in unix nanoseconds.
+func (r *runner) sampleTime(x Sample) int64 {
+	return r.start.Add(time.Duration(x.T * float64(time.Second))).UnixNano()
+}
+
+// deliveredAt is how many messages had been delivered at t, interpolated
+// between each worker's reports (one a second).
+func (r *runner) deliveredAt(t int64) float64 {
+	var n float64
+	for _, p := range r.procs {
+		n += interpolate(p.delivered, t)
+	}
+	return n
+}
+
+// interpolate reads a count at t from its values at report times: none
+// before the first report, the last one after it.
+func interpolate(pts []countAt, t int64) float64 {
+	slices.SortStableFunc(pts, func(a, b countAt) int { return cmp.Compare(a.at, b.at) })
+	i, _ := slices.BinarySearchFunc(pts, t, func(x countAt, t int64) int { return cmp.Compare(x.at, t) })
+	switch {
+	case len(pts) == 0 || i == 0 && pts[0].at > t:
+		return 0
+	case i == len(pts):
+		return float64(pts[len(pts)-1].n)
+	case pts[i].at == t || i == 0:
+		return float64(pts[i].n)
+	}
+	a, b := pts[i-1], pts[i]
+	return float64(a.n) + float64(b.n-a.n)*float64(t-a.at)/float64(b.at-a.at)
 }
 
 // lockedWriter serializes writes to w.

@@ -21,7 +21,8 @@ type Account struct {
 type workerSpec struct {
 	Index     int           `json:"index"`
 	Scenario  string        `json:"scenario"`
-	URL       string        `json:"url"` // the gateway's ws:// URL, path and version included
+	Target    string        `json:"target"` // rewind, centrifugo
+	URL       string        `json:"url"`    // the gateway's ws:// URL, path and version included
 	SourceIPs []string      `json:"source_ips"`
 	Offset    int           `json:"offset"` // global index of Accounts[0], which picks its source address
 	Accounts  []Account     `json:"accounts"`
@@ -29,6 +30,7 @@ type workerSpec struct {
 	Befriend  bool          `json:"befriend"` // pairs are not friends yet: befriend them over the gateway
 	Rate      float64       `json:"rate"`     // dm sends per second, this worker's share
 	Size      int           `json:"size"`     // dm content length
+	Warmup    time.Duration `json:"warmup"`   // dm: sends in this first part of the sending are the warm-up
 	Churn     float64       `json:"churn"`    // churn connects per second, this worker's share
 	Hold      time.Duration `json:"hold"`     // how long a churn session stays
 	Heartbeat time.Duration `json:"heartbeat"`
@@ -49,11 +51,16 @@ type workerSpec struct {
 
 // command is what the parent tells a running worker.
 type command struct {
-	Cmd string `json:"cmd"` // cmdDM, cmdStorm, cmdStop
+	Cmd string `json:"cmd"` // cmdDM, cmdWarm, cmdFirst, cmdStorm, cmdStop
+	// cmdDM: when the parent started the sending (unix nanoseconds), from
+	// which every worker counts the warm-up.
+	At int64 `json:"at,omitempty"`
 }
 
 const (
 	cmdDM    = "dm"    // start sending
+	cmdWarm  = "warm"  // one unmeasured message per pair, to warm the rooms
+	cmdFirst = "first" // one measured message per pair, at once
 	cmdStorm = "storm" // close every session and reconnect it at once
 	cmdStop  = "stop"  // stop sending, drain, close, report
 )
@@ -65,6 +72,8 @@ const (
 	repStormed   = "stormed"   // every session is back after a storm
 	repLost      = "lost"      // a session was lost (first loss since the worker was last whole)
 	repRecovered = "recovered" // every session is back after losses
+	repWarmed    = "warmed"    // the warm-up messages are answered (or given up on)
+	repFirstDone = "first"     // the first messages are answered (or given up on)
 	repResult    = "result"
 )
 

@@ -28,11 +28,17 @@ type Result struct {
 	// every connection), reauth (connection dropped to authenticated
 	// again), ack (dm send to its echo), delivery (dm send to the peer's
 	// event), send_lag (dm send behind its schedule), churn_all (churn
-	// session from dial to its close answered).
+	// session from dial to its close answered). ack_warmup and
+	// delivery_warmup are the dm messages sent in the first --warmup of the
+	// sending, ack_after_warmup and delivery_after_warmup the rest (ack and
+	// delivery are the whole run). first_ack and first_delivery are the
+	// storm's first messages.
 	Latency  map[string]Latency `json:"latency_us"`
 	Messages *MessagesResult    `json:"messages,omitempty"`
+	Rooms    *RoomsResult       `json:"rooms,omitempty"`
 	Churn    *ChurnResult       `json:"churn,omitempty"`
 	Storm    *StormResult       `json:"storm,omitempty"`
+	First    *FirstResult       `json:"first_messages,omitempty"`
 
 	Errors           map[string]int64 `json:"errors_by_code"`
 	ErrorReasons     map[string]int64 `json:"errors_by_reason"`
@@ -49,11 +55,14 @@ type Result struct {
 
 // Params are the settings of the run.
 type Params struct {
+	Target             string  `json:"target,omitempty"` // rewind (also when absent), centrifugo
 	URL                string  `json:"url"`
 	Sessions           int     `json:"sessions"`
 	Pairs              int     `json:"pairs,omitempty"`
 	Rate               float64 `json:"rate,omitempty"`
 	Size               int     `json:"size,omitempty"`
+	WarmupSeconds      float64 `json:"warmup_seconds,omitempty"`
+	WarmRooms          bool    `json:"warm_rooms,omitempty"`
 	Churn              float64 `json:"churn,omitempty"`
 	HoldSeconds        float64 `json:"hold_seconds,omitempty"`
 	DurationSeconds    float64 `json:"duration_seconds"`
@@ -86,6 +95,40 @@ type MessagesResult struct {
 	Duplicates    int64   `json:"duplicates"`
 	Skipped       int64   `json:"skipped"` // not sent: a side was not connected
 	SentPerSecond float64 `json:"sent_per_second"`
+	// WarmupSent is how many of the sent messages went in the warm-up (the
+	// count of its delivery histogram is those delivered).
+	WarmupSent int64 `json:"warmup_sent"`
+}
+
+// RoomsResult is how many rooms the server started (a cold room's first
+// message needs a store round trip), from its rewind_room_activations_total
+// read at the start of the run, when the measured sending began and at the
+// end. A reading is nil when the server does not export the counter.
+type RoomsResult struct {
+	Pairs     int      `json:"pairs"`
+	Warmed    bool     `json:"warmed"` // --warm-rooms: one unmeasured message per pair first
+	AtStart   *float64 `json:"counter_at_start"`
+	AtMeasure *float64 `json:"counter_at_measured_start"`
+	AtEnd     *float64 `json:"counter_at_end"`
+	// Activated is end − start; ActivatedMeasured is end − measured start:
+	// the rooms the measured messages found cold.
+	Activated         *int64 `json:"activated_during_run"`
+	ActivatedMeasured *int64 `json:"activated_during_measured_run"`
+	Error             string `json:"error,omitempty"` // why a reading failed
+}
+
+// FirstResult is the storm's first messages: once every session was back,
+// the first side of every pair sent one message at once.
+type FirstResult struct {
+	Pairs        int     `json:"pairs"`
+	Sent         int64   `json:"sent"`
+	Acked        int64   `json:"acknowledged"`
+	Delivered    int64   `json:"delivered"`
+	SendErrors   int64   `json:"send_errors"`
+	AllAcked     bool    `json:"all_acknowledged"`
+	AllDelivered bool    `json:"all_delivered"`
+	Ack          Latency `json:"ack_us"`
+	Delivery     Latency `json:"delivery_us"`
 }
 
 // ChurnResult is the churn accounting.
@@ -123,8 +166,27 @@ type ServerResult struct {
 	LastSampleError         string   `json:"last_sample_error,omitempty"`
 	Samples                 []Sample `json:"samples"`
 
+	// The main phase's CPU seconds between its first and last samples,
+	// the messages delivered between them and the CPU per 1,000 of those.
+	PhaseCPUSeconds float64      `json:"cpu_phase_seconds"`
+	PhaseSeconds    float64      `json:"cpu_phase_window_seconds"`
+	PhaseDelivered  float64      `json:"phase_delivered,omitempty"`
+	CPUPer1000      *float64     `json:"cpu_seconds_per_1000_delivered,omitempty"`
+	Postgres        *PostgresCPU `json:"postgres,omitempty"` // --pg-cpu
+
 	steady     Sample
 	steadyOpen int64
+}
+
+// PostgresCPU is every postgres process of the machine together over the
+// same samples as the server (whatever else used the database then too).
+type PostgresCPU struct {
+	Processes       int      `json:"processes"` // at the last sample
+	CPUSeconds      float64  `json:"cpu_seconds"`
+	CPUAvgPercent   float64  `json:"cpu_avg_percent"`
+	PhaseCPUSeconds float64  `json:"cpu_phase_seconds"`
+	PhaseCPUPercent float64  `json:"cpu_phase_percent"`
+	CPUPer1000      *float64 `json:"cpu_seconds_per_1000_delivered,omitempty"`
 }
 
 // HarnessResult is the harness's own cost.
@@ -138,7 +200,7 @@ func newResult(cfg *Config, sources []string) *Result {
 		Scenario:  cfg.Scenario,
 		SourceIPs: sources,
 		Params: Params{
-			URL: cfg.wsURL(), Sessions: cfg.Sessions,
+			Target: cfg.Target, URL: cfg.wsURL(), Sessions: cfg.Sessions, Pairs: cfg.Pairs,
 			DurationSeconds: cfg.Duration.Seconds(), HeartbeatSeconds: cfg.Heartbeat.Seconds(),
 			WSVersion: cfg.WSVersion, ConnectConcurrency: cfg.ConnectConcurrency,
 			Reconnect: cfg.Reconnect, AfterRestart: cfg.AfterRestart, ServerPID: cfg.ServerPID,
@@ -147,7 +209,8 @@ func newResult(cfg *Config, sources []string) *Result {
 	}
 	switch cfg.Scenario {
 	case "dm":
-		r.Params.Pairs, r.Params.Rate, r.Params.Size = cfg.Pairs, cfg.Rate, cfg.Size
+		r.Params.Rate, r.Params.Size = cfg.Rate, cfg.Size
+		r.Params.WarmupSeconds, r.Params.WarmRooms = cfg.Warmup.Seconds(), cfg.WarmRooms
 	case "churn":
 		r.Params.Churn, r.Params.HoldSeconds = cfg.Churn, cfg.Hold.Seconds()
 	}
@@ -172,6 +235,9 @@ func ms(us int64) string { return fmt.Sprintf("%.2f", float64(us)/1000) }
 func printSummary(w io.Writer, res *Result) {
 	p := res.Params
 	head := fmt.Sprintf("rewind-load %s: %d sessions", res.Scenario, p.Sessions)
+	if p.Target == "centrifugo" {
+		head = fmt.Sprintf("rewind-load %s against Centrifugo (%s): %d sessions", res.Scenario, p.URL, p.Sessions)
+	}
 	switch res.Scenario {
 	case "dm":
 		head += fmt.Sprintf(", %d pairs at %.0f msg/s", p.Pairs, p.Rate)
@@ -180,6 +246,9 @@ func printSummary(w io.Writer, res *Result) {
 	case "storm":
 		if p.AfterRestart {
 			head += " (after a server restart)"
+		}
+		if p.Pairs > 0 {
+			head += fmt.Sprintf(", %d pairs", p.Pairs)
 		}
 	}
 	head += fmt.Sprintf(" for %s; %d worker(s), %d source address(es)", time.Duration(p.DurationSeconds*float64(time.Second)), res.Workers, len(res.SourceIPs))
@@ -202,7 +271,11 @@ func printSummary(w io.Writer, res *Result) {
 	}
 	fmt.Fprintf(tw, "connections\t%d authenticated, %d reconnects; failed: %d dial, %d auth, %d during setup\n",
 		c["authenticated"], c["reconnects"], c["connect_failed"], c["auth_failed"], c["setup_failed"])
-	fmt.Fprintf(tw, "heartbeats\t%d sent after the first, %d answered\n", c["heartbeats_sent"], c["heartbeats_answered"])
+	if p.Target == "centrifugo" {
+		fmt.Fprintf(tw, "pings\t%d server pings answered\n", c["pings_answered"])
+	} else {
+		fmt.Fprintf(tw, "heartbeats\t%d sent after the first, %d answered\n", c["heartbeats_sent"], c["heartbeats_answered"])
+	}
 	if m := res.Messages; m != nil {
 		if b := c["befriended"]; b > 0 {
 			fmt.Fprintf(tw, "friends\t%d pairs befriended over the gateway\n", b)
@@ -211,6 +284,12 @@ func printSummary(w io.Writer, res *Result) {
 			m.Sent, m.SentPerSecond, m.Acked, m.Delivered, m.SendErrors)
 		fmt.Fprintf(tw, "\tunacknowledged %d, acknowledged but undelivered %d, duplicates %d, skipped %d\n",
 			m.Unacked, m.Undelivered, m.Duplicates, m.Skipped)
+		fmt.Fprintf(tw, "warm-up\tthe first %s of the sending: %d sent, %d delivered; after it: %d sent, %d delivered\n",
+			seconds(p.WarmupSeconds), m.WarmupSent, res.Latency[hDeliveryWarm].Count, m.Sent-m.WarmupSent, res.Latency[hDeliveryAfter].Count)
+	}
+	if rm := res.Rooms; rm != nil {
+		state, activated := roomsLines(rm, c)
+		fmt.Fprintf(tw, "rooms\t%s\n\t%s\n", state, activated)
 	}
 	if ch := res.Churn; ch != nil {
 		fmt.Fprintf(tw, "churn\t%d started (%.1f/s), %d completed, %d cut short by the end of the run\n", ch.Started, ch.StartedPerSecond, ch.Completed, ch.Cut)
@@ -221,6 +300,15 @@ func printSummary(w io.Writer, res *Result) {
 			line += fmt.Sprintf(", all re-authenticated in %.2f s", *st.TimeToAllReauthenticatedMs/1000)
 		} else {
 			line += ": NOT all re-authenticated"
+		}
+		fmt.Fprintln(tw, line)
+	}
+	if f := res.First; f != nil {
+		line := fmt.Sprintf("first messages\t%d pairs, once all were back: %d sent, %d acknowledged, %d delivered, %d refused", f.Pairs, f.Sent, f.Acked, f.Delivered, f.SendErrors)
+		if f.AllAcked && f.AllDelivered {
+			line += " (all acknowledged and delivered)"
+		} else {
+			line += " (NOT all acknowledged and delivered)"
 		}
 		fmt.Fprintln(tw, line)
 	}
@@ -259,6 +347,19 @@ func printSummary(w io.Writer, res *Result) {
 		}
 		fmt.Fprintf(tw, "server CPU\t%.1f s; %.0f%% average, %.0f%% in the main phase, %.0f%% peak (100%% = one core)\n",
 			sv.CPUSeconds, sv.CPUAvgPercent, sv.PhaseCPUPercent, sv.CPUPeakPercent)
+		if res.Messages != nil {
+			fmt.Fprintf(tw, "CPU per 1,000 messages\tserver %s CPU-s per 1,000 delivered (main phase: %.2f CPU-s over %.1f s, %.0f delivered)\n",
+				per1000(sv.CPUPer1000), sv.PhaseCPUSeconds, sv.PhaseSeconds, sv.PhaseDelivered)
+		}
+		if pg := sv.Postgres; pg != nil {
+			line := fmt.Sprintf("PostgreSQL CPU\t%.1f s; %.0f%% average, %.0f%% in the main phase (%d postgres processes", pg.CPUSeconds, pg.CPUAvgPercent, pg.PhaseCPUPercent, pg.Processes)
+			if res.Messages != nil {
+				line += fmt.Sprintf("); %s CPU-s per 1,000 delivered", per1000(pg.CPUPer1000))
+			} else {
+				line += ")"
+			}
+			fmt.Fprintln(tw, line)
+		}
 	}
 	fmt.Fprintf(tw, "harness\t%.1f s CPU in %d worker(s), at most %s RSS per worker\n", res.Harness.CPUSeconds, res.Workers, mib(res.Harness.MaxRSSPerWorker))
 	tw.Flush()
@@ -266,8 +367,56 @@ func printSummary(w io.Writer, res *Result) {
 
 var histLabel = map[string]string{
 	hConnect: "connect+auth", hReauth: "drop→re-auth", hAck: "send→ack", hDelivery: "send→delivery",
+	hAckWarm: "send→ack warm-up", hAckAfter: "send→ack after warm-up",
+	hDeliveryWarm: "send→delivery warm-up", hDeliveryAfter: "send→delivery after warm-up",
+	hFirstAck: "first msg send→ack", hFirstDelivery: "first msg send→delivery",
 	hSendLag: "send lag", hChurn: "churn session",
 }
+
+// roomsLines say whether the run began with warm rooms and how many the
+// server activated.
+func roomsLines(rm *RoomsResult, c map[string]int64) (state, activated string) {
+	state = "cold: the measured run began without --warm-rooms"
+	if rm.Warmed {
+		state = fmt.Sprintf("warm: before the measured run, %d pairs exchanged one unmeasured message (%d delivered)", c["warm_sent"], c["warm_delivered"])
+	}
+	if rm.Activated == nil {
+		why := "the server exports no " + roomActivations
+		if rm.Error != "" {
+			why = rm.Error
+		}
+		return state, "rooms activated during the run: unknown (" + why + ")"
+	}
+	activated = fmt.Sprintf("rooms activated during the run: %d of %d pairs", *rm.Activated, rm.Pairs)
+	if rm.ActivatedMeasured != nil {
+		activated += fmt.Sprintf(" (%d once the measured sending began)", *rm.ActivatedMeasured)
+	}
+	return state, activated
+}
+
+// roomsCell is roomsLine for a table: cold|warm:N/P.
+func roomsCell(rm *RoomsResult) string {
+	if rm == nil {
+		return "-"
+	}
+	state := "cold"
+	if rm.Warmed {
+		state = "warm"
+	}
+	if rm.Activated == nil {
+		return state + ":unknown"
+	}
+	return fmt.Sprintf("%s:%d/%d", state, *rm.Activated, rm.Pairs)
+}
+
+func per1000(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.3f", *v)
+}
+
+func seconds(s float64) string { return time.Duration(s * float64(time.Second)).String() }
 
 func tallyLine(m map[string]int64, none string) string {
 	if len(m) == 0 {

@@ -44,6 +44,7 @@ type session struct {
 	acct   *Account
 	dial   *ws.Dialer
 	peer   *session // dm partner
+	index  int      // global session index (centrifugo: its channel is u<index>)
 	churn  bool     // a churn session: leaves after spec.Hold
 	id     atomic.Int64
 	authed atomic.Bool
@@ -60,6 +61,10 @@ type session struct {
 	// a request waiting for its answer (befriending over the gateway)
 	callNonce string
 	callCh    chan []byte
+	// centrifugo: the last command id of the connection, and the publishes
+	// waiting for their replies by id
+	cmdID   uint32
+	pending map[uint32]pendingSend
 
 	// the sender goroutine's
 	sendSeq uint64
@@ -245,6 +250,8 @@ func (s *session) handshake() (*reader, error) {
 	s.closing = false
 	s.storm = false
 	s.closeSent = false
+	s.cmdID = 0
+	clear(s.pending)
 	s.mu.Unlock()
 	fail := func(err error) (*reader, error) {
 		var ce *closeError
@@ -269,6 +276,13 @@ func (s *session) handshake() (*reader, error) {
 	_ = conn.SetReadDeadline(time.Now().Add(w.spec.DialTimeout))
 	fb := getFrameBuf()
 	defer putFrameBuf(fb)
+	if w.centrifugo {
+		if err := s.centSetup(r, fb); err != nil {
+			return fail(err)
+		}
+		_ = conn.SetReadDeadline(time.Time{})
+		return r, nil
+	}
 	fb.reset()
 	fb.b = append(fb.b, `{"type":"heartbeat","payload":{"count":0}}`...)
 	if err := s.write(fb.finish(ws.OpText), 0); err != nil {
@@ -344,7 +358,11 @@ func (s *session) readLoop(r *reader) *closeError {
 			return &closeError{Code: 1006, Err: err}
 		}
 		if op == ws.OpText {
-			s.handle(p)
+			if s.w.centrifugo {
+				eachLine(p, s.centHandle)
+			} else {
+				s.handle(p)
+			}
 		}
 	}
 }
@@ -357,29 +375,16 @@ func (s *session) handle(p []byte) {
 		w.c.add(cHeartbeatsAnswered, 1)
 	case "chat":
 		if nonce, ok := frameNonce(p); ok {
-			if _, nanos, ok := parseStamp(nonce); ok {
-				w.c.add(cAcked, 1)
-				w.hists[hAck].record(time.Duration(w.now() - nanos))
+			if kind, _, nanos, ok := parseKindStamp(nonce); ok {
+				w.acked(kind, nanos)
 			}
 			return
 		}
 		if !bytes.HasPrefix(p, chatSendKind) {
 			return
 		}
-		content, ok := stringAfter(p, len(chatSendKind), contentPrefix)
-		if !ok {
-			return
-		}
-		seq, nanos, ok := parseStamp(content)
-		if !ok {
-			return
-		}
-		w.c.add(cDelivered, 1)
-		w.hists[hDelivery].record(time.Duration(w.now() - nanos))
-		if seq <= s.lastSeq {
-			w.c.add(cDuplicates, 1)
-		} else {
-			s.lastSeq = seq
+		if content, ok := stringAfter(p, len(chatSendKind), contentPrefix); ok {
+			s.delivered(content)
 		}
 	case "error":
 		code, reason := errorCode(p)
@@ -388,8 +393,8 @@ func (s *session) handle(p []byte) {
 		if !ok {
 			return
 		}
-		if _, _, ok := parseStamp(nonce); ok {
-			w.c.add(cSendErrors, 1)
+		if kind, _, _, ok := parseKindStamp(nonce); ok {
+			w.refused(kind)
 			return
 		}
 		s.answer(nonce, p)
@@ -397,6 +402,33 @@ func (s *session) handle(p []byte) {
 		if nonce, ok := frameNonce(p); ok {
 			s.answer(nonce, p)
 		}
+	}
+}
+
+// delivered counts a message received by this session from the content
+// (stamp first) of its event.
+func (s *session) delivered(content []byte) {
+	w := s.w
+	kind, seq, nanos, ok := parseKindStamp(content)
+	if !ok {
+		return
+	}
+	d := time.Duration(w.now() - nanos)
+	switch kind {
+	case kindDM:
+		w.c.add(cDelivered, 1)
+		w.hists[hDelivery].record(d)
+		w.byPhase(nanos, hDeliveryWarm, hDeliveryAfter).record(d)
+		if seq <= s.lastSeq {
+			w.c.add(cDuplicates, 1)
+		} else {
+			s.lastSeq = seq
+		}
+	case kindWarm:
+		w.c.add(cWarmDelivered, 1)
+	case kindFirst:
+		w.c.add(cFirstDelivered, 1)
+		w.hists[hFirstDelivery].record(d)
 	}
 }
 
@@ -533,39 +565,205 @@ func (s *session) heartbeat(fb *frameBuf, gen uint32) bool {
 	return true
 }
 
-// send writes the next dm message to the peer; false when it was not sent.
-func (s *session) send(fb *frameBuf) bool {
+// send writes a message of kind to the peer; false when it was not sent.
+// A dm message takes the next sequence number; the others are not
+// sequenced (seq 0).
+func (s *session) send(fb *frameBuf, kind byte) bool {
 	w := s.w
 	if s.chatID == nil {
-		a, b := s.id.Load(), s.peer.id.Load()
-		if a == 0 || b == 0 {
+		if w.centrifugo {
+			s.chatID = strconv.AppendInt(nil, int64(s.index/2), 10) // the pair's
+		} else {
+			a, b := s.id.Load(), s.peer.id.Load()
+			if a == 0 || b == 0 {
+				return false
+			}
+			s.chatID = strconv.AppendInt(nil, a^b, 10)
+		}
+	}
+	var seq uint64
+	if kind == kindDM {
+		seq = s.sendSeq + 1
+	}
+	nanos := w.now()
+	if w.centrifugo {
+		if !s.centPublish(fb, kind, seq, nanos) {
 			return false
 		}
-		s.chatID = strconv.AppendInt(nil, a^b, 10)
+	} else {
+		fb.reset()
+		fb.b = append(fb.b, `{"type":"chat","payload":{"type":"send","chat_id":"`...)
+		fb.b = append(fb.b, s.chatID...)
+		fb.b = append(fb.b, `","content":"`...)
+		start := len(fb.b)
+		fb.b = appendKindStamp(fb.b, kind, seq, nanos)
+		stamp := len(fb.b) - start
+		fb.b = appendPadding(fb.b, stamp, w.spec.Size)
+		fb.b = append(fb.b, `"},"nonce":"`...)
+		fb.b = append(fb.b, fb.b[start:start+stamp]...)
+		fb.b = append(fb.b, `"}`...)
+		if s.write(fb.finish(ws.OpText), 0) != nil {
+			return false
+		}
 	}
-	seq := s.sendSeq + 1
-	fb.reset()
-	fb.b = append(fb.b, `{"type":"chat","payload":{"type":"send","chat_id":"`...)
-	fb.b = append(fb.b, s.chatID...)
-	fb.b = append(fb.b, `","content":"`...)
-	start := len(fb.b)
-	fb.b = appendStamp(fb.b, seq, w.now())
-	stamp := len(fb.b) - start
-	for i := stamp; i < w.spec.Size; i++ {
-		fb.b = append(fb.b, 'x')
+	switch kind {
+	case kindDM:
+		s.sendSeq = seq
+		w.c.add(cSent, 1)
+		if nanos < w.warmEnd.Load() {
+			w.c.add(cWarmupSent, 1)
+		}
+	case kindWarm:
+		w.c.add(cWarmSent, 1)
+	case kindFirst:
+		w.c.add(cFirstSent, 1)
 	}
-	fb.b = append(fb.b, `"},"nonce":"`...)
-	fb.b = append(fb.b, fb.b[start:start+stamp]...)
-	fb.b = append(fb.b, `"}`...)
-	if s.write(fb.finish(ws.OpText), 0) != nil {
-		return false
-	}
-	s.sendSeq = seq
-	w.c.add(cSent, 1)
 	return true
+}
+
+// appendPadding pads content of n bytes to size with x.
+func appendPadding(dst []byte, n, size int) []byte {
+	for ; n < size; n++ {
+		dst = append(dst, 'x')
+	}
+	return dst
 }
 
 var frameBufs = sync.Pool{New: func() any { return newFrameBuf(256) }}
 
 func getFrameBuf() *frameBuf  { return frameBufs.Get().(*frameBuf) }
 func putFrameBuf(f *frameBuf) { frameBufs.Put(f) }
+
+// pendingSend is a centrifugo publish waiting for its reply.
+type pendingSend struct {
+	kind  byte
+	nanos int64
+}
+
+// centSetup connects and subscribes the session to its own channel,
+// u<index>: what the heartbeat and auth exchange are to REWIND.
+func (s *session) centSetup(r *reader, fb *frameBuf) error {
+	var chb [24]byte
+	channel := centChannel(chb[:0], s.index)
+	for _, connect := range []bool{true, false} {
+		s.mu.Lock()
+		s.cmdID++
+		id := s.cmdID
+		fb.reset()
+		if connect {
+			fb.b = appendCentConnect(fb.b, id)
+		} else {
+			fb.b = appendCentSubscribe(fb.b, id, channel)
+		}
+		err := s.writeLocked(fb.finish(ws.OpText), 0)
+		s.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if err := s.centAwait(r, id, connect); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// centAwait reads until the reply to command id; other messages are taken
+// as usual. A refused connect is an authError: the session gives up.
+func (s *session) centAwait(r *reader, id uint32, connect bool) error {
+	for {
+		op, p, err := r.next()
+		if err != nil {
+			return err
+		}
+		if op != ws.OpText {
+			continue
+		}
+		var got *centMsg
+		eachLine(p, func(line []byte) {
+			m := parseCent(line)
+			if got == nil && m.kind == centReply && m.id == id {
+				got = &m
+				return
+			}
+			s.centTake(m)
+		})
+		if got == nil {
+			continue
+		}
+		if got.errCode == 0 {
+			return nil
+		}
+		s.w.countError(got.errCode, got.errMsg)
+		if connect {
+			return &authError{got.errCode, got.errMsg}
+		}
+		return fmt.Errorf("subscribe answered %d %s", got.errCode, got.errMsg)
+	}
+}
+
+// centHandle takes one line of a centrifugo frame.
+func (s *session) centHandle(line []byte) { s.centTake(parseCent(line)) }
+
+func (s *session) centTake(m centMsg) {
+	w := s.w
+	switch m.kind {
+	case centPing:
+		fb := getFrameBuf()
+		fb.reset()
+		fb.b = append(fb.b, centPong...)
+		if s.write(fb.finish(ws.OpText), 0) == nil {
+			w.c.add(cPings, 1)
+		}
+		putFrameBuf(fb)
+	case centReply:
+		s.mu.Lock()
+		p, ok := s.pending[m.id]
+		delete(s.pending, m.id)
+		s.mu.Unlock()
+		if m.errCode != 0 {
+			w.countError(m.errCode, m.errMsg)
+			if ok {
+				w.refused(p.kind)
+			}
+			return
+		}
+		if ok {
+			w.acked(p.kind, p.nanos)
+		}
+	case centPush:
+		if m.content != nil {
+			s.delivered(m.content)
+		}
+	}
+}
+
+// centPublish writes a publish of the chat send payload to the peer's
+// channel; its reply is the message's ack, the peer's push its delivery.
+func (s *session) centPublish(fb *frameBuf, kind byte, seq uint64, nanos int64) bool {
+	w := s.w
+	var chb [24]byte
+	channel := centChannel(chb[:0], s.peer.index)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil || s.closeSent {
+		return false
+	}
+	s.cmdID++
+	id := s.cmdID
+	fb.reset()
+	fb.b = appendCentPublishHead(fb.b, id, channel, s.chatID)
+	start := len(fb.b)
+	fb.b = appendKindStamp(fb.b, kind, seq, nanos)
+	fb.b = appendPadding(fb.b, len(fb.b)-start, w.spec.Size)
+	fb.b = append(fb.b, centPublishTail...)
+	if s.pending == nil {
+		s.pending = make(map[uint32]pendingSend)
+	}
+	// Registered before the write: the reply may come before Write returns.
+	s.pending[id] = pendingSend{kind: kind, nanos: nanos}
+	if s.writeLocked(fb.finish(ws.OpText), 0) != nil {
+		delete(s.pending, id)
+		return false
+	}
+	return true
+}

@@ -35,6 +35,16 @@ const (
 	cChurnCompleted                    // churn sessions that authenticated and left cleanly
 	cChurnCut                          // churn sessions the end of the run stopped before they authenticated
 	cBefriended                        // dm pairs made friends over the gateway
+	cWarmSent                          // --warm-rooms: unmeasured first messages written
+	cWarmAcked                         // ... echoed
+	cWarmDelivered                     // ... received by the peer
+	cWarmErrors                        // ... refused
+	cFirstSent                         // storm: first messages after the reconnect, written
+	cFirstAcked                        // ... echoed
+	cFirstDelivered                    // ... received by the peer
+	cFirstErrors                       // ... refused
+	cPings                             // centrifugo: server pings answered
+	cWarmupSent                        // dm sends written during the warm-up (of cSent)
 	nCounters
 )
 
@@ -44,6 +54,9 @@ var counterNames = [nCounters]string{
 	"sent", "acked", "delivered", "send_errors", "duplicates", "skipped",
 	"errors", "closes", "unexpected_closes",
 	"churn_started", "churn_completed", "churn_cut", "befriended",
+	"warm_sent", "warm_acked", "warm_delivered", "warm_errors",
+	"first_sent", "first_acked", "first_delivered", "first_errors",
+	"pings_answered", "warmup_sent",
 }
 
 // counters are one worker's figures.
@@ -77,9 +90,25 @@ const (
 	hDelivery = "delivery"  // dm send to the event at the peer
 	hSendLag  = "send_lag"  // dm send written behind its schedule
 	hChurn    = "churn_all" // churn: dial to the server's answer of the close
+
+	// The same two dm latencies split by when the message was sent: in the
+	// first --warmup of the sending, or after. ack and delivery hold both.
+	hAckWarm       = "ack_warmup"
+	hAckAfter      = "ack_after_warmup"
+	hDeliveryWarm  = "delivery_warmup"
+	hDeliveryAfter = "delivery_after_warmup"
+
+	// storm --pairs: the one message per pair sent once every session is back.
+	hFirstAck      = "first_ack"
+	hFirstDelivery = "first_delivery"
 )
 
-var histNames = []string{hConnect, hReauth, hAck, hDelivery, hSendLag, hChurn}
+// histNames is also the order of the summary's latency table.
+var histNames = []string{
+	hConnect, hReauth,
+	hAck, hAckWarm, hAckAfter, hDelivery, hDeliveryWarm, hDeliveryAfter,
+	hFirstAck, hFirstDelivery, hSendLag, hChurn,
+}
 
 // hist is a histogram shared by a worker's goroutines.
 type hist struct {

@@ -319,6 +319,31 @@ func appendStamp(dst []byte, seq uint64, nanos int64) []byte {
 	return strconv.AppendInt(dst, nanos, 10)
 }
 
+// Stamp kinds. A plain stamp is a dm message; a letter in front marks a
+// message counted apart from the dm's figures.
+const (
+	kindDM    byte = 0
+	kindWarm  byte = 'w' // --warm-rooms: the unmeasured message per pair before the run
+	kindFirst byte = 'f' // storm --pairs: the message per pair once all are back
+)
+
+// appendKindStamp is appendStamp with kind's letter in front.
+func appendKindStamp(dst []byte, kind byte, seq uint64, nanos int64) []byte {
+	if kind != kindDM {
+		dst = append(dst, kind)
+	}
+	return appendStamp(dst, seq, nanos)
+}
+
+// parseKindStamp reads a stamp of any kind.
+func parseKindStamp(b []byte) (kind byte, seq uint64, nanos int64, ok bool) {
+	if len(b) > 0 && (b[0] == kindWarm || b[0] == kindFirst) {
+		kind, b = b[0], b[1:]
+	}
+	seq, nanos, ok = parseStamp(b)
+	return kind, seq, nanos, ok
+}
+
 // parseStamp reads a stamp at the start of b (content may be padded after
 // it with non-digits).
 func parseStamp(b []byte) (seq uint64, nanos int64, ok bool) {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -152,4 +153,112 @@ func TestConfigDefaults(t *testing.T) {
 	require.Equal(t, "ws://127.0.0.1:8080/ws", c.wsURL())
 	c.Workers = 1
 	require.ErrorContains(t, c.check(), "open-files limit")
+}
+
+// The rooms counter, from a /metrics page as the server's Prometheus
+// registry writes it: summed over label sets, absent when not exported.
+func TestParseCounter(t *testing.T) {
+	page := `# HELP rewind_room_activations_total Room actors started.
+# TYPE rewind_room_activations_total counter
+rewind_room_activations_total 42
+rewind_room_activations_total_created 1.7e+09
+rewind_room_activations_totals 7
+process_cpu_seconds_total 3.5
+`
+	v, found, err := parseCounter(strings.NewReader(page), roomActivations)
+	require.NoError(t, err)
+	require.True(t, found)
+	require.Equal(t, 42.0, v)
+
+	labelled := "rewind_room_activations_total{kind=\"dm\"} 3\nrewind_room_activations_total{kind=\"guild\",x=\"}\"} 4 1700000000000\n"
+	v, found, err = parseCounter(strings.NewReader(labelled), roomActivations)
+	require.NoError(t, err)
+	require.True(t, found)
+	require.Equal(t, 7.0, v)
+
+	_, found, err = parseCounter(strings.NewReader("process_cpu_seconds_total 3.5\n"), roomActivations)
+	require.NoError(t, err)
+	require.False(t, found, "a server without the counter: unknown")
+}
+
+func TestKindStamps(t *testing.T) {
+	for _, kind := range []byte{kindDM, kindWarm, kindFirst} {
+		b := appendKindStamp(nil, kind, 12, 3456)
+		k, seq, nanos, ok := parseKindStamp(append(b, "xxx"...))
+		require.True(t, ok, "%s", b)
+		require.Equal(t, kind, k)
+		require.EqualValues(t, 12, seq)
+		require.EqualValues(t, 3456, nanos)
+	}
+	require.Equal(t, "w0.5", string(appendKindStamp(nil, kindWarm, 0, 5)))
+	// The befriending nonces are no stamps.
+	for _, nonce := range []string{"f1", "f2", "w", "f.1"} {
+		_, _, _, ok := parseKindStamp([]byte(nonce))
+		require.False(t, ok, nonce)
+	}
+}
+
+// Deliveries between two samples come from each worker's reports.
+func TestInterpolate(t *testing.T) {
+	pts := []countAt{{2000, 100}, {1000, 0}, {3000, 300}} // reports may arrive out of order
+	require.Equal(t, 0.0, interpolate(nil, 5))
+	require.Equal(t, 0.0, interpolate(pts, 500))
+	require.Equal(t, 0.0, interpolate(pts, 1000))
+	require.Equal(t, 50.0, interpolate(pts, 1500))
+	require.Equal(t, 100.0, interpolate(pts, 2000))
+	require.Equal(t, 200.0, interpolate(pts, 2500))
+	require.Equal(t, 300.0, interpolate(pts, 9000))
+}
+
+// procGroup follows the processes of one name; here this test's own.
+func TestProcGroup(t *testing.T) {
+	comm, err := os.ReadFile("/proc/self/comm")
+	require.NoError(t, err)
+	g := newProcGroup(strings.TrimSpace(string(comm)))
+	total, n := g.read()
+	require.Zero(t, total, "the first reading is the baseline")
+	require.GreaterOrEqual(t, n, 1)
+	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
+	}
+	total, _ = g.read()
+	require.Greater(t, total, 0.1, "the busy loop's CPU")
+	_, n = newProcGroup("no-such-process-name").read()
+	require.Zero(t, n)
+}
+
+func TestConfigTargetsAndPairs(t *testing.T) {
+	base := func() *Config {
+		return &Config{URL: "ws://127.0.0.1:8080", HTTP: "http://127.0.0.1:8080", Sessions: 1000, Pairs: 100, Rate: 1000,
+			Duration: time.Minute, Heartbeat: 40 * time.Second, DialTimeout: time.Second, ConnectTimeout: time.Second,
+			Tokens: "mint", WSVersion: 1, SourceBase: "127.0.0.2"}
+	}
+	c := base()
+	c.Scenario, c.Target = "dm", "centrifugo"
+	require.NoError(t, c.check(), "no accounts needed")
+	require.Equal(t, "ws://127.0.0.1:8000/connection/websocket", c.wsURL())
+	require.Equal(t, "http://127.0.0.1:8000", c.HTTP)
+	require.Equal(t, 200, c.Sessions)
+	require.False(t, c.PGCPU)
+	c = base()
+	c.Scenario, c.Target = "idle", "centrifugo"
+	require.ErrorContains(t, c.check(), "only the dm scenario")
+
+	c = base()
+	c.Scenario, c.DatabaseURL = "storm", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	require.NoError(t, c.check())
+	require.Zero(t, c.Pairs, "storm without --pairs sends nothing")
+	require.True(t, c.PGCPU, "a loopback PostgreSQL is sampled by default")
+	c = base()
+	c.Scenario, c.DatabaseURL, c.pairsSet = "storm", "sqlite:x", true
+	require.NoError(t, c.check())
+	require.Equal(t, 100, c.Pairs)
+	require.Equal(t, 200, c.Sessions)
+	require.False(t, c.PGCPU)
+
+	for u, local := range map[string]bool{
+		"postgres://u@127.0.0.1/db": true, "postgresql://u@localhost:5433/db": true, "postgres:///db?host=/run/postgresql": true,
+		"postgres://u@[::1]/db": true, "postgres://u@10.0.0.5/db": false, "postgres://u@db.example/db": false, "sqlite:x.db": false,
+	} {
+		require.Equal(t, local, localPostgres(u), u)
+	}
 }

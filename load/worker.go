@@ -35,15 +35,15 @@ func WorkerMain(in io.Reader, out, errOut io.Writer) int {
 		return 2
 	}
 	w := newWorker(spec, out)
-	cmds := make(chan string, 4)
+	cmds := make(chan command, 4)
 	go func() {
 		for {
 			var c command
 			if err := dec.Decode(&c); err != nil {
-				cmds <- cmdStop // the parent is gone or done
+				cmds <- command{Cmd: cmdStop} // the parent is gone or done
 				return
 			}
-			cmds <- c.Cmd
+			cmds <- c
 		}
 	}()
 	w.run(cmds)
@@ -52,10 +52,11 @@ func WorkerMain(in io.Reader, out, errOut io.Writer) int {
 
 // worker runs its share of the sessions of a run.
 type worker struct {
-	spec  workerSpec
-	url   string
-	epoch time.Time
-	out   *reportWriter
+	spec       workerSpec
+	url        string
+	centrifugo bool // --target centrifugo
+	epoch      time.Time
+	out        *reportWriter
 
 	c          counters
 	hists      map[string]*hist
@@ -87,19 +88,24 @@ type worker struct {
 	stormLeft atomic.Int64
 
 	senderDone chan struct{}
+	// warmEnd is when the dm's warm-up ends, in w.now() nanoseconds: a
+	// message stamped before it counts as sent during the warm-up.
+	warmEnd  atomic.Int64
+	warmDone chan struct{} // closed when the --warm-rooms messages are over
 }
 
 func newWorker(spec workerSpec, out io.Writer) *worker {
 	w := &worker{
-		spec:     spec,
-		url:      spec.URL,
-		epoch:    time.Now(),
-		out:      &reportWriter{w: bufio.NewWriter(out)},
-		hists:    make(map[string]*hist, len(histNames)),
-		stopCh:   make(chan struct{}),
-		doneCh:   make(chan struct{}),
-		churning: make(map[*session]struct{}),
-		readyCh:  make(chan struct{}),
+		spec:       spec,
+		url:        spec.URL,
+		centrifugo: spec.Target == "centrifugo",
+		epoch:      time.Now(),
+		out:        &reportWriter{w: bufio.NewWriter(out)},
+		hists:      make(map[string]*hist, len(histNames)),
+		stopCh:     make(chan struct{}),
+		doneCh:     make(chan struct{}),
+		churning:   make(map[*session]struct{}),
+		readyCh:    make(chan struct{}),
 	}
 	for _, n := range histNames {
 		w.hists[n] = newHist()
@@ -160,7 +166,7 @@ func (w *worker) dialerFor(i int) *ws.Dialer {
 	return w.dialers[(w.spec.Offset+i)%len(w.dialers)]
 }
 
-func (w *worker) run(cmds <-chan string) {
+func (w *worker) run(cmds <-chan command) {
 	started := time.Now()
 	// Heartbeats go on while the run drains and closes its sessions.
 	go w.wheel.run(w.doneCh)
@@ -182,12 +188,30 @@ func (w *worker) run(cmds <-chan string) {
 	for {
 		select {
 		case c := <-cmds:
-			switch c {
+			switch c.Cmd {
 			case cmdDM:
 				if w.senderDone == nil {
+					if w.warmDone != nil {
+						<-w.warmDone // the sender's state is its own from here on
+					}
+					at := time.Now()
+					if c.At != 0 {
+						at = time.Unix(0, c.At)
+					}
+					w.warmEnd.Store(int64(at.Sub(w.epoch) + w.spec.Warmup))
 					w.senderDone = make(chan struct{})
 					go w.sendLoop()
 				}
+			case cmdWarm:
+				if w.warmDone == nil && w.senderDone == nil {
+					w.warmDone = make(chan struct{})
+					go func() {
+						defer close(w.warmDone)
+						w.pairMessages(kindWarm, repWarmed)
+					}()
+				}
+			case cmdFirst:
+				go w.pairMessages(kindFirst, repFirstDone)
 			case cmdStorm:
 				w.storm()
 			default:
@@ -206,7 +230,7 @@ func (w *worker) startSessions() {
 	n := len(w.spec.Accounts)
 	w.sessions = make([]*session, n)
 	for i := range n {
-		w.sessions[i] = &session{w: w, acct: &w.spec.Accounts[i], dial: w.dialerFor(i)}
+		w.sessions[i] = &session{w: w, acct: &w.spec.Accounts[i], dial: w.dialerFor(i), index: w.spec.Offset + i}
 	}
 	for i := 0; i < w.spec.Pairs && 2*i+1 < n; i++ {
 		a, b := w.sessions[2*i], w.sessions[2*i+1]
@@ -318,7 +342,7 @@ func (w *worker) sendLoop() {
 			n++
 			s := dirs[k]
 			k = (k + 1) % len(dirs)
-			if !s.authed.Load() || !s.peer.authed.Load() || !s.send(fb) {
+			if !s.authed.Load() || !s.peer.authed.Load() || !s.send(fb, kindDM) {
 				w.c.add(cSkipped, 1)
 				continue
 			}
@@ -326,6 +350,70 @@ func (w *worker) sendLoop() {
 		}
 		next := start.Add(time.Duration(float64(n) * per))
 		w.sleep(max(time.Until(next), 200*time.Microsecond))
+	}
+}
+
+// pairMessages sends one message of kind from the first side of every
+// connected pair, all at once, then waits up to spec.Drain for their echoes
+// and deliveries and reports rep.
+func (w *worker) pairMessages(kind byte, rep string) {
+	sent, acked, delivered, refused := cWarmSent, cWarmAcked, cWarmDelivered, cWarmErrors
+	if kind == kindFirst {
+		sent, acked, delivered, refused = cFirstSent, cFirstAcked, cFirstDelivered, cFirstErrors
+	}
+	fb := newFrameBuf(128 + w.spec.Size)
+	for i := 0; i < w.spec.Pairs && 2*i+1 < len(w.sessions); i++ {
+		a := w.sessions[2*i]
+		if a.authed.Load() && a.peer.authed.Load() {
+			a.send(fb, kind)
+		}
+	}
+	for deadline := time.Now().Add(w.spec.Drain); time.Now().Before(deadline); {
+		n, errs := w.c.get(sent), w.c.get(refused)
+		if w.c.get(acked)+errs >= n && w.c.get(delivered)+errs >= n {
+			break
+		}
+		if !w.sleep(5 * time.Millisecond) {
+			return
+		}
+	}
+	w.emit(workerReport{Type: rep, At: time.Now().UnixNano(), Counts: w.c.snapshot()})
+}
+
+// byPhase is the warm-up or the after-warm-up histogram of a dm message
+// sent at nanos.
+func (w *worker) byPhase(nanos int64, warm, after string) *hist {
+	if nanos < w.warmEnd.Load() {
+		return w.hists[warm]
+	}
+	return w.hists[after]
+}
+
+// acked counts the echo of a message of kind sent at nanos.
+func (w *worker) acked(kind byte, nanos int64) {
+	d := time.Duration(w.now() - nanos)
+	switch kind {
+	case kindDM:
+		w.c.add(cAcked, 1)
+		w.hists[hAck].record(d)
+		w.byPhase(nanos, hAckWarm, hAckAfter).record(d)
+	case kindWarm:
+		w.c.add(cWarmAcked, 1)
+	case kindFirst:
+		w.c.add(cFirstAcked, 1)
+		w.hists[hFirstAck].record(d)
+	}
+}
+
+// refused counts an error answering a message of kind.
+func (w *worker) refused(kind byte) {
+	switch kind {
+	case kindDM:
+		w.c.add(cSendErrors, 1)
+	case kindWarm:
+		w.c.add(cWarmErrors, 1)
+	case kindFirst:
+		w.c.add(cFirstErrors, 1)
 	}
 }
 

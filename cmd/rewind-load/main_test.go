@@ -8,10 +8,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,19 +103,22 @@ func (s *testServer) waitConnections(n int, timeout time.Duration) {
 // results.
 func (s *testServer) harness(args ...string) load.Result {
 	s.t.Helper()
-	out := filepath.Join(s.t.TempDir(), "result.json")
-	args = append([]string{
-		"--url", "ws://" + s.cfg.Addr, "--http", "http://" + s.cfg.Addr,
-		"--heartbeat", heartbeat.String(), "--json", out, "--progress", "500ms",
-	}, args...)
+	return runHarness(s.t, append([]string{"--url", "ws://" + s.cfg.Addr, "--http", "http://" + s.cfg.Addr}, args...)...)
+}
+
+// runHarness runs the command line with args and returns its JSON results.
+func runHarness(t *testing.T, args ...string) load.Result {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "result.json")
+	args = append([]string{"--heartbeat", heartbeat.String(), "--json", out, "--progress", "500ms"}, args...)
 	var stdout, stderr bytes.Buffer
 	code := run(args, nil, &stdout, &stderr)
-	s.t.Logf("rewind-load %v\n%s%s", args, stdout.String(), stderr.String())
-	require.Equal(s.t, 0, code, "rewind-load failed")
+	t.Logf("rewind-load %v\n%s%s", args, stdout.String(), stderr.String())
+	require.Equal(t, 0, code, "rewind-load failed")
 	b, err := os.ReadFile(out)
-	require.NoError(s.t, err)
+	require.NoError(t, err)
 	var res load.Result
-	require.NoError(s.t, json.Unmarshal(b, &res))
+	require.NoError(t, json.Unmarshal(b, &res))
 	return res
 }
 
@@ -156,8 +161,9 @@ func TestIdleTwoWorkers(t *testing.T) {
 
 func TestDM(t *testing.T) {
 	s := startServer(t)
-	res := s.harness("--scenario", "dm", "--pairs", "10", "--rate", "200", "--duration", "2s",
-		"--workers", "2", "--database-url", s.db)
+	// 3 s: the main phase spans at least two of the server's samples.
+	res := s.harness("--scenario", "dm", "--pairs", "10", "--rate", "200", "--duration", "3s",
+		"--workers", "2", "--database-url", s.db, "--warmup", "500ms", "--pg-cpu")
 	requireClean(t, res, 20)
 	require.Equal(t, "metrics:http://"+s.cfg.Addr+"/metrics", res.Server.Source)
 	m := res.Messages
@@ -170,6 +176,80 @@ func TestDM(t *testing.T) {
 	require.Equal(t, m.Acked, res.Latency["ack"].Count)
 	require.Equal(t, m.Delivered, res.Latency["delivery"].Count)
 	require.Positive(t, res.Latency["delivery"].P99)
+	requireWarmupSplit(t, res, 0.5)
+
+	// Rooms: cold; the count is known once the server exports its counter.
+	rm := res.Rooms
+	require.NotNil(t, rm)
+	require.Equal(t, 10, rm.Pairs)
+	require.False(t, rm.Warmed)
+	if rm.Activated != nil {
+		require.LessOrEqual(t, *rm.Activated, int64(10))
+	}
+
+	// CPU per 1,000 delivered over the main phase, and PostgreSQL's beside
+	// it (there may be no postgres process on this machine: then 0).
+	sv := res.Server
+	require.Positive(t, sv.PhaseSeconds)
+	require.Positive(t, sv.PhaseDelivered)
+	require.LessOrEqual(t, sv.PhaseDelivered, float64(m.Delivered))
+	require.NotNil(t, sv.CPUPer1000)
+	require.InDelta(t, 1000*sv.PhaseCPUSeconds/sv.PhaseDelivered, *sv.CPUPer1000, 1e-9)
+	require.NotNil(t, sv.Postgres)
+	require.NotNil(t, sv.Postgres.CPUPer1000)
+	require.GreaterOrEqual(t, sv.Postgres.PhaseCPUSeconds, 0.0)
+}
+
+// requireWarmupSplit checks the three views of a dm run's latencies: the
+// whole run is the warm-up (the first warmup seconds of sends) and the
+// rest together.
+func requireWarmupSplit(t *testing.T, res load.Result, warmup float64) {
+	t.Helper()
+	m := res.Messages
+	require.Equal(t, warmup, res.Params.WarmupSeconds)
+	require.Positive(t, m.WarmupSent)
+	require.Less(t, m.WarmupSent, m.Sent)
+	for _, name := range []string{"ack", "delivery"} {
+		whole, warm, after := res.Latency[name], res.Latency[name+"_warmup"], res.Latency[name+"_after_warmup"]
+		require.Positive(t, warm.Count, name)
+		require.Positive(t, after.Count, name)
+		require.Equal(t, whole.Count, warm.Count+after.Count, name)
+		require.Equal(t, whole.Max, max(warm.Max, after.Max), name)
+	}
+	require.Equal(t, m.WarmupSent, res.Latency["delivery_warmup"].Count, "every warm-up message delivered")
+}
+
+// TestDMWarmRooms: with --warm-rooms each pair exchanges one unmeasured
+// message before the run. The rooms counter comes from a stand-in /metrics
+// (--http) that counts the ten rooms during the warming.
+func TestDMWarmRooms(t *testing.T) {
+	s := startServer(t)
+	var reads atomic.Int64
+	metrics := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		n := 3 // before the run
+		if reads.Add(1) > 1 {
+			n = 13 // after the warming, and at the end
+		}
+		fmt.Fprintf(w, "# TYPE rewind_room_activations_total counter\nrewind_room_activations_total %d\n", n)
+	}))
+	defer metrics.Close()
+	res := s.harness("--scenario", "dm", "--pairs", "10", "--rate", "200", "--duration", "2s",
+		"--database-url", s.db, "--warm-rooms", "--http", metrics.URL, "--server-pid", strconv.Itoa(os.Getpid()))
+	requireClean(t, res, 20)
+	require.EqualValues(t, 10, res.Counts["warm_sent"])
+	require.EqualValues(t, 10, res.Counts["warm_acked"])
+	require.EqualValues(t, 10, res.Counts["warm_delivered"])
+	m := res.Messages
+	require.Equal(t, m.Sent, m.Delivered, "the warming messages are not in the dm's figures")
+	require.Equal(t, m.Delivered, res.Latency["delivery"].Count)
+	require.Zero(t, m.Duplicates)
+	requireWarmupSplit(t, res, 1)
+	rm := res.Rooms
+	require.True(t, rm.Warmed)
+	require.NotNil(t, rm.Activated)
+	require.EqualValues(t, 10, *rm.Activated)
+	require.EqualValues(t, 0, *rm.ActivatedMeasured)
+	require.EqualValues(t, 3, reads.Load())
 }
 
 func TestChurn(t *testing.T) {
@@ -187,9 +267,10 @@ func TestChurn(t *testing.T) {
 
 func TestStorm(t *testing.T) {
 	s := startServer(t)
-	res := s.harness("--scenario", "storm", "--sessions", "20", "--duration", "10s",
+	res := s.harness("--scenario", "storm", "--pairs", "10", "--duration", "10s",
 		"--workers", "2", "--database-url", s.db)
 	requireClean(t, res, 20)
+	requireFirstMessages(t, res, 10)
 	st := res.Storm
 	require.NotNil(t, st)
 	require.True(t, st.Completed)
@@ -214,9 +295,10 @@ func TestStormAfterRestart(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 		s.start()
 	}()
-	res := s.harness("--scenario", "storm", "--after-restart", "--sessions", "20", "--duration", "20s",
+	res := s.harness("--scenario", "storm", "--after-restart", "--pairs", "10", "--duration", "20s",
 		"--backoff", "100ms", "--backoff-max", "500ms", "--database-url", s.db)
 	<-restarted
+	requireFirstMessages(t, res, 10)
 	st := res.Storm
 	require.NotNil(t, st)
 	require.True(t, st.Completed, "all sessions back after the restart")
@@ -224,6 +306,25 @@ func TestStormAfterRestart(t *testing.T) {
 	require.EqualValues(t, 20, res.UnexpectedCloses["1001"], "closed 1001 by the shutdown")
 	require.EqualValues(t, 20, res.Latency["reauth"].Count)
 	require.EqualValues(t, 20, res.Sessions.FirstAuthenticated)
+}
+
+// requireFirstMessages checks a storm's first messages: one per pair once
+// every session was back, each acknowledged and delivered.
+func requireFirstMessages(t *testing.T, res load.Result, pairs int) {
+	t.Helper()
+	require.Equal(t, pairs, res.Params.Pairs)
+	f := res.First
+	require.NotNil(t, f)
+	require.Equal(t, pairs, f.Pairs)
+	require.EqualValues(t, pairs, f.Sent)
+	require.True(t, f.AllAcked, "acknowledged %d of %d", f.Acked, pairs)
+	require.True(t, f.AllDelivered, "delivered %d of %d", f.Delivered, pairs)
+	require.Zero(t, f.SendErrors)
+	require.EqualValues(t, pairs, f.Ack.Count)
+	require.EqualValues(t, pairs, f.Delivery.Count)
+	require.Positive(t, f.Delivery.P99)
+	require.Equal(t, f.Delivery, res.Latency["first_delivery"])
+	require.Nil(t, res.Messages, "no dm figures in a storm")
 }
 
 // TestViaHTTP makes the accounts through register → SMTP → verify → login
@@ -273,10 +374,25 @@ func TestCompare(t *testing.T) {
 		"messages":{"sent":10,"acknowledged":10,"delivered":10,"sent_per_second":5},
 		"latency_us":{"ack":{"count":10,"p50_us":1500,"p99_us":2500},"delivery":{"count":10,"p50_us":1600,"p99_us":2600,"p99_9_us":2700,"max_us":2800}},
 		"server":{"rss_per_session_bytes":10240,"cpu_phase_percent":12}}`), 0o644))
+	// The new figures: warm-up split, rooms, CPU per 1,000, first messages.
+	g := filepath.Join(dir, "new.json")
+	require.NoError(t, os.WriteFile(g, []byte(`{"scenario":"dm","params":{"target":"centrifugo","sessions":4},"sessions":{"authenticated":4,"connect_rate":100},
+		"messages":{"sent":10,"acknowledged":10,"delivered":10,"sent_per_second":5},
+		"latency_us":{"delivery":{"count":10,"p99_us":2600},"delivery_warmup":{"count":4,"p99_us":9000},"delivery_after_warmup":{"count":6,"p99_us":1200}},
+		"rooms":{"pairs":2,"warmed":true,"activated_during_run":2},
+		"server":{"cpu_phase_percent":12,"cpu_seconds_per_1000_delivered":0.25,"postgres":{"cpu_phase_percent":7,"cpu_seconds_per_1000_delivered":0.125}}}`), 0o644))
+	h := filepath.Join(dir, "storm.json")
+	require.NoError(t, os.WriteFile(h, []byte(`{"scenario":"storm","params":{"sessions":4},"sessions":{"authenticated":4},
+		"first_messages":{"pairs":2,"delivered":2,"ack_us":{"count":2,"p99_us":30000},"delivery_us":{"count":2,"p99_us":31000}},
+		"rooms":null,"server":{}}`), 0o644))
 	var out, errOut bytes.Buffer
-	require.Equal(t, 0, run([]string{"compare", f}, nil, &out, &errOut), errOut.String())
+	require.Equal(t, 0, run([]string{"compare", f, g, h}, nil, &out, &errOut), errOut.String())
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	require.Len(t, lines, 2)
-	require.Equal(t, strings.Fields("dm.json dm 4 4 100 5 10 10 1.50 2.50 1.60 2.60 2.70 2.80 0 - 10.0 12"), strings.Fields(lines[1]))
+	require.Len(t, lines, 4)
+	require.Contains(t, lines[0], "dlv p99 warm-up ms")
+	require.Contains(t, lines[0], "dlv p99 after warm-up ms")
+	require.Equal(t, strings.Fields("dm.json dm 4 4 100 5 10 10 1.50 2.50 1.60 2.60 2.70 2.80 - - - 0 - 10.0 12 - - - - - -"), strings.Fields(lines[1]), "an older results file")
+	require.Equal(t, strings.Fields("new.json dm/centrifugo 4 4 100 5 10 10 - - 0.00 2.60 0.00 0.00 9.00 1.20 warm:2/2 0 - 0.0 12 0.250 7 0.125 - - -"), strings.Fields(lines[2]))
+	require.Equal(t, strings.Fields("storm.json storm 4 4 0 - - - - - - - - - - - - 0 - 0.0 0 - - - 30.00 31.00 2/2"), strings.Fields(lines[3]))
 	require.Equal(t, 2, run([]string{"compare"}, nil, &out, &errOut))
 }
