@@ -2,7 +2,10 @@
 # `make bench`: the Go micro-benchmarks (with allocations), then short
 # rewind-load runs (idle and dm) against a freshly started local server on
 # SQLite and, when it answers, PostgreSQL. Writes every result to $BENCH_OUT
-# (default bench-results/) as JSON and ends with a comparison table.
+# (default bench-results/) as JSON and ends with a comparison table, whose
+# dm rows also split delivery p99 into the first second of sending (warm-up)
+# and the rest, count the rooms the server activated (cold rooms), and give
+# CPU-s per 1,000 messages (PostgreSQL's too, sampled from /proc).
 # docs/benchmarks.md explains the figures and has the long runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +39,7 @@ run_store() {
 	echo "== $name: idle, $idle_sessions sessions for 45 s"
 	"$out/bin/rewind-load" --scenario idle --sessions "$idle_sessions" --duration 45s "${common[@]}" --json "$out/$name-idle.json"
 	echo "== $name: dm, $dm_pairs pairs at $dm_rate msg/s for 20 s"
-	"$out/bin/rewind-load" --scenario dm --pairs "$dm_pairs" --rate "$dm_rate" --duration 20s "${common[@]}" --json "$out/$name-dm.json"
+	"$out/bin/rewind-load" --scenario dm --pairs "$dm_pairs" --rate "$dm_rate" --duration 20s --warmup 1s "${common[@]}" --json "$out/$name-dm.json"
 	kill -TERM "$pid"
 	wait "$pid" || true
 }
