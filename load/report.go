@@ -394,19 +394,23 @@ func roomsLines(rm *RoomsResult, c map[string]int64) (state, activated string) {
 	return state, activated
 }
 
-// roomsCell is roomsLine for a table: cold|warm:N/P.
+// roomsCell is roomsLines for a table: cold:N/P, the rooms activated
+// during the run of P pairs; warm:W+M/P, W before the measured sending and
+// M during it.
 func roomsCell(rm *RoomsResult) string {
-	if rm == nil {
+	switch {
+	case rm == nil:
 		return "-"
+	case !rm.Warmed && rm.Activated == nil:
+		return "cold:unknown"
+	case !rm.Warmed:
+		return fmt.Sprintf("cold:%d/%d", *rm.Activated, rm.Pairs)
+	case rm.Activated == nil:
+		return "warm:unknown"
+	case rm.ActivatedMeasured == nil:
+		return fmt.Sprintf("warm:%d/%d", *rm.Activated, rm.Pairs)
 	}
-	state := "cold"
-	if rm.Warmed {
-		state = "warm"
-	}
-	if rm.Activated == nil {
-		return state + ":unknown"
-	}
-	return fmt.Sprintf("%s:%d/%d", state, *rm.Activated, rm.Pairs)
+	return fmt.Sprintf("warm:%d+%d/%d", *rm.Activated-*rm.ActivatedMeasured, *rm.ActivatedMeasured, rm.Pairs)
 }
 
 func per1000(v *float64) string {

@@ -379,7 +379,7 @@ func TestCompare(t *testing.T) {
 	require.NoError(t, os.WriteFile(g, []byte(`{"scenario":"dm","params":{"target":"centrifugo","sessions":4},"sessions":{"authenticated":4,"connect_rate":100},
 		"messages":{"sent":10,"acknowledged":10,"delivered":10,"sent_per_second":5},
 		"latency_us":{"delivery":{"count":10,"p99_us":2600},"delivery_warmup":{"count":4,"p99_us":9000},"delivery_after_warmup":{"count":6,"p99_us":1200}},
-		"rooms":{"pairs":2,"warmed":true,"activated_during_run":2},
+		"rooms":{"pairs":2,"warmed":true,"activated_during_run":2,"activated_during_measured_run":0},
 		"server":{"cpu_phase_percent":12,"cpu_seconds_per_1000_delivered":0.25,"postgres":{"cpu_phase_percent":7,"cpu_seconds_per_1000_delivered":0.125}}}`), 0o644))
 	h := filepath.Join(dir, "storm.json")
 	require.NoError(t, os.WriteFile(h, []byte(`{"scenario":"storm","params":{"sessions":4},"sessions":{"authenticated":4},
@@ -392,7 +392,7 @@ func TestCompare(t *testing.T) {
 	require.Contains(t, lines[0], "dlv p99 warm-up ms")
 	require.Contains(t, lines[0], "dlv p99 after warm-up ms")
 	require.Equal(t, strings.Fields("dm.json dm 4 4 100 5 10 10 1.50 2.50 1.60 2.60 2.70 2.80 - - - 0 - 10.0 12 - - - - - -"), strings.Fields(lines[1]), "an older results file")
-	require.Equal(t, strings.Fields("new.json dm/centrifugo 4 4 100 5 10 10 - - 0.00 2.60 0.00 0.00 9.00 1.20 warm:2/2 0 - 0.0 12 0.250 7 0.125 - - -"), strings.Fields(lines[2]))
+	require.Equal(t, strings.Fields("new.json dm/centrifugo 4 4 100 5 10 10 - - 0.00 2.60 0.00 0.00 9.00 1.20 warm:2+0/2 0 - 0.0 12 0.250 7 0.125 - - -"), strings.Fields(lines[2]))
 	require.Equal(t, strings.Fields("storm.json storm 4 4 0 - - - - - - - - - - - - 0 - 0.0 0 - - - 30.00 31.00 2/2"), strings.Fields(lines[3]))
 	require.Equal(t, 2, run([]string{"compare"}, nil, &out, &errOut))
 }
