@@ -91,6 +91,27 @@ type Store interface {
 // ErrAlreadyFriends: a friend request to someone who is a friend already.
 var ErrAlreadyFriends = errors.New("persistence: already friends")
 
+// ErrNotAuthor: an edit that names an author who did not write the message.
+var ErrNotAuthor = errors.New("persistence: not the author")
+
+// DMOpen asks OpenDMs for the state of the DM room of users Low < High.
+type DMOpen struct {
+	Low, High int64
+	// NewID is the id the room takes if OpenDMs creates it.
+	NewID int64
+}
+
+// DMState is what OpenDMs found for one DMOpen.
+type DMState struct {
+	// Members: both users exist.
+	Members bool
+	// Friends: the two users are friends.
+	Friends bool
+	// RoomID is the room's id; 0 when there is no room, which happens only
+	// when they are not friends.
+	RoomID int64
+}
+
 // Message is one direct message. A deleted message keeps its row (with
 // empty Content and DeletedAt set) and leaves history.
 type Message struct {
@@ -113,6 +134,8 @@ const (
 	OpSend MessageOpKind = iota + 1
 	// OpEdit sets Content and EditedAt of message Message.ID in room
 	// Message.RoomID; an empty Content deletes it (DeletedAt = EditedAt).
+	// A non-zero Message.AuthorID must be the message's author, or the op
+	// does nothing and its result's Err is ErrNotAuthor.
 	OpEdit
 )
 
@@ -132,7 +155,8 @@ type MessageResult struct {
 	// nothing was inserted.
 	Duplicate bool
 	// Err is ErrNotFound for an edit of a message that is not in that room
-	// or is deleted; the other ops still apply.
+	// or is deleted, ErrNotAuthor for an edit by someone else; the other
+	// ops still apply.
 	Err error
 }
 
@@ -178,6 +202,12 @@ type ChatStore interface {
 	// callers get one id. ErrNotFound when a or b is not a user; a == b is
 	// an error.
 	EnsureDMRoom(ctx context.Context, a, b, newID int64) (int64, error)
+	// OpenDMs answers each DMOpen (Low < High) in one round trip: whether
+	// both users exist, whether they are friends, and the room's id,
+	// creating the room with NewID when they are friends and it has none
+	// (concurrent callers get one id). It is how a room actor activates;
+	// the activations of many rooms share one call.
+	OpenDMs(ctx context.Context, dms []DMOpen) ([]DMState, error)
 	// FindDMRoom returns the id of the DM room of a and b; ErrNotFound
 	// when there is none.
 	FindDMRoom(ctx context.Context, a, b int64) (int64, error)

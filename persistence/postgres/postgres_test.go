@@ -46,11 +46,25 @@ func TestStore(t *testing.T) {
 	})
 }
 
-// BenchmarkWriteMessages skips when PostgreSQL is unreachable.
+// The benchmarks skip when PostgreSQL is unreachable.
 func BenchmarkWriteMessages(b *testing.B) {
-	s := open(b, pgtest.NewSchemaURL(b))
-	require.NoError(b, s.Migrate(b.Context()))
-	storetest.BenchWriteMessages(b, s)
+	for _, batch := range []int{10, 100} {
+		b.Run(fmt.Sprint("ops=", batch), func(b *testing.B) {
+			s := open(b, pgtest.NewSchemaURL(b))
+			require.NoError(b, s.Migrate(b.Context()))
+			storetest.BenchWriteMessages(b, s, batch)
+		})
+	}
+}
+
+func BenchmarkOpenDMs(b *testing.B) {
+	for _, n := range []int{1, 100} {
+		b.Run(fmt.Sprint("dms=", n), func(b *testing.B) {
+			s := open(b, pgtest.NewSchemaURL(b))
+			require.NoError(b, s.Migrate(b.Context()))
+			storetest.BenchOpenDMs(b, s, n)
+		})
+	}
 }
 
 // TestHistoryPlan guards that History scans messages_room_created_idx from
@@ -72,6 +86,48 @@ func TestHistoryPlan(t *testing.T) {
 	require.Contains(t, plan, "Index Scan using messages_room_created_idx on messages")
 	require.Regexp(t, `Index Cond: .*ROW\(created_at, id\) < ROW\(`, plan)
 	require.NotContains(t, plan, "Sort")
+}
+
+// TestOpenDMsPlan guards that OpenDMs reads users, friendships and rooms
+// through their keys, whether PostgreSQL plans the statement for the values
+// at hand or, as for a prepared statement after a few runs, generically: an
+// activation costs its pairs, not the tables. The tables are filled and
+// analyzed so that a scan would be the planner's choice if it were cheaper.
+func TestOpenDMsPlan(t *testing.T) {
+	s := open(t, pgtest.NewSchemaURL(t))
+	require.NoError(t, s.Migrate(t.Context()))
+	_, err := s.pool.Exec(t.Context(), `
+		INSERT INTO users (id, name, name_folded, email, email_folded, password_hash, created_at)
+			SELECT g, 'u' || g, 'u' || g, g || '@example.com', g || '@example.com', '', now() FROM generate_series(1, 20000) g;
+		INSERT INTO friendships (user_id, friend_id, created_at)
+			SELECT g, g + 1, now() FROM generate_series(1, 19999) g
+			UNION ALL SELECT g + 1, g, now() FROM generate_series(1, 19999) g;
+		INSERT INTO rooms (id, kind, member_low, member_high, created_at)
+			SELECT 100000 + g, 1, g, g + 1, now() FROM generate_series(1, 19999, 2) g;
+		ANALYZE users, friendships, rooms`)
+	require.NoError(t, err)
+	lows, highs, newIDs := make([]int64, 100), make([]int64, 100), make([]int64, 100)
+	for i := range lows {
+		lows[i], highs[i], newIDs[i] = int64(100*i+1), int64(100*i+2), int64(200000+i)
+	}
+	for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+		t.Run(mode, func(t *testing.T) {
+			tx, err := s.pool.Begin(t.Context())
+			require.NoError(t, err)
+			defer tx.Rollback(t.Context())
+			_, err = tx.Exec(t.Context(), "SET LOCAL plan_cache_mode = "+mode)
+			require.NoError(t, err)
+			rows, err := tx.Query(t.Context(), "EXPLAIN "+openDMs, lows, highs, newIDs, kindDM, time.Now())
+			require.NoError(t, err)
+			lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			require.NoError(t, err)
+			plan := strings.Join(lines, "\n")
+			require.NotContains(t, plan, "Seq Scan", plan)
+			for _, index := range []string{"users_pkey on users", "friendships_pkey on friendships", "rooms_kind_member_low_member_high_key on rooms"} {
+				require.Regexp(t, `Index (Only )?Scan using `+index+`.*\n\s*Index Cond: .*i\.low`, plan, "a lookup per pair")
+			}
+		})
+	}
 }
 
 // TestConcurrentMigrate migrates one schema from several pools at once, as
@@ -122,4 +178,59 @@ func TestUniqueViolation(t *testing.T) {
 			require.ErrorIs(t, tt.err, tt.want)
 		})
 	}
+}
+
+// TestNonceHeldConcurrently sends a nonce that a concurrent transaction
+// inserted and commits while the send waits for it: the insert's snapshot
+// cannot see that row, so WriteMessages runs the batch again the slow way
+// and answers the duplicate with the row.
+func TestNonceHeldConcurrently(t *testing.T) {
+	s := open(t, pgtest.NewSchemaURL(t))
+	require.NoError(t, s.Migrate(t.Context()))
+	ctx := t.Context()
+	for _, id := range []int64{1, 2} {
+		require.NoError(t, s.CreateUser(ctx, persistence.User{ID: id, Name: fmt.Sprint("user", id), Email: fmt.Sprint("user", id, "@example.com")}))
+	}
+	room, err := s.EnsureDMRoom(ctx, 1, 2, 100)
+	require.NoError(t, err)
+	at := time.Date(2031, 5, 6, 7, 8, 9, 0, time.UTC)
+
+	tx, err := s.pool.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx)
+	_, err = tx.Exec(ctx, `INSERT INTO messages (id, room_id, author_id, content, nonce, created_at)
+		VALUES (10, $1, 1, 'first', 'n', $2)`, room, at)
+	require.NoError(t, err)
+	var holder uint32
+	require.NoError(t, tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&holder))
+
+	var results []persistence.MessageResult
+	done := make(chan error)
+	go func() {
+		var err error
+		results, err = s.WriteMessages(ctx, []persistence.MessageOp{
+			{Kind: persistence.OpSend, Message: persistence.Message{ID: 11, RoomID: room, AuthorID: 2, Content: "before", CreatedAt: at}},
+			{Kind: persistence.OpSend, Message: persistence.Message{ID: 12, RoomID: room, AuthorID: 1, Content: "retry", Nonce: "n", CreatedAt: at}},
+		})
+		done <- err
+	}()
+	// Commit once the send waits for the transaction.
+	require.Eventually(t, func() bool {
+		var waiting bool
+		require.NoError(t, s.pool.QueryRow(ctx,
+			`SELECT EXISTS (SELECT FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid)))`, holder).Scan(&waiting))
+		return waiting
+	}, 10*time.Second, time.Millisecond)
+	require.NoError(t, tx.Commit(ctx))
+	require.NoError(t, <-done)
+
+	first := persistence.Message{ID: 10, RoomID: room, AuthorID: 1, Content: "first", Nonce: "n", CreatedAt: at}
+	require.Equal(t, []persistence.MessageResult{
+		{Message: persistence.Message{ID: 11, RoomID: room, AuthorID: 2, Content: "before", CreatedAt: at}},
+		{Message: first, Duplicate: true},
+	}, results)
+	_, err = s.MessageByID(ctx, room, 11)
+	require.NoError(t, err, "the batch applied once")
+	_, err = s.MessageByID(ctx, room, 12)
+	require.ErrorIs(t, err, persistence.ErrNotFound)
 }

@@ -31,6 +31,78 @@ func (s *Store) EnsureDMRoom(ctx context.Context, a, b, newID int64) (int64, err
 	return s.FindDMRoom(ctx, a, b)
 }
 
+// dmState is the state of the DM of users ?1 < ?2 for OpenDMs.
+const dmState = `SELECT
+	(SELECT count(*) FROM users WHERE id IN (?1, ?2)) = 2,
+	EXISTS (SELECT 1 FROM friendships WHERE user_id = ?1 AND friend_id = ?2),
+	coalesce((SELECT id FROM rooms WHERE kind = ?3 AND member_low = ?1 AND member_high = ?2), 0)`
+
+// OpenDMs reads every state in one transaction on a reader. Only when some
+// friends have no room does it take the writer, and there it reads their
+// state again before creating the room: meanwhile another caller (or
+// process) may have created it, or the same pair came earlier in dms.
+func (s *Store) OpenDMs(ctx context.Context, dms []persistence.DMOpen) ([]persistence.DMState, error) {
+	for _, dm := range dms {
+		if dm.Low >= dm.High {
+			return nil, fmt.Errorf("sqlite: DM of users %d and %d: low is not below high", dm.Low, dm.High)
+		}
+	}
+	states := make([]persistence.DMState, len(dms))
+	// missing: friends without a room.
+	missing := func(st persistence.DMState) bool { return st.RoomID == 0 && st.Members && st.Friends }
+	var create bool
+	err := s.readTx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, dmState)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for i, dm := range dms {
+			st, err := scanDMState(stmt.QueryRowContext(ctx, dm.Low, dm.High, kindDM))
+			if err != nil {
+				return err
+			}
+			states[i], create = st, create || missing(st)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !create {
+		return states, nil
+	}
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		for i, dm := range dms {
+			if !missing(states[i]) {
+				continue
+			}
+			st, err := scanDMState(tx.QueryRowContext(ctx, dmState, dm.Low, dm.High, kindDM))
+			if err != nil {
+				return err
+			}
+			if missing(st) {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO rooms (id, kind, member_low, member_high, created_at)
+					VALUES (?, ?, ?, ?, ?)`, dm.NewID, kindDM, dm.Low, dm.High, micros(time.Now())); err != nil {
+					return translate(err)
+				}
+				st.RoomID = dm.NewID
+			}
+			states[i] = st
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return states, nil
+}
+
+func scanDMState(row scanner) (st persistence.DMState, err error) {
+	err = row.Scan(&st.Members, &st.Friends, &st.RoomID)
+	return st, err
+}
+
 func (s *Store) FindDMRoom(ctx context.Context, a, b int64) (int64, error) {
 	var id int64
 	err := s.read.QueryRowContext(ctx,
@@ -47,9 +119,13 @@ const (
 	insertMessage = `INSERT INTO messages (id, room_id, author_id, content, nonce, created_at)
 		VALUES (?, ?, ?, ?, nullif(?, ''), ?)
 		ON CONFLICT (author_id, nonce) WHERE nonce IS NOT NULL DO NOTHING`
+	// An author, when given (?5 <> 0), must have written the message.
 	editMessage = `UPDATE messages SET content = ?1, edited_at = ?2, deleted_at = CASE WHEN ?1 = '' THEN ?2 END
-		WHERE id = ?3 AND room_id = ?4 AND deleted_at IS NULL
+		WHERE id = ?3 AND room_id = ?4 AND deleted_at IS NULL AND (?5 = 0 OR author_id = ?5)
 		RETURNING ` + messageColumns
+	// editable tells an edit by someone else, which changed nothing, from
+	// one of a message that is not there or is deleted.
+	editable       = `SELECT EXISTS (SELECT 1 FROM messages WHERE id = ? AND room_id = ? AND deleted_at IS NULL)`
 	messageByNonce = `SELECT ` + messageColumns + ` FROM messages WHERE author_id = ? AND nonce = ?`
 )
 
@@ -85,9 +161,18 @@ func (s *Store) WriteMessages(ctx context.Context, ops []persistence.MessageOp) 
 				if m.EditedAt == nil {
 					return fmt.Errorf("sqlite: edit of message %d without EditedAt", m.ID)
 				}
-				r.Message, r.Err = scanMessage(edit.QueryRowContext(ctx, m.Content, micros(*m.EditedAt), m.ID, m.RoomID))
+				r.Message, r.Err = scanMessage(edit.QueryRowContext(ctx, m.Content, micros(*m.EditedAt), m.ID, m.RoomID, m.AuthorID))
 				if r.Err != nil && !errors.Is(r.Err, persistence.ErrNotFound) {
 					return r.Err
+				}
+				if r.Err != nil && m.AuthorID != 0 {
+					var ok bool
+					if err := tx.QueryRowContext(ctx, editable, m.ID, m.RoomID).Scan(&ok); err != nil {
+						return err
+					}
+					if ok {
+						r.Err = persistence.ErrNotAuthor
+					}
 				}
 			default:
 				return fmt.Errorf("sqlite: message op of unknown kind %d", op.Kind)

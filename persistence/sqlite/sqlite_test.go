@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -28,9 +29,23 @@ func TestStore(t *testing.T) {
 }
 
 func BenchmarkWriteMessages(b *testing.B) {
-	s := open(b, filepath.Join(b.TempDir(), "rewind.db"))
-	require.NoError(b, s.Migrate(b.Context()))
-	storetest.BenchWriteMessages(b, s)
+	for _, batch := range []int{10, 100} {
+		b.Run(fmt.Sprint("ops=", batch), func(b *testing.B) {
+			s := open(b, filepath.Join(b.TempDir(), "rewind.db"))
+			require.NoError(b, s.Migrate(b.Context()))
+			storetest.BenchWriteMessages(b, s, batch)
+		})
+	}
+}
+
+func BenchmarkOpenDMs(b *testing.B) {
+	for _, n := range []int{1, 100} {
+		b.Run(fmt.Sprint("dms=", n), func(b *testing.B) {
+			s := open(b, filepath.Join(b.TempDir(), "rewind.db"))
+			require.NoError(b, s.Migrate(b.Context()))
+			storetest.BenchOpenDMs(b, s, n)
+		})
+	}
 }
 
 // TestHistoryPlan guards that History reads one range of

@@ -19,10 +19,15 @@ var chatTests = []struct {
 }{
 	{"DMRooms", testDMRooms},
 	{"DMRoomConcurrent", testDMRoomConcurrent},
+	{"OpenDMs", testOpenDMs},
+	{"OpenDMsMany", testOpenDMsMany},
+	{"OpenDMsRepeated", testOpenDMsRepeated},
+	{"OpenDMsConcurrent", testOpenDMsConcurrent},
 	{"Send", testSend},
 	{"SendDuplicate", testSendDuplicate},
 	{"SendConcurrentNonce", testSendConcurrentNonce},
 	{"Edit", testEdit},
+	{"EditAuthorInBatch", testEditAuthorInBatch},
 	{"WriteOrder", testWriteOrder},
 	{"WriteAtomic", testWriteAtomic},
 	{"History", testHistory},
@@ -61,6 +66,42 @@ func edit(roomID, id int64, content string, at time.Time) persistence.MessageOp 
 	return persistence.MessageOp{Kind: persistence.OpEdit, Message: persistence.Message{
 		ID: id, RoomID: roomID, Content: content, EditedAt: &at,
 	}}
+}
+
+// editBy is edit on behalf of authorID, whom the store checks is the author.
+func editBy(roomID, authorID, id int64, content string, at time.Time) persistence.MessageOp {
+	op := edit(roomID, id, content, at)
+	op.Message.AuthorID = authorID
+	return op
+}
+
+// befriend makes users a and b friends.
+func befriend(t *testing.T, s persistence.Store, a, b int64) {
+	t.Helper()
+	_, err := s.RequestFriend(t.Context(), a, b, now)
+	require.NoError(t, err)
+	require.NoError(t, s.AcceptFriend(t.Context(), b, a, now))
+}
+
+func openDMs(t *testing.T, s persistence.Store, dms ...persistence.DMOpen) []persistence.DMState {
+	t.Helper()
+	states, err := s.OpenDMs(t.Context(), dms)
+	require.NoError(t, err)
+	require.Len(t, states, len(dms))
+	return states
+}
+
+// requireDMRoom checks that the DM room of a and b is id, or that there is
+// none when id is 0.
+func requireDMRoom(t *testing.T, s persistence.Store, a, b, id int64) {
+	t.Helper()
+	got, err := s.FindDMRoom(t.Context(), a, b)
+	if id == 0 {
+		require.ErrorIs(t, err, persistence.ErrNotFound, "room of %d and %d", a, b)
+		return
+	}
+	require.NoError(t, err)
+	require.Equal(t, id, got, "room of %d and %d", a, b)
 }
 
 // sent is what a store keeps of the send op.
@@ -170,6 +211,174 @@ func testDMRoomConcurrent(t *testing.T, open func(t *testing.T) persistence.Stor
 	require.Equal(t, ids[0], id)
 }
 
+func testOpenDMs(t *testing.T, open func(t *testing.T) persistence.Store) {
+	s := open(t)
+	createUsers(t, s, 1, 2, 3, 4)
+	befriend(t, s, 1, 2)
+	befriend(t, s, 1, 3)
+	befriend(t, s, 1, 4)
+	ensureDMRoom(t, s, 1, 2, 100)
+
+	steps := []struct { // in order: each step builds on the last
+		name string
+		dm   persistence.DMOpen
+		want persistence.DMState
+	}{
+		{"strangers", persistence.DMOpen{Low: 2, High: 3, NewID: 300}, persistence.DMState{Members: true}},
+		{"friends without a room", persistence.DMOpen{Low: 1, High: 3, NewID: 301}, persistence.DMState{Members: true, Friends: true, RoomID: 301}},
+		{"friends with a room", persistence.DMOpen{Low: 1, High: 2, NewID: 302}, persistence.DMState{Members: true, Friends: true, RoomID: 100}},
+		{"the room created before", persistence.DMOpen{Low: 1, High: 3, NewID: 303}, persistence.DMState{Members: true, Friends: true, RoomID: 301}},
+		{"unknown user", persistence.DMOpen{Low: 1, High: 9, NewID: 304}, persistence.DMState{}},
+		{"unknown users", persistence.DMOpen{Low: 8, High: 9, NewID: 305}, persistence.DMState{}},
+	}
+	for _, st := range steps {
+		require.Equal(t, []persistence.DMState{st.want}, openDMs(t, s, st.dm), st.name)
+		requireDMRoom(t, s, st.dm.Low, st.dm.High, st.want.RoomID)
+	}
+
+	t.Run("unfriended", func(t *testing.T) {
+		require.NoError(t, s.DeleteFriend(t.Context(), 1, 2))
+		got := openDMs(t, s, persistence.DMOpen{Low: 1, High: 2, NewID: 306})
+		require.Equal(t, []persistence.DMState{{Members: true, RoomID: 100}}, got, "the room stays")
+	})
+	t.Run("low not below high", func(t *testing.T) {
+		for _, bad := range []persistence.DMOpen{{Low: 2, High: 1, NewID: 307}, {Low: 1, High: 1, NewID: 308}} {
+			_, err := s.OpenDMs(t.Context(), []persistence.DMOpen{{Low: 1, High: 4, NewID: 309}, bad})
+			require.Error(t, err)
+		}
+		requireDMRoom(t, s, 1, 4, 0) // nothing of the call applied
+	})
+	t.Run("none", func(t *testing.T) {
+		got, err := s.OpenDMs(t.Context(), nil)
+		require.NoError(t, err)
+		require.Empty(t, got)
+	})
+}
+
+// testOpenDMsMany opens 50 DMs of every kind in one call, out of id order.
+func testOpenDMsMany(t *testing.T, open func(t *testing.T) persistence.Store) {
+	s := open(t)
+	createUsers(t, s, 1)
+	// User k is, by k%4: a stranger, a friend without a room, a friend
+	// with room 1000+k, a former friend with room 1000+k.
+	for k := int64(2); k <= 51; k++ {
+		createUsers(t, s, k)
+		if k%4 != 0 {
+			befriend(t, s, 1, k)
+		}
+		if k%4 >= 2 {
+			ensureDMRoom(t, s, 1, k, 1000+k)
+		}
+		if k%4 == 3 {
+			require.NoError(t, s.DeleteFriend(t.Context(), k, 1))
+		}
+	}
+	var dms []persistence.DMOpen
+	var want []persistence.DMState
+	for i := range int64(50) {
+		k := 51 - i
+		if i%10 == 9 { // a user that does not exist
+			dms = append(dms, persistence.DMOpen{Low: k, High: 100 + k, NewID: 5000 + i})
+			want = append(want, persistence.DMState{})
+			continue
+		}
+		dms = append(dms, persistence.DMOpen{Low: 1, High: k, NewID: 5000 + i})
+		switch k % 4 {
+		case 0:
+			want = append(want, persistence.DMState{Members: true})
+		case 1:
+			want = append(want, persistence.DMState{Members: true, Friends: true, RoomID: 5000 + i})
+		case 2:
+			want = append(want, persistence.DMState{Members: true, Friends: true, RoomID: 1000 + k})
+		case 3:
+			want = append(want, persistence.DMState{Members: true, RoomID: 1000 + k})
+		}
+	}
+	require.Equal(t, want, openDMs(t, s, dms...))
+	for i, dm := range dms {
+		requireDMRoom(t, s, dm.Low, dm.High, want[i].RoomID)
+	}
+	require.Equal(t, want, openDMs(t, s, dms...), "again")
+}
+
+// testOpenDMsRepeated opens the same DMs twice in one call.
+func testOpenDMsRepeated(t *testing.T, open func(t *testing.T) persistence.Store) {
+	s := open(t)
+	createUsers(t, s, 1, 2, 3, 4)
+	befriend(t, s, 1, 2)
+	befriend(t, s, 1, 3)
+	ensureDMRoom(t, s, 1, 3, 100)
+	got := openDMs(t, s,
+		persistence.DMOpen{Low: 1, High: 2, NewID: 200},
+		persistence.DMOpen{Low: 1, High: 3, NewID: 201},
+		persistence.DMOpen{Low: 2, High: 3, NewID: 202},
+		persistence.DMOpen{Low: 1, High: 2, NewID: 203},
+		persistence.DMOpen{Low: 1, High: 3, NewID: 204},
+		persistence.DMOpen{Low: 2, High: 3, NewID: 205},
+	)
+	room12 := got[0].RoomID
+	require.Contains(t, []int64{200, 203}, room12)
+	require.Equal(t, []persistence.DMState{
+		{Members: true, Friends: true, RoomID: room12},
+		{Members: true, Friends: true, RoomID: 100},
+		{Members: true},
+		{Members: true, Friends: true, RoomID: room12},
+		{Members: true, Friends: true, RoomID: 100},
+		{Members: true},
+	}, got)
+	requireDMRoom(t, s, 1, 2, room12)
+	requireDMRoom(t, s, 2, 3, 0)
+}
+
+// testOpenDMsConcurrent has 8 callers open the same three DMs of friends at
+// once, each in another order, over several fresh trios: each DM gets one
+// room.
+func testOpenDMsConcurrent(t *testing.T, open func(t *testing.T) persistence.Store) {
+	s := open(t)
+	for trio := range int64(10) {
+		a, b, c := 3*trio+1, 3*trio+2, 3*trio+3
+		createUsers(t, s, a, b, c)
+		befriend(t, s, a, b)
+		befriend(t, s, a, c)
+		befriend(t, s, b, c)
+		pairs := [][2]int64{{a, b}, {a, c}, {b, c}}
+		rooms := make([]map[[2]int64]int64, 8)
+		errs := make([]error, len(rooms))
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range rooms {
+			var dms []persistence.DMOpen
+			for j := range pairs {
+				p := pairs[(i+j)%len(pairs)]
+				dms = append(dms, persistence.DMOpen{Low: p[0], High: p[1], NewID: 1000*(trio+1) + int64(10*i+j)})
+			}
+			wg.Go(func() {
+				<-start
+				states, err := s.OpenDMs(t.Context(), dms)
+				if errs[i] = err; err != nil {
+					return
+				}
+				rooms[i] = make(map[[2]int64]int64)
+				for j, st := range states {
+					if !st.Members || !st.Friends || st.RoomID == 0 {
+						errs[i] = fmt.Errorf("state %+v of %+v", st, dms[j])
+					}
+					rooms[i][[2]int64{dms[j].Low, dms[j].High}] = st.RoomID
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		for i := range rooms {
+			require.NoError(t, errs[i])
+			require.Equal(t, rooms[0], rooms[i], "caller %d got other rooms", i)
+		}
+		for p, id := range rooms[0] {
+			requireDMRoom(t, s, p[0], p[1], id)
+		}
+	}
+}
+
 func testSend(t *testing.T, open func(t *testing.T) persistence.Store) {
 	s := open(t)
 	r12, r13 := chatRooms(t, s)
@@ -272,6 +481,15 @@ func testEdit(t *testing.T, open func(t *testing.T) persistence.Store) {
 		{"unknown message", edit(100, 99, "new", at), persistence.ErrNotFound},
 		{"deleted message", edit(100, 11, "new", at), persistence.ErrNotFound},
 		{"delete deleted message", edit(100, 11, "", at), persistence.ErrNotFound},
+		{"by its author", editBy(100, 2, 10, "new", at), nil},
+		{"delete by its author", editBy(100, 2, 10, "", at), nil},
+		{"by another user", editBy(100, 1, 10, "new", at), persistence.ErrNotAuthor},
+		{"delete by another user", editBy(100, 1, 10, "", at), persistence.ErrNotAuthor},
+		{"by an unknown user", editBy(100, 9, 10, "new", at), persistence.ErrNotAuthor},
+		{"deleted message by another user", editBy(100, 2, 11, "new", at), persistence.ErrNotFound},
+		{"deleted message by its author", editBy(100, 1, 11, "new", at), persistence.ErrNotFound},
+		{"in another room by its author", editBy(200, 2, 10, "new", at), persistence.ErrNotFound},
+		{"unknown message by a user", editBy(100, 2, 99, "new", at), persistence.ErrNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -297,6 +515,37 @@ func testEdit(t *testing.T, open func(t *testing.T) persistence.Store) {
 			requireMessage(t, s, want)
 		})
 	}
+}
+
+// testEditAuthorInBatch mixes edits by authors and by others with sends: an
+// edit by another changes nothing, and the ops around it still apply.
+func testEditAuthorInBatch(t *testing.T, open func(t *testing.T) persistence.Store) {
+	s := open(t)
+	r12, _ := chatRooms(t, s)
+	m10 := send(r12, 2, 10, "old", "n10", now)
+	write(t, s, m10)
+
+	at := now.Add(time.Minute)
+	m20, m21 := send(r12, 1, 20, "twenty", "", at), send(r12, 2, 21, "twenty-one", "n21", at)
+	byAuthor20, byOther20 := editBy(r12, 1, 20, "twenty edited", at), editBy(r12, 2, 20, "not mine", at)
+	byOther10, byAuthor10 := editBy(r12, 1, 10, "", at), editBy(r12, 2, 10, "ten edited", at)
+	byOther21 := editBy(r12, 1, 21, "not mine either", at)
+	retry10, retry21 := send(r12, 2, 22, "retry", "n10", at), send(r12, 2, 23, "retry", "n21", at)
+	results := write(t, s, m20, byOther20, byAuthor20, m21, byOther10, byAuthor10, byOther21, retry10, retry21)
+
+	want20, want10 := edited(sent(m20), byAuthor20), edited(sent(m10), byAuthor10)
+	require.Equal(t, persistence.MessageResult{Message: sent(m20)}, results[0])
+	require.Equal(t, persistence.MessageResult{Err: persistence.ErrNotAuthor}, results[1])
+	require.Equal(t, persistence.MessageResult{Message: want20}, results[2])
+	require.Equal(t, persistence.MessageResult{Message: sent(m21)}, results[3])
+	require.Equal(t, persistence.MessageResult{Err: persistence.ErrNotAuthor}, results[4])
+	require.Equal(t, persistence.MessageResult{Message: want10}, results[5])
+	require.Equal(t, persistence.MessageResult{Err: persistence.ErrNotAuthor}, results[6])
+	require.Equal(t, persistence.MessageResult{Message: want10, Duplicate: true}, results[7])
+	require.Equal(t, persistence.MessageResult{Message: sent(m21), Duplicate: true}, results[8])
+	requireMessage(t, s, want20)
+	requireMessage(t, s, want10)
+	requireMessage(t, s, sent(m21))
 }
 
 // testWriteOrder checks that ops apply in order within a batch.
@@ -686,9 +935,9 @@ func testSetProfile(t *testing.T, open func(t *testing.T) persistence.Store) {
 }
 
 // BenchWriteMessages measures s.WriteMessages, as the group commit calls it:
-// batches of 100 sends with nonces, spread over 20 DM rooms.
-func BenchWriteMessages(b *testing.B, s persistence.Store) {
-	const batch = 100
+// batches of batch sends with nonces, spread over 20 DM rooms. At 5,000
+// messages/s the writer commits about 12 per transaction; 100 is a burst.
+func BenchWriteMessages(b *testing.B, s persistence.Store, batch int) {
 	type room struct{ id, author int64 }
 	var rooms []room
 	createUser := func(id int64) {
@@ -716,4 +965,28 @@ func BenchWriteMessages(b *testing.B, s persistence.Store) {
 		}
 	}
 	b.ReportMetric(float64(next-1)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchOpenDMs measures s.OpenDMs of n DMs of friends that have their room,
+// as room actors activating at once would call it.
+func BenchOpenDMs(b *testing.B, s persistence.Store, n int) {
+	require.NoError(b, s.CreateUser(b.Context(), user(1, "user1", "user1@example.com")))
+	dms := make([]persistence.DMOpen, n)
+	for i := range dms {
+		other := int64(2 + i)
+		require.NoError(b, s.CreateUser(b.Context(), user(other, fmt.Sprint("user", other), fmt.Sprint("user", other, "@example.com"))))
+		_, err := s.RequestFriend(b.Context(), 1, other, now)
+		require.NoError(b, err)
+		require.NoError(b, s.AcceptFriend(b.Context(), other, 1, now))
+		dms[i] = persistence.DMOpen{Low: 1, High: other, NewID: 1000 + other}
+	}
+	if _, err := s.OpenDMs(b.Context(), dms); err != nil { // creates the rooms
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := s.OpenDMs(b.Context(), dms); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "dms/s")
 }
