@@ -7,6 +7,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -26,11 +27,25 @@ type Store struct {
 
 var _ persistence.Store = (*Store)(nil)
 
+// DefaultMaxConns is the pool size unless the URL sets pool_max_conns:
+// the writer's transactions, the room-state loads and the sessions' reads
+// run side by side, and pgxpool's own default (the core count, at least
+// 4) would make them queue for each other.
+const DefaultMaxConns = 16
+
 // Open connects to the database at url (a postgres:// URL or a key=value
 // DSN; unknown URL parameters such as search_path become runtime
-// parameters). It does not migrate; call Migrate.
+// parameters; pool_max_conns sets the pool size). It does not migrate;
+// call Migrate.
 func Open(ctx context.Context, url string) (*Store, error) {
-	pool, err := pgxpool.New(ctx, url)
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: open: %w", err)
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open: %w", err)
 	}
