@@ -104,3 +104,19 @@ type Written struct {
 	Result persistence.MessageResult
 	Err    error
 }
+
+// OpenRoom asks the room-state loader for the state a DM room actor starts
+// from; it answers Room with RoomOpened carrying the same Gen.
+type OpenRoom struct {
+	Key   RoomKey
+	NewID int64 // the room's id if it is created now
+	Room  *actor.PID
+	Gen   uint64
+}
+
+// RoomOpened answers OpenRoom: Err non-nil means the store could not say.
+type RoomOpened struct {
+	Gen   uint64
+	State persistence.DMState
+	Err   error
+}

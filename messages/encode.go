@@ -29,6 +29,18 @@ func appendNonce(dst []byte, nonce string) []byte {
 	return append(dst, '}')
 }
 
+// WithNonce returns a copy of frame, a frame AppendFrame or AppendChat made
+// without a nonce, with nonce added: the echo of a broadcast event without
+// encoding the event twice.
+func WithNonce(frame []byte, nonce string) []byte {
+	dst := make([]byte, 0, len(frame)+len(nonce)+12)
+	return appendNonce(append(dst, frame[:len(frame)-1]...), nonce)
+}
+
+// ChatSize is room for a chat frame of content: AppendChat into a buffer
+// of this capacity does not grow it unless the content needs escapes.
+func ChatSize(content string) int { return 224 + len(content) }
+
 // Frame encodes a frame whose payload is any JSON-marshalable value.
 func Frame(typ string, payload any, nonce string) []byte {
 	p, err := json.Marshal(payload)

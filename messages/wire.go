@@ -31,6 +31,7 @@ var (
 	ErrFirstBeat     = &Error{4003, "First heartbeat payload was not received."}
 	ErrRateLimited   = &Error{4029, "rate limited."}
 	ErrUnavailable   = &Error{5000, "The server could not apply the request; nothing was applied."}
+	ErrUnknownResult = &Error{5001, "Outcome unknown; retry with the same nonce."}
 	ErrUserNotExist  = &Error{4004, "User not exist."}
 	ErrAlreadyAuthed = &Error{4000, "Already authenticated."}
 )

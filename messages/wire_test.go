@@ -104,6 +104,12 @@ func TestAppendChat(t *testing.T) {
 	got := AppendChat(nil, "edit", &Chat{ID: 7, AuthorID: 8, ChatID: 15, Content: "hi \"there\"", CreatedAt: created, EditedAt: &edited}, seoul, "n1")
 	require.JSONEq(t, `{"type":"chat","payload":{"type":"edit","id":"7","user_id":"8","chat_id":"15",
 		"content":"hi \"there\"","created_at":"2021-12-23 00:19:16.000880","edited_at":"2021-12-23 00:19:17.000880"},"nonce":"n1"}`, string(got))
+	// The echo of an event is the event with the nonce, byte for byte as
+	// AppendChat would encode it, and the event is left as it was.
+	event := AppendChat(make([]byte, 0, ChatSize("hi \"there\"")), "edit", &Chat{ID: 7, AuthorID: 8, ChatID: 15, Content: "hi \"there\"", CreatedAt: created, EditedAt: &edited}, seoul, "")
+	before := string(event)
+	require.Equal(t, string(got), string(WithNonce(event, "n1")))
+	require.Equal(t, before, string(event))
 	require.JSONEq(t, `{"type":"error","payload":{"code":4000,"reason":"Unknown type."}}`, string(ErrorFrame(ErrUnknownType, "")))
 	require.JSONEq(t, `{"type":"ok","payload":null,"nonce":"x"}`, string(OKFrame("x")))
 }

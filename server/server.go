@@ -23,6 +23,7 @@ import (
 	"github.com/rewind-chat/rewind/actors/directory"
 	"github.com/rewind-chat/rewind/actors/mailer"
 	"github.com/rewind-chat/rewind/actors/room"
+	"github.com/rewind-chat/rewind/actors/roomstate"
 	"github.com/rewind-chat/rewind/actors/session"
 	"github.com/rewind-chat/rewind/actors/user"
 	"github.com/rewind-chat/rewind/actors/writer"
@@ -43,6 +44,9 @@ type Config struct {
 	PublicURL string
 	// DatabaseURL: postgres://… or sqlite:<path>.
 	DatabaseURL string
+	// Store, when set, is served instead of opening DatabaseURL (which
+	// still tells its kind); it is migrated, and Shutdown closes it.
+	Store persistence.Store
 	// TokenSecret signs tokens; empty: one generated once and kept in the store.
 	TokenSecret string
 	// TokenTTL is a token's lifetime; default 30 days.
@@ -158,7 +162,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.PublicURL == "" {
 		cfg.PublicURL = fmt.Sprintf("http://localhost:%d", ln.Addr().(*net.TCPAddr).Port)
 	}
-	store, err := OpenStore(ctx, cfg.DatabaseURL)
+	store := cfg.Store
+	if store == nil {
+		store, err = OpenStore(ctx, cfg.DatabaseURL)
+	} else {
+		err = store.Migrate(ctx)
+	}
 	if err != nil {
 		ln.Close()
 		return nil, err
@@ -251,17 +260,29 @@ func (s *Server) startActors(reg prometheus.Registerer, tokens *auth.Tokens, ids
 		Name: "rewind_write_commit_seconds", Help: "Duration of each group-commit transaction.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 	})
-	reg.MustRegister(batches, commits)
+	activations := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "rewind_room_activations_total", Help: "DM room actors started (cold rooms, loaded from the store).",
+	})
+	reg.MustRegister(batches, commits, activations)
+	// PostgreSQL commits several transactions in one WAL flush when they
+	// overlap; SQLite has one writer connection anyway.
+	concurrency := 1
+	if kind, _, _ := splitDatabaseURL(s.cfg.DatabaseURL); kind == "postgres" {
+		concurrency = 4
+	}
 	s.writer = root.Spawn(actor.PropsFromProducer(func() actor.Actor {
-		return writer.New(writer.Config{Store: s.store, Batches: batches, Commits: commits})
+		return writer.New(writer.Config{Store: s.store, Concurrency: concurrency, Batches: batches, Commits: commits})
+	}))
+	loader := root.Spawn(actor.PropsFromProducer(func() actor.Actor {
+		return roomstate.New(roomstate.Config{Store: s.store})
 	}))
 	newID := func() int64 { return ids.Generate().Int64() }
 	log := s.log.With().Str("component", "gateway").Logger()
 	var dir *directory.Directory
 	userDeps := &user.Deps{Store: s.store, Now: s.cfg.Now, Timeout: 10 * time.Second, Log: log}
 	roomDeps := &room.Deps{
-		Store: s.store, NewID: newID, Location: g.Timezone, Now: s.cfg.Now,
-		Idle: g.RoomIdle, Timeout: 10 * time.Second, Log: log,
+		Loader: loader, NewID: newID, Location: g.Timezone, Now: s.cfg.Now,
+		Idle: g.RoomIdle, Activations: activations, Log: log,
 	}
 	dir = directory.New(root, directory.Config{
 		User:    func(id int64) actor.Producer { return func() actor.Actor { return user.New(id, userDeps) } },

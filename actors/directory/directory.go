@@ -36,10 +36,19 @@ type Directory struct {
 	rooms map[messages.RoomKey]*actor.PID
 }
 
+// userEntry is an online user: its sessions, and its actor, nil after that
+// actor failed until the next message for the user starts a fresh one.
 type userEntry struct {
 	pid      *actor.PID
-	sessions int
+	sessions map[string]*actor.PID // by PID id
 }
+
+// stopOnFailure is the supervision of user and room actors: one that fails
+// stops, rather than restarting with its state blank, and the directory
+// forgets it (UserStopped, RoomStopped), so that the next message starts a
+// fresh actor that loads its state again. One value, so that protoactor
+// makes one guardian for all of them.
+var stopOnFailure = actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.StopDirective })
 
 // New returns an empty directory spawning through root.
 func New(root *actor.RootContext, cfg Config) *Directory {
@@ -49,6 +58,22 @@ func New(root *actor.RootContext, cfg Config) *Directory {
 	}
 }
 
+func (d *Directory) spawn(p actor.Producer) *actor.PID {
+	return d.root.Spawn(actor.PropsFromProducer(p, actor.WithGuardian(stopOnFailure)))
+}
+
+// userActor returns e's actor, starting a fresh one that is told every
+// session of the user when the last one failed. Lock must be held.
+func (d *Directory) userActor(userID int64, e *userEntry) *actor.PID {
+	if e.pid == nil {
+		e.pid = d.spawn(d.cfg.User(userID))
+		for _, s := range e.sessions {
+			d.root.Send(e.pid, &messages.SessionAttached{Session: s})
+		}
+	}
+	return e.pid
+}
+
 // Attach counts session in as one of userID's sessions, starting the
 // user's actor if it is the first, and tells the actor.
 func (d *Directory) Attach(userID int64, session *actor.PID) {
@@ -56,10 +81,17 @@ func (d *Directory) Attach(userID int64, session *actor.PID) {
 	defer d.mu.Unlock()
 	e := d.users[userID]
 	if e == nil {
-		e = &userEntry{pid: d.root.Spawn(actor.PropsFromProducer(d.cfg.User(userID)))}
+		e = &userEntry{sessions: map[string]*actor.PID{}}
 		d.users[userID] = e
 	}
-	e.sessions++
+	if _, ok := e.sessions[session.Id]; ok {
+		return
+	}
+	e.sessions[session.Id] = session
+	if e.pid == nil {
+		d.userActor(userID, e) // tells it every session, this one included
+		return
+	}
 	d.root.Send(e.pid, &messages.SessionAttached{Session: session})
 }
 
@@ -72,10 +104,30 @@ func (d *Directory) Detach(userID int64, session *actor.PID) {
 	if e == nil {
 		return
 	}
-	d.root.Send(e.pid, &messages.SessionDetached{Session: session})
-	if e.sessions--; e.sessions == 0 {
-		delete(d.users, userID)
+	if _, ok := e.sessions[session.Id]; !ok {
+		return
+	}
+	delete(e.sessions, session.Id)
+	if len(e.sessions) > 0 {
+		if e.pid != nil {
+			d.root.Send(e.pid, &messages.SessionDetached{Session: session})
+		}
+		return
+	}
+	delete(d.users, userID)
+	if e.pid != nil {
 		d.root.Poison(e.pid)
+	}
+}
+
+// UserStopped is called by a user actor as it stops: if it stopped on a
+// failure while its user is still online, the next message for the user
+// starts a fresh actor.
+func (d *Directory) UserStopped(userID int64, pid *actor.PID) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if e := d.users[userID]; e != nil && e.pid != nil && e.pid.Equal(pid) {
+		e.pid = nil
 	}
 }
 
@@ -86,7 +138,7 @@ func (d *Directory) SendToUser(userID int64, msg any) bool {
 	defer d.mu.Unlock()
 	e := d.users[userID]
 	if e != nil {
-		d.root.Send(e.pid, msg)
+		d.root.Send(d.userActor(userID, e), msg)
 	}
 	return e != nil
 }
@@ -97,7 +149,7 @@ func (d *Directory) SendToRoom(key messages.RoomKey, msg any) {
 	defer d.mu.Unlock()
 	pid := d.rooms[key]
 	if pid == nil {
-		pid = d.root.Spawn(actor.PropsFromProducer(d.cfg.Room(key)))
+		pid = d.spawn(d.cfg.Room(key))
 		d.rooms[key] = pid
 	}
 	d.root.Send(pid, msg)
@@ -125,6 +177,17 @@ func (d *Directory) RetireRoom(key messages.RoomKey, pid *actor.PID, last any) b
 	delete(d.rooms, key)
 	d.root.Send(pid, last)
 	return true
+}
+
+// RoomStopped is called by a room actor as it stops: one that stopped on
+// a failure, not retired, is forgotten, so that the next send starts a
+// fresh one.
+func (d *Directory) RoomStopped(key messages.RoomKey, pid *actor.PID) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if cur := d.rooms[key]; cur != nil && cur.Equal(pid) {
+		delete(d.rooms, key)
+	}
 }
 
 // Writer is the writer shard of a room.

@@ -2,14 +2,20 @@
 // deletes of that DM, hands them to the writer, and only after the commit
 // answers the sender ("echo means stored") and emits the event to both
 // members' user actors.
+//
+// A room never waits on the store inside Receive. It starts cold: the first
+// write asks the room-state loader (actors/roomstate) whether both members
+// exist, whether they are friends and what the room's id is, and writes
+// that arrive meanwhile queue behind it in order. An edit needs no read of
+// its own: the writer's transaction checks the message and its author.
 package room
 
 import (
-	"context"
 	"errors"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/rewind-chat/rewind/actors/directory"
@@ -19,16 +25,17 @@ import (
 
 // Deps are what a room needs; shared by all rooms.
 type Deps struct {
-	Store     persistence.Store
 	Directory *directory.Directory
-	NewID     func() int64
-	Location  *time.Location
-	Now       func() time.Time
+	// Loader is the room-state loader (actors/roomstate).
+	Loader   *actor.PID
+	NewID    func() int64
+	Location *time.Location
+	Now      func() time.Time
 	// Idle is how long a room waits without messages before it stops.
 	Idle time.Duration
-	// Timeout bounds the room's own reads (membership, the edited message).
-	Timeout time.Duration
-	Log     zerolog.Logger
+	// Activations counts room actors started (cold rooms); optional.
+	Activations prometheus.Counter
+	Log         zerolog.Logger
 }
 
 // The errors of protocol.md §2.3 the room answers.
@@ -38,22 +45,20 @@ var (
 	errNotAuthor  = &messages.Error{Code: 4005, Reason: "Not the author."}
 )
 
-// friendship is what the room knows of its members' friendship.
-type friendship uint8
-
-const (
-	unknown friendship = iota
-	friends
-	strangers
-)
-
 // Actor is one DM room. Its fields are its own: only Receive touches them.
 type Actor struct {
-	key     messages.RoomKey
-	deps    *Deps
-	roomID  int64 // 0 until the room row is known
-	friends friendship
-	ticket  uint64
+	key  messages.RoomKey
+	deps *Deps
+
+	// state is what the store said of the room; valid while loaded.
+	state   persistence.DMState
+	loaded  bool
+	loading bool   // an OpenRoom is out
+	gen     uint64 // bumped when the friendship changes: older loads are stale
+	// waiting holds the writes that arrived while the state was not loaded.
+	waiting []*messages.ChatWrite
+
+	ticket uint64
 	// inflight holds the writes handed to the writer and not yet answered.
 	inflight map[uint64]*messages.ChatWrite
 	retired  bool // the directory forgot this actor: stop once inflight drains
@@ -81,19 +86,25 @@ func (a *Actor) Receive(ctx actor.Context) {
 	}
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
+		if a.deps.Activations != nil {
+			a.deps.Activations.Inc()
+		}
 		if a.deps.Idle > 0 { // as with ReceiveTimeout, 0 means never idle
 			self, root := ctx.Self(), ctx.ActorSystem().Root
 			a.idle = time.AfterFunc(a.deps.Idle, func() { root.Send(self, &idleCheck{}) })
 		}
+	case *actor.Stopping:
+		a.abandon(ctx)
 	case *actor.Stopped:
 		if a.idle != nil {
 			a.idle.Stop()
 		}
+		a.deps.Directory.RoomStopped(a.key, ctx.Self())
 	case *idleCheck:
 		switch left := a.deps.Idle - time.Since(a.active); {
 		case left > 0:
 			a.idle.Reset(left)
-		case len(a.inflight) > 0:
+		case !a.done():
 			a.idle.Reset(a.deps.Idle)
 		default:
 			a.deps.Directory.RetireRoom(a.key, ctx.Self(), &retire{})
@@ -102,27 +113,50 @@ func (a *Actor) Receive(ctx actor.Context) {
 		a.retired = true
 		a.stopIfDone(ctx)
 	case *messages.FriendshipChanged:
-		a.friends = unknown
+		a.gen++
+		a.loaded = false
 	case *messages.ChatWrite:
-		var err *messages.Error
-		if m.MessageID == 0 {
-			err = a.send(ctx, m)
-		} else {
-			err = a.edit(ctx, m)
+		if !a.loaded {
+			a.waiting = append(a.waiting, m)
+			a.load(ctx)
+			return
 		}
-		if err != nil {
-			ctx.Send(m.Session, &messages.Reply{Seq: m.Seq, Frames: [][]byte{messages.ErrorFrame(err, m.Nonce)}})
-		}
+		a.apply(ctx, m)
+	case *messages.RoomOpened:
+		a.opened(ctx, m)
+		a.stopIfDone(ctx)
 	case *messages.Written:
 		a.written(ctx, m)
 		a.stopIfDone(ctx)
 	}
 }
 
+// done reports whether nothing is waiting on the room.
+func (a *Actor) done() bool {
+	return len(a.inflight) == 0 && len(a.waiting) == 0 && !a.loading
+}
+
 func (a *Actor) stopIfDone(ctx actor.Context) {
-	if a.retired && len(a.inflight) == 0 {
+	if a.retired && a.done() {
 		ctx.Stop(ctx.Self())
 	}
+}
+
+// abandon answers what the room still holds when it stops before it is
+// done, which only a failure does: the waiting writes were never handed
+// to the writer, the inflight ones may have been committed.
+func (a *Actor) abandon(ctx actor.Context) {
+	for _, w := range a.waiting {
+		a.reply(ctx, w, messages.ErrorFrame(messages.ErrUnavailable, w.Nonce))
+	}
+	for _, w := range a.inflight {
+		a.reply(ctx, w, messages.ErrorFrame(messages.ErrUnknownResult, w.Nonce))
+	}
+	a.waiting, a.inflight = nil, map[uint64]*messages.ChatWrite{}
+}
+
+func (a *Actor) reply(ctx actor.Context, w *messages.ChatWrite, frame []byte) {
+	ctx.Send(w.Session, &messages.Reply{Seq: w.Seq, Frames: [][]byte{frame}})
 }
 
 func (a *Actor) other(me int64) int64 {
@@ -132,81 +166,65 @@ func (a *Actor) other(me int64) int64 {
 	return a.key.Low
 }
 
-func (a *Actor) ctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), a.deps.Timeout)
+// load asks the loader for the room's state, unless a load is out.
+func (a *Actor) load(ctx actor.Context) {
+	if a.loading {
+		return
+	}
+	a.loading = true
+	ctx.Send(a.deps.Loader, &messages.OpenRoom{Key: a.key, NewID: a.deps.NewID(), Room: ctx.Self(), Gen: a.gen})
 }
 
-// unavailable logs a store failure and gives the answer for it.
-func (a *Actor) unavailable(err error) *messages.Error {
-	a.deps.Log.Warn().Err(err).Int64("low", a.key.Low).Int64("high", a.key.High).Msg("room: store failed")
-	return messages.ErrUnavailable
-}
-
-func (a *Actor) send(ctx actor.Context, w *messages.ChatWrite) *messages.Error {
-	c, cancel := a.ctx()
-	defer cancel()
-	store := a.deps.Store
-	if a.friends == unknown {
-		if _, err := store.UserByID(c, a.other(w.Author)); errors.Is(err, persistence.ErrNotFound) {
-			return messages.ErrUserNotExist
-		} else if err != nil {
-			return a.unavailable(err)
-		}
-		ok, err := store.AreFriends(c, a.key.Low, a.key.High)
-		if err != nil {
-			return a.unavailable(err)
-		}
-		a.friends = strangers
-		if ok {
-			a.friends = friends
-		}
-	}
-	if a.friends != friends {
-		return errNotFriends
-	}
-	if a.roomID == 0 {
-		id, err := store.EnsureDMRoom(c, a.key.Low, a.key.High, a.deps.NewID())
-		if err != nil {
-			return a.unavailable(err)
-		}
-		a.roomID = id
-	}
-	a.write(ctx, w, persistence.MessageOp{Kind: persistence.OpSend, Message: persistence.Message{
-		ID: a.deps.NewID(), RoomID: a.roomID, AuthorID: w.Author, Content: w.Content,
-		Nonce: w.Nonce, CreatedAt: a.deps.Now().Truncate(time.Microsecond),
-	}})
-	return nil
-}
-
-func (a *Actor) edit(ctx actor.Context, w *messages.ChatWrite) *messages.Error {
-	c, cancel := a.ctx()
-	defer cancel()
-	store := a.deps.Store
-	if a.roomID == 0 {
-		id, err := store.FindDMRoom(c, a.key.Low, a.key.High)
-		if errors.Is(err, persistence.ErrNotFound) {
-			return errNoMessage
-		} else if err != nil {
-			return a.unavailable(err)
-		}
-		a.roomID = id
-	}
-	msg, err := store.MessageByID(c, a.roomID, w.MessageID)
+// opened takes the loaded state and applies the writes that waited for it.
+func (a *Actor) opened(ctx actor.Context, m *messages.RoomOpened) {
+	a.loading = false
 	switch {
-	case errors.Is(err, persistence.ErrNotFound) || err == nil && msg.DeletedAt != nil:
-		return errNoMessage
-	case err != nil:
-		return a.unavailable(err)
-	case msg.AuthorID != w.Author:
-		return errNotAuthor
+	case m.Gen != a.gen: // the friendship changed while it loaded
+		if len(a.waiting) > 0 {
+			a.load(ctx)
+		}
+		return
+	case m.Err != nil:
+		a.deps.Log.Warn().Err(m.Err).Int64("low", a.key.Low).Int64("high", a.key.High).Msg("room: loading its state failed")
+		for _, w := range a.waiting {
+			a.reply(ctx, w, messages.ErrorFrame(messages.ErrUnavailable, w.Nonce))
+		}
+		a.waiting = nil
+		return
 	}
-	now := a.deps.Now().Truncate(time.Microsecond)
-	msg.Content, msg.EditedAt = w.Content, &now
-	a.write(ctx, w, persistence.MessageOp{Kind: persistence.OpEdit, Message: msg})
-	return nil
+	a.state, a.loaded = m.State, true
+	waiting := a.waiting
+	a.waiting = nil
+	for _, w := range waiting {
+		a.apply(ctx, w)
+	}
 }
 
-func (a *Actor) write(ctx actor.Context, w *messages.ChatWrite, op persistence.MessageOp) {
+// apply checks a write against the loaded state and hands it to the writer.
+func (a *Actor) apply(ctx actor.Context, w *messages.ChatWrite) {
+	now := a.deps.Now().Truncate(time.Microsecond)
+	var op persistence.MessageOp
+	switch {
+	case w.MessageID != 0:
+		if a.state.RoomID == 0 {
+			a.reply(ctx, w, messages.ErrorFrame(errNoMessage, w.Nonce))
+			return
+		}
+		op = persistence.MessageOp{Kind: persistence.OpEdit, Message: persistence.Message{
+			ID: w.MessageID, RoomID: a.state.RoomID, AuthorID: w.Author, Content: w.Content, EditedAt: &now,
+		}}
+	case !a.state.Members:
+		a.reply(ctx, w, messages.ErrorFrame(messages.ErrUserNotExist, w.Nonce))
+		return
+	case !a.state.Friends:
+		a.reply(ctx, w, messages.ErrorFrame(errNotFriends, w.Nonce))
+		return
+	default:
+		op = persistence.MessageOp{Kind: persistence.OpSend, Message: persistence.Message{
+			ID: a.deps.NewID(), RoomID: a.state.RoomID, AuthorID: w.Author, Content: w.Content,
+			Nonce: w.Nonce, CreatedAt: now,
+		}}
+	}
 	a.ticket++
 	a.inflight[a.ticket] = w
 	ctx.Send(a.deps.Directory.Writer(a.key), &messages.Write{Op: op, Room: ctx.Self(), Ticket: a.ticket})
@@ -220,15 +238,16 @@ func (a *Actor) written(ctx actor.Context, m *messages.Written) {
 		return
 	}
 	delete(a.inflight, m.Ticket)
-	reply := func(frame []byte) {
-		ctx.Send(w.Session, &messages.Reply{Seq: w.Seq, Frames: [][]byte{frame}})
-	}
 	switch {
 	case m.Err != nil:
-		reply(messages.ErrorFrame(a.unavailable(m.Err), w.Nonce))
+		a.deps.Log.Warn().Err(m.Err).Int64("low", a.key.Low).Int64("high", a.key.High).Msg("room: write failed")
+		a.reply(ctx, w, messages.ErrorFrame(messages.ErrUnavailable, w.Nonce))
 		return
 	case errors.Is(m.Result.Err, persistence.ErrNotFound):
-		reply(messages.ErrorFrame(errNoMessage, w.Nonce))
+		a.reply(ctx, w, messages.ErrorFrame(errNoMessage, w.Nonce))
+		return
+	case errors.Is(m.Result.Err, persistence.ErrNotAuthor):
+		a.reply(ctx, w, messages.ErrorFrame(errNotAuthor, w.Nonce))
 		return
 	}
 	stored := &m.Result.Message
@@ -240,13 +259,13 @@ func (a *Actor) written(ctx actor.Context, m *messages.Written) {
 		ID: stored.ID, AuthorID: stored.AuthorID, ChatID: w.ChatID,
 		Content: stored.Content, CreatedAt: stored.CreatedAt, EditedAt: stored.EditedAt,
 	}
-	event := messages.AppendChat(nil, kind, chat, a.deps.Location, "")
+	event := messages.AppendChat(make([]byte, 0, messages.ChatSize(chat.Content)), kind, chat, a.deps.Location, "")
 	echo := event
 	if w.Nonce != "" {
-		echo = messages.AppendChat(nil, kind, chat, a.deps.Location, w.Nonce)
+		echo = messages.WithNonce(event, w.Nonce)
 	}
 	if m.Result.Duplicate {
-		reply(echo)
+		a.reply(ctx, w, echo)
 		return // a retried send: its events went out the first time
 	}
 	// The echo goes through the author's user actor with the events to

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rewind-chat/rewind/actors/directory"
 	"github.com/rewind-chat/rewind/actors/room"
+	"github.com/rewind-chat/rewind/actors/roomstate"
 	"github.com/rewind-chat/rewind/actors/writer"
 	"github.com/rewind-chat/rewind/messages"
 	"github.com/rewind-chat/rewind/persistence"
@@ -52,9 +53,10 @@ func BenchmarkSend(b *testing.B) {
 	root := system.Root
 	ids, _ := snowflake.NewNode(1)
 	w := root.Spawn(actor.PropsFromProducer(func() actor.Actor { return writer.New(writer.Config{Store: store}) }))
+	loader := root.Spawn(actor.PropsFromProducer(func() actor.Actor { return roomstate.New(roomstate.Config{Store: store}) }))
 	deps := &room.Deps{
-		Store: store, NewID: func() int64 { return ids.Generate().Int64() }, Location: time.UTC, Now: time.Now,
-		Idle: time.Minute, Timeout: 10 * time.Second, Log: zerolog.Nop(),
+		Loader: loader, NewID: func() int64 { return ids.Generate().Int64() }, Location: time.UTC, Now: time.Now,
+		Idle: time.Minute, Log: zerolog.Nop(),
 	}
 	dir := directory.New(root, directory.Config{
 		Room:    func(k messages.RoomKey) actor.Producer { return func() actor.Actor { return room.New(k, deps) } },

@@ -9,6 +9,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/rs/zerolog"
+
 	"github.com/rewind-chat/rewind/auth"
 	"github.com/rewind-chat/rewind/messages"
 	"github.com/rewind-chat/rewind/persistence"
@@ -78,12 +80,29 @@ func (a *Actor) handle(req messages.Request) *messages.Error {
 	}
 }
 
-func (a *Actor) storeCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), a.deps.StoreTimeout)
+// async answers a request with what read returns, read running in a
+// goroutine with the store time limit: the session never waits on the
+// store inside Receive, and the frames come back as the awaited Reply.
+// read must not touch the actor's fields.
+func (a *Actor) async(nonce string, read func(c context.Context) [][]byte) {
+	seq := a.await(nonce)
+	self, root, timeout := a.self, a.root, a.deps.StoreTimeout
+	go func() {
+		c, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		root.Send(self, &messages.Reply{Seq: seq, Frames: read(c)})
+	}()
 }
 
-func (a *Actor) unavailable(err error) *messages.Error {
-	a.deps.Log.Warn().Err(err).Int64("user", a.user.ID).Msg("session: store failed")
+// errorFrames is the answer of a read that failed with err.
+func errorFrames(err *messages.Error, nonce string) [][]byte {
+	return [][]byte{messages.ErrorFrame(err, nonce)}
+}
+
+// unavailable logs a store failure of userID's session and gives the
+// answer for it.
+func unavailable(log zerolog.Logger, userID int64, err error) *messages.Error {
+	log.Warn().Err(err).Int64("user", userID).Msg("session: store failed")
 	return messages.ErrUnavailable
 }
 
@@ -108,29 +127,55 @@ func (a *Actor) auth(req messages.Request) *messages.Error {
 	if p.Auth == "" {
 		return errNoToken
 	}
-	c, cancel := a.storeCtx()
-	defer cancel()
-	u, err := a.deps.Tokens.Resolve(c, p.Auth)
-	var te *auth.TokenError
+	seq := a.await(req.Nonce)
+	self, root, deps := a.self, a.root, a.deps
+	go func() {
+		c, cancel := context.WithTimeout(context.Background(), deps.StoreTimeout)
+		defer cancel()
+		r := &resolved{seq: seq, nonce: req.Nonce}
+		var te *auth.TokenError
+		switch u, err := deps.Tokens.Resolve(c, p.Auth); {
+		case errors.As(err, &te):
+			r.err = &messages.Error{Code: 4000, Reason: te.Reason}
+		case err != nil:
+			r.err = unavailable(deps.Log, 0, err)
+		default:
+			r.user = u
+			if r.incoming, r.outgoing, r.friends, err = deps.Store.FriendLists(c, u.ID); err != nil {
+				r.err = unavailable(deps.Log, u.ID, err)
+			}
+		}
+		root.Send(self, r)
+	}()
+	return nil
+}
+
+// resolved is what an auth request's reads found.
+type resolved struct {
+	seq                         uint64
+	nonce                       string
+	user                        persistence.User
+	incoming, outgoing, friends []persistence.User
+	err                         *messages.Error
+}
+
+// authenticated answers a resolved auth, attaching the session to its
+// user the first time.
+func (a *Actor) authenticated(r *resolved) {
 	switch {
-	case errors.As(err, &te):
-		return &messages.Error{Code: 4000, Reason: te.Reason}
-	case err != nil:
-		return a.unavailable(err)
-	case a.authed && u.ID != a.user.ID:
-		return messages.ErrAlreadyAuthed
-	}
-	incoming, outgoing, friends, err := a.deps.Store.FriendLists(c, u.ID)
-	if err != nil {
-		return a.unavailable(err)
+	case r.err != nil:
+		a.send(messages.ErrorFrame(r.err, r.nonce))
+		return
+	case a.authed && r.user.ID != a.user.ID:
+		a.send(messages.ErrorFrame(messages.ErrAlreadyAuthed, r.nonce))
+		return
 	}
 	if !a.authed {
 		a.authed = true
-		a.deps.Directory.Attach(u.ID, a.self)
+		a.deps.Directory.Attach(r.user.ID, a.self)
 	}
-	a.user = u
-	a.send(messages.Frame("auth", authPayload(a.version, u, incoming, outgoing, friends), req.Nonce))
-	return nil
+	a.user = r.user
+	a.send(messages.Frame("auth", authPayload(a.version, r.user, r.incoming, r.outgoing, r.friends), r.nonce))
 }
 
 // authPayload is the auth answer: in version 1 the three lists are JSON
@@ -197,15 +242,16 @@ func (a *Actor) load(req messages.Request) *messages.Error {
 		Count    json.RawMessage `json:"count"`
 	}
 	payload(req, &p)
-	c, cancel := a.storeCtx()
-	defer cancel()
+	me, store, log, nonce := a.user.ID, a.deps.Store, a.deps.Log, req.Nonce
 	switch p.Type {
 	case "mutual_users":
-		friends, err := a.deps.Store.Friends(c, a.user.ID)
-		if err != nil {
-			return a.unavailable(err)
-		}
-		a.send(messages.Frame("mutual_users", messages.UsersOf(friends), req.Nonce))
+		a.async(nonce, func(c context.Context) [][]byte {
+			friends, err := store.Friends(c, me)
+			if err != nil {
+				return errorFrames(unavailable(log, me, err), nonce)
+			}
+			return [][]byte{messages.Frame("mutual_users", messages.UsersOf(friends), nonce)}
+		})
 		return nil
 	case "chat":
 	default:
@@ -236,51 +282,64 @@ func (a *Actor) load(req messages.Request) *messages.Error {
 		}
 		cursor.Time = t
 	}
-	other := chatID ^ a.user.ID
-	if other <= 0 || other == a.user.ID {
+	other := chatID ^ me
+	if other <= 0 || other == me {
 		return errDMNotOpened
 	}
-	if _, err := a.deps.Store.UserByID(c, other); errors.Is(err, persistence.ErrNotFound) {
-		return errDMNotOpened
-	} else if err != nil {
-		return a.unavailable(err)
-	}
-	var history []persistence.Message
-	roomID, err := a.deps.Store.FindDMRoom(c, a.user.ID, other)
-	switch {
-	case errors.Is(err, persistence.ErrNotFound):
-		if before != 0 {
-			return errNoMessage
-		}
-	case err != nil:
-		return a.unavailable(err)
-	default:
-		if before != 0 {
-			m, err := a.deps.Store.MessageByID(c, roomID, before)
-			if errors.Is(err, persistence.ErrNotFound) {
-				return errNoMessage
-			} else if err != nil {
-				return a.unavailable(err)
+	loc := a.deps.Location
+	a.async(nonce, func(c context.Context) [][]byte {
+		history, err := readHistory(c, store, me, other, before, cursor, count)
+		if err != nil {
+			if e := (*messages.Error)(nil); errors.As(err, &e) {
+				return errorFrames(e, nonce)
 			}
-			cursor = persistence.Cursor{Time: m.CreatedAt, ID: m.ID}
+			return errorFrames(unavailable(log, me, err), nonce)
 		}
-		if history, err = a.deps.Store.History(c, roomID, cursor, count); err != nil {
-			return a.unavailable(err)
+		frames := make([][]byte, 0, len(history)+1)
+		for i := len(history) - 1; i >= 0; i-- {
+			m := &history[i]
+			frames = append(frames, messages.AppendChat(nil, "load", &messages.Chat{
+				ID: m.ID, AuthorID: m.AuthorID, ChatID: chatID, Content: m.Content,
+				CreatedAt: m.CreatedAt, EditedAt: m.EditedAt,
+			}, loc, nonce))
 		}
-	}
-	for i := len(history) - 1; i >= 0; i-- {
-		m := &history[i]
-		a.send(messages.AppendChat(nil, "load", &messages.Chat{
-			ID: m.ID, AuthorID: m.AuthorID, ChatID: chatID, Content: m.Content,
-			CreatedAt: m.CreatedAt, EditedAt: m.EditedAt,
-		}, a.deps.Location, req.Nonce))
-	}
-	a.send(messages.Frame("load", struct {
-		Type   string `json:"type"`
-		LoadID string `json:"load_id"`
-		Count  int    `json:"count"`
-	}{"chat", strconv.FormatInt(chatID, 10), len(history)}, req.Nonce))
+		return append(frames, messages.Frame("load", struct {
+			Type   string `json:"type"`
+			LoadID string `json:"load_id"`
+			Count  int    `json:"count"`
+		}{"chat", strconv.FormatInt(chatID, 10), len(history)}, nonce))
+	})
 	return nil
+}
+
+// readHistory reads a page of the DM of me and other, newest first, before
+// the message before (when not 0) or else before cursor. Its errors are a
+// *messages.Error to answer, or a store failure.
+func readHistory(c context.Context, store persistence.Store, me, other, before int64, cursor persistence.Cursor, count int) ([]persistence.Message, error) {
+	if _, err := store.UserByID(c, other); errors.Is(err, persistence.ErrNotFound) {
+		return nil, errDMNotOpened
+	} else if err != nil {
+		return nil, err
+	}
+	roomID, err := store.FindDMRoom(c, me, other)
+	switch {
+	case errors.Is(err, persistence.ErrNotFound) && before != 0:
+		return nil, errNoMessage
+	case errors.Is(err, persistence.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	if before != 0 {
+		m, err := store.MessageByID(c, roomID, before)
+		if errors.Is(err, persistence.ErrNotFound) {
+			return nil, errNoMessage
+		} else if err != nil {
+			return nil, err
+		}
+		cursor = persistence.Cursor{Time: m.CreatedAt, ID: m.ID}
+	}
+	return store.History(c, roomID, cursor, count)
 }
 
 func (a *Actor) friendOp(req messages.Request) *messages.Error {
@@ -312,31 +371,37 @@ func (a *Actor) userRequest(req messages.Request) *messages.Error {
 		m.Seq = a.await(req.Nonce)
 		return a.toUser(m)
 	}
-	c, cancel := a.storeCtx()
-	defer cancel()
-	var u persistence.User
-	var err error
+	var byID int64
+	var byName string
 	if raw, ok := p["id"]; ok {
 		id, valid := messages.ParseID(raw)
 		if !valid {
 			return messages.ErrUserNotExist
 		}
-		u, err = a.deps.Store.UserByID(c, id)
+		byID = id
 	} else if raw, ok := p["name"]; ok {
-		var name string
-		if json.Unmarshal(raw, &name) != nil || name == "" {
+		if json.Unmarshal(raw, &byName) != nil || byName == "" {
 			return errNoUserKey
 		}
-		u, err = a.deps.Store.UserByName(c, name)
 	} else {
 		return errNoUserKey
 	}
-	if errors.Is(err, persistence.ErrNotFound) {
-		return messages.ErrUserNotExist
-	} else if err != nil {
-		return a.unavailable(err)
-	}
-	a.send(messages.Frame("user", messages.UserOf(u), req.Nonce))
+	me, store, log, nonce := a.user.ID, a.deps.Store, a.deps.Log, req.Nonce
+	a.async(nonce, func(c context.Context) [][]byte {
+		var u persistence.User
+		var err error
+		if byID != 0 {
+			u, err = store.UserByID(c, byID)
+		} else {
+			u, err = store.UserByName(c, byName)
+		}
+		if errors.Is(err, persistence.ErrNotFound) {
+			return errorFrames(messages.ErrUserNotExist, nonce)
+		} else if err != nil {
+			return errorFrames(unavailable(log, me, err), nonce)
+		}
+		return [][]byte{messages.Frame("user", messages.UserOf(u), nonce)}
+	})
 	return nil
 }
 
@@ -346,9 +411,8 @@ func (a *Actor) toUser(msg any) *messages.Error {
 	if a.deps.Directory.SendToUser(a.user.ID, msg) {
 		return nil
 	}
-	a.waitTimer.Stop()
-	a.waiting = 0
-	return a.unavailable(errors.New("session: no user actor for an attached session"))
+	a.answered(a.waiting)
+	return unavailable(a.deps.Log, a.user.ID, errors.New("session: no user actor for an attached session"))
 }
 
 func validProfile(s string) bool {

@@ -39,9 +39,9 @@ type Config struct {
 	Burst             int
 	Location          *time.Location // zone of wire times
 	// RequestTimeout bounds the wait for a room or user actor; past it the
-	// request is answered 5000 and the session goes on.
+	// request is answered 5001 (outcome unknown) and the session goes on.
 	RequestTimeout time.Duration
-	// StoreTimeout bounds the session's own reads.
+	// StoreTimeout bounds the session's own reads (auth, load, user).
 	StoreTimeout time.Duration
 }
 
@@ -110,6 +110,17 @@ type (
 	requestTimeout struct{ seq uint64 }
 )
 
+// answered ends the wait for request seq; false when it was answered
+// already, by the timeout.
+func (a *Actor) answered(seq uint64) bool {
+	if seq != a.waiting {
+		return false
+	}
+	a.waitTimer.Stop()
+	a.waiting = 0
+	return true
+}
+
 // queued is a request waiting its turn, or the answer already decided for
 // a frame (refused by the rate limit, not JSON, binary).
 type queued struct {
@@ -168,19 +179,22 @@ func (a *Actor) Receive(ctx actor.Context) {
 		a.arrive(m)
 		a.next()
 	case *messages.Reply:
-		if m.Seq != a.waiting {
-			return // answered already, by the timeout
+		if a.answered(m.Seq) {
+			for _, f := range m.Frames {
+				a.send(f)
+			}
+			a.next()
 		}
-		a.waitTimer.Stop()
-		a.waiting = 0
-		for _, f := range m.Frames {
-			a.send(f)
+	case *resolved:
+		if a.answered(m.seq) {
+			a.authenticated(m)
+			a.next()
 		}
-		a.next()
 	case *requestTimeout:
 		if m.seq == a.waiting {
+			// The request may have been applied, or may be yet.
 			a.waiting = 0
-			a.send(messages.ErrorFrame(messages.ErrUnavailable, a.waitingNonce))
+			a.send(messages.ErrorFrame(messages.ErrUnknownResult, a.waitingNonce))
 			a.next()
 		}
 	case *messages.Push:

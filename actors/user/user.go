@@ -40,7 +40,23 @@ type Actor struct {
 	id       int64
 	deps     *Deps
 	sessions map[string]*actor.PID // by PID id
+	// jobs are the user's friend and profile operations, run one at a time
+	// in a goroutine so that deliveries go on while one waits on the store;
+	// jobs[0] is running.
+	jobs []job
 }
+
+// job is one friend or profile operation of a session's request: run does
+// its store work off the actor and returns what to do inside Receive then.
+type job struct {
+	run     func(ctx context.Context) func(actor.Context)
+	session *actor.PID
+	seq     uint64
+	nonce   string
+}
+
+// jobDone carries a finished job's outcome back into Receive.
+type jobDone struct{ apply func(actor.Context) }
 
 // New returns the actor of user id.
 func New(id int64, deps *Deps) *Actor {
@@ -50,6 +66,10 @@ func New(id int64, deps *Deps) *Actor {
 // Receive implements actor.Actor.
 func (a *Actor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
+	case *actor.Stopping:
+		a.abandon(ctx)
+	case *actor.Stopped:
+		a.deps.Directory.UserStopped(a.id, ctx.Self())
 	case *messages.SessionAttached:
 		a.sessions[m.Session.Id] = m.Session
 	case *messages.SessionDetached:
@@ -64,10 +84,51 @@ func (a *Actor) Receive(ctx actor.Context) {
 			ctx.Send(s, closeLoggedOut)
 		}
 	case *messages.FriendOp:
-		a.reply(ctx, m.Session, m.Seq, m.Nonce, a.friendOp(ctx, m))
+		a.queue(ctx, job{func(c context.Context) func(actor.Context) { return a.friendOp(c, m) }, m.Session, m.Seq, m.Nonce})
 	case *messages.SetProfile:
-		a.setProfile(ctx, m)
+		a.queue(ctx, job{func(c context.Context) func(actor.Context) { return a.setProfile(c, m) }, m.Session, m.Seq, m.Nonce})
+	case *jobDone:
+		m.apply(ctx)
+		a.jobs[0] = job{}
+		a.jobs = a.jobs[1:]
+		a.start(ctx)
 	}
+}
+
+// queue adds j behind the running job, starting it if none runs.
+func (a *Actor) queue(ctx actor.Context, j job) {
+	a.jobs = append(a.jobs, j)
+	if len(a.jobs) == 1 {
+		a.start(ctx)
+	}
+}
+
+// abandon answers the jobs still queued when the actor stops, which only a
+// failure does while jobs are queued (the last session's detach comes
+// after its answers): the running one may have been applied.
+func (a *Actor) abandon(ctx actor.Context) {
+	for i, j := range a.jobs {
+		err := messages.ErrUnavailable
+		if i == 0 {
+			err = messages.ErrUnknownResult
+		}
+		answer(j.session, j.seq, j.nonce, err)(ctx)
+	}
+	a.jobs = nil
+}
+
+// start runs the first queued job in a goroutine.
+func (a *Actor) start(ctx actor.Context) {
+	if len(a.jobs) == 0 {
+		a.jobs = nil
+		return
+	}
+	run, self, root := a.jobs[0].run, ctx.Self(), ctx.ActorSystem().Root
+	go func() {
+		c, cancel := context.WithTimeout(context.Background(), a.deps.Timeout)
+		defer cancel()
+		root.Send(self, &jobDone{apply: run(c)})
+	}()
 }
 
 func (a *Actor) deliver(ctx actor.Context, frame []byte, except *actor.PID) {
@@ -79,13 +140,15 @@ func (a *Actor) deliver(ctx actor.Context, frame []byte, except *actor.PID) {
 	}
 }
 
-// reply answers ok, or err, to the session that asked.
-func (a *Actor) reply(ctx actor.Context, session *actor.PID, seq uint64, nonce string, err *messages.Error) {
+// answer returns the outcome that replies ok, or err, to the session.
+func answer(session *actor.PID, seq uint64, nonce string, err *messages.Error) func(actor.Context) {
 	frame := messages.OKFrame(nonce)
 	if err != nil {
 		frame = messages.ErrorFrame(err, nonce)
 	}
-	ctx.Send(session, &messages.Reply{Seq: seq, Frames: [][]byte{frame}})
+	return func(ctx actor.Context) {
+		ctx.Send(session, &messages.Reply{Seq: seq, Frames: [][]byte{frame}})
+	}
 }
 
 func (a *Actor) unavailable(err error) *messages.Error {
@@ -93,24 +156,24 @@ func (a *Actor) unavailable(err error) *messages.Error {
 	return messages.ErrUnavailable
 }
 
-// friendOp applies one mutual_users request, then tells the other user's
-// sessions and this user's other sessions what changed.
-func (a *Actor) friendOp(ctx actor.Context, op *messages.FriendOp) *messages.Error {
-	c, cancel := context.WithTimeout(context.Background(), a.deps.Timeout)
-	defer cancel()
+// friendOp applies one mutual_users request in the store (off the actor)
+// and returns what to do then: tell the room, the other user's sessions
+// and this user's other sessions what changed, and answer.
+func (a *Actor) friendOp(c context.Context, op *messages.FriendOp) func(actor.Context) {
+	fail := func(err *messages.Error) func(actor.Context) { return answer(op.Session, op.Seq, op.Nonce, err) }
 	store := a.deps.Store
 	target, err := store.UserByName(c, op.TargetName)
 	switch {
 	case errors.Is(err, persistence.ErrNotFound):
-		return errNoSuchUser
+		return fail(errNoSuchUser)
 	case err != nil:
-		return a.unavailable(err)
+		return fail(a.unavailable(err))
 	case target.ID == a.id:
-		return errSelf
+		return fail(errSelf)
 	}
 	me, err := store.UserByID(c, a.id)
 	if err != nil {
-		return a.unavailable(err)
+		return fail(a.unavailable(err))
 	}
 	event, changed := op.Kind, false
 	switch op.Kind {
@@ -118,10 +181,10 @@ func (a *Actor) friendOp(ctx actor.Context, op *messages.FriendOp) *messages.Err
 		var res persistence.FriendResult
 		res, err = store.RequestFriend(c, a.id, target.ID, a.deps.Now())
 		if errors.Is(err, persistence.ErrAlreadyFriends) {
-			return errAlreadyFriend
+			return fail(errAlreadyFriend)
 		}
 		if res == persistence.FriendRequestRepeated {
-			return nil // nothing changed: nobody to tell
+			return fail(nil) // nothing changed: nobody to tell
 		}
 		if res == persistence.FriendAccepted {
 			event, changed = "response", true
@@ -129,54 +192,55 @@ func (a *Actor) friendOp(ctx actor.Context, op *messages.FriendOp) *messages.Err
 	case "response":
 		err = store.AcceptFriend(c, a.id, target.ID, a.deps.Now())
 		if errors.Is(err, persistence.ErrNotFound) {
-			return errNotRequested
+			return fail(errNotRequested)
 		}
 		changed = true
 	case "remove":
 		err = store.RemoveFriendRequest(c, a.id, target.ID)
 		if errors.Is(err, persistence.ErrNotFound) {
-			return errNotRequested
+			return fail(errNotRequested)
 		}
 	case "delete":
 		err = store.DeleteFriend(c, a.id, target.ID)
 		if errors.Is(err, persistence.ErrNotFound) {
-			return errNotFriend
+			return fail(errNotFriend)
 		}
 		changed = true
 	}
 	if err != nil {
-		return a.unavailable(err)
+		return fail(a.unavailable(err))
 	}
-	if changed {
-		// Before the answer, so that a send made after it sees the change.
-		a.deps.Directory.NotifyRoom(messages.DMKey(a.id, target.ID), &messages.FriendshipChanged{})
+	toTarget := messages.Frame("mutual_users", messages.FriendEvent{Type: event, User: messages.UserOf(me)}, "")
+	toMine := messages.Frame("mutual_users", messages.FriendEvent{Type: event, User: messages.UserOf(target), Origin: "self"}, "")
+	ok := fail(nil)
+	return func(ctx actor.Context) {
+		if changed {
+			// Before the answer, so that a send made after it sees the change.
+			a.deps.Directory.NotifyRoom(messages.DMKey(a.id, target.ID), &messages.FriendshipChanged{})
+		}
+		a.deps.Directory.SendToUser(target.ID, &messages.Deliver{Frame: toTarget})
+		a.deliver(ctx, toMine, op.Session)
+		ok(ctx)
 	}
-	a.deps.Directory.SendToUser(target.ID, &messages.Deliver{
-		Frame: messages.Frame("mutual_users", messages.FriendEvent{Type: event, User: messages.UserOf(me)}, ""),
-	})
-	a.deliver(ctx, messages.Frame("mutual_users",
-		messages.FriendEvent{Type: event, User: messages.UserOf(target), Origin: "self"}, ""), op.Session)
-	return nil
 }
 
-// setProfile stores the profile URL, answers the user object and shows it
-// to the user's online friends.
-func (a *Actor) setProfile(ctx actor.Context, m *messages.SetProfile) {
-	c, cancel := context.WithTimeout(context.Background(), a.deps.Timeout)
-	defer cancel()
+// setProfile stores the profile URL (off the actor) and returns what to do
+// then: answer the user object and show it to the user's online friends.
+func (a *Actor) setProfile(c context.Context, m *messages.SetProfile) func(actor.Context) {
 	u, err := a.deps.Store.SetProfile(c, a.id, m.Profile)
 	if err != nil {
-		a.reply(ctx, m.Session, m.Seq, m.Nonce, a.unavailable(err))
-		return
+		return answer(m.Session, m.Seq, m.Nonce, a.unavailable(err))
 	}
-	ctx.Send(m.Session, &messages.Reply{Seq: m.Seq, Frames: [][]byte{messages.Frame("user", messages.UserOf(u), m.Nonce)}})
+	reply := &messages.Reply{Seq: m.Seq, Frames: [][]byte{messages.Frame("user", messages.UserOf(u), m.Nonce)}}
 	friends, err := a.deps.Store.Friends(c, a.id)
 	if err != nil {
 		a.deps.Log.Warn().Err(err).Int64("user", a.id).Msg("user: profile change not shown to friends")
-		return
 	}
 	event := &messages.Deliver{Frame: messages.Frame("user", messages.UserOf(u), "")}
-	for _, f := range friends {
-		a.deps.Directory.SendToUser(f.ID, event)
+	return func(ctx actor.Context) {
+		ctx.Send(m.Session, reply)
+		for _, f := range friends {
+			a.deps.Directory.SendToUser(f.ID, event)
+		}
 	}
 }

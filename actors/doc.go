@@ -1,0 +1,47 @@
+// Package actors holds REWIND's actors, one package each: session (one per
+// connection), user (one per online user), room (one per active DM),
+// roomstate (loads the state rooms start from), writer (group commit),
+// directory (the one lookup of user and room actors) and mailer.
+//
+// Who owns which state: a session owns its connection's lifecycle, rate
+// limit and request queue; a user actor owns the set of its user's
+// sessions and runs the user's friend and profile operations one at a
+// time; a room owns what it loaded of its DM (members, friendship, room id)
+// and its writes in flight; the writer owns the queue of writes not yet
+// committed; the directory owns the maps from ids to live actors. State in
+// actors is a cache of the store, never the only copy.
+//
+// The route of one chat message: the gateway hands a frame to its session,
+// which validates it and sends a ChatWrite to the room (through the
+// directory). A cold room asks roomstate first, queueing what arrives
+// meanwhile. The room hands a Write to the writer, which commits it with
+// other rooms' writes and answers Written; the room then sends the event
+// and the echo to the author's user actor (which pushes the event to the
+// author's other sessions and the echo to the sender) and the event to the
+// other member's user actor.
+//
+// The rules, each with the test that guards it:
+//
+//   - No actor waits on I/O inside Receive: store calls run in goroutines
+//     that answer with a message, and the actor goes on with its mailbox
+//     meanwhile (TestStalledStoreHoldsOnlyItsCaller in server,
+//     TestRoomActivationHoldsOnlyItsRoom, TestFriendOpsDoNotHoldDeliveries,
+//     TestSessionReadsKeepOrderAndLetEventsThrough).
+//   - Answers go out in request order: a session handles one request at a
+//     time and queues the rest (TestSessionReadsKeepOrderAndLetEventsThrough,
+//     TestAnswersKeepRequestOrder in server).
+//   - Echo means stored: a room answers a write only after the writer's
+//     commit (TestRoomEchoesAfterCommit, TestWriterBatchesWhileCommitting).
+//   - A room's writes commit in the order it made them, though the writer
+//     runs several transactions at once (TestWriterKeepsRoomOrder).
+//   - The echo never overtakes an event: it travels with the events through
+//     the author's user actor (TestConcurrentSendersIntoOneDM in server).
+//   - Nothing is sent to a retired actor: the directory forgets an idle room
+//     before it sends it its last message (TestRoomRetiresWhenIdle,
+//     TestIdleRoomStopsAndRestarts in server).
+//   - An actor that fails stops and is forgotten; the next message starts a
+//     fresh one that loads its state again (supervision in the props the
+//     directory spawns with; TestRoomFailureIsReplaced,
+//     TestUserFailureIsReplaced). What the failed actor held is answered
+//     5000 if it was never handed on, 5001 if it may have been applied.
+package actors

@@ -1,0 +1,147 @@
+package session_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rewind-chat/rewind/actors/directory"
+	"github.com/rewind-chat/rewind/actors/session"
+	"github.com/rewind-chat/rewind/actors/user"
+	"github.com/rewind-chat/rewind/auth"
+	"github.com/rewind-chat/rewind/messages"
+	"github.com/rewind-chat/rewind/persistence"
+	"github.com/rewind-chat/rewind/persistence/sqlite"
+	"github.com/rewind-chat/rewind/persistence/storetest"
+)
+
+// conn is a fake connection: it records the frames a session sends.
+type conn struct {
+	mu     sync.Mutex
+	frames chan []byte
+	closed uint16
+}
+
+func (c *conn) Send(frame []byte) bool { c.frames <- frame; return true }
+
+func (c *conn) Close(code uint16, _ string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = code
+}
+
+func (c *conn) Abort(code uint16, reason string) { c.Close(code, reason) }
+
+func (c *conn) next(t *testing.T) map[string]any {
+	t.Helper()
+	select {
+	case f := <-c.frames:
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(f, &m), string(f))
+		return m
+	case <-time.After(5 * time.Second):
+		t.Fatal("no frame")
+		return nil
+	}
+}
+
+type fixture struct {
+	store *storetest.Gate
+	dir   *directory.Directory
+	root  *actor.RootContext
+	deps  *session.Deps
+	token string
+}
+
+func newFixture(t *testing.T) *fixture {
+	s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "rewind.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	require.NoError(t, s.Migrate(t.Context()))
+	u := persistence.User{ID: 1, Name: "user1", Email: "user1@example.test", PasswordHash: "x"}
+	require.NoError(t, s.CreateUser(t.Context(), u))
+	require.NoError(t, s.CreateUser(t.Context(), persistence.User{ID: 2, Name: "user2", Email: "user2@example.test", PasswordHash: "x"}))
+	gate := storetest.NewGate(s)
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return slog.New(slog.DiscardHandler)
+	}))
+	t.Cleanup(system.Shutdown)
+	tokens := auth.NewTokens([]byte("0123456789abcdef0123456789abcdef"), time.Hour, gate, time.Now)
+	token, err := tokens.Issue(u)
+	require.NoError(t, err)
+	f := &fixture{store: gate, root: system.Root, token: token}
+	userDeps := &user.Deps{Store: gate, Now: time.Now, Timeout: 5 * time.Second, Log: zerolog.Nop()}
+	f.dir = directory.New(f.root, directory.Config{
+		User: func(id int64) actor.Producer { return func() actor.Actor { return user.New(id, userDeps) } },
+	})
+	userDeps.Directory = f.dir
+	f.deps = &session.Deps{
+		Config: session.Config{
+			HeartbeatInterval: time.Minute, HeartbeatGrace: time.Minute, Location: time.UTC,
+			RequestTimeout: 10 * time.Second, StoreTimeout: 10 * time.Second,
+		},
+		Store: gate, Tokens: tokens, Directory: f.dir, Log: zerolog.Nop(),
+	}
+	return f
+}
+
+func (f *fixture) start() (*session.Peer, *conn) {
+	c := &conn{frames: make(chan []byte, 256)}
+	return session.Start(session.NewRoot(f.root.ActorSystem()), c, 2, f.deps), c
+}
+
+func text(typ string, payload any, nonce string) []byte {
+	b, _ := json.Marshal(map[string]any{"type": typ, "payload": payload, "nonce": nonce})
+	return b
+}
+
+// The session's reads run off the actor: while its auth or its history
+// read waits in the store, the requests behind it wait their turn (answers
+// stay in request order) but events pushed to it go out at once.
+func TestSessionReadsKeepOrderAndLetEventsThrough(t *testing.T) {
+	f := newFixture(t)
+	peer, c := f.start()
+	peer.Text(text("heartbeat", 1, "h1"))
+	require.Equal(t, "h1", c.next(t)["nonce"])
+
+	f.store.Hold("FriendLists")
+	peer.Text(text("auth", map[string]string{"auth": f.token}, "a"))
+	peer.Text(text("heartbeat", 2, "h2"))
+	require.True(t, f.store.AwaitWaiting("FriendLists", 1, 5*time.Second))
+	select {
+	case fr := <-c.frames:
+		t.Fatalf("answered out of order while auth waits: %s", fr)
+	case <-time.After(50 * time.Millisecond):
+	}
+	f.store.Release("FriendLists")
+	require.Equal(t, "auth", c.next(t)["type"])
+	require.Equal(t, "h2", c.next(t)["nonce"])
+
+	f.store.Hold("History")
+	// The DM has no room yet, so hold the room's read by making one.
+	_, err := f.store.RequestFriend(t.Context(), 1, 2, time.Now())
+	require.NoError(t, err)
+	require.NoError(t, f.store.AcceptFriend(t.Context(), 2, 1, time.Now()))
+	_, err = f.store.OpenDMs(t.Context(), []persistence.DMOpen{{Low: 1, High: 2, NewID: 77}})
+	require.NoError(t, err)
+	peer.Text(text("load", map[string]any{"type": "chat", "load_id": "3"}, "l"))
+	peer.Text(text("heartbeat", 3, "h3"))
+	require.True(t, f.store.AwaitWaiting("History", 1, 5*time.Second))
+	for i := range 5 {
+		f.dir.SendToUser(1, &messages.Deliver{Frame: fmt.Appendf(nil, `{"type":"event","payload":%d}`, i)})
+		require.Equal(t, "event", c.next(t)["type"], "an event waited for the session's read")
+	}
+	f.store.Release("History")
+	end := c.next(t)
+	require.Equal(t, "load", end["type"])
+	require.Equal(t, "l", end["nonce"])
+	require.Equal(t, "h3", c.next(t)["nonce"])
+}
