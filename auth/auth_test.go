@@ -3,6 +3,7 @@ package auth_test
 import (
 	"context"
 	"encoding/base64"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -98,6 +99,9 @@ func TestTokens(t *testing.T) {
 		{"other secret", forged, auth.ErrTokenSignature},
 		{"tampered claims", tampered, auth.ErrTokenSignature},
 		{"bad signature encoding", parts[0] + "." + parts[1] + ".%%%", auth.ErrTokenSignature},
+		{"signature with a line feed", parts[0] + "." + parts[1] + "." + parts[2][:10] + "\n" + parts[2][10:], auth.ErrTokenSignature},
+		{"signature with a carriage return", parts[0] + "." + parts[1] + "." + parts[2][:10] + "\r" + parts[2][10:], auth.ErrTokenSignature},
+		{"signature padded", token + "=", auth.ErrTokenSignature},
 		{"user gone", ghost, auth.ErrTokenPayload},
 	}
 	for _, c := range cases {
@@ -106,6 +110,24 @@ func TestTokens(t *testing.T) {
 			require.ErrorIs(t, err, c.want)
 		})
 	}
+
+	// 32 bytes are 43 characters whose last one carries 4 bits: three other
+	// characters spell the same bytes to a lenient decoder.
+	sig := parts[2]
+	others := 0
+	for _, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" {
+		variant := sig[:len(sig)-1] + string(c)
+		if variant == sig {
+			continue
+		}
+		if b, err := base64.RawURLEncoding.DecodeString(variant); err != nil || string(b) != string(mustDecode(t, sig)) {
+			continue
+		}
+		others++
+		_, err := tokens.Resolve(ctx, parts[0]+"."+parts[1]+"."+variant)
+		require.ErrorIs(t, err, auth.ErrTokenSignature, "other spelling %q", variant)
+	}
+	require.Equal(t, 3, others)
 
 	t.Run("expired", func(t *testing.T) {
 		later := auth.NewTokens(secret, time.Hour, store, func() time.Time { return now.Add(time.Hour) })
@@ -118,6 +140,32 @@ func TestTokens(t *testing.T) {
 		_, err = tokens.Resolve(ctx, token)
 		require.ErrorIs(t, err, auth.ErrTokenExpired)
 	})
+}
+
+func mustDecode(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	require.NoError(t, err)
+	return b
+}
+
+func TestReadSecretFile(t *testing.T) {
+	dir := t.TempDir()
+	secret := strings.Repeat("f", 40)
+	for name, content := range map[string]string{"plain": secret, "lf": secret + "\n", "crlf": secret + "\r\n"} {
+		path := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(path, []byte(content), 0o600))
+		got, err := auth.ReadSecretFile(path)
+		require.NoError(t, err, name)
+		require.Equal(t, secret, got, name)
+	}
+	short := filepath.Join(dir, "short")
+	require.NoError(t, os.WriteFile(short, []byte("tiny-secret\n"), 0o600))
+	_, err := auth.ReadSecretFile(short)
+	require.ErrorContains(t, err, "at least 32 bytes")
+	require.NotContains(t, err.Error(), "tiny-secret")
+	_, err = auth.ReadSecretFile(filepath.Join(dir, "missing"))
+	require.ErrorIs(t, err, os.ErrNotExist)
 }
 
 func TestTokenSecretIsGeneratedOnceAndKept(t *testing.T) {
@@ -156,6 +204,13 @@ func TestCheckRegistration(t *testing.T) {
 		{"al", "a@b.c"},
 		{"Ärger_2.0-x", "first.last+tag@example.co.kr"},
 		{"김철수", "kim@example.test"},
+		{"ＡＬＩＣＥ", "wide@example.test"},
+		{"алиса", "alisa@example.test"},
+		{"σας", "sigma@example.test"},
+		{"山田たろう", "yamada@example.test"},
+		{"ヤマダ太郎", "taro@example.test"},
+		{"김哲洙", "kim2@example.test"},
+		{"たろう_2", "taro2@example.test"},
 		{strings.Repeat("n", 32), "x@example.test"},
 	}
 	for _, c := range ok {
@@ -175,6 +230,17 @@ func TestCheckRegistration(t *testing.T) {
 		{"al", "x@", "password1", "email is not a valid address."},
 		{"al", "x@example.test", "", "password is not provided."},
 		{"al", "x@example.test", "short", "password must be 8 to 256 bytes long."},
+		{"\u0430lice", "x@example.test", "password1", "name mixes scripts."},
+		{"alice山", "x@example.test", "password1", "name mixes scripts."},
+		{"김alice", "x@example.test", "password1", "name mixes scripts."},
+		{"たろう김", "x@example.test", "password1", "name mixes scripts."},
+		{"Ωmega", "x@example.test", "password1", "name mixes scripts."},
+		{"\u01c5emal", "x@example.test", "password1", "name must be"}, // titlecase digraph: PRECIS refuses it
+		{"1שלום", "x@example.test", "password1", "name must be"},      // breaks the Bidi Rule
+		{"al\x00", "x@example.test", "password1", "name must be valid UTF-8 without U+0000."},
+		{"al\xff", "x@example.test", "password1", "name must be valid UTF-8 without U+0000."},
+		{"al", "x\x00@example.test", "password1", "email must be valid UTF-8 without U+0000."},
+		{"al", "x@example.test", "password\x00", "password must be valid UTF-8 without U+0000."},
 	}
 	for _, c := range bad {
 		_, err := auth.CheckRegistration(c.name, c.email, c.password)

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -131,7 +132,7 @@ func (t *Tokens) verify(token string) (claims, error) {
 	if dot < 0 || strings.Count(token, ".") != 2 {
 		return c, ErrTokenPayload
 	}
-	sig, err := base64.RawURLEncoding.DecodeString(token[dot+1:])
+	sig, err := decodeStrict(token[dot+1:])
 	if err != nil || !hmac.Equal(sig, t.sign(token[:dot])) {
 		return c, ErrTokenSignature
 	}
@@ -139,7 +140,7 @@ func (t *Tokens) verify(token string) (claims, error) {
 	if header != jwtHeader {
 		return c, ErrTokenPayload
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(payload)
+	raw, err := decodeStrict(payload)
 	if err != nil || json.Unmarshal(raw, &c) != nil || c.Sub == "" || c.Exp == 0 {
 		return c, ErrTokenPayload
 	}
@@ -147,6 +148,20 @@ func (t *Tokens) verify(token string) (claims, error) {
 		return c, ErrTokenExpired
 	}
 	return c, nil
+}
+
+// strictBase64 is base64url without padding that refuses the other
+// spellings of the same bytes (non-zero bits after the last byte).
+var strictBase64 = base64.RawURLEncoding.Strict()
+
+// decodeStrict decodes s as strictBase64. The decoder skips '\r' and '\n'
+// even when strict, so these are refused here: a token has exactly one
+// spelling.
+func decodeStrict(s string) ([]byte, error) {
+	if strings.ContainsAny(s, "\r\n") {
+		return nil, errors.New("auth: line break in base64")
+	}
+	return strictBase64.DecodeString(s)
 }
 
 // VerificationKeys makes the keys of e-mail verification links. The key
@@ -174,6 +189,23 @@ func (v *VerificationKeys) Hash(key string) []byte {
 	m := hmac.New(sha256.New, v.key)
 	m.Write([]byte(key))
 	return m.Sum(nil)
+}
+
+// ReadSecretFile reads the token secret from the file at path
+// (REWIND_TOKEN_SECRET_FILE), without one trailing line break: at least
+// MinSecretLen bytes. Its errors never hold the secret.
+func ReadSecretFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	s := string(b)
+	s, _ = strings.CutSuffix(s, "\n")
+	s, _ = strings.CutSuffix(s, "\r")
+	if len(s) < MinSecretLen {
+		return "", fmt.Errorf("the secret in %s must be at least %d bytes", path, MinSecretLen)
+	}
+	return s, nil
 }
 
 // Secret returns the token secret: configured when set (at least

@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"math"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -14,10 +16,13 @@ import (
 var (
 	// ErrNotFound: the row asked for does not exist (or has expired).
 	ErrNotFound = errors.New("persistence: not found")
-	// ErrNameTaken: a user already has this name, without regard to case.
+	// ErrNameTaken: a user already has this name, as NameKey compares.
 	ErrNameTaken = errors.New("persistence: name taken")
 	// ErrEmailTaken: a user already has this email, without regard to case.
 	ErrEmailTaken = errors.New("persistence: email taken")
+	// ErrTooManyMails: the email address had its MailQuota of
+	// verification mails; nothing was stored.
+	ErrTooManyMails = errors.New("persistence: too many verification mails")
 )
 
 // User is a verified account.
@@ -44,10 +49,41 @@ type PendingRegistration struct {
 	CreatedAt    time.Time
 }
 
+// MailQuota bounds the verification mails one email address receives: at
+// most Max within any Window. Each PutPendingRegistration is one mail. A
+// zero Max means no bound.
+type MailQuota struct {
+	Max    int
+	Window time.Duration
+}
+
+// Admit reads record (the times of an address's recent mails, as stores
+// keep them: unix microseconds, comma-separated), drops the times at or
+// before now less the window, and reports whether a mail at now is within
+// the quota; if it is, the record returned includes it.
+func (q MailQuota) Admit(record string, now time.Time) (string, bool) {
+	if q.Max <= 0 {
+		return "", true
+	}
+	since := now.Add(-q.Window).UnixMicro()
+	var kept []string
+	for _, f := range strings.Split(record, ",") {
+		us, err := strconv.ParseInt(f, 10, 64)
+		if err == nil && us > since {
+			kept = append(kept, f)
+		}
+	}
+	if len(kept) >= q.Max {
+		return record, false
+	}
+	return strings.Join(append(kept, strconv.FormatInt(now.UnixMicro(), 10)), ","), true
+}
+
 // Store is what the server keeps. Every method is safe for concurrent use.
-// Names and emails are compared as Fold gives them (Go's Unicode lower
-// case), identically in every implementation. Where both a name and an
-// email are taken, ErrEmailTaken wins. A zero CreatedAt is stored as now.
+// Names are compared as NameKey gives them (PRECIS, then full case
+// folding) and emails as Fold gives them (Go's Unicode lower case),
+// identically in every implementation. Where both a name and an email are
+// taken, ErrEmailTaken wins. A zero CreatedAt is stored as now.
 type Store interface {
 	// Migrate applies the embedded migrations that are not applied yet.
 	Migrate(ctx context.Context) error
@@ -65,10 +101,14 @@ type Store interface {
 	// returns the new value, revoking every token issued before.
 	BumpTokenGeneration(ctx context.Context, userID int64) (int64, error)
 
-	// PutPendingRegistration stores p, replacing every pending registration
-	// with the same name or the same email. ErrEmailTaken or ErrNameTaken
-	// when a verified user already holds either.
-	PutPendingRegistration(ctx context.Context, p PendingRegistration) error
+	// PutPendingRegistration stores p, replacing the pending registration
+	// with the same email, whose key stops working. A pending registration
+	// reserves nothing: several with one name may wait, the first verified
+	// takes it, and the others then fail with ErrNameTaken. ErrEmailTaken or
+	// ErrNameTaken when a verified user already holds either;
+	// ErrTooManyMails, storing nothing, when quota is spent for the email
+	// address at p.CreatedAt.
+	PutPendingRegistration(ctx context.Context, p PendingRegistration, quota MailQuota) error
 	// VerifyRegistration turns the pending registration with keyHash that
 	// has not expired at now into a user with id userID, in one
 	// transaction, and deletes the pending row: a key works once.

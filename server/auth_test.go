@@ -159,12 +159,14 @@ func TestReRegistrationReplacesPending(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, "david", u.Name)
 
-		// Same name, other email, replaces too.
+		// Same name, other email, replaces nothing: the first verified
+		// takes the name, the other link then answers 409
+		// (TestPendingRegistrationReservesNothing).
 		n.register("erin", "erin1@example.test", "password1")
 		old := n.mailedLink("erin1@example.test")
 		n.register("ERIN", "erin2@example.test", "password1")
 		require.Equal(t, http.StatusCreated, n.get(n.mailedLink("erin2@example.test"), "").Status)
-		require.Equal(t, http.StatusNotFound, n.get(old, "").Status)
+		require.Equal(t, http.StatusConflict, n.get(old, "").Status)
 	})
 }
 

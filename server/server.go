@@ -29,6 +29,7 @@ import (
 	"github.com/rewind-chat/rewind/actors/writer"
 	"github.com/rewind-chat/rewind/auth"
 	"github.com/rewind-chat/rewind/messages"
+	"github.com/rewind-chat/rewind/net/clientaddr"
 	"github.com/rewind-chat/rewind/net/gateway"
 	"github.com/rewind-chat/rewind/net/httpapi"
 	"github.com/rewind-chat/rewind/persistence"
@@ -58,6 +59,14 @@ type Config struct {
 	// AuthRatePerMinute caps register and login per client IP; default 30,
 	// negative turns it off.
 	AuthRatePerMinute int
+	// TrustedProxies (REWIND_TRUSTED_PROXIES) are the reverse proxies whose
+	// X-Forwarded-For names the client of the per-address limits; none by
+	// default (the header is ignored).
+	TrustedProxies clientaddr.Proxies
+	// HTTPLimits of protocol.md §1 "Registration hardening" (body
+	// deadline, password-hashing slots, failed logins per account, mails
+	// per address); zero values take the defaults.
+	HTTPLimits httpapi.Limits
 	// Password hashing cost; default auth.OWASPParams.
 	Password auth.PasswordParams
 	// DebugAddr, when set, serves net/http/pprof there (keep it on a
@@ -186,6 +195,9 @@ func (s *Server) start(ctx context.Context, ids *snowflake.Node) error {
 	if err != nil {
 		return err
 	}
+	if s.cfg.TokenSecret == "" {
+		s.log.Warn().Msg("the token secret is kept in the database: a copy of the database is enough to forge tokens; set REWIND_TOKEN_SECRET or REWIND_TOKEN_SECRET_FILE")
+	}
 	// protoactor logs through slog; send its warnings and errors to ours.
 	actorLog := s.log.Level(max(s.log.GetLevel(), zerolog.WarnLevel)).With().Str("component", "actor").Logger()
 	s.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
@@ -214,6 +226,8 @@ func (s *Server) start(ctx context.Context, ids *snowflake.Node) error {
 		NewID:             func() int64 { return ids.Generate().Int64() },
 		PublicURL:         s.cfg.PublicURL,
 		AuthRatePerMinute: s.cfg.AuthRatePerMinute,
+		TrustedProxies:    s.cfg.TrustedProxies,
+		Limits:            s.cfg.HTTPLimits,
 		Password:          s.cfg.Password,
 		Registry:          reg,
 		Logger:            &s.log,

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rewind-chat/rewind/actors/mailer"
 	"github.com/rewind-chat/rewind/auth"
+	"github.com/rewind-chat/rewind/net/clientaddr"
 	"github.com/rewind-chat/rewind/server"
 )
 
@@ -96,8 +97,11 @@ func serveSettings() *settings {
 	s.add("REWIND_PUBLIC_URL", "", "URL clients reach this server at, for verification links (default http://localhost:<port>)")
 	s.add("REWIND_DATABASE_URL", "sqlite:rewind.db", "postgres://… or sqlite:<path>")
 	s.add("REWIND_TOKEN_SECRET", "", "token signing secret, at least 32 bytes (default: generated once, kept in the database)")
+	s.add("REWIND_TOKEN_SECRET_FILE", "", "file holding the token signing secret (one trailing line break ignored), instead of REWIND_TOKEN_SECRET")
+	s.add("REWIND_TRUSTED_PROXIES", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client; empty: the header is ignored")
 	s.add("REWIND_TOKEN_TTL", "720h", "token lifetime")
 	s.add("REWIND_NODE_ID", "0", "snowflake node id, 0..1023, unique per node")
+	s.add("REWIND_WRITE_TRANSACTIONS", "1", "group-commit transactions in flight at once, 1..64 (more can help a distant database)")
 	s.add("REWIND_AUTH_RATE", "30", "register and login requests per minute per client IP, each; 0 turns the limit off")
 	s.add("REWIND_SMTP_HOST", "", "SMTP server; empty writes verification links to the log instead")
 	s.add("REWIND_SMTP_PORT", "0", "SMTP port (default 465 implicit TLS, 587 starttls, 25 none)")
@@ -138,7 +142,21 @@ func serveConfig(s *settings) (server.Config, error) {
 	if c.TokenSecret != "" && len(c.TokenSecret) < auth.MinSecretLen {
 		check(s.invalid("REWIND_TOKEN_SECRET", fmt.Errorf("must be at least %d bytes", auth.MinSecretLen)))
 	}
+	if file := s.get("REWIND_TOKEN_SECRET_FILE"); file != "" {
+		secret, err := auth.ReadSecretFile(file)
+		if err == nil && c.TokenSecret != "" {
+			err = errors.New("set REWIND_TOKEN_SECRET or REWIND_TOKEN_SECRET_FILE, not both")
+		}
+		if err != nil {
+			check(s.invalid("REWIND_TOKEN_SECRET_FILE", err))
+		}
+		c.TokenSecret = secret
+	}
 	var err error
+	c.TrustedProxies, err = clientaddr.ParseProxies(s.get("REWIND_TRUSTED_PROXIES"))
+	if err != nil {
+		check(s.invalid("REWIND_TRUSTED_PROXIES", err))
+	}
 	c.TokenTTL, err = s.duration("REWIND_TOKEN_TTL")
 	check(err)
 	c.NodeID, err = s.integer("REWIND_NODE_ID", 0, 1023)

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -111,4 +113,47 @@ func TestSettingsFromEnvironmentAndFlags(t *testing.T) {
 	cfg, err = serveConfig(s)
 	require.NoError(t, err)
 	require.Equal(t, "new@example.test", cfg.Mail.Username, "REWIND_SMTP_USERNAME wins over MAIL_ADDRESS")
+}
+
+func TestTokenSecretFileAndTrustedProxiesSettings(t *testing.T) {
+	dir := t.TempDir()
+	secret := strings.Repeat("s", 24) + "-from-a-file-secret"
+	good := filepath.Join(dir, "secret")
+	require.NoError(t, os.WriteFile(good, []byte(secret+"\n"), 0o600))
+	short := filepath.Join(dir, "short")
+	require.NoError(t, os.WriteFile(short, []byte("tiny-file-secret\n"), 0o600))
+
+	t.Setenv("REWIND_TOKEN_SECRET_FILE", good)
+	t.Setenv("REWIND_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.0.1")
+	s := serveSettings()
+	require.NoError(t, parse(s, nil, io.Discard))
+	cfg, err := serveConfig(s)
+	require.NoError(t, err)
+	require.Equal(t, secret, cfg.TokenSecret, "read from the file, without its line break")
+	require.Equal(t, "[10.0.0.0/8 192.168.0.1/32]", fmt.Sprint(cfg.TrustedProxies))
+
+	db := "sqlite:" + filepath.Join(dir, "rewind.db")
+	for _, c := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"missing secret file", map[string]string{"REWIND_TOKEN_SECRET_FILE": filepath.Join(dir, "none")}, "invalid REWIND_TOKEN_SECRET_FILE"},
+		{"short secret file", map[string]string{"REWIND_TOKEN_SECRET_FILE": short}, "at least 32 bytes"},
+		{"secret and secret file", map[string]string{"REWIND_TOKEN_SECRET": strings.Repeat("e", 32)}, "not both"},
+		{"bad trusted proxies", map[string]string{"REWIND_TRUSTED_PROXIES": "10.0.0.0/8,proxy.local"}, "invalid REWIND_TRUSTED_PROXIES"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			env := map[string]string{"REWIND_DATABASE_URL": db, "REWIND_ADDR": "127.0.0.1:0", "REWIND_TRUSTED_PROXIES": ""}
+			for k, v := range c.env {
+				env[k] = v
+			}
+			code, _, stderr := runCmd(t, env)
+			require.Equal(t, exitUsage, code, stderr)
+			require.Contains(t, stderr, c.want)
+			require.NotContains(t, stderr, "tiny-file-secret")
+			require.NotContains(t, stderr, secret)
+			require.Equal(t, 1, strings.Count(strings.TrimSpace(stderr), "\n")+1, "one line: %q", stderr)
+		})
+	}
 }

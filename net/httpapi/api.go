@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/rewind-chat/rewind/auth"
+	"github.com/rewind-chat/rewind/net/clientaddr"
 	"github.com/rewind-chat/rewind/persistence"
 )
 
@@ -53,6 +54,59 @@ type Config struct {
 	// OnLogout runs after a logout revoked userID's tokens, to close the
 	// user's open sessions; optional.
 	OnLogout func(userID int64)
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client that the per-IP limits count; none by default.
+	TrustedProxies clientaddr.Proxies
+	// Limits of protocol.md §1 "Registration hardening".
+	Limits Limits
+}
+
+// Limits bound what one client can make the API do. Zero values take the
+// defaults of protocol.md §1; a negative count turns that limit off.
+type Limits struct {
+	// BodyTimeout: a request body must arrive within it, or the answer is
+	// 408; default 10 s.
+	BodyTimeout time.Duration
+	// HashConcurrency: password hashes (argon2id) that run at once;
+	// default one per core (GOMAXPROCS).
+	HashConcurrency int
+	// HashWait: how long a request waits to start hashing before it is
+	// answered 503 "server busy."; default 5 s.
+	HashWait time.Duration
+	// LoginFailures per account (email) within LoginWindow, past which
+	// login answers 429 "too many attempts."; default 10 per 15 minutes.
+	LoginFailures int
+	LoginWindow   time.Duration
+	// MailsPerAddress: verification mails per email address within
+	// MailWindow, past which registration answers 429 "too many
+	// requests." and queues nothing; default 3 per hour.
+	MailsPerAddress int
+	MailWindow      time.Duration
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.BodyTimeout <= 0 {
+		l.BodyTimeout = 10 * time.Second
+	}
+	if l.HashConcurrency <= 0 {
+		l.HashConcurrency = runtime.GOMAXPROCS(0)
+	}
+	if l.HashWait <= 0 {
+		l.HashWait = 5 * time.Second
+	}
+	if l.LoginFailures == 0 {
+		l.LoginFailures = 10
+	}
+	if l.LoginWindow <= 0 {
+		l.LoginWindow = 15 * time.Minute
+	}
+	if l.MailsPerAddress == 0 {
+		l.MailsPerAddress = 3
+	}
+	if l.MailWindow <= 0 {
+		l.MailWindow = time.Hour
+	}
+	return l
 }
 
 // API is the HTTP handler of protocol.md §1.
@@ -62,7 +116,10 @@ type API struct {
 	metrics  *metrics
 	register *ipLimiter
 	login    *ipLimiter
-	// hashing bounds concurrent argon2id work: each hash holds 19 MiB.
+	// failures counts failed logins per account.
+	failures *failureLimiter
+	// hashing bounds concurrent argon2id work: each hash holds a core and
+	// 19 MiB.
 	hashing chan struct{}
 	// dummyHash makes a login for an unknown email cost what a wrong
 	// password costs, so timing does not tell which emails exist.
@@ -94,6 +151,7 @@ func New(cfg Config) (*API, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	cfg.Limits = cfg.Limits.withDefaults()
 	log := zerolog.Nop()
 	if cfg.Logger != nil {
 		log = *cfg.Logger
@@ -108,7 +166,8 @@ func New(cfg Config) (*API, error) {
 		metrics:   newMetrics(cfg.Registry),
 		register:  newIPLimiter(cfg.AuthRatePerMinute),
 		login:     newIPLimiter(cfg.AuthRatePerMinute),
-		hashing:   make(chan struct{}, runtime.GOMAXPROCS(0)),
+		failures:  newFailureLimiter(cfg.Limits.LoginFailures, cfg.Limits.LoginWindow),
+		hashing:   make(chan struct{}, cfg.Limits.HashConcurrency),
 		dummyHash: dummy,
 		log:       log,
 	}
@@ -156,28 +215,58 @@ func (a *API) handleReady(w http.ResponseWriter, r *http.Request) {
 	writeInfo(w, http.StatusOK, "ready")
 }
 
-// hashPassword runs argon2id within the concurrency bound.
-func (a *API) hashPassword(ctx context.Context, password string) (string, error) {
+// errBusy: no hashing slot freed within Limits.HashWait.
+var errBusy = errors.New("httpapi: password hashing busy")
+
+// startHashing takes a hashing slot, waiting at most Limits.HashWait; the
+// caller runs done when its hash is computed.
+func (a *API) startHashing(ctx context.Context) (done func(), err error) {
+	release := func() { <-a.hashing }
 	select {
 	case a.hashing <- struct{}{}:
-	case <-ctx.Done():
-		return "", ctx.Err()
+		return release, nil
+	default:
 	}
-	defer func() { <-a.hashing }()
+	t := time.NewTimer(a.cfg.Limits.HashWait)
+	defer t.Stop()
+	select {
+	case a.hashing <- struct{}{}:
+		return release, nil
+	case <-t.C:
+		a.metrics.hashBusy.Inc()
+		return nil, errBusy
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// hashPassword runs argon2id within the concurrency bound.
+func (a *API) hashPassword(ctx context.Context, password string) (string, error) {
+	done, err := a.startHashing(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer done()
 	return auth.HashPassword(password, a.cfg.Password)
 }
 
 func (a *API) checkPassword(ctx context.Context, password, hash string) (bool, error) {
-	select {
-	case a.hashing <- struct{}{}:
-	case <-ctx.Done():
-		return false, ctx.Err()
+	done, err := a.startHashing(ctx)
+	if err != nil {
+		return false, err
 	}
-	defer func() { <-a.hashing }()
+	defer done()
 	return auth.CheckPassword(password, hash)
 }
 
+// unexpected answers a request that failed on the server's side: 503
+// "server busy." when hashing had no slot, else 500.
 func (a *API) unexpected(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, errBusy) {
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, msgBusy)
+		return
+	}
 	logFailure(r, err)
 	writeError(w, http.StatusInternalServerError, msgUnexpected)
 }

@@ -13,11 +13,11 @@ import (
 )
 
 func (a *API) handleRegister(w http.ResponseWriter, r *http.Request) {
-	if !a.register.allow(r, a.cfg.Now()) {
+	if !a.register.allow(a.cfg.TrustedProxies.Key(r), a.cfg.Now()) {
 		writeError(w, http.StatusTooManyRequests, msgTooManyReqs)
 		return
 	}
-	f, err := fields(w, r, a.cfg.MaxBodyBytes)
+	f, err := a.fields(w, r, "name", "email", "password")
 	if err != nil {
 		writeBodyError(w, err)
 		return
@@ -41,10 +41,14 @@ func (a *API) handleRegister(w http.ResponseWriter, r *http.Request) {
 	err = a.cfg.Store.PutPendingRegistration(r.Context(), persistence.PendingRegistration{
 		KeyHash: keyHash, Name: reg.Name, Email: reg.Email, PasswordHash: hash,
 		ExpiresAt: now.Add(a.cfg.RegistrationTTL), CreatedAt: now,
-	})
+	}, persistence.MailQuota{Max: a.cfg.Limits.MailsPerAddress, Window: a.cfg.Limits.MailWindow})
 	switch {
 	case errors.Is(err, persistence.ErrEmailTaken), errors.Is(err, persistence.ErrNameTaken):
 		writeError(w, http.StatusBadRequest, takenMessage(err))
+		return
+	case errors.Is(err, persistence.ErrTooManyMails):
+		a.metrics.mailsRefused.Inc()
+		writeError(w, http.StatusTooManyRequests, msgTooManyReqs)
 		return
 	case err != nil:
 		a.unexpected(w, r, err)
@@ -83,12 +87,12 @@ func (a *API) handleVerify(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) handleLogin(w http.ResponseWriter, r *http.Request) {
-	if !a.login.allow(r, a.cfg.Now()) {
+	if !a.login.allow(a.cfg.TrustedProxies.Key(r), a.cfg.Now()) {
 		a.metrics.logins.WithLabelValues("rate_limited").Inc()
 		writeError(w, http.StatusTooManyRequests, msgTooManyLogins)
 		return
 	}
-	f, err := fields(w, r, a.cfg.MaxBodyBytes)
+	f, err := a.fields(w, r, "email", "password")
 	if err != nil {
 		writeBodyError(w, err)
 		return
@@ -98,17 +102,27 @@ func (a *API) handleLogin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, msgLoginMissing)
 		return
 	}
+	// Counted per account whether or not it exists, so that the limit
+	// does not tell which emails have one.
+	try, ok := a.failures.begin(persistence.Fold(email), a.cfg.Now())
+	if !ok {
+		a.metrics.logins.WithLabelValues("account_limited").Inc()
+		writeError(w, http.StatusTooManyRequests, msgTooManyLogins)
+		return
+	}
 	u, err := a.cfg.Store.UserByEmail(r.Context(), email)
 	hash := u.PasswordHash
 	switch {
 	case errors.Is(err, persistence.ErrNotFound):
 		hash = a.dummyHash
 	case err != nil:
+		try.undecided()
 		a.unexpected(w, r, err)
 		return
 	}
-	ok, err := a.checkPassword(r.Context(), password, hash)
+	ok, err = a.checkPassword(r.Context(), password, hash)
 	if err != nil {
+		try.undecided()
 		a.unexpected(w, r, err)
 		return
 	}
@@ -117,6 +131,7 @@ func (a *API) handleLogin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, msgLoginWrong)
 		return
 	}
+	try.succeeded()
 	token, err := a.cfg.Tokens.Issue(u)
 	if err != nil {
 		a.unexpected(w, r, err)

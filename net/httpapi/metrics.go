@@ -8,6 +8,8 @@ type metrics struct {
 	registrations prometheus.Counter
 	verified      prometheus.Counter
 	logins        *prometheus.CounterVec
+	hashBusy      prometheus.Counter
+	mailsRefused  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -28,7 +30,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rewind_logins_total", Help: "Login attempts by result.",
 		}, []string{"result"}),
+		hashBusy: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rewind_password_hashing_busy_total", Help: "Requests answered 503 because no password-hashing slot freed in time.",
+		}),
+		mailsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rewind_registration_mails_refused_total", Help: "Registrations refused because their email address had its quota of verification mails.",
+		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.registrations, m.verified, m.logins)
+	reg.MustRegister(m.requests, m.duration, m.registrations, m.verified, m.logins, m.hashBusy, m.mailsRefused)
 	return m
 }

@@ -38,6 +38,15 @@ func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 // ServeHTTP routes r and writes one log line and the metrics for it.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	if r.ContentLength != 0 { // a body is announced (-1: chunked)
+		// Before it answers, net/http reads what the handler left of the
+		// body (up to 256 KiB, to reuse the connection), however slowly
+		// it comes. A handler that takes no body must answer at once:
+		// with the deadline passed, that read ends at once and the
+		// connection is closed after the answer instead. The handlers
+		// that read a body move the deadline first (fields).
+		_ = http.NewResponseController(w).SetReadDeadline(start)
+	}
 	id := requestID(r.Header.Get("X-Request-Id"))
 	w.Header().Set("X-Request-Id", id)
 	log := a.log.With().Str("request_id", id).Logger()
@@ -53,30 +62,33 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				writeError(sw, http.StatusInternalServerError, msgUnexpected)
 			}
 		}
-		route := r.Pattern
-		if route == "" || route == "/" {
-			route = "other"
-		}
+		route := routeOf(r)
 		elapsed := time.Since(start)
 		a.metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(sw.status)).Inc()
 		a.metrics.duration.WithLabelValues(route).Observe(elapsed.Seconds())
-		log.Info().Str("method", r.Method).Str("path", logPath(r)).Int("status", sw.status).
-			Int("bytes", sw.bytes).Dur("duration_ms", elapsed).Str("remote", r.RemoteAddr).Msg("http request")
+		ev := log.Info().Str("method", r.Method).Str("path", route).Int("status", sw.status).
+			Int("bytes", sw.bytes).Dur("duration_ms", elapsed).Str("remote", r.RemoteAddr)
+		if len(a.cfg.TrustedProxies) > 0 {
+			ev = ev.Str("client", a.cfg.TrustedProxies.Key(r))
+		}
+		ev.Msg("http request")
 	}()
 	a.mux.ServeHTTP(sw, r)
 }
 
-// logPath is the request path with secrets left out: a verification link
-// logs as its route pattern, never with its key.
-func logPath(r *http.Request) string {
-	if strings.Contains(r.Pattern, "{key}") {
-		_, pattern, _ := strings.Cut(r.Pattern, " ")
-		if pattern == "" {
-			pattern = r.Pattern
-		}
-		return pattern
+// routeOf is the route pattern that served r, without its method: what the
+// log and the metrics name a request by. Never the path itself, which may
+// hold a verification key (also when it is malformed and matches no
+// route); "other" for a request that no route took.
+func routeOf(r *http.Request) string {
+	pattern := r.Pattern
+	if _, p, ok := strings.Cut(pattern, " "); ok {
+		pattern = p
 	}
-	return r.URL.Path
+	if pattern == "" || pattern == "/" {
+		return "other"
+	}
+	return pattern
 }
 
 // requestID keeps a caller's id when it is short and plain, else makes one.

@@ -7,6 +7,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strings"
 	"time"
 
@@ -64,12 +65,24 @@ const migrateLock int64 = 0x726577696e64
 // Migrate applies the embedded migrations not yet in schema_migrations, each
 // in its own transaction that first takes migrateLock: a second process
 // migrating at the same time waits, then finds the migration recorded.
-func (s *Store) Migrate(ctx context.Context) error {
+func (s *Store) Migrate(ctx context.Context) error { return s.migrate(ctx, 0) }
+
+// goSteps are the parts of migrations that SQL cannot do, by version: each
+// runs after that version's file, in its transaction.
+var goSteps = map[int]func(ctx context.Context, tx pgx.Tx) error{
+	3: rekeyNames,
+}
+
+// migrate applies the migrations up to version upTo (0: all of them).
+func (s *Store) migrate(ctx context.Context, upTo int) error {
 	ms, err := persistence.ReadMigrations(migrations, "migrations")
 	if err != nil {
 		return err
 	}
 	for _, m := range ms {
+		if upTo > 0 && m.Version > upTo {
+			break
+		}
 		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrateLock); err != nil {
 				return err
@@ -90,6 +103,11 @@ func (s *Store) Migrate(ctx context.Context) error {
 			// a file of several statements.
 			if _, err := tx.Exec(ctx, m.SQL); err != nil {
 				return err
+			}
+			if step := goSteps[m.Version]; step != nil {
+				if err := step(ctx, tx); err != nil {
+					return err
+				}
 			}
 			_, err = tx.Exec(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES ($1, now())`, m.Version)
 			return err
@@ -126,7 +144,7 @@ func (s *Store) UserByEmail(ctx context.Context, email string) (persistence.User
 }
 
 func (s *Store) UserByName(ctx context.Context, name string) (persistence.User, error) {
-	return s.user(ctx, `SELECT `+userColumns+` FROM users WHERE name_folded = $1`, persistence.Fold(name))
+	return s.user(ctx, `SELECT `+userColumns+` FROM users WHERE name_folded = $1`, persistence.NameKey(name))
 }
 
 func (s *Store) user(ctx context.Context, query string, args ...any) (persistence.User, error) {
@@ -152,25 +170,49 @@ func (s *Store) BumpTokenGeneration(ctx context.Context, userID int64) (int64, e
 	return gen, translate(err)
 }
 
-func (s *Store) PutPendingRegistration(ctx context.Context, p persistence.PendingRegistration) error {
+func (s *Store) PutPendingRegistration(ctx context.Context, p persistence.PendingRegistration, quota persistence.MailQuota) error {
 	if p.CreatedAt.IsZero() {
 		p.CreatedAt = time.Now()
 	}
-	name, email := persistence.Fold(p.Name), persistence.Fold(p.Email)
+	name, email := persistence.NameKey(p.Name), persistence.Fold(p.Email)
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// Puts for one email run one at a time, so that each sees the mail
+		// times the one before wrote, even when there was no row to lock.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, emailLock(email)); err != nil {
+			return err
+		}
 		if err := taken(ctx, tx, name, email); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx,
-			`DELETE FROM pending_registrations WHERE name_folded = $1 OR email_folded = $2`, name, email); err != nil {
+		var record string
+		err := tx.QueryRow(ctx,
+			`SELECT mail_times FROM pending_registrations WHERE email_folded = $1`, email).Scan(&record)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO pending_registrations
-			(key_hash, name, name_folded, email, email_folded, password_hash, expires_at, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-			p.KeyHash, p.Name, name, p.Email, email, p.PasswordHash, ts(p.ExpiresAt), ts(p.CreatedAt))
+		record, ok := quota.Admit(record, p.CreatedAt)
+		if !ok {
+			return persistence.ErrTooManyMails
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM pending_registrations WHERE email_folded = $1`, email); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO pending_registrations
+			(key_hash, name, name_folded, email, email_folded, password_hash, mail_times, expires_at, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			p.KeyHash, p.Name, name, p.Email, email, p.PasswordHash, record, ts(p.ExpiresAt), ts(p.CreatedAt))
 		return err
 	})
+}
+
+// emailLock is the pg_advisory_xact_lock key of a folded email's pending
+// registration: a 64-bit FNV-1a hash (another email may share it, which
+// only serializes the two).
+func emailLock(email string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("rewind pending registration\x00"))
+	h.Write([]byte(email))
+	return int64(h.Sum64())
 }
 
 func (s *Store) VerifyRegistration(ctx context.Context, keyHash []byte, now time.Time, userID int64) (persistence.User, error) {
@@ -272,7 +314,7 @@ func taken(ctx context.Context, db querier, name, email string) error {
 }
 
 func insertUser(ctx context.Context, db querier, u persistence.User) error {
-	name, email := persistence.Fold(u.Name), persistence.Fold(u.Email)
+	name, email := persistence.NameKey(u.Name), persistence.Fold(u.Email)
 	if err := taken(ctx, db, name, email); err != nil {
 		return err
 	}
@@ -281,6 +323,55 @@ func insertUser(ctx context.Context, db querier, u persistence.User) error {
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 		u.ID, u.Name, name, u.Email, email, u.PasswordHash, u.Profile, u.TokenGeneration, ts(u.CreatedAt))
 	return translate(err)
+}
+
+// rekeyNames is migration 3's Go step: it writes name_folded of every user
+// (persistence.RekeyUsers) and pending registration as NameKey gives it.
+func rekeyNames(ctx context.Context, tx pgx.Tx) error {
+	rows, err := tx.Query(ctx, `SELECT id, name, created_at FROM users`)
+	if err != nil {
+		return err
+	}
+	users, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (persistence.NameRow, error) {
+		var u persistence.NameRow
+		err := row.Scan(&u.ID, &u.Name, &u.CreatedAt)
+		return u, err
+	})
+	if err != nil {
+		return err
+	}
+	keys := persistence.RekeyUsers(users)
+	ids, names := make([]int64, 0, len(keys)), make([]string, 0, len(keys))
+	for id, key := range keys {
+		ids, names = append(ids, id), append(names, key)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE users SET name_folded = k.name_key
+		FROM unnest($1::bigint[], $2::text[]) AS k (user_id, name_key) WHERE users.id = k.user_id`, ids, names); err != nil {
+		return err
+	}
+
+	rows, err = tx.Query(ctx, `SELECT key_hash, name FROM pending_registrations`)
+	if err != nil {
+		return err
+	}
+	var hashes [][]byte
+	var pendingKeys []string
+	for rows.Next() {
+		var hash []byte
+		var name string
+		if err := rows.Scan(&hash, &name); err != nil {
+			rows.Close()
+			return err
+		}
+		hashes, pendingKeys = append(hashes, hash), append(pendingKeys, persistence.NameKey(name))
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `UPDATE pending_registrations SET name_folded = k.name_key
+		FROM unnest($1::bytea[], $2::text[]) AS k (hash, name_key) WHERE key_hash = k.hash`, hashes, pendingKeys)
+	return err
 }
 
 const (

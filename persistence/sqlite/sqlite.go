@@ -91,12 +91,24 @@ func openDB(ctx context.Context, path string, writer bool) (*sql.DB, error) {
 // in its own transaction. The writer's transactions BEGIN IMMEDIATE, so the
 // write lock is held from before the check: another process migrating the
 // same file waits instead of applying a migration twice.
-func (s *Store) Migrate(ctx context.Context) error {
+func (s *Store) Migrate(ctx context.Context) error { return s.migrate(ctx, 0) }
+
+// goSteps are the parts of migrations that SQL cannot do, by version: each
+// runs after that version's file, in its transaction.
+var goSteps = map[int]func(ctx context.Context, tx *sql.Tx) error{
+	3: rekeyNames,
+}
+
+// migrate applies the migrations up to version upTo (0: all of them).
+func (s *Store) migrate(ctx context.Context, upTo int) error {
 	ms, err := persistence.ReadMigrations(migrations, "migrations")
 	if err != nil {
 		return err
 	}
 	for _, m := range ms {
+		if upTo > 0 && m.Version > upTo {
+			break
+		}
 		err := s.inTx(ctx, func(tx *sql.Tx) error {
 			if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 				version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT`); err != nil {
@@ -110,6 +122,11 @@ func (s *Store) Migrate(ctx context.Context) error {
 			}
 			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
 				return err
+			}
+			if step := goSteps[m.Version]; step != nil {
+				if err := step(ctx, tx); err != nil {
+					return err
+				}
 			}
 			_, err = tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`,
 				m.Version, micros(time.Now()))
@@ -146,7 +163,7 @@ func (s *Store) UserByEmail(ctx context.Context, email string) (persistence.User
 }
 
 func (s *Store) UserByName(ctx context.Context, name string) (persistence.User, error) {
-	return s.user(ctx, `SELECT `+userColumns+` FROM users WHERE name_folded = ?`, persistence.Fold(name))
+	return s.user(ctx, `SELECT `+userColumns+` FROM users WHERE name_folded = ?`, persistence.NameKey(name))
 }
 
 func (s *Store) user(ctx context.Context, query string, arg any) (persistence.User, error) {
@@ -173,23 +190,34 @@ func (s *Store) BumpTokenGeneration(ctx context.Context, userID int64) (int64, e
 	return gen, translate(err)
 }
 
-func (s *Store) PutPendingRegistration(ctx context.Context, p persistence.PendingRegistration) error {
+func (s *Store) PutPendingRegistration(ctx context.Context, p persistence.PendingRegistration, quota persistence.MailQuota) error {
 	if p.CreatedAt.IsZero() {
 		p.CreatedAt = time.Now()
 	}
-	name, email := persistence.Fold(p.Name), persistence.Fold(p.Email)
+	name, email := persistence.NameKey(p.Name), persistence.Fold(p.Email)
+	// The writer is one connection: puts for one email run one at a time.
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		if err := taken(ctx, tx, name, email); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx,
-			`DELETE FROM pending_registrations WHERE name_folded = ? OR email_folded = ?`, name, email); err != nil {
+		var record string
+		err := tx.QueryRowContext(ctx,
+			`SELECT mail_times FROM pending_registrations WHERE email_folded = ?`, email).Scan(&record)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO pending_registrations
-			(key_hash, name, name_folded, email, email_folded, password_hash, expires_at, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			p.KeyHash, p.Name, name, p.Email, email, p.PasswordHash, micros(p.ExpiresAt), micros(p.CreatedAt))
+		record, ok := quota.Admit(record, p.CreatedAt)
+		if !ok {
+			return persistence.ErrTooManyMails
+		}
+		if _, err := tx.ExecContext(ctx,
+			`DELETE FROM pending_registrations WHERE email_folded = ?`, email); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO pending_registrations
+			(key_hash, name, name_folded, email, email_folded, password_hash, mail_times, expires_at, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			p.KeyHash, p.Name, name, p.Email, email, p.PasswordHash, record, micros(p.ExpiresAt), micros(p.CreatedAt))
 		return err
 	})
 }
@@ -304,7 +332,7 @@ func taken(ctx context.Context, db querier, name, email string) error {
 }
 
 func insertUser(ctx context.Context, db querier, u persistence.User) error {
-	name, email := persistence.Fold(u.Name), persistence.Fold(u.Email)
+	name, email := persistence.NameKey(u.Name), persistence.Fold(u.Email)
 	if err := taken(ctx, db, name, email); err != nil {
 		return err
 	}
@@ -313,6 +341,62 @@ func insertUser(ctx context.Context, db querier, u persistence.User) error {
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		u.ID, u.Name, name, u.Email, email, u.PasswordHash, u.Profile, u.TokenGeneration, micros(u.CreatedAt))
 	return translate(err)
+}
+
+// rekeyNames is migration 3's Go step: it writes name_folded of every user
+// (persistence.RekeyUsers) and pending registration as NameKey gives it.
+func rekeyNames(ctx context.Context, tx *sql.Tx) error {
+	rows, err := tx.QueryContext(ctx, `SELECT id, name, created_at FROM users`)
+	if err != nil {
+		return err
+	}
+	var users []persistence.NameRow
+	for rows.Next() {
+		var u persistence.NameRow
+		var created int64
+		if err := rows.Scan(&u.ID, &u.Name, &created); err != nil {
+			rows.Close()
+			return err
+		}
+		u.CreatedAt = fromMicros(created)
+		users = append(users, u)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return err
+	}
+	for id, key := range persistence.RekeyUsers(users) {
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET name_folded = ? WHERE id = ?`, key, id); err != nil {
+			return err
+		}
+	}
+
+	rows, err = tx.QueryContext(ctx, `SELECT key_hash, name FROM pending_registrations`)
+	if err != nil {
+		return err
+	}
+	type pending struct {
+		key  []byte
+		name string
+	}
+	var ps []pending
+	for rows.Next() {
+		var p pending
+		if err := rows.Scan(&p.key, &p.name); err != nil {
+			rows.Close()
+			return err
+		}
+		ps = append(ps, p)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return err
+	}
+	for _, p := range ps {
+		if _, err := tx.ExecContext(ctx, `UPDATE pending_registrations SET name_folded = ? WHERE key_hash = ?`,
+			persistence.NameKey(p.name), p.key); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // translate maps driver errors to the persistence sentinels and passes any

@@ -31,6 +31,10 @@ func Run(t *testing.T, open func(t *testing.T) persistence.Store) {
 		{"BumpTokenGeneration", testBumpTokenGeneration},
 		{"PendingTaken", testPendingTaken},
 		{"PendingReplace", testPendingReplace},
+		{"PendingSameName", testPendingSameName},
+		{"NameKeys", testNameKeys},
+		{"MailQuota", testMailQuota},
+		{"MailQuotaConcurrent", testMailQuotaConcurrent},
 		{"Verify", testVerify},
 		{"VerifyExpired", testVerifyExpired},
 		{"VerifyConflict", testVerifyConflict},
@@ -78,7 +82,7 @@ func createUser(t *testing.T, s persistence.Store, u persistence.User) {
 
 func putPending(t *testing.T, s persistence.Store, p persistence.PendingRegistration) {
 	t.Helper()
-	require.NoError(t, s.PutPendingRegistration(t.Context(), p))
+	require.NoError(t, s.PutPendingRegistration(t.Context(), p, persistence.MailQuota{}))
 }
 
 // requireVerifyErr checks that key does not verify, with want.
@@ -244,45 +248,137 @@ func testPendingTaken(t *testing.T, open func(t *testing.T) persistence.Store) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			require.ErrorIs(t, s.PutPendingRegistration(t.Context(), tt.p), tt.want)
+			require.ErrorIs(t, s.PutPendingRegistration(t.Context(), tt.p, persistence.MailQuota{}), tt.want)
 			requireVerifyErr(t, s, string(tt.p.KeyHash), persistence.ErrNotFound)
 		})
 	}
 }
 
 func testPendingReplace(t *testing.T, open func(t *testing.T) persistence.Store) {
-	tests := []struct {
-		name        string
-		old, latest persistence.PendingRegistration
-	}{
-		{
-			"same name in other case",
-			pending("old", "Ärger", "a@example.com", now.Add(time.Hour)),
-			pending("new", "äRGER", "b@example.com", now.Add(time.Hour)),
-		},
-		{
-			"same email in other case",
-			pending("old", "alice", "A@example.com", now.Add(time.Hour)),
-			pending("new", "bob", "a@EXAMPLE.com", now.Add(time.Hour)),
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := open(t)
-			other := pending("other", "carol", "carol@example.com", now.Add(time.Hour))
-			putPending(t, s, other)
-			putPending(t, s, tt.old)
-			putPending(t, s, tt.latest)
+	s := open(t)
+	other := pending("other", "carol", "carol@example.com", now.Add(time.Hour))
+	putPending(t, s, other)
+	old := pending("old", "alice", "A@example.com", now.Add(time.Hour))
+	latest := pending("new", "bob", "a@EXAMPLE.com", now.Add(time.Hour))
+	putPending(t, s, old)
+	putPending(t, s, latest) // same email in other case
 
-			requireVerifyErr(t, s, "old", persistence.ErrNotFound)
-			u, err := s.VerifyRegistration(t.Context(), []byte("new"), now, 1)
+	requireVerifyErr(t, s, "old", persistence.ErrNotFound)
+	u, err := s.VerifyRegistration(t.Context(), []byte("new"), now, 1)
+	require.NoError(t, err)
+	require.Equal(t, latest.Name, u.Name)
+	require.Equal(t, latest.Email, u.Email)
+	_, err = s.VerifyRegistration(t.Context(), []byte("other"), now, 2)
+	require.NoError(t, err, "an unrelated registration stays")
+}
+
+// testPendingSameName: a pending registration reserves nothing. Several
+// wait for one name; the first verified takes it and the others fail.
+func testPendingSameName(t *testing.T, open func(t *testing.T) persistence.Store) {
+	s := open(t)
+	putPending(t, s, pending("first", "Ärger", "a@example.com", now.Add(time.Hour)))
+	putPending(t, s, pending("second", "äRGER", "b@example.com", now.Add(time.Hour)))
+	putPending(t, s, pending("third", "ärger", "c@example.com", now.Add(time.Hour)))
+
+	u, err := s.VerifyRegistration(t.Context(), []byte("second"), now, 2)
+	require.NoError(t, err, "a later registration of the name is not cancelled by an earlier one")
+	require.Equal(t, "äRGER", u.Name)
+	requireVerifyErr(t, s, "first", persistence.ErrNameTaken)
+	requireVerifyErr(t, s, "third", persistence.ErrNameTaken)
+	requireVerifyErr(t, s, "first", persistence.ErrNotFound) // can never succeed: gone
+
+	// Once a user holds the name, new registrations of it are refused.
+	require.ErrorIs(t, s.PutPendingRegistration(t.Context(),
+		pending("fourth", "ÄRGER", "d@example.com", now.Add(time.Hour)), persistence.MailQuota{}), persistence.ErrNameTaken)
+}
+
+// testNameKeys: names are unique and found as persistence.NameKey compares
+// them, and keep their spelling.
+func testNameKeys(t *testing.T, open func(t *testing.T) persistence.Store) {
+	s := open(t)
+	users := []persistence.User{
+		user(1, "Alice", "alice@example.com"),
+		user(2, "ΣΑΣ", "sigma@example.com"),
+		user(3, "straße", "strasse@example.com"),
+		user(4, "ｔａｒｏ", "taro@example.com"),
+	}
+	for _, u := range users {
+		createUser(t, s, u)
+	}
+	same := map[string]persistence.User{
+		"ＡＬＩＣＥ": users[0], "alice": users[0], "aLiCe": users[0],
+		"σας": users[1], "ΣΑΣ": users[1], "σασ": users[1],
+		"STRASSE": users[2], "strasse": users[2], "Straße": users[2],
+		"TARO": users[3], "taro": users[3],
+	}
+	for name, want := range same {
+		t.Run(name, func(t *testing.T) {
+			got, err := s.UserByName(t.Context(), name)
 			require.NoError(t, err)
-			require.Equal(t, tt.latest.Name, u.Name)
-			require.Equal(t, tt.latest.Email, u.Email)
-			_, err = s.VerifyRegistration(t.Context(), []byte("other"), now, 2)
-			require.NoError(t, err, "an unrelated registration stays")
+			require.Equal(t, want, got, "found, with the name as it was spelled")
+			taken := user(100, name, "other@example.com")
+			require.ErrorIs(t, s.CreateUser(t.Context(), taken), persistence.ErrNameTaken)
+			require.ErrorIs(t, s.PutPendingRegistration(t.Context(),
+				pending("k", name, "other@example.com", now.Add(time.Hour)), persistence.MailQuota{}), persistence.ErrNameTaken)
 		})
 	}
+	// Cyrillic "а" is another letter than Latin "a": another key (the
+	// registration rules refuse the mixed name before it gets here).
+	_, err := s.UserByName(t.Context(), "\u0430lice")
+	require.ErrorIs(t, err, persistence.ErrNotFound)
+}
+
+// testMailQuota: each put is a mail; past quota.Max within quota.Window the
+// put is refused and changes nothing, and the window slides.
+func testMailQuota(t *testing.T, open func(t *testing.T) persistence.Store) {
+	s := open(t)
+	quota := persistence.MailQuota{Max: 3, Window: time.Hour}
+	put := func(key, email string, at time.Time) error {
+		p := pending(key, "name"+key, email, at.Add(24*time.Hour))
+		p.CreatedAt = at
+		return s.PutPendingRegistration(t.Context(), p, quota)
+	}
+	require.NoError(t, put("1", "a@example.com", now))
+	require.NoError(t, put("2", "A@example.com", now.Add(time.Minute)))
+	require.NoError(t, put("3", "a@example.com", now.Add(2*time.Minute)))
+	require.ErrorIs(t, put("4", "a@EXAMPLE.com", now.Add(3*time.Minute)), persistence.ErrTooManyMails)
+	require.NoError(t, put("x", "b@example.com", now.Add(3*time.Minute)), "per address")
+
+	// The refused put stored nothing: the third link still works.
+	requireVerifyErr(t, s, "4", persistence.ErrNotFound)
+	// An hour after the first mail, one more fits; then none until an hour
+	// after the second.
+	require.NoError(t, put("5", "a@example.com", now.Add(time.Hour)))
+	require.ErrorIs(t, put("6", "a@example.com", now.Add(time.Hour+30*time.Second)), persistence.ErrTooManyMails)
+	require.NoError(t, put("7", "a@example.com", now.Add(time.Hour+time.Minute)))
+	requireVerifyErr(t, s, "5", persistence.ErrNotFound) // replaced by 7
+	_, err := s.VerifyRegistration(t.Context(), []byte("7"), now.Add(time.Hour+time.Minute), 1)
+	require.NoError(t, err)
+}
+
+// testMailQuotaConcurrent: concurrent registrations of one address get no
+// more mails than the quota.
+func testMailQuotaConcurrent(t *testing.T, open func(t *testing.T) persistence.Store) {
+	s := open(t)
+	quota := persistence.MailQuota{Max: 3, Window: time.Hour}
+	errs := make([]error, 10)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Go(func() {
+			p := pending(fmt.Sprint("k", i), fmt.Sprint("name", i), "same@example.com", now.Add(time.Hour))
+			errs[i] = s.PutPendingRegistration(t.Context(), p, quota)
+		})
+	}
+	wg.Wait()
+	admitted := 0
+	for _, err := range errs {
+		if err == nil {
+			admitted++
+			continue
+		}
+		require.ErrorIs(t, err, persistence.ErrTooManyMails)
+	}
+	require.Equal(t, 3, admitted)
 }
 
 func testVerify(t *testing.T, open func(t *testing.T) persistence.Store) {
