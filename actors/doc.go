@@ -33,7 +33,29 @@
 //   - Echo means stored: a room answers a write only after the writer's
 //     commit (TestRoomEchoesAfterCommit, TestWriterBatchesWhileCommitting).
 //   - A room's writes commit in the order it made them, though the writer
-//     runs several transactions at once (TestWriterKeepsRoomOrder).
+//     runs several transactions at once (TestWriterKeepsRoomOrder); only a
+//     write answered 5001 (below) may commit after its room's later ones.
+//   - A write the database refuses fails alone, never its batch: the
+//     store applies the others and the room answers it 4000
+//     (WriteRefusedAlone and WriteRefusedMany in persistence/storetest,
+//     TestPoisonedWriteFailsAlone in server).
+//   - 5000 means nothing was applied. A write whose outcome is unknown
+//     (the connection died after COMMIT was sent, the time limit passed
+//     while the database had it) is answered 5001. A write's time limit
+//     counts from its request's arrival, and a queued write whose limit
+//     passes is answered at once, so that while the database stalls the
+//     writes queued behind a stuck one fail together within one limit
+//     (TestWriterQueuedWritesExpireTogether,
+//     TestStalledDatabaseAnswersUnknownOutcome in server).
+//   - No session outlives its user's logout: the directory refuses to
+//     attach a session whose token check began before a logout of its user,
+//     and the session checks the token again (TestAttachAfterLogout,
+//     TestAuthDuringLogoutDoesNotSurvive in server).
+//   - Abuse is bounded: a user has at most REWIND_WS_MAX_SESSIONS sessions
+//     (TestAttachCapsSessions, TestMaxSessionsPerUser in server), and a
+//     room that no one can write to (a made-up chat_id, a stranger)
+//     answers and retires at once (TestRoomNoOneCanWriteToRetiresAtOnce,
+//     TestMadeUpChatIDsDoNotPileUpRooms in server).
 //   - The echo never overtakes an event: it travels with the events through
 //     the author's user actor (TestConcurrentSendersIntoOneDM in server).
 //   - Nothing is sent to a retired actor: the directory forgets an idle room

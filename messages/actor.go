@@ -1,6 +1,8 @@
 package messages
 
 import (
+	"time"
+
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/rewind-chat/rewind/persistence"
@@ -84,6 +86,9 @@ type ChatWrite struct {
 	Nonce     string // the request's nonce: the send's idempotency key too
 	Session   *actor.PID
 	Seq       uint64 // the session's number for the request, echoed in the Reply
+	// Received is when the request reached the session: the write's time
+	// limit counts from there (actors/writer).
+	Received time.Time
 }
 
 // FriendshipChanged tells a room actor that its members' friendship
@@ -96,9 +101,12 @@ type Write struct {
 	Op     persistence.MessageOp
 	Room   *actor.PID
 	Ticket uint64
+	// Received is ChatWrite.Received; zero: when the writer gets it.
+	Received time.Time
 }
 
-// Written is the outcome of a Write: Err non-nil means nothing was applied.
+// Written is the outcome of a Write: Err non-nil means nothing was
+// applied, unless it wraps persistence.ErrOutcomeUnknown (it may have been).
 type Written struct {
 	Ticket uint64
 	Result persistence.MessageResult

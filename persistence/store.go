@@ -134,6 +134,18 @@ var ErrAlreadyFriends = errors.New("persistence: already friends")
 // ErrNotAuthor: an edit that names an author who did not write the message.
 var ErrNotAuthor = errors.New("persistence: not the author")
 
+// ErrRefused wraps the database's error in the result of one MessageOp
+// that the database refused (a string it cannot store, such as U+0000 or
+// invalid UTF-8 in PostgreSQL; a room or author that does not exist; an id
+// taken). The op changed nothing; the other ops of its batch still apply.
+var ErrRefused = errors.New("persistence: write refused")
+
+// ErrOutcomeUnknown wraps an error of WriteMessages after which the batch
+// may have been committed all the same: the connection died after COMMIT
+// was sent, or the time limit passed while the database had it. Every other
+// error of WriteMessages means that nothing was applied.
+var ErrOutcomeUnknown = errors.New("persistence: outcome unknown")
+
 // DMOpen asks OpenDMs for the state of the DM room of users Low < High.
 type DMOpen struct {
 	Low, High int64
@@ -159,7 +171,7 @@ type Message struct {
 	RoomID    int64
 	AuthorID  int64
 	Content   string
-	Nonce     string // the author's idempotency key for the send; "" for none
+	Nonce     string // the author's idempotency key for the send in its room; "" for none
 	CreatedAt time.Time
 	EditedAt  *time.Time
 	DeletedAt *time.Time
@@ -188,15 +200,18 @@ type MessageOp struct {
 // MessageResult is what one MessageOp did.
 type MessageResult struct {
 	// Message is the row as stored: after the op for an edit; the inserted
-	// row for a send; when Duplicate, the earlier row with the same author
-	// and nonce as it is at the end of the batch (with the batch's edits).
+	// row for a send; when Duplicate, the earlier row with the same author,
+	// room and nonce as it is at the end of the batch (with the batch's
+	// edits).
 	Message Message
-	// Duplicate: the send's author already had a message with this nonce;
-	// nothing was inserted.
+	// Duplicate: the send's author already had a message with this nonce
+	// in this room; nothing was inserted. The same nonce in another room is
+	// another message. Nonces are kept as long as their message.
 	Duplicate bool
 	// Err is ErrNotFound for an edit of a message that is not in that room
-	// or is deleted, ErrNotAuthor for an edit by someone else; the other
-	// ops still apply.
+	// or is deleted, ErrNotAuthor for an edit by someone else, and wraps
+	// ErrRefused for an op the database refused; the op changed nothing,
+	// the other ops still apply.
 	Err error
 }
 
@@ -251,11 +266,14 @@ type ChatStore interface {
 	// FindDMRoom returns the id of the DM room of a and b; ErrNotFound
 	// when there is none.
 	FindDMRoom(ctx context.Context, a, b int64) (int64, error)
-	// WriteMessages applies ops in order in one transaction: on error
-	// nothing is applied; otherwise there is one result per op. A send to a
-	// room or by an author that does not exist fails the batch with
-	// ErrNotFound; so do, with other errors, an op of unknown Kind, an edit
-	// without EditedAt and a send whose ID is taken.
+	// WriteMessages applies ops in order in one transaction and returns one
+	// result per op. An op that the database refuses (a send to a room or
+	// by an author that does not exist, a send whose ID is taken, a string
+	// that is not valid UTF-8 or holds U+0000) fails alone: its result's Err
+	// wraps ErrRefused and the other ops apply, so that one user's write
+	// never fails another's. An error of the call means nothing was applied,
+	// unless it wraps ErrOutcomeUnknown (the commit may have happened); an
+	// op of unknown Kind and an edit without EditedAt are such errors.
 	WriteMessages(ctx context.Context, ops []MessageOp) ([]MessageResult, error)
 	// MessageByID returns message id of room roomID, deleted or not;
 	// ErrNotFound when it is not in that room.

@@ -91,6 +91,12 @@ type GatewayConfig struct {
 	Burst             int            // REWIND_WS_BURST, default 60
 	// RoomIdle is how long a DM room actor lives without traffic; default 2m.
 	RoomIdle time.Duration
+	// MaxSessions (REWIND_WS_MAX_SESSIONS, default 64, negative off):
+	// sessions of one user; the auth past it is answered 4029.
+	MaxSessions int
+	// ChatWriteTimeout is a chat write's time limit, from its request's
+	// arrival to its commit; default 10s (tests shorten it).
+	ChatWriteTimeout time.Duration
 }
 
 // withDefaults resolves the zero values of g.
@@ -118,6 +124,15 @@ func (g GatewayConfig) withDefaults() GatewayConfig {
 	}
 	if g.Burst == 0 {
 		g.Burst = 60
+	}
+	switch {
+	case g.MaxSessions == 0:
+		g.MaxSessions = 64
+	case g.MaxSessions < 0:
+		g.MaxSessions = 0
+	}
+	if g.ChatWriteTimeout == 0 {
+		g.ChatWriteTimeout = 10 * time.Second
 	}
 	if g.RoomIdle == 0 {
 		g.RoomIdle = 2 * time.Minute
@@ -232,7 +247,7 @@ func (s *Server) start(ctx context.Context, ids *snowflake.Node) error {
 		Registry:          reg,
 		Logger:            &s.log,
 		Now:               s.cfg.Now,
-		OnLogout:          func(userID int64) { dir.SendToUser(userID, &messages.Logout{}) },
+		OnLogout:          dir.Logout,
 	})
 	if err != nil {
 		return err
@@ -285,7 +300,9 @@ func (s *Server) startActors(reg prometheus.Registerer, tokens *auth.Tokens, ids
 		concurrency = 4
 	}
 	s.writer = root.Spawn(actor.PropsFromProducer(func() actor.Actor {
-		return writer.New(writer.Config{Store: s.store, Concurrency: concurrency, Batches: batches, Commits: commits})
+		return writer.New(writer.Config{
+			Store: s.store, Concurrency: concurrency, Timeout: g.ChatWriteTimeout, Batches: batches, Commits: commits,
+		})
 	}))
 	loader := root.Spawn(actor.PropsFromProducer(func() actor.Actor {
 		return roomstate.New(roomstate.Config{Store: s.store})
@@ -299,14 +316,18 @@ func (s *Server) startActors(reg prometheus.Registerer, tokens *auth.Tokens, ids
 		Idle: g.RoomIdle, Activations: activations, Log: log,
 	}
 	dir = directory.New(root, directory.Config{
-		User:    func(id int64) actor.Producer { return func() actor.Actor { return user.New(id, userDeps) } },
-		Room:    func(k messages.RoomKey) actor.Producer { return func() actor.Actor { return room.New(k, roomDeps) } },
-		Writers: []*actor.PID{s.writer},
+		User:        func(id int64) actor.Producer { return func() actor.Actor { return user.New(id, userDeps) } },
+		Room:        func(k messages.RoomKey) actor.Producer { return func() actor.Actor { return room.New(k, roomDeps) } },
+		Writers:     []*actor.PID{s.writer},
+		MaxSessions: g.MaxSessions,
 	})
 	userDeps.Directory, roomDeps.Directory = dir, dir
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "rewind_users_online", Help: "Users with at least one authenticated session.",
 	}, func() float64 { return float64(dir.Online()) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "rewind_rooms_active", Help: "DM room actors alive.",
+	}, func() float64 { return float64(dir.Rooms()) }))
 	sessionDeps := &session.Deps{
 		Config: session.Config{
 			HeartbeatInterval: g.HeartbeatInterval, HeartbeatGrace: g.HeartbeatGrace,

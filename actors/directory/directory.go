@@ -8,6 +8,7 @@ package directory
 import (
 	"hash/maphash"
 	"sync"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -23,7 +24,29 @@ type Config struct {
 	// Writers are the persistence writer shards; a room always uses the
 	// same one, so its writes commit in the order it made them.
 	Writers []*actor.PID
+	// MaxSessions caps the sessions of one user (protocol.md §2.7,
+	// REWIND_WS_MAX_SESSIONS); 0 means no cap.
+	MaxSessions int
 }
+
+// LogoutMemory is how long the directory remembers a user's logout: an
+// auth whose token check started longer ago than this cannot attach and
+// checks its token again.
+const LogoutMemory = time.Minute
+
+// AttachResult is what Attach did.
+type AttachResult uint8
+
+const (
+	// Attached: the session is one of its user's sessions now.
+	Attached AttachResult = iota
+	// TooManySessions: the user has MaxSessions sessions already.
+	TooManySessions
+	// LoggedOut: the user logged out since the session's token was found
+	// valid (or that was longer ago than LogoutMemory): the token may be
+	// revoked, so the session must check it again.
+	LoggedOut
+)
 
 // Directory maps user ids and room keys to their live actors.
 type Directory struct {
@@ -34,6 +57,15 @@ type Directory struct {
 	mu    sync.Mutex
 	users map[int64]*userEntry
 	rooms map[messages.RoomKey]*actor.PID
+	// loggedOut holds when each user last logged out, for LogoutMemory;
+	// logouts lists them in that order, to forget them.
+	loggedOut map[int64]time.Time
+	logouts   []logout
+}
+
+type logout struct {
+	user int64
+	at   time.Time
 }
 
 // userEntry is an online user: its sessions, and its actor, nil after that
@@ -55,6 +87,7 @@ func New(root *actor.RootContext, cfg Config) *Directory {
 	return &Directory{
 		root: root, cfg: cfg, seed: maphash.MakeSeed(),
 		users: map[int64]*userEntry{}, rooms: map[messages.RoomKey]*actor.PID{},
+		loggedOut: map[int64]time.Time{},
 	}
 }
 
@@ -75,24 +108,75 @@ func (d *Directory) userActor(userID int64, e *userEntry) *actor.PID {
 }
 
 // Attach counts session in as one of userID's sessions, starting the
-// user's actor if it is the first, and tells the actor.
-func (d *Directory) Attach(userID int64, session *actor.PID) {
+// user's actor if it is the first, and tells the actor. since is when the
+// session began the check that found its token valid: if the user logged
+// out since then, the session is not attached (LoggedOut), because the
+// check may have read the token generation before the logout bumped it.
+// A logout after the attach reaches the session through the user's actor,
+// so either way no session outlives a logout
+// (TestAuthDuringLogoutDoesNotSurvive in server).
+func (d *Directory) Attach(userID int64, since time.Time, session *actor.PID) AttachResult {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	now := time.Now()
+	d.forgetLogouts(now)
+	if at, ok := d.loggedOut[userID]; (ok && !at.Before(since)) || now.Sub(since) >= LogoutMemory {
+		return LoggedOut
+	}
 	e := d.users[userID]
 	if e == nil {
 		e = &userEntry{sessions: map[string]*actor.PID{}}
 		d.users[userID] = e
 	}
 	if _, ok := e.sessions[session.Id]; ok {
-		return
+		return Attached
+	}
+	if d.cfg.MaxSessions > 0 && len(e.sessions) >= d.cfg.MaxSessions {
+		return TooManySessions
 	}
 	e.sessions[session.Id] = session
 	if e.pid == nil {
 		d.userActor(userID, e) // tells it every session, this one included
-		return
+		return Attached
 	}
 	d.root.Send(e.pid, &messages.SessionAttached{Session: session})
+	return Attached
+}
+
+// Logout closes every session of userID (their tokens were revoked just
+// before) and keeps sessions whose token check began before now from
+// attaching, for LogoutMemory.
+func (d *Directory) Logout(userID int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := time.Now()
+	d.forgetLogouts(now)
+	d.loggedOut[userID] = now
+	d.logouts = append(d.logouts, logout{userID, now})
+	if e := d.users[userID]; e != nil {
+		d.root.Send(d.userActor(userID, e), &messages.Logout{})
+	}
+}
+
+// forgetLogouts drops the logouts older than LogoutMemory. Lock must be held.
+func (d *Directory) forgetLogouts(now time.Time) {
+	n := 0
+	for _, l := range d.logouts {
+		if now.Sub(l.at) < LogoutMemory {
+			break
+		}
+		if d.loggedOut[l.user].Equal(l.at) {
+			delete(d.loggedOut, l.user)
+		}
+		n++
+	}
+	if n > 0 {
+		clear(d.logouts[:n])
+		d.logouts = d.logouts[n:]
+		if len(d.logouts) == 0 {
+			d.logouts = nil
+		}
+	}
 }
 
 // Detach takes session out; the last one out retires the user's actor,
@@ -208,4 +292,11 @@ func (d *Directory) Online() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return len(d.users)
+}
+
+// Rooms counts the live room actors.
+func (d *Directory) Rooms() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.rooms)
 }

@@ -190,6 +190,8 @@ func (a *Actor) opened(ctx actor.Context, m *messages.RoomOpened) {
 			a.reply(ctx, w, messages.ErrorFrame(messages.ErrUnavailable, w.Nonce))
 		}
 		a.waiting = nil
+		// Nothing loaded, nothing held: the next write starts afresh.
+		a.deps.Directory.RetireRoom(a.key, ctx.Self(), &retire{})
 		return
 	}
 	a.state, a.loaded = m.State, true
@@ -197,6 +199,13 @@ func (a *Actor) opened(ctx actor.Context, m *messages.RoomOpened) {
 	a.waiting = nil
 	for _, w := range waiting {
 		a.apply(ctx, w)
+	}
+	if a.state.RoomID == 0 {
+		// Not a DM anyone can write to (a made-up chat_id, a stranger):
+		// every write was refused, and the next one loads afresh. Staying
+		// until idle would let sends to made-up ids pile up rooms
+		// (TestMadeUpChatIDsDoNotPileUpRooms in server).
+		a.deps.Directory.RetireRoom(a.key, ctx.Self(), &retire{})
 	}
 }
 
@@ -227,7 +236,7 @@ func (a *Actor) apply(ctx actor.Context, w *messages.ChatWrite) {
 	}
 	a.ticket++
 	a.inflight[a.ticket] = w
-	ctx.Send(a.deps.Directory.Writer(a.key), &messages.Write{Op: op, Room: ctx.Self(), Ticket: a.ticket})
+	ctx.Send(a.deps.Directory.Writer(a.key), &messages.Write{Op: op, Room: ctx.Self(), Ticket: a.ticket, Received: w.Received})
 }
 
 // written answers the sender of a committed (or failed) write and, for a
@@ -241,7 +250,17 @@ func (a *Actor) written(ctx actor.Context, m *messages.Written) {
 	switch {
 	case m.Err != nil:
 		a.deps.Log.Warn().Err(m.Err).Int64("low", a.key.Low).Int64("high", a.key.High).Msg("room: write failed")
-		a.reply(ctx, w, messages.ErrorFrame(messages.ErrUnavailable, w.Nonce))
+		answer := messages.ErrUnavailable // nothing was applied
+		if errors.Is(m.Err, persistence.ErrOutcomeUnknown) {
+			answer = messages.ErrUnknownResult
+		}
+		a.reply(ctx, w, messages.ErrorFrame(answer, w.Nonce))
+		return
+	case errors.Is(m.Result.Err, persistence.ErrRefused):
+		// The database refused this write alone (a string it cannot
+		// store, which the frame decoder lets through only by mistake).
+		a.deps.Log.Warn().Err(m.Result.Err).Int64("low", a.key.Low).Int64("high", a.key.High).Msg("room: write refused")
+		a.reply(ctx, w, messages.ErrorFrame(messages.ErrInvalid, w.Nonce))
 		return
 	case errors.Is(m.Result.Err, persistence.ErrNotFound):
 		a.reply(ctx, w, messages.ErrorFrame(errNoMessage, w.Nonce))

@@ -272,3 +272,23 @@ func probe(r *rooms, s *session) bool {
 	}
 }
 
+
+// A room that no one can write to (a made-up user, a stranger) answers
+// what waited for its state and retires at once, rather than living until
+// idle: sends to made-up chat_ids cannot pile up room actors.
+func TestRoomNoOneCanWriteToRetiresAtOnce(t *testing.T) {
+	r := newRooms(t, time.Minute)
+	s := r.session()
+	r.send(s, 1, 2, 1, "friends")
+	s.next(t)
+	for i, other := range []int64{3, 99} { // 1 and 3 are not friends; 99 is no user
+		seq := uint64(10 + i)
+		r.send(s, 1, other, seq, "hello?")
+		got, f := s.next(t)
+		require.Equal(t, seq, got)
+		require.Equal(t, "error", f.Type)
+		require.Equal(t, map[int64]int{3: 4005, 99: 4004}[other], f.Payload.Code)
+	}
+	require.Eventually(t, func() bool { return r.dir.Rooms() == 1 }, 5*time.Second, 5*time.Millisecond,
+		"only the friends' room stays")
+}

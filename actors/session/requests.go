@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/rewind-chat/rewind/actors/directory"
 	"github.com/rewind-chat/rewind/auth"
 	"github.com/rewind-chat/rewind/messages"
 	"github.com/rewind-chat/rewind/persistence"
@@ -39,6 +40,7 @@ var (
 	errNoLoadID    = &messages.Error{Code: 4000, Reason: "load_id is not provided."}
 	errDatetime    = &messages.Error{Code: 4000, Reason: "Invalid datetime."}
 	errCount       = &messages.Error{Code: 4000, Reason: "Invalid count."}
+	errTooMany     = &messages.Error{Code: 4029, Reason: "Too many sessions."}
 	errBefore      = &messages.Error{Code: 4000, Reason: "Invalid before."}
 	errDMNotOpened = &messages.Error{Code: 4004, Reason: "provided DM is not opened."}
 	errNoMessage   = &messages.Error{Code: 4004, Reason: "Message not exist."}
@@ -48,9 +50,9 @@ var (
 	errProfile     = &messages.Error{Code: 4000, Reason: "profile must be an http or https URL of at most 512 bytes."}
 )
 
-// handle answers one request, or routes it to the actor that owns its
-// state (then the session waits for that actor's Reply).
-func (a *Actor) handle(req messages.Request) *messages.Error {
+// handle answers one request, which arrived at at, or routes it to the
+// actor that owns its state (then the session waits for that actor's Reply).
+func (a *Actor) handle(req messages.Request, at time.Time) *messages.Error {
 	switch req.Type {
 	case "heartbeat":
 		payload := []byte(req.Payload)
@@ -70,7 +72,7 @@ func (a *Actor) handle(req messages.Request) *messages.Error {
 	}
 	switch req.Type {
 	case "chat":
-		return a.chat(req)
+		return a.chat(req, at)
 	case "load":
 		return a.load(req)
 	case "mutual_users":
@@ -127,14 +129,28 @@ func (a *Actor) auth(req messages.Request) *messages.Error {
 	if p.Auth == "" {
 		return errNoToken
 	}
-	seq := a.await(req.Nonce)
+	a.resolve(p.Auth, req.Nonce, 1)
+	return nil
+}
+
+// maxAuthAttempts bounds the checks of one auth's token that a logout of
+// its user can make the session start again.
+const maxAuthAttempts = 3
+
+// resolve checks token and reads the user's lists off the actor; the
+// session waits for the resolved answer.
+func (a *Actor) resolve(token, nonce string, attempt int) {
+	seq := a.await(nonce)
 	self, root, deps := a.self, a.root, a.deps
+	// Taken before the token is checked: a logout after this instant may
+	// have revoked what the check finds valid (Directory.Attach).
+	since := time.Now()
 	go func() {
 		c, cancel := context.WithTimeout(context.Background(), deps.StoreTimeout)
 		defer cancel()
-		r := &resolved{seq: seq, nonce: req.Nonce}
+		r := &resolved{seq: seq, nonce: nonce, token: token, since: since, attempt: attempt}
 		var te *auth.TokenError
-		switch u, err := deps.Tokens.Resolve(c, p.Auth); {
+		switch u, err := deps.Tokens.Resolve(c, token); {
 		case errors.As(err, &te):
 			r.err = &messages.Error{Code: 4000, Reason: te.Reason}
 		case err != nil:
@@ -147,20 +163,25 @@ func (a *Actor) auth(req messages.Request) *messages.Error {
 		}
 		root.Send(self, r)
 	}()
-	return nil
 }
 
 // resolved is what an auth request's reads found.
 type resolved struct {
 	seq                         uint64
-	nonce                       string
+	nonce, token                string
+	since                       time.Time // when the token check began
+	attempt                     int
 	user                        persistence.User
 	incoming, outgoing, friends []persistence.User
 	err                         *messages.Error
 }
 
 // authenticated answers a resolved auth, attaching the session to its
-// user the first time.
+// user the first time. The user may have logged out while the token was
+// checked: then the session is not attached and checks the token again,
+// which a revoked token fails (TestAuthDuringLogoutDoesNotSurvive in
+// server). Past REWIND_WS_MAX_SESSIONS the auth is refused 4029 and the
+// connection stays unauthenticated.
 func (a *Actor) authenticated(r *resolved) {
 	switch {
 	case r.err != nil:
@@ -171,8 +192,19 @@ func (a *Actor) authenticated(r *resolved) {
 		return
 	}
 	if !a.authed {
+		switch a.deps.Directory.Attach(r.user.ID, r.since, a.self) {
+		case directory.TooManySessions:
+			a.send(messages.ErrorFrame(errTooMany, r.nonce))
+			return
+		case directory.LoggedOut:
+			if r.attempt < maxAuthAttempts {
+				a.resolve(r.token, r.nonce, r.attempt+1)
+				return
+			}
+			a.send(messages.ErrorFrame(messages.ErrUnavailable, r.nonce))
+			return
+		}
 		a.authed = true
-		a.deps.Directory.Attach(r.user.ID, a.self)
 	}
 	a.user = r.user
 	a.send(messages.Frame("auth", authPayload(a.version, r.user, r.incoming, r.outgoing, r.friends), r.nonce))
@@ -196,7 +228,7 @@ func authPayload(version int, u persistence.User, incoming, outgoing, friends []
 	}{messages.UserOf(u), lists[0], lists[1], lists[2]}
 }
 
-func (a *Actor) chat(req messages.Request) *messages.Error {
+func (a *Actor) chat(req messages.Request, at time.Time) *messages.Error {
 	// The hot path: read the fields in one flat pass rather than through
 	// encoding/json.
 	var v [4][]byte
@@ -209,7 +241,7 @@ func (a *Actor) chat(req messages.Request) *messages.Error {
 	if !ok {
 		return errNoChatID
 	}
-	w := &messages.ChatWrite{ChatID: chatID, Author: a.user.ID, Nonce: req.Nonce, Session: a.self}
+	w := &messages.ChatWrite{ChatID: chatID, Author: a.user.ID, Nonce: req.Nonce, Session: a.self, Received: at}
 	if typ == "edit" {
 		if w.MessageID, ok = messages.ParseID(v[2]); !ok {
 			return errNoMessageID
@@ -263,11 +295,10 @@ func (a *Actor) load(req messages.Request) *messages.Error {
 	}
 	count := defaultCount
 	if len(p.Count) > 0 && string(p.Count) != "null" {
-		n, err := strconv.Atoi(string(p.Count))
-		if err != nil || n <= 0 {
+		var ok bool
+		if count, ok = parseCount(string(p.Count)); !ok {
 			return errCount
 		}
-		count = min(n, maxCount)
 	}
 	cursor := persistence.Cursor{Time: time.Now()}
 	var before int64
@@ -421,4 +452,17 @@ func validProfile(s string) bool {
 	}
 	u, err := url.Parse(s)
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// parseCount reads a history count (protocol.md §2.4): a JSON integer of at
+// least 1, larger values (however large) cut to maxCount.
+func parseCount(s string) (int, bool) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	switch {
+	case errors.Is(err, strconv.ErrRange) && s[0] != '-':
+		return maxCount, true
+	case err != nil || n <= 0:
+		return 0, false
+	}
+	return int(min(n, maxCount)), true
 }

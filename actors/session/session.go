@@ -127,6 +127,7 @@ type queued struct {
 	req    messages.Request
 	answer *messages.Error
 	nonce  string
+	at     time.Time // when it arrived: a write's time limit counts from here
 }
 
 // Actor is one session. Its fields are its own: only Receive touches them
@@ -231,7 +232,7 @@ func (a *Actor) arrive(m *inbound) {
 	if a.closed {
 		return
 	}
-	var q queued
+	q := queued{at: time.Now()}
 	if m.binary {
 		q.answer = messages.ErrBinary
 	} else if req, err := messages.DecodeRequest(m.data); err != nil {
@@ -278,7 +279,7 @@ func (a *Actor) next() {
 			a.send(messages.ErrorFrame(q.answer, q.nonce))
 			continue
 		}
-		if err := a.handle(q.req); err != nil {
+		if err := a.handle(q.req, q.at); err != nil {
 			a.send(messages.ErrorFrame(err, q.req.Nonce))
 		}
 	}

@@ -82,7 +82,7 @@ func (u *users) session(userID int64) *session {
 			}
 		}
 	}))
-	u.dir.Attach(userID, s.pid)
+	u.dir.Attach(userID, time.Now(), s.pid)
 	return s
 }
 

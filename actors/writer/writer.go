@@ -12,10 +12,21 @@
 // room's writes still commit in the order the room made them: a write
 // whose room has a write in a running transaction waits for the next batch
 // after that one ends (TestWriterKeepsRoomOrder).
+//
+// Each write has a deadline: Timeout after its request reached the server
+// (Write.Received), or after the writer got it. A transaction runs until
+// the earliest deadline of its writes, and a queued write whose deadline
+// passes is answered at once without being sent: while the database
+// stalls, the writes queued behind a stuck transaction fail together
+// within one Timeout, rather than each waiting a Timeout of its own in turn
+// (TestWriterQueuedWritesExpireTogether). A write answered with an error
+// that wraps persistence.ErrOutcomeUnknown may have been committed; with
+// any other error, nothing of it was applied.
 package writer
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -32,8 +43,8 @@ type Config struct {
 	MaxBatch int
 	// Concurrency is how many transactions may run at once; default 1.
 	Concurrency int
-	// Timeout bounds one transaction; default 10s. Past it the writes
-	// fail rather than hang every room.
+	// Timeout bounds a write from its request's arrival to its commit;
+	// default 10s. Past it the write fails rather than hang its room.
 	Timeout time.Duration
 	// Batches observes the size of each transaction; optional.
 	Batches prometheus.Observer
@@ -46,12 +57,29 @@ type Config struct {
 // the outcome back as a message, so the actor's state stays its own.
 type Actor struct {
 	cfg     Config
-	pending []*messages.Write
+	pending []queued
 	running int
 	// busy counts, per room id, its writes in running transactions.
 	busy   map[int64]int
 	drains []*actor.PID // waiting for the queue to empty
+	// expiry sends expire at armed, the earliest deadline of pending (zero
+	// when not armed).
+	expiry *time.Timer
+	armed  time.Time
 }
+
+// queued is a write not yet handed to the database, with its deadline.
+type queued struct {
+	w        *messages.Write
+	deadline time.Time
+}
+
+// ErrExpired answers a write whose deadline passed before it could be
+// sent: nothing of it was applied.
+var ErrExpired = errors.New("writer: the write's time limit passed before it reached the database")
+
+// expire tells the writer that a queued write's deadline may have passed.
+type expire struct{}
 
 // Drain asks the writer to answer Drained once every write it has
 // received is committed or failed (graceful shutdown).
@@ -61,7 +89,7 @@ type Drain struct{}
 type Drained struct{}
 
 type committed struct {
-	batch   []*messages.Write
+	batch   []queued
 	results []persistence.MessageResult
 	err     error
 }
@@ -84,10 +112,22 @@ func New(cfg Config) *Actor {
 func (a *Actor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *messages.Write:
-		a.pending = append(a.pending, m)
+		now := time.Now()
+		received := m.Received
+		if received.IsZero() || received.After(now) {
+			received = now
+		}
+		q := queued{w: m, deadline: received.Add(a.cfg.Timeout)}
+		if !q.deadline.After(now) {
+			a.fail(ctx, q, ErrExpired)
+			return
+		}
+		a.pending = append(a.pending, q)
+		a.arm(ctx, q.deadline)
 		a.flush(ctx)
 	case *committed:
-		for i, w := range m.batch {
+		for i, q := range m.batch {
+			w := q.w
 			out := &messages.Written{Ticket: w.Ticket, Err: m.err}
 			if m.err == nil {
 				out.Result = m.results[i]
@@ -101,10 +141,59 @@ func (a *Actor) Receive(ctx actor.Context) {
 		}
 		a.running--
 		a.flush(ctx)
+	case *expire:
+		a.armed = time.Time{}
+		a.expireDue(ctx)
+		a.flush(ctx)
+	case *actor.Stopped:
+		if a.expiry != nil {
+			a.expiry.Stop()
+		}
 	case *Drain:
 		a.drains = append(a.drains, ctx.Sender())
 		a.flush(ctx)
 	}
+}
+
+// fail answers q's room with err.
+func (a *Actor) fail(ctx actor.Context, q queued, err error) {
+	ctx.Send(q.w.Room, &messages.Written{Ticket: q.w.Ticket, Err: err})
+}
+
+// expireDue answers the queued writes whose deadline has passed, and arms
+// the timer for the earliest deadline left.
+func (a *Actor) expireDue(ctx actor.Context) {
+	now := time.Now()
+	kept := a.pending[:0]
+	for _, q := range a.pending {
+		if !q.deadline.After(now) {
+			a.fail(ctx, q, ErrExpired)
+			continue
+		}
+		kept = append(kept, q)
+		a.arm(ctx, q.deadline)
+	}
+	clear(a.pending[len(kept):])
+	a.pending = kept
+	if len(a.pending) == 0 {
+		a.pending = nil
+	}
+}
+
+// arm makes the timer fire by deadline. It keeps armed at or before the
+// deadline of every queued write (a write that went meanwhile leaves it
+// early, which costs one scan), so that none waits past its own.
+func (a *Actor) arm(ctx actor.Context, deadline time.Time) {
+	if !a.armed.IsZero() && !deadline.Before(a.armed) {
+		return
+	}
+	a.armed = deadline
+	if a.expiry == nil {
+		self, root := ctx.Self(), ctx.ActorSystem().Root
+		a.expiry = time.AfterFunc(time.Until(deadline), func() { root.Send(self, &expire{}) })
+		return
+	}
+	a.expiry.Reset(time.Until(deadline))
 }
 
 // flush starts transactions while one may run and writes can go, and
@@ -126,46 +215,51 @@ func (a *Actor) flush(ctx actor.Context) {
 // start takes the queued writes whose rooms have nothing in a running
 // transaction (up to MaxBatch, in queue order) and commits them in a
 // goroutine; false when every queued write has to wait.
+//
+// The transaction runs until the earliest deadline of its writes; a write
+// whose deadline has passed is answered ErrExpired instead of going.
 func (a *Actor) start(ctx actor.Context) bool {
-	var batch, rest []*messages.Write
-	if a.running == 0 {
-		// Nothing runs, so no room is busy: the head of the queue goes.
-		n := min(len(a.pending), a.cfg.MaxBatch)
-		batch, rest = a.pending[:n:n], a.pending[n:]
-	} else {
-		for i, w := range a.pending {
-			if len(batch) == a.cfg.MaxBatch {
-				rest = append(rest, a.pending[i:]...)
-				break
-			}
-			if a.busy[w.Op.Message.RoomID] > 0 {
-				rest = append(rest, w)
-			} else {
-				batch = append(batch, w)
-			}
+	batch, rest := make([]queued, 0, min(len(a.pending), a.cfg.MaxBatch)), []queued(nil)
+	now := time.Now()
+	for i, q := range a.pending {
+		if len(batch) == a.cfg.MaxBatch {
+			rest = append(rest, a.pending[i:]...)
+			break
 		}
-	}
-	if len(batch) == 0 {
-		return false
+		switch {
+		case !q.deadline.After(now):
+			a.fail(ctx, q, ErrExpired)
+		case a.busy[q.w.Op.Message.RoomID] > 0:
+			rest = append(rest, q)
+		default:
+			batch = append(batch, q)
+		}
 	}
 	if len(rest) == 0 {
 		rest = nil // let the old backing array go
 	}
 	a.pending = rest
-	for _, w := range batch {
-		a.busy[w.Op.Message.RoomID]++
+	if len(batch) == 0 {
+		return false
+	}
+	deadline := batch[0].deadline
+	for _, q := range batch {
+		a.busy[q.w.Op.Message.RoomID]++
+		if q.deadline.Before(deadline) {
+			deadline = q.deadline
+		}
 	}
 	a.running++
 	if a.cfg.Batches != nil {
 		a.cfg.Batches.Observe(float64(len(batch)))
 	}
 	ops := make([]persistence.MessageOp, len(batch))
-	for i, w := range batch {
-		ops[i] = w.Op
+	for i, q := range batch {
+		ops[i] = q.w.Op
 	}
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	go func() {
-		c, cancel := context.WithTimeout(context.Background(), a.cfg.Timeout)
+		c, cancel := context.WithDeadline(context.Background(), deadline)
 		defer cancel()
 		start := time.Now()
 		results, err := a.cfg.Store.WriteMessages(c, ops)

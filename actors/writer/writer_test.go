@@ -3,6 +3,7 @@ package writer_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -24,11 +25,12 @@ type steppedStore struct {
 
 type call struct {
 	ops  []persistence.MessageOp
+	ctx  context.Context
 	done chan error
 }
 
 func (s *steppedStore) WriteMessages(ctx context.Context, ops []persistence.MessageOp) ([]persistence.MessageResult, error) {
-	c := &call{ops: ops, done: make(chan error)}
+	c := &call{ops: ops, ctx: ctx, done: make(chan error)}
 	s.calls <- c
 	if err := <-c.done; err != nil {
 		return nil, err
@@ -59,14 +61,18 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T, concurrency int) *fixture {
+	return newFixtureWith(t, writer.Config{Concurrency: concurrency})
+}
+
+// newFixtureWith is newFixture with cfg (its Store is the fixture's).
+func newFixtureWith(t *testing.T, cfg writer.Config) *fixture {
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}))
 	t.Cleanup(system.Shutdown)
 	f := &fixture{t: t, root: system.Root, store: &steppedStore{calls: make(chan *call, 16)}, written: make(chan *messages.Written, 64)}
-	f.writer = f.root.Spawn(actor.PropsFromProducer(func() actor.Actor {
-		return writer.New(writer.Config{Store: f.store, Concurrency: concurrency})
-	}))
+	cfg.Store = f.store
+	f.writer = f.root.Spawn(actor.PropsFromProducer(func() actor.Actor { return writer.New(cfg) }))
 	// A fake room: it records what the writer answers.
 	f.room = f.root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
 		if w, ok := c.Message().(*messages.Written); ok {
@@ -77,10 +83,13 @@ func newFixture(t *testing.T, concurrency int) *fixture {
 }
 
 // write hands the writer a send of message id in room, ticket = id.
-func (f *fixture) write(room, id int64) {
+func (f *fixture) write(room, id int64) { f.writeAt(room, id, time.Time{}) }
+
+// writeAt is write of a request that reached its session at received.
+func (f *fixture) writeAt(room, id int64, received time.Time) {
 	f.root.Send(f.writer, &messages.Write{
 		Op:   persistence.MessageOp{Kind: persistence.OpSend, Message: persistence.Message{ID: id, RoomID: room}},
-		Room: f.room, Ticket: uint64(id),
+		Room: f.room, Ticket: uint64(id), Received: received,
 	})
 }
 
@@ -206,4 +215,48 @@ func TestWriterDrain(t *testing.T) {
 	require.NoError(t, err)
 	require.IsType(t, &writer.Drained{}, res)
 	require.Equal(t, uint64(1), f.nextWritten().Ticket)
+}
+
+// While a transaction is stuck in the database, the writes queued behind
+// it (its room's, and others' when no transaction may start) are answered
+// ErrExpired, nothing applied, when their own time limit passes: together,
+// within one limit counted from their requests' arrival, not one limit
+// each in turn. The stuck transaction's context ends at its writes' limit.
+func TestWriterQueuedWritesExpireTogether(t *testing.T) {
+	const limit = 300 * time.Millisecond
+	f := newFixtureWith(t, writer.Config{Concurrency: 1, Timeout: limit})
+	start := time.Now()
+	f.writeAt(1, 1, start)
+	stuck := f.nextCall()
+	deadline, ok := stuck.ctx.Deadline()
+	require.True(t, ok)
+	require.WithinDuration(t, start.Add(limit), deadline, time.Millisecond, "the limit counts from the request's arrival")
+	f.writeAt(1, 2, start.Add(10*time.Millisecond)) // its room is busy
+	f.writeAt(2, 3, start.Add(20*time.Millisecond)) // no transaction may start
+	f.writeAt(3, 4, time.Now().Add(-2*limit))       // over its limit already: answered at once
+	w := f.nextWritten()
+	require.Equal(t, uint64(4), w.Ticket)
+	require.ErrorIs(t, w.Err, writer.ErrExpired)
+	for _, want := range []uint64{2, 3} {
+		w := f.nextWritten()
+		require.Equal(t, want, w.Ticket)
+		require.ErrorIs(t, w.Err, writer.ErrExpired)
+		require.NotErrorIs(t, w.Err, persistence.ErrOutcomeUnknown)
+	}
+	require.Less(t, time.Since(start), 2*limit, "the queued writes failed together")
+	f.noCall()
+
+	// The stuck transaction ends past its limit, its outcome unknown: the
+	// error says so, and the writer goes on.
+	stuck.done <- fmt.Errorf("%w: the connection died after COMMIT", persistence.ErrOutcomeUnknown)
+	w = f.nextWritten()
+	require.Equal(t, uint64(1), w.Ticket)
+	require.ErrorIs(t, w.Err, persistence.ErrOutcomeUnknown)
+	f.write(3, 5)
+	c := f.nextCall()
+	require.Equal(t, []int64{5}, c.ids())
+	c.done <- nil
+	w = f.nextWritten()
+	require.Equal(t, uint64(5), w.Ticket)
+	require.NoError(t, w.Err)
 }

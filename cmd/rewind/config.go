@@ -116,6 +116,7 @@ func serveSettings() *settings {
 	s.add("REWIND_WS_SEND_QUEUE", "256", "outbound frames queued per session before it is closed as slow")
 	s.add("REWIND_WS_RATE", "10", "request frames per second per session, sustained; 0 turns the limit off")
 	s.add("REWIND_WS_BURST", "60", "request frames a session may burst")
+	s.add("REWIND_WS_MAX_SESSIONS", "64", "sessions of one user; the auth past it is answered 4029; 0 turns the limit off")
 	s.add("REWIND_DEBUG_ADDR", "", "address for net/http/pprof profiles, e.g. 127.0.0.1:6060; empty: off")
 	s.add("REWIND_LOG_LEVEL", "info", "trace, debug, info, warn or error")
 	s.add("REWIND_LOG_FORMAT", "console", "console or json")
@@ -208,6 +209,12 @@ func serveConfig(s *settings) (server.Config, error) {
 	n, err = s.integer("REWIND_WS_BURST", 1, 1<<20)
 	check(err)
 	g.Burst = int(n)
+	n, err = s.integer("REWIND_WS_MAX_SESSIONS", 0, 1<<20)
+	check(err)
+	g.MaxSessions = int(n)
+	if n == 0 {
+		g.MaxSessions = -1 // off; zero in the server's Config means the default
+	}
 	if len(errs) > 0 {
 		return c, errs[0]
 	}

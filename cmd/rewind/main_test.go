@@ -157,3 +157,24 @@ func TestTokenSecretFileAndTrustedProxiesSettings(t *testing.T) {
 		})
 	}
 }
+
+func TestMaxSessionsSetting(t *testing.T) {
+	s := serveSettings()
+	require.NoError(t, parse(s, nil, io.Discard))
+	cfg, err := serveConfig(s)
+	require.NoError(t, err)
+	require.Equal(t, 64, cfg.Gateway.MaxSessions, "the default of protocol.md §2.7")
+
+	t.Setenv("REWIND_WS_MAX_SESSIONS", "0")
+	s = serveSettings()
+	require.NoError(t, parse(s, []string{"--ws-max-sessions", "3"}, io.Discard))
+	cfg, err = serveConfig(s)
+	require.NoError(t, err)
+	require.Equal(t, 3, cfg.Gateway.MaxSessions, "the flag wins over the environment")
+
+	s = serveSettings()
+	require.NoError(t, parse(s, nil, io.Discard))
+	cfg, err = serveConfig(s)
+	require.NoError(t, err)
+	require.Negative(t, cfg.Gateway.MaxSessions, "0 turns the limit off")
+}

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -114,34 +117,35 @@ const messageColumns = `id, room_id, author_id, content, coalesce(nonce, ''), cr
 
 const (
 	// insertMessages inserts a run of sends from one array per column; a
-	// nonce that the author used before skips its row. It returns the ids it
-	// inserted. Its text does not depend on the number of rows, so it stays
-	// one prepared statement.
+	// nonce that the author used before in the room skips its row
+	// (migrations/0004_nonce_per_room.sql). It returns the ids it inserted.
+	// Its text does not depend on the number of rows, so it stays one
+	// prepared statement.
 	insertMessages = `INSERT INTO messages (id, room_id, author_id, content, nonce, created_at)
 		SELECT id, room_id, author_id, content, nullif(nonce, ''), created_at
 		FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::timestamptz[])
 			AS m (id, room_id, author_id, content, nonce, created_at)
-		ON CONFLICT (author_id, nonce) WHERE nonce IS NOT NULL DO NOTHING
+		ON CONFLICT (author_id, room_id, nonce) WHERE nonce IS NOT NULL DO NOTHING
 		RETURNING id`
 	// insertMessagesSeen inserts as insertMessages does and returns, for
-	// each send that inserted nothing, the stored row with its author and
-	// nonce, then the send's id. Skipped is materialized so that only those
-	// sends reach the lookup. A stored row that the statement's snapshot
-	// cannot see (a concurrent transaction inserted it) raises nonceUnseen
-	// instead (the CASE makes sure that nothing else does).
+	// each send that inserted nothing, the stored row with its author, room
+	// and nonce, then the send's id. Skipped is materialized so that only
+	// those sends reach the lookup. A stored row that the statement's
+	// snapshot cannot see (a concurrent transaction inserted it) raises
+	// nonceUnseen instead (the CASE makes sure that nothing else does).
 	insertMessagesSeen = `WITH m AS (
 			SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::timestamptz[])
 				AS m (id, room_id, author_id, content, nonce, created_at)
 		), inserted AS (
 			INSERT INTO messages (id, room_id, author_id, content, nonce, created_at)
 			SELECT id, room_id, author_id, content, nullif(nonce, ''), created_at FROM m
-			ON CONFLICT (author_id, nonce) WHERE nonce IS NOT NULL DO NOTHING
+			ON CONFLICT (author_id, room_id, nonce) WHERE nonce IS NOT NULL DO NOTHING
 			RETURNING id
 		), skipped AS MATERIALIZED (
-			SELECT id, author_id, nonce FROM m WHERE nonce <> '' AND id NOT IN (SELECT id FROM inserted)
+			SELECT id, room_id, author_id, nonce FROM m WHERE nonce <> '' AND id NOT IN (SELECT id FROM inserted)
 		)
 		SELECT s.*, k.id FROM skipped k LEFT JOIN LATERAL (
-			SELECT ` + messageColumns + ` FROM messages WHERE author_id = k.author_id AND nonce = k.nonce
+			SELECT ` + messageColumns + ` FROM messages WHERE author_id = k.author_id AND room_id = k.room_id AND nonce = k.nonce
 		) AS s ON true
 		WHERE CASE WHEN s.id IS NULL THEN rewind_nonce_unseen(k.author_id, k.nonce) ELSE true END`
 	// editMessage applies an edit if its author, when given ($5 <> 0), wrote
@@ -158,33 +162,130 @@ const (
 		SELECT *, false FROM edited
 		UNION ALL
 		SELECT *, true FROM target WHERE $5 <> 0 AND author_id <> $5`
-	messageByNonce = `SELECT ` + messageColumns + ` FROM messages WHERE author_id = $1 AND nonce = $2`
+	messageByNonce = `SELECT ` + messageColumns + ` FROM messages WHERE author_id = $1 AND room_id = $2 AND nonce = $3`
 )
+
+// errBadText is the refusal of a string that PostgreSQL cannot store
+// (protocol.md §2.3: stored strings are valid UTF-8 without U+0000).
+var errBadText = fmt.Errorf("%w: postgres: text that is not valid UTF-8 or holds U+0000", persistence.ErrRefused)
+
+// storable reports whether s is valid UTF-8 without U+0000.
+func storable(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
 
 // nonceUnseen is the SQLSTATE that rewind_nonce_unseen raises
 // (migrations/0002_nonce_unseen.sql).
 const nonceUnseen = "RW001"
 
+// refusal reports whether err is the database refusing the values of a
+// statement: a data exception (SQLSTATE class 22: U+0000 or invalid UTF-8
+// in a string, 22021), an integrity constraint (23: a room or author that
+// does not exist, an id taken) or a program limit (54). Only the op whose
+// values they are is at fault.
+func refusal(err error) bool {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || len(pe.Code) != 5 {
+		return false
+	}
+	switch pe.Code[:2] {
+	case "22", "23", "54":
+		return true
+	}
+	return false
+}
+
+// afterCommit classifies the error of a transaction whose COMMIT was sent:
+// when the database answered with an error (which ended the transaction
+// without committing it: in a pipeline, the statements after an error,
+// COMMIT included, are skipped) or nothing reached it, nothing was applied;
+// otherwise (the connection died, the time limit passed while the database
+// had the batch) the commit may have happened, and the error wraps
+// persistence.ErrOutcomeUnknown.
+func afterCommit(err error) error {
+	var (
+		pe  *pgconn.PgError
+		pre pgx.ErrPreprocessingBatch // preparing or encoding failed: nothing of the batch was sent
+	)
+	if errors.As(err, &pe) || errors.As(err, &pre) || pgconn.SafeToRetry(err) || errors.Is(err, pgx.ErrTxCommitRollback) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", persistence.ErrOutcomeUnknown, err)
+}
+
 // WriteMessages sends BEGIN, all ops and COMMIT in one pipelined batch, one
 // round trip: each run of consecutive sends is one multi-row insert (nearly
 // twice as fast as a statement per row) that also returns the rows its
 // duplicates repeat, each edit one statement, so that the ops apply in
-// order. When a duplicate repeats a row that a concurrent transaction
-// inserted, the insert cannot see it and fails, and the transaction with it
-// before its COMMIT; then the batch runs again as writeMessagesLookingUp does.
+// order. Two things make that transaction fail before its COMMIT, applying
+// nothing, and then the batch runs again as writeMessagesCareful does: the
+// database refusing an op (refusal; the multi-row insert does not tell
+// which row), and a duplicate of a row that a concurrent transaction
+// inserted, which the insert cannot see.
 func (s *Store) WriteMessages(ctx context.Context, ops []persistence.MessageOp) ([]persistence.MessageResult, error) {
-	results, err := s.writeMessages(ctx, ops)
-	if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == nonceUnseen {
-		return s.writeMessagesLookingUp(ctx, ops)
+	p, err := planOps(ops)
+	if err != nil {
+		return nil, err
 	}
-	return results, err
+	results, err := s.writeMessages(ctx, ops, p)
+	switch pe := (*pgconn.PgError)(nil); {
+	case err == nil:
+		return results, nil
+	case errors.As(err, &pe) && pe.Code == nonceUnseen:
+		return s.writeMessagesCareful(ctx, ops, p, false)
+	case refusal(err):
+		return s.writeMessagesCareful(ctx, ops, p, true)
+	}
+	return nil, translate(err)
 }
 
-func (s *Store) writeMessages(ctx context.Context, ops []persistence.MessageOp) ([]persistence.MessageResult, error) {
+// opPlan is how a batch goes to the database.
+type opPlan struct {
+	// queued are the indexes of the ops sent to the database, in order.
+	queued []int
+	// repeats maps a send with the author, room and nonce of an earlier
+	// send of the batch to that send: it is its duplicate without asking
+	// the database, and it is not queued.
+	repeats map[int]int
+}
+
+// planOps checks ops and plans them.
+func planOps(ops []persistence.MessageOp) (opPlan, error) {
+	type nonceKey struct {
+		author, room int64
+		nonce        string
+	}
+	p := opPlan{queued: make([]int, 0, len(ops)), repeats: make(map[int]int)}
+	first := make(map[nonceKey]int)
+	for i, op := range ops {
+		m := op.Message
+		switch op.Kind {
+		case persistence.OpSend:
+			if k := (nonceKey{m.AuthorID, m.RoomID, m.Nonce}); m.Nonce != "" {
+				if j, ok := first[k]; ok {
+					p.repeats[i] = j
+					continue
+				}
+				first[k] = i
+			}
+		case persistence.OpEdit:
+			if m.EditedAt == nil {
+				return p, fmt.Errorf("postgres: edit of message %d without EditedAt", m.ID)
+			}
+		default:
+			return p, fmt.Errorf("postgres: message op of unknown kind %d", op.Kind)
+		}
+		p.queued = append(p.queued, i)
+	}
+	return p, nil
+}
+
+// writeMessages is the one-round-trip path of WriteMessages. Its errors
+// are the database's own (*pgconn.PgError, nothing applied) or classified
+// by afterCommit.
+func (s *Store) writeMessages(ctx context.Context, ops []persistence.MessageOp, p opPlan) ([]persistence.MessageResult, error) {
 	results := make([]persistence.MessageResult, len(ops))
 	b := &pgx.Batch{}
 	b.BeginTx(pgx.TxOptions{})
-	repeats, err := queueOps(b, ops, results, func(run sendRun) {
+	queueOps(b, ops, p.queued, results, func(run sendRun) {
 		b.Queue(insertMessagesSeen, run.args()...).Query(func(rows pgx.Rows) error {
 			defer rows.Close()
 			for rows.Next() {
@@ -198,17 +299,21 @@ func (s *Store) writeMessages(ctx context.Context, ops []persistence.MessageOp) 
 			return rows.Err()
 		})
 	})
+	b.Queue("COMMIT")
+	// Acquired apart from the batch, so that failing to get a connection
+	// is known to have sent nothing.
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
-	b.Queue("COMMIT")
-	br := s.pool.SendBatch(ctx, b)
-	defer br.Tx().Rollback(ctx) // after the COMMIT, only releases the connection
+	defer conn.Release()
+	br := conn.SendBatch(ctx, b)
+	defer br.Tx().Rollback(ctx) // after the COMMIT, does nothing
 	if err := br.Close(); err != nil {
-		return nil, translate(err)
+		return nil, afterCommit(err)
 	}
 
-	dups := len(repeats) > 0
+	dups := len(p.repeats) > 0
 	for i, op := range ops {
 		if op.Kind == persistence.OpSend && !results[i].Duplicate {
 			results[i].Message = sent(op.Message)
@@ -223,7 +328,7 @@ func (s *Store) writeMessages(ctx context.Context, ops []persistence.MessageOp) 
 	last := make(map[int64]persistence.Message)
 	for i, op := range ops {
 		r := &results[i]
-		_, repeat := repeats[i]
+		_, repeat := p.repeats[i]
 		switch {
 		case repeat:
 		case op.Kind == persistence.OpEdit && r.Err != nil:
@@ -236,59 +341,139 @@ func (s *Store) writeMessages(ctx context.Context, ops []persistence.MessageOp) 
 			r.Message = last[r.Message.ID]
 		}
 	}
-	for i, j := range repeats {
+	for i, j := range p.repeats {
 		results[i] = persistence.MessageResult{Message: last[results[j].Message.ID], Duplicate: true}
 	}
 	return results, nil
 }
 
-// writeMessagesLookingUp is WriteMessages in two round trips: BEGIN and the
-// ops in one pipelined batch, then COMMIT. Sends that inserted nothing are
-// looked up before it, in a round trip that only duplicates cost; in the
-// same transaction, so that an error there applies nothing, and after the
-// ops, so that a later snapshot sees rows that concurrent transactions
-// committed meanwhile.
-func (s *Store) writeMessagesLookingUp(ctx context.Context, ops []persistence.MessageOp) ([]persistence.MessageResult, error) {
+// writeMessagesCareful is WriteMessages in more round trips, for a batch
+// that the one-round-trip path could not apply. Ops whose strings
+// PostgreSQL cannot store fail at once, without a round trip. BEGIN goes
+// with the first part. Each part of the ops runs in a savepoint; a part
+// that the database refuses is rolled back to its savepoint and halved,
+// down to the ops it refuses, which fail alone while the others apply:
+// such an op costs about 2·log2(len(ops)) round trips, and the common path
+// none. split starts with halves (the whole batch was refused already,
+// and Go found nothing to take out of it). Sends that
+// inserted nothing are looked up after every op, in a round trip that
+// only duplicates cost: in the same transaction, so that an error there
+// applies nothing and the rows show the batch's edits, and after the ops,
+// so that a later snapshot sees rows that concurrent transactions
+// committed meanwhile. Then COMMIT.
+func (s *Store) writeMessagesCareful(ctx context.Context, ops []persistence.MessageOp, p opPlan, split bool) ([]persistence.MessageResult, error) {
 	results := make([]persistence.MessageResult, len(ops))
 	inserted := make(map[int64]bool, len(ops))
-	b := &pgx.Batch{}
-	b.BeginTx(pgx.TxOptions{})
-	repeats, err := queueOps(b, ops, results, func(run sendRun) {
-		b.Queue(insertMessages, run.args()...).Query(func(rows pgx.Rows) error {
-			var id int64
-			_, err := pgx.ForEachRow(rows, []any{&id}, func() error {
-				inserted[id] = true
-				return nil
-			})
-			return err
-		})
-	})
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
-	br := s.pool.SendBatch(ctx, b)
-	tx := br.Tx()
-	defer tx.Rollback(ctx)
-	if err := br.Close(); err != nil {
-		return nil, translate(err)
+	defer conn.Release()
+	var tx pgx.Tx
+	defer func() {
+		if tx != nil {
+			tx.Rollback(ctx) // after the COMMIT, does nothing
+		}
+	}()
+	var apply func(part []int) error
+	apply = func(part []int) error {
+		if len(part) == 0 {
+			return nil
+		}
+		b := &pgx.Batch{}
+		if tx == nil {
+			b.BeginTx(pgx.TxOptions{})
+		}
+		b.Queue("SAVEPOINT part")
+		ins := make(map[int64]bool, len(part))
+		queueOps(b, ops, part, results, func(run sendRun) {
+			b.Queue(insertMessages, run.args()...).Query(func(rows pgx.Rows) error {
+				var id int64
+				_, err := pgx.ForEachRow(rows, []any{&id}, func() error {
+					ins[id] = true
+					return nil
+				})
+				return err
+			})
+		})
+		b.Queue("RELEASE SAVEPOINT part")
+		var br pgx.BatchResults
+		if tx == nil {
+			br = conn.SendBatch(ctx, b)
+			tx = br.Tx()
+		} else {
+			br = tx.SendBatch(ctx, b)
+		}
+		err := br.Close()
+		if err == nil {
+			maps.Copy(inserted, ins)
+			return nil
+		}
+		if !refusal(err) {
+			return err
+		}
+		// No arguments: the simple protocol, one round trip for both, and
+		// nothing to prepare (which an aborted transaction refuses).
+		if _, uerr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT part; RELEASE SAVEPOINT part"); uerr != nil {
+			return errors.Join(err, uerr)
+		}
+		if len(part) == 1 {
+			results[part[0]] = persistence.MessageResult{Err: fmt.Errorf("%w: %w", persistence.ErrRefused, translate(err))}
+			return nil
+		}
+		h := len(part) / 2
+		if err := apply(part[:h]); err != nil {
+			return err
+		}
+		return apply(part[h:])
+	}
+	// The refusal that one user's input causes most often, a string that
+	// is not valid UTF-8 or holds U+0000 (22021), Go tells without asking
+	// the database: those ops fail at once and the rest goes whole.
+	queued := make([]int, 0, len(p.queued))
+	for _, i := range p.queued {
+		if m := ops[i].Message; storable(m.Content) && storable(m.Nonce) {
+			queued = append(queued, i)
+		} else {
+			results[i] = persistence.MessageResult{Err: errBadText}
+		}
+	}
+	split = split && len(queued) == len(p.queued)
+	parts := [][]int{queued}
+	if split && len(queued) > 1 {
+		h := len(queued) / 2
+		parts = [][]int{queued[:h], queued[h:]}
+	}
+	for _, part := range parts {
+		if err := apply(part); err != nil {
+			return nil, translate(err)
+		}
 	}
 
 	// Looked up last, so that a duplicate shows the edits of the batch.
 	dups := &pgx.Batch{}
 	for i, op := range ops {
+		if op.Kind != persistence.OpSend {
+			continue
+		}
 		m, r := op.Message, &results[i]
-		_, repeat := repeats[i]
+		j, repeat := p.repeats[i]
 		switch {
-		case op.Kind != persistence.OpSend:
+		case repeat && results[j].Err != nil:
+			*r = persistence.MessageResult{Err: results[j].Err} // the send it repeats was refused
+		case r.Err != nil: // refused
 		case !repeat && inserted[m.ID]:
 			r.Message = sent(m)
 		default:
 			r.Duplicate = true
-			dups.Queue(messageByNonce, m.AuthorID, m.Nonce).QueryRow(func(row pgx.Row) (err error) {
+			dups.Queue(messageByNonce, m.AuthorID, m.RoomID, m.Nonce).QueryRow(func(row pgx.Row) (err error) {
 				r.Message, err = scanMessage(row)
 				return err
 			})
 		}
+	}
+	if tx == nil { // every op was refused before reaching the database: nothing to look up
+		return results, nil
 	}
 	if dups.Len() > 0 {
 		if err := tx.SendBatch(ctx, dups).Close(); err != nil {
@@ -296,24 +481,17 @@ func (s *Store) writeMessagesLookingUp(ctx context.Context, ops []persistence.Me
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, err
+		return nil, afterCommit(err)
 	}
 	return results, nil
 }
 
-// queueOps queues ops in b in order: each run of consecutive sends through
-// queueRun, each edit as one editMessage whose result it puts in results. A
-// send with the author and nonce of an earlier send of ops is its duplicate
-// without asking the database: it is not queued, and repeats maps its index
-// to that send's.
-func queueOps(b *pgx.Batch, ops []persistence.MessageOp, results []persistence.MessageResult,
-	queueRun func(sendRun)) (repeats map[int]int, err error) {
-	type nonceKey struct {
-		author int64
-		nonce  string
-	}
-	first := make(map[nonceKey]int)
-	repeats = make(map[int]int)
+// queueOps queues the ops at idx in b, in order: each run of consecutive
+// sends through queueRun, each edit as one editMessage whose result it
+// puts in results (the whole result, so that a batch run again overwrites
+// what an earlier run left).
+func queueOps(b *pgx.Batch, ops []persistence.MessageOp, idx []int, results []persistence.MessageResult,
+	queueRun func(sendRun)) {
 	var run sendRun
 	flush := func() {
 		if len(run.ops) > 0 {
@@ -321,44 +499,30 @@ func queueOps(b *pgx.Batch, ops []persistence.MessageOp, results []persistence.M
 			run = sendRun{}
 		}
 	}
-	for i, op := range ops {
-		m, r := op.Message, &results[i]
-		switch op.Kind {
-		case persistence.OpSend:
-			if k := (nonceKey{m.AuthorID, m.Nonce}); m.Nonce != "" {
-				if j, ok := first[k]; ok {
-					repeats[i] = j
-					continue
-				}
-				first[k] = i
-			}
+	for _, i := range idx {
+		m, r := ops[i].Message, &results[i]
+		if ops[i].Kind == persistence.OpSend {
 			run.add(i, m)
-		case persistence.OpEdit:
-			if m.EditedAt == nil {
-				return nil, fmt.Errorf("postgres: edit of message %d without EditedAt", m.ID)
-			}
-			flush()
-			b.Queue(editMessage, m.Content, ts(*m.EditedAt), m.ID, m.RoomID, m.AuthorID).QueryRow(func(row pgx.Row) error {
-				var notAuthor bool
-				edited, err := scanMessage(row, &notAuthor)
-				switch {
-				case errors.Is(err, persistence.ErrNotFound):
-					r.Err = err
-				case err != nil:
-					return err
-				case notAuthor:
-					r.Err = persistence.ErrNotAuthor
-				default:
-					r.Message = edited
-				}
-				return nil
-			})
-		default:
-			return nil, fmt.Errorf("postgres: message op of unknown kind %d", op.Kind)
+			continue
 		}
+		flush()
+		b.Queue(editMessage, m.Content, ts(*m.EditedAt), m.ID, m.RoomID, m.AuthorID).QueryRow(func(row pgx.Row) error {
+			var notAuthor bool
+			edited, err := scanMessage(row, &notAuthor)
+			switch {
+			case errors.Is(err, persistence.ErrNotFound):
+				*r = persistence.MessageResult{Err: err}
+			case err != nil:
+				return err
+			case notAuthor:
+				*r = persistence.MessageResult{Err: persistence.ErrNotAuthor}
+			default:
+				*r = persistence.MessageResult{Message: edited}
+			}
+			return nil
+		})
 	}
 	flush()
-	return repeats, nil
 }
 
 // sendRun is a run of sends (ops, their indexes in the batch) as the column

@@ -5,9 +5,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rewind-chat/rewind/persistence"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // kindDM is rooms.kind of a direct-message room.
@@ -115,10 +119,11 @@ const messageColumns = `id, room_id, author_id, content, coalesce(nonce, ''), cr
 
 // The statements of WriteMessages.
 const (
-	// A nonce that the author used before makes the insert do nothing.
+	// A nonce that the author used before in the room makes the insert do
+	// nothing (migrations/0004_nonce_per_room.sql).
 	insertMessage = `INSERT INTO messages (id, room_id, author_id, content, nonce, created_at)
 		VALUES (?, ?, ?, ?, nullif(?, ''), ?)
-		ON CONFLICT (author_id, nonce) WHERE nonce IS NOT NULL DO NOTHING`
+		ON CONFLICT (author_id, room_id, nonce) WHERE nonce IS NOT NULL DO NOTHING`
 	// An author, when given (?5 <> 0), must have written the message.
 	editMessage = `UPDATE messages SET content = ?1, edited_at = ?2, deleted_at = CASE WHEN ?1 = '' THEN ?2 END
 		WHERE id = ?3 AND room_id = ?4 AND deleted_at IS NULL AND (?5 = 0 OR author_id = ?5)
@@ -126,12 +131,38 @@ const (
 	// editable tells an edit by someone else, which changed nothing, from
 	// one of a message that is not there or is deleted.
 	editable       = `SELECT EXISTS (SELECT 1 FROM messages WHERE id = ? AND room_id = ? AND deleted_at IS NULL)`
-	messageByNonce = `SELECT ` + messageColumns + ` FROM messages WHERE author_id = ? AND nonce = ?`
+	messageByNonce = `SELECT ` + messageColumns + ` FROM messages WHERE author_id = ? AND room_id = ? AND nonce = ?`
 )
+
+// errBadText is the refusal of a string that PostgreSQL could not store
+// either (protocol.md §2.3: stored strings are valid UTF-8 without U+0000).
+var errBadText = fmt.Errorf("%w: sqlite: text that is not valid UTF-8 or holds U+0000", persistence.ErrRefused)
+
+// storable reports whether s is valid UTF-8 without U+0000.
+func storable(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
+
+// refusal reports whether err is SQLite refusing one statement's values (a
+// constraint, a string too big): SQLite rolls back that statement only,
+// and the transaction goes on.
+func refusal(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	code := se.Code() & 0xff
+	return code == sqlite3.SQLITE_CONSTRAINT || code == sqlite3.SQLITE_TOOBIG
+}
+
+// refused is the result of an op that SQLite refused with err.
+func refused(err error) persistence.MessageResult {
+	return persistence.MessageResult{Err: fmt.Errorf("%w: %w", persistence.ErrRefused, err)}
+}
 
 // WriteMessages runs one statement per op, prepared once per batch, in a
 // single write transaction: SQLite has no network round trip to save, and
-// the commit (one fsync) is what a batch shares.
+// the commit (one fsync) is what a batch shares. A statement that SQLite
+// refuses is rolled back alone, so its op fails alone; strings that the
+// PostgreSQL store could not hold are refused before they reach SQLite.
 func (s *Store) WriteMessages(ctx context.Context, ops []persistence.MessageOp) ([]persistence.MessageResult, error) {
 	results := make([]persistence.MessageResult, len(ops))
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
@@ -150,7 +181,16 @@ func (s *Store) WriteMessages(ctx context.Context, ops []persistence.MessageOp) 
 			m, r := op.Message, &results[i]
 			switch op.Kind {
 			case persistence.OpSend:
-				n, err := changed(insert.ExecContext(ctx, m.ID, m.RoomID, m.AuthorID, m.Content, m.Nonce, micros(m.CreatedAt)))
+				if !storable(m.Content) || !storable(m.Nonce) {
+					r.Err = errBadText
+					continue
+				}
+				res, err := insert.ExecContext(ctx, m.ID, m.RoomID, m.AuthorID, m.Content, m.Nonce, micros(m.CreatedAt))
+				if refusal(err) {
+					*r = refused(translate(err))
+					continue
+				}
+				n, err := changed(res, err)
 				if err != nil {
 					return err
 				}
@@ -161,7 +201,15 @@ func (s *Store) WriteMessages(ctx context.Context, ops []persistence.MessageOp) 
 				if m.EditedAt == nil {
 					return fmt.Errorf("sqlite: edit of message %d without EditedAt", m.ID)
 				}
+				if !storable(m.Content) {
+					r.Err = errBadText
+					continue
+				}
 				r.Message, r.Err = scanMessage(edit.QueryRowContext(ctx, m.Content, micros(*m.EditedAt), m.ID, m.RoomID, m.AuthorID))
+				if refusal(r.Err) {
+					*r = refused(r.Err)
+					continue
+				}
 				if r.Err != nil && !errors.Is(r.Err, persistence.ErrNotFound) {
 					return r.Err
 				}
@@ -182,7 +230,7 @@ func (s *Store) WriteMessages(ctx context.Context, ops []persistence.MessageOp) 
 		for i := range results {
 			if r := &results[i]; r.Duplicate {
 				m := ops[i].Message
-				if r.Message, err = scanMessage(tx.QueryRowContext(ctx, messageByNonce, m.AuthorID, m.Nonce)); err != nil {
+				if r.Message, err = scanMessage(tx.QueryRowContext(ctx, messageByNonce, m.AuthorID, m.RoomID, m.Nonce)); err != nil {
 					return err
 				}
 			}

@@ -26,10 +26,13 @@ var chatTests = []struct {
 	{"Send", testSend},
 	{"SendDuplicate", testSendDuplicate},
 	{"SendConcurrentNonce", testSendConcurrentNonce},
+	{"SendNoncePerRoom", testSendNoncePerRoom},
 	{"Edit", testEdit},
 	{"EditAuthorInBatch", testEditAuthorInBatch},
 	{"WriteOrder", testWriteOrder},
 	{"WriteAtomic", testWriteAtomic},
+	{"WriteRefusedAlone", testWriteRefusedAlone},
+	{"WriteRefusedMany", testWriteRefusedMany},
 	{"History", testHistory},
 	{"HistoryPaging", testHistoryPaging},
 	{"RequestFriend", testRequestFriend},
@@ -468,6 +471,31 @@ func testSendConcurrentNonce(t *testing.T, open func(t *testing.T) persistence.S
 	}
 }
 
+// testSendNoncePerRoom checks that a nonce is the idempotency key of a send
+// per author and room (protocol.md §2.3): the same nonce in another room is
+// a new message, and a retry in each room answers that room's message.
+func testSendNoncePerRoom(t *testing.T, open func(t *testing.T) persistence.Store) {
+	s := open(t)
+	r12, r13 := chatRooms(t, s)
+	in12 := send(r12, 1, 10, "to two", "n", now)
+	require.Equal(t, []persistence.MessageResult{{Message: sent(in12)}}, write(t, s, in12))
+
+	at := now.Add(time.Minute)
+	in13 := send(r13, 1, 11, "to three", "n", at)
+	retry12, retry13 := send(r12, 1, 12, "retry to two", "n", at), send(r13, 1, 13, "retry to three", "n", at)
+	other12 := send(r12, 2, 14, "another author", "n", at)
+	require.Equal(t, []persistence.MessageResult{
+		{Message: sent(in13)},
+		{Message: sent(in12), Duplicate: true},
+		{Message: sent(in13), Duplicate: true},
+		{Message: sent(other12)},
+	}, write(t, s, in13, retry12, retry13, other12))
+	requireMessage(t, s, sent(in12))
+	requireMessage(t, s, sent(in13))
+	requireNoMessage(t, s, r12, 12)
+	requireNoMessage(t, s, r13, 13)
+}
+
 func testEdit(t *testing.T, open func(t *testing.T) persistence.Store) {
 	at := now.Add(time.Minute)
 	tests := []struct {
@@ -568,7 +596,8 @@ func testWriteOrder(t *testing.T, open func(t *testing.T) persistence.Store) {
 	requireMessage(t, s, sent(m11))
 }
 
-// testWriteAtomic checks that a failing op leaves nothing of its batch.
+// testWriteAtomic checks that an op the caller got wrong fails its batch,
+// which leaves nothing, and that such an error is not an unknown outcome.
 func testWriteAtomic(t *testing.T, open func(t *testing.T) persistence.Store) {
 	s := open(t)
 	r12, _ := chatRooms(t, s)
@@ -577,15 +606,11 @@ func testWriteAtomic(t *testing.T, open func(t *testing.T) persistence.Store) {
 
 	at := now.Add(time.Minute)
 	tests := []struct {
-		name    string
-		bad     persistence.MessageOp
-		wantErr error // nil: any error
+		name string
+		bad  persistence.MessageOp
 	}{
-		{"unknown room", send(999, 1, 20, "x", "", at), persistence.ErrNotFound},
-		{"unknown author", send(r12, 9, 20, "x", "", at), persistence.ErrNotFound},
-		{"id taken", send(r12, 1, 10, "x", "other nonce", at), nil},
-		{"edit without EditedAt", persistence.MessageOp{Kind: persistence.OpEdit, Message: persistence.Message{ID: 10, RoomID: r12}}, nil},
-		{"unknown kind", persistence.MessageOp{Kind: 99, Message: persistence.Message{ID: 21, RoomID: r12, AuthorID: 1}}, nil},
+		{"edit without EditedAt", persistence.MessageOp{Kind: persistence.OpEdit, Message: persistence.Message{ID: 10, RoomID: r12}}},
+		{"unknown kind", persistence.MessageOp{Kind: 99, Message: persistence.Message{ID: 21, RoomID: r12, AuthorID: 1}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -596,13 +621,97 @@ func testWriteAtomic(t *testing.T, open func(t *testing.T) persistence.Store) {
 				send(r12, 2, 31, "after", "", at),
 			})
 			require.Error(t, err)
-			if tt.wantErr != nil {
-				require.ErrorIs(t, err, tt.wantErr)
-			}
+			require.NotErrorIs(t, err, persistence.ErrOutcomeUnknown)
 			requireNoMessage(t, s, r12, 30)
 			requireNoMessage(t, s, r12, 31)
 			requireMessage(t, s, sent(kept))
 		})
+	}
+}
+
+// testWriteRefusedAlone checks that an op the database refuses fails alone
+// (protocol.md §2.3: one user's input never fails another's write): its
+// result carries ErrRefused, it changes nothing, and the ops around it,
+// in the same multi-row insert or not, apply.
+func testWriteRefusedAlone(t *testing.T, open func(t *testing.T) persistence.Store) {
+	at := now.Add(time.Minute)
+	tests := []struct {
+		name string
+		bad  func(r12 int64) persistence.MessageOp
+	}{
+		{"content with U+0000", func(r12 int64) persistence.MessageOp { return send(r12, 1, 20, "a\x00b", "bad", at) }},
+		{"content not UTF-8", func(r12 int64) persistence.MessageOp { return send(r12, 1, 20, "a\xffb", "bad", at) }},
+		{"nonce with U+0000", func(r12 int64) persistence.MessageOp { return send(r12, 1, 20, "fine", "n\x00", at) }},
+		{"nonce not UTF-8", func(r12 int64) persistence.MessageOp { return send(r12, 1, 20, "fine", "n\xc3", at) }},
+		{"edit with U+0000", func(r12 int64) persistence.MessageOp { return editBy(r12, 2, 10, "x\x00", at) }},
+		{"edit not UTF-8", func(r12 int64) persistence.MessageOp { return edit(r12, 10, "\xed\xa0\x80", at) }},
+		{"unknown room", func(int64) persistence.MessageOp { return send(999, 1, 20, "x", "", at) }},
+		{"unknown author", func(r12 int64) persistence.MessageOp { return send(r12, 9, 20, "x", "", at) }},
+		{"id taken", func(r12 int64) persistence.MessageOp { return send(r12, 1, 10, "x", "other nonce", at) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := open(t)
+			r12, r13 := chatRooms(t, s)
+			m10 := send(r12, 2, 10, "ten", "n10", now)
+			write(t, s, m10)
+			bad := tt.bad(r12)
+			before, editTen := send(r12, 2, 30, "before", "b", at), editBy(r12, 2, 10, "ten edited", at)
+			neighbour, after := send(r12, 1, 31, "beside", "", at), send(r13, 3, 32, "after", "", at)
+			retry := send(r12, 2, 33, "retry", "n10", at)
+			ops := []persistence.MessageOp{before, bad, neighbour, editTen, retry, after}
+			results, err := s.WriteMessages(t.Context(), ops)
+			require.NoError(t, err, "a refused op must not fail its batch")
+			require.Len(t, results, len(ops))
+			require.ErrorIs(t, results[1].Err, persistence.ErrRefused)
+			require.Zero(t, results[1].Message)
+			require.False(t, results[1].Duplicate)
+			want10 := edited(sent(m10), editTen)
+			require.Equal(t, persistence.MessageResult{Message: sent(before)}, results[0])
+			require.Equal(t, persistence.MessageResult{Message: sent(neighbour)}, results[2])
+			require.Equal(t, persistence.MessageResult{Message: want10}, results[3])
+			require.Equal(t, persistence.MessageResult{Message: want10, Duplicate: true}, results[4])
+			require.Equal(t, persistence.MessageResult{Message: sent(after)}, results[5])
+			for _, op := range []persistence.MessageOp{before, neighbour, after} {
+				requireMessage(t, s, sent(op))
+			}
+			requireMessage(t, s, want10)
+			requireNoMessage(t, s, r12, 33)
+			if bad.Message.ID == 20 {
+				requireNoMessage(t, s, r12, 20)
+			}
+		})
+	}
+}
+
+// testWriteRefusedMany refuses several ops spread over a large batch, a few
+// in one run of sends: each fails alone, every other op applies once.
+func testWriteRefusedMany(t *testing.T, open func(t *testing.T) persistence.Store) {
+	s := open(t)
+	r12, r13 := chatRooms(t, s)
+	at := now.Add(time.Minute)
+	var ops []persistence.MessageOp
+	bad := map[int]bool{3: true, 4: true, 40: true, 99: true}
+	for i := range 100 {
+		room, author := r12, int64(1+i%2)
+		if i%3 == 0 {
+			room, author = r13, 3
+		}
+		content := fmt.Sprint("message ", i)
+		if bad[i] {
+			content += "\x00"
+		}
+		ops = append(ops, send(room, author, int64(1000+i), content, fmt.Sprint("n", i), at))
+	}
+	results := write(t, s, ops...)
+	for i, op := range ops {
+		if bad[i] {
+			require.ErrorIs(t, results[i].Err, persistence.ErrRefused, "op %d", i)
+			requireNoMessage(t, s, op.Message.RoomID, op.Message.ID)
+			continue
+		}
+		require.Equal(t, persistence.MessageResult{Message: sent(op)}, results[i], "op %d", i)
+		requireMessage(t, s, sent(op))
 	}
 }
 
