@@ -1,6 +1,9 @@
 package messages
 
-import "encoding/json"
+import (
+	"bytes"
+	"encoding/json"
+)
 
 // The request path reads a few top-level fields of small JSON objects.
 // encoding/json does it through reflection and recursion, which on
@@ -146,5 +149,35 @@ func fields(data []byte, keys []string, values [][]byte) {
 		for k, v := range m {
 			set([]byte(k), v)
 		}
+	}
+}
+
+// nulEscape is the JSON escape of U+0000.
+var nulEscape = []byte(`\u0000`)
+
+// hasNULEscape reports whether the valid JSON text data holds the escape
+// \u0000 anywhere, keys included. A backslash only occurs inside strings,
+// where it starts an escape unless an escaping backslash precedes it: the
+// match is an escape when the run of backslashes ending at it is odd
+// (`\\u0000` is a backslash and the text "u0000"). Text without a
+// backslash, the common case, is one IndexByte.
+func hasNULEscape(data []byte) bool {
+	if bytes.IndexByte(data, '\\') < 0 {
+		return false
+	}
+	for i := 0; ; {
+		j := bytes.Index(data[i:], nulEscape)
+		if j < 0 {
+			return false
+		}
+		j += i
+		run := 1
+		for k := j - 1; k >= 0 && data[k] == '\\'; k-- {
+			run++
+		}
+		if run%2 == 1 {
+			return true
+		}
+		i = j + len(nulEscape)
 	}
 }

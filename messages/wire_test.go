@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -31,6 +32,16 @@ func TestDecodeRequest(t *testing.T) {
 		{`{"type":5}`, Request{}, ErrInvalid},
 		{`{"type":"x","nonce":5}`, Request{}, ErrInvalid},
 		{`{"type":"x","nonce":"` + string(make([]byte, 0)) + `0123456789012345678901234567890123456789012345678901234567890123456789"}`, Request{}, ErrInvalid},
+		// The escape of U+0000, anywhere (protocol.md §2.1), is refused;
+		// an escaped backslash before "u0000" is not that escape.
+		{`{"type":"chat","payload":{"type":"send","chat_id":"3","content":"a\u0000b"}}`, Request{}, ErrInvalid},
+		{`{"type":"chat","payload":{"content":"x"},"nonce":"n\u0000"}`, Request{}, ErrInvalid},
+		{`{"type":"heartbeat\u0000"}`, Request{}, ErrInvalid},
+		{`{"type":"heartbeat","payload":{"\u0000":1}}`, Request{}, ErrInvalid},
+		{`{"type":"heartbeat","payload":"\\\u0000"}`, Request{}, ErrInvalid},
+		{`{"type":"heartbeat","payload":"\\u0000"}`, Request{Type: "heartbeat", Payload: json.RawMessage(`"\\u0000"`)}, nil},
+		{`{"type":"heartbeat","payload":"\\\\u0000 \u0001"}`, Request{Type: "heartbeat", Payload: json.RawMessage(`"\\\\u0000 \u0001"`)}, nil},
+		{"{\"type\":\"heartbeat\",\"payload\":\"\x00\"}", Request{}, ErrNotJSON},
 	}
 	for _, c := range cases {
 		got, err := DecodeRequest([]byte(c.in))
@@ -42,12 +53,16 @@ func TestDecodeRequest(t *testing.T) {
 }
 
 func TestParseID(t *testing.T) {
-	for in, want := range map[string]int64{`"123"`: 123, `123`: 123, `"9223372036854775807"`: 1<<63 - 1} {
+	for in, want := range map[string]int64{`"123"`: 123, `123`: 123, `"9223372036854775807"`: 1<<63 - 1, `"1979711488"`: 1979711488, `10`: 10} {
 		got, ok := ParseID(json.RawMessage(in))
 		require.True(t, ok, in)
 		require.Equal(t, want, got)
 	}
-	for _, in := range []string{``, `null`, `"0"`, `0`, `-5`, `"-5"`, `1.5`, `"abc"`, `"9223372036854775808"`, `true`} {
+	// Only the canonical decimal is an id (issue 8, finding 16): no sign, no
+	// leading zero, nothing around the digits.
+	for _, in := range []string{``, `null`, `"0"`, `0`, `-5`, `"-5"`, `1.5`, `"abc"`, `"9223372036854775808"`, `true`,
+		`"+1979711488"`, `"01979711488"`, `+5`, `"00"`, `" 5"`, `"5 "`, `"5\n"`, `1e3`, `"1e3"`, `""`, `"`, `"99999999999999999999"`,
+		`18446744073709551616`, `"0x10"`, `"١٢٣"`} {
 		_, ok := ParseID(json.RawMessage(in))
 		require.False(t, ok, in)
 	}
@@ -115,7 +130,9 @@ func TestAppendChat(t *testing.T) {
 }
 
 func FuzzDecodeRequest(f *testing.F) {
-	for _, s := range []string{`{"type":"heartbeat","payload":{"count":0}}`, `{"type":"chat","payload":{"type":"send","chat_id":"1","content":"hi"},"nonce":"a"}`, `[]`, `{`, `{"type":1}`} {
+	for _, s := range []string{`{"type":"heartbeat","payload":{"count":0}}`, `{"type":"chat","payload":{"type":"send","chat_id":"1","content":"hi"},"nonce":"a"}`, `[]`, `{`, `{"type":1}`,
+		`{"type":"chat","payload":{"content":"a\u0000"}}`, `{"type":"x","payload":"\\u0000"}`, `{"type":"x","payload":"\\\u0000"}`,
+		`{"type":"x","nonce":"\u0000"}`, `{"\u0000":1,"type":"x"}`, "{\"type\":\"x\",\"payload\":\"\xff\"}"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -129,11 +146,38 @@ func FuzzDecodeRequest(f *testing.F) {
 		if r.Type == "" || len(r.Nonce) > MaxNonce {
 			t.Fatalf("accepted %q as %+v", data, r)
 		}
+		// Nothing accepted holds U+0000, decoded anywhere.
+		var v any
+		if json.Unmarshal(data, &v) != nil || holdsNUL(v) {
+			t.Fatalf("accepted %q, which holds U+0000", data)
+		}
 		// The answer frame built from it is valid JSON.
 		if !json.Valid(AppendFrame(nil, r.Type, []byte("null"), r.Nonce)) {
 			t.Fatalf("invalid frame for %q", data)
 		}
 	})
+}
+
+// holdsNUL reports whether a value decoded by encoding/json holds U+0000
+// in a string or a key.
+func holdsNUL(v any) bool {
+	switch v := v.(type) {
+	case string:
+		return strings.ContainsRune(v, 0)
+	case []any:
+		for _, e := range v {
+			if holdsNUL(e) {
+				return true
+			}
+		}
+	case map[string]any:
+		for k, e := range v {
+			if strings.ContainsRune(k, 0) || holdsNUL(e) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func FuzzParseDatetime(f *testing.F) {
@@ -238,8 +282,12 @@ func FuzzPayloadFieldsMatchesEncodingJSON(f *testing.F) {
 	for _, s := range []string{`{"type":"send","chat_id":"1","content":"x"}`, `{"a":{"b":[1,"]"]},"type":1}`, `{"\u0074ype":2}`, `[]`, `{"type":"a" , "type" : "b"}`} {
 		f.Add([]byte(s))
 	}
+	f.Add([]byte(`{"type":"\u0000"}`))
 	keys := []string{"type", "chat_id", "content", "a"}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		if hasNULEscape(data) {
+			return // refused by DecodeRequest before any field is read
+		}
 		var got [4][]byte
 		payloadFields(data, keys, got[:])
 		var m map[string]json.RawMessage

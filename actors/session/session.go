@@ -31,13 +31,23 @@ type Conn interface {
 	Abort(code uint16, reason string)
 }
 
+// AuthNoter is a Conn that wants to know when its session authenticates
+// (the gateway counts unauthenticated connections per address); the
+// session calls Authenticated once, the first time it is authenticated.
+type AuthNoter interface {
+	Authenticated()
+}
+
 // Config holds the protocol settings; every field is required.
 type Config struct {
 	HeartbeatInterval time.Duration
 	HeartbeatGrace    time.Duration
-	Rate              float64 // request frames per second; 0: no limit
-	Burst             int
-	Location          *time.Location // zone of wire times
+	// AuthTimeout is how long a connection may stay unauthenticated; past
+	// it the session closes with 4001. 0: no limit.
+	AuthTimeout time.Duration
+	Rate        float64 // request frames (pings included) per second; 0: no limit
+	Burst       int
+	Location    *time.Location // zone of wire times
 	// RequestTimeout bounds the wait for a room or user actor; past it the
 	// request is answered 5001 (outcome unknown) and the session goes on.
 	RequestTimeout time.Duration
@@ -57,15 +67,17 @@ type Deps struct {
 // Close codes of protocol.md §2.1.
 const (
 	CloseInternal    = 1011
+	CloseAuthTimeout = 4001
 	CloseHeartbeat   = 4003
 	CloseRateLimited = 4008
 	CloseSlow        = 4009
 )
 
 const (
-	reasonHeartbeat = "Heartbeat missing. Websocket session closed."
-	reasonRateLimit = "Rate limit exceeded."
-	reasonSlow      = "Slow consumer."
+	reasonAuthTimeout = "Authentication timed out."
+	reasonHeartbeat   = "Heartbeat missing. Websocket session closed."
+	reasonRateLimit   = "Rate limit exceeded."
+	reasonSlow        = "Slow consumer."
 	// limitedFor is how long a session may stay over its rate limit.
 	limitedFor = 10 * time.Second
 	// maxQueued caps requests waiting behind one in flight.
@@ -73,9 +85,50 @@ const (
 )
 
 // Peer feeds what the gateway reads from one connection to its session.
+// It applies the rate limit (protocol.md §2.7) as frames arrive, on the
+// goroutine reading the connection, so that a ping, which the gateway
+// answers there, is counted like a request. The gateway calls it one call
+// at a time, so its limiter needs no lock of its own.
 type Peer struct {
-	root *actor.RootContext
-	pid  *actor.PID
+	root  *actor.RootContext
+	pid   *actor.PID
+	limit *limiter // nil: no limit
+}
+
+// limiter is a session's token bucket with the run of refusals it is in.
+type limiter struct {
+	bucket       *rate.Limiter
+	limitedSince time.Time     // start of the current run of refusals
+	lastRefused  time.Time     // the latest refusal
+	refusalGap   time.Duration // a pause in refusals this long ends a run
+	expired      bool          // the session was told to close
+}
+
+func newLimiter(perSecond float64, burst int) *limiter {
+	return &limiter{
+		bucket:     rate.NewLimiter(rate.Limit(perSecond), burst),
+		refusalGap: max(time.Second, time.Duration(2*float64(time.Second)/perSecond)),
+	}
+}
+
+// allow counts one frame arriving now: refused when it is over the limit,
+// expire when the session has been over it for limitedFor (the first time
+// only).
+func (l *limiter) allow(now time.Time) (refused, expire bool) {
+	if l.bucket.AllowN(now, 1) {
+		return false, false
+	}
+	// A client over the limit still gets a frame through now and then; it
+	// stays "over" until its refusals pause.
+	if now.Sub(l.lastRefused) > l.refusalGap {
+		l.limitedSince = now
+	}
+	l.lastRefused = now
+	if !l.expired && now.Sub(l.limitedSince) >= limitedFor {
+		l.expired = true
+		return true, true
+	}
+	return true, false
 }
 
 // NewRoot returns the root context to Start sessions from. Its guardian
@@ -92,21 +145,55 @@ func Start(root *actor.RootContext, conn Conn, version int, deps *Deps) *Peer {
 	pid := root.Spawn(actor.PropsFromProducer(func() actor.Actor {
 		return &Actor{deps: deps, conn: conn, version: version}
 	}))
-	return &Peer{root: root, pid: pid}
+	p := &Peer{root: root, pid: pid}
+	if deps.Rate > 0 {
+		p.limit = newLimiter(deps.Rate, deps.Burst)
+	}
+	return p
 }
 
-// Text, Binary and Closed implement the gateway's Peer.
-func (p *Peer) Text(data []byte)    { p.root.Send(p.pid, &inbound{data: data}) }
-func (p *Peer) Binary()             { p.root.Send(p.pid, &inbound{binary: true}) }
+// Text, Binary, Ping and Closed implement the gateway's Peer.
+func (p *Peer) Text(data []byte) {
+	m := &inbound{data: data}
+	m.refused, m.expire = p.allow()
+	p.root.Send(p.pid, m)
+}
+
+func (p *Peer) Binary() {
+	m := &inbound{binary: true}
+	m.refused, m.expire = p.allow()
+	p.root.Send(p.pid, m)
+}
+
+// Ping counts a ping like a request; one over the limit goes unanswered
+// (a refusal frame would answer a flood with a flood).
+func (p *Peer) Ping() bool {
+	refused, expire := p.allow()
+	if expire {
+		p.root.Send(p.pid, &inbound{expire: true})
+	}
+	return !refused
+}
+
 func (p *Peer) Closed(reason error) { p.root.Send(p.pid, &disconnected{reason: reason}) }
+
+func (p *Peer) allow() (refused, expire bool) {
+	if p.limit == nil {
+		return false, false
+	}
+	return p.limit.allow(time.Now())
+}
 
 type (
 	inbound struct {
-		data   []byte
-		binary bool
+		data    []byte
+		binary  bool
+		refused bool // over the rate limit
+		expire  bool // over it for limitedFor: close
 	}
 	disconnected   struct{ reason error }
 	heartbeatCheck struct{}
+	authCheck      struct{}
 	requestTimeout struct{ seq uint64 }
 )
 
@@ -143,13 +230,11 @@ type Actor struct {
 	deadline time.Time
 	beat     *time.Timer
 
-	limiter      *rate.Limiter // nil: no limit
-	limitedSince time.Time     // start of the current run of refusals
-	lastRefused  time.Time
-	refusalGap   time.Duration // a pause in refusals this long ends a run
+	authTimer *time.Timer // until the first successful auth; nil after
 
 	user   persistence.User
 	authed bool
+	noted  bool // authed, and the connection and timer know it
 
 	queue        []queued
 	seq          uint64 // numbers requests sent to other actors
@@ -170,6 +255,9 @@ func (a *Actor) Receive(ctx actor.Context) {
 		a.close(CloseInternal, "Internal error.")
 	case *actor.Stopped:
 		a.beat.Stop()
+		if a.authTimer != nil {
+			a.authTimer.Stop()
+		}
 		if a.waitTimer != nil {
 			a.waitTimer.Stop()
 		}
@@ -208,28 +296,47 @@ func (a *Actor) Receive(ctx actor.Context) {
 		} else {
 			a.close(CloseHeartbeat, reasonHeartbeat)
 		}
+	case *authCheck:
+		if !a.authed {
+			a.close(CloseAuthTimeout, reasonAuthTimeout)
+		}
 	case *disconnected:
 		a.closed = true // the connection is gone already
 		ctx.Stop(a.self)
+	}
+	if a.authed && !a.noted {
+		// However the session came to be authenticated: the timer stops
+		// and the connection stops counting as unauthenticated.
+		a.noted = true
+		if a.authTimer != nil {
+			a.authTimer.Stop()
+			a.authTimer = nil
+		}
+		if n, ok := a.conn.(AuthNoter); ok {
+			n.Authenticated()
+		}
 	}
 }
 
 func (a *Actor) start(ctx actor.Context) {
 	a.self, a.root = ctx.Self(), ctx.ActorSystem().Root
-	if a.deps.Rate > 0 {
-		a.limiter = rate.NewLimiter(rate.Limit(a.deps.Rate), a.deps.Burst)
-		a.refusalGap = max(time.Second, time.Duration(2*float64(time.Second)/a.deps.Rate))
-	}
 	d := a.deps.HeartbeatInterval + a.deps.HeartbeatGrace
 	a.deadline = time.Now().Add(d)
 	self, root := a.self, a.root
 	a.beat = time.AfterFunc(d, func() { root.Send(self, &heartbeatCheck{}) })
+	if a.deps.AuthTimeout > 0 {
+		a.authTimer = time.AfterFunc(a.deps.AuthTimeout, func() { root.Send(self, &authCheck{}) })
+	}
 }
 
-// arrive applies the rate limit and the heartbeat deadline to a frame as
-// it comes in, and queues it.
+// arrive applies the rate limit (counted by the Peer) and the heartbeat
+// deadline to a frame as it comes in, and queues it.
 func (a *Actor) arrive(m *inbound) {
 	if a.closed {
+		return
+	}
+	if m.expire {
+		a.close(CloseRateLimited, reasonRateLimit)
 		return
 	}
 	q := queued{at: time.Now()}
@@ -240,21 +347,8 @@ func (a *Actor) arrive(m *inbound) {
 	} else {
 		q.req, q.nonce = req, req.Nonce
 	}
-	if a.limiter != nil {
-		now := time.Now()
-		if !a.limiter.AllowN(now, 1) {
-			// A client over the limit still gets a request through now and
-			// then; it stays "over" until its refusals pause.
-			if now.Sub(a.lastRefused) > a.refusalGap {
-				a.limitedSince = now
-			}
-			a.lastRefused = now
-			if now.Sub(a.limitedSince) >= limitedFor {
-				a.close(CloseRateLimited, reasonRateLimit)
-				return
-			}
-			q.answer = messages.ErrRateLimited
-		}
+	if m.refused {
+		q.answer = messages.ErrRateLimited
 	}
 	if q.answer == nil && q.req.Type == "heartbeat" {
 		a.beaten = true

@@ -40,8 +40,14 @@ type Conn struct {
 	dropping atomic.Bool // Abort: the queued frames are not written
 	version  uint8
 
+	// addr is the client address key the Handler counts unauthenticated
+	// connections under; unauth says this one still counts (h.mu guards it).
+	addr   string
+	unauth bool
+
 	mu          sync.Mutex // guards the fields below
-	queue       queue      // text frames for the writer, at most SendQueue
+	queue       queue      // text frames for the writer, at most SendQueue and SendBytes
+	dropped     int        // queued frames never written (Abort, a slow client, the end)
 	writer      writerState
 	pongPending bool
 	closeFrame  bool // the writer owes a close frame with closeCode and closeReason
@@ -64,8 +70,8 @@ const (
 	writerDone                       // the close frame went out, or a write failed
 )
 
-func newConn(h *Handler, nc net.Conn, version int) *Conn {
-	c := &Conn{h: h, nc: nc, version: uint8(version), opened: time.Now()}
+func newConn(h *Handler, nc net.Conn, version int, addr string) *Conn {
+	c := &Conn{h: h, nc: nc, version: uint8(version), opened: time.Now(), addr: addr, unauth: true}
 	c.readFn, c.writeFn = c.read, c.write
 	c.reading.Store(true) // the serving goroutine's until it parks or reads
 	if sc, ok := nc.(syscall.Conn); ok {
@@ -76,13 +82,16 @@ func newConn(h *Handler, nc net.Conn, version int) *Conn {
 	return c
 }
 
-// Send queues one text frame. It returns false when the queue is full or
-// the connection is closing; the caller decides what overflow means (the
-// session aborts with 4009). frame is not copied, so it must not be modified
-// afterwards: one encoded broadcast is shared by many connections.
+// Send queues one text frame. It returns false when the queue is full
+// (SendQueue frames, or SendBytes bytes: a frame larger than SendBytes only
+// goes into an empty queue) or the connection is closing; the caller decides
+// what overflow means (the session aborts with 4009). frame is not copied,
+// so it must not be modified afterwards: one encoded broadcast is shared by
+// many connections.
 func (c *Conn) Send(frame []byte) bool {
 	c.mu.Lock()
-	if c.closing.Load() || c.queue.len() >= c.h.cfg.SendQueue {
+	if c.closing.Load() || c.queue.len() >= c.h.cfg.SendQueue ||
+		c.queue.len() > 0 && c.queue.bytes+len(frame) > c.h.cfg.SendBytes {
 		c.mu.Unlock()
 		return false
 	}
@@ -131,6 +140,10 @@ func (c *Conn) Abort(code uint16, reason string) {
 
 // RemoteAddr returns the client's address.
 func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// Authenticated tells the Handler that the connection has authenticated: it
+// no longer counts against MaxUnauthenticatedPerIP. Later calls do nothing.
+func (c *Conn) Authenticated() { c.h.authenticated(c) }
 
 func (c *Conn) closeWith(code uint16, reason string, cause Cause, drop bool) {
 	c.requestClose(code, reason, &Disconnect{Cause: cause, Code: code, Reason: reason}, drop)
@@ -275,13 +288,16 @@ func (c *Conn) teardown() {
 		}
 		t.Stop()
 	}
+	// Before the socket closes: a client that sees it closed may connect
+	// again at once, and must not find itself still counted.
+	c.h.authenticated(c)
 	c.nc.Close()
 	if exited != nil {
 		<-exited // the socket is closed: its write fails if it was blocked
 	}
 	c.mu.Lock()
 	d := c.end
-	c.queue.reset()
+	c.dropQueue()
 	c.mu.Unlock()
 	c.peer.Closed(d)
 	c.h.ended(c, d)
@@ -297,12 +313,19 @@ func (c *Conn) readLoop(r *reader, idle bool) bool {
 		op    ws.OpCode // of the message being read
 		size  int64     // of the message being read, so far
 		msg   []byte    // the text message being assembled
+		valid int       // msg[:valid] is checked UTF-8; the rest starts a rune
 	)
 	for {
 		if idle && c.rc != nil && !state.Fragmented() && r.br.Buffered() == 0 && !c.closing.Load() {
 			return true
 		}
 		h, err := ws.ReadHeaderBuffer(r.br, r.hdr[:])
+		if errors.Is(err, ws.ErrHeaderLengthMSB) || errors.Is(err, ws.ErrHeaderLengthUnexpected) {
+			// RFC 6455 §5.2: "the most significant bit MUST be 0". A
+			// protocol error like any other, never a silent drop.
+			c.fail(r, errLengthMSB)
+			return false
+		}
 		if err != nil {
 			c.readFailed(err)
 			return false
@@ -326,7 +349,7 @@ func (c *Conn) readLoop(r *reader, idle bool) bool {
 			state = state.Set(ws.StateFragmented)
 		}
 		if h.OpCode != ws.OpContinuation {
-			op, size = h.OpCode, 0
+			op, size, valid = h.OpCode, 0, 0
 		}
 		keep := op == ws.OpText && !c.closing.Load()
 		// The cap is checked on the header, before reading or allocating.
@@ -339,11 +362,29 @@ func (c *Conn) readLoop(r *reader, idle bool) bool {
 		if keep {
 			n, m := len(msg), int(h.Length)
 			msg = slices.Grow(msg, m)[:n+m]
-			if _, err := io.ReadFull(r.br, msg[n:]); err != nil {
-				c.readFailed(err)
+			// Read as the bytes come, checking UTF-8 on the way (RFC 6455
+			// §8.1): a message that cannot become valid fails at once, not
+			// when its last fragment arrives.
+			for got := 0; got < m; {
+				k, err := r.br.Read(msg[n+got:])
+				if k > 0 {
+					ws.Cipher(msg[n+got:n+got+k], h.Mask, got)
+					got += k
+					var ok bool
+					if valid, ok = checkUTF8(msg[:n+got], valid); !ok {
+						c.fail(r, errInvalidUTF8)
+						return false
+					}
+				}
+				if err != nil && got < m {
+					c.readFailed(err)
+					return false
+				}
+			}
+			if h.Fin && valid != len(msg) {
+				c.fail(r, errInvalidUTF8) // ends inside a rune
 				return false
 			}
-			ws.Cipher(msg[n:], h.Mask, 0)
 		} else {
 			// Binary payloads, and everything once closing, are skipped
 			// without being buffered: the frames still have to be parsed to
@@ -379,7 +420,11 @@ func (c *Conn) control(r *reader, h ws.Header) bool {
 	ws.Cipher(b, h.Mask, 0)
 	switch h.OpCode {
 	case ws.OpPing:
-		c.queuePong(b)
+		// The Peer counts pings like requests (protocol.md §2.7): one over
+		// its limit gets no pong.
+		if !c.closing.Load() && c.peer.Ping() {
+			c.queuePong(b)
+		}
 	case ws.OpClose:
 		c.clientClosed(b)
 		return false
@@ -387,7 +432,29 @@ func (c *Conn) control(r *reader, h ws.Header) bool {
 	return true
 }
 
-var errCloseBody = ws.ProtocolError("close frame payload of one byte")
+var (
+	errCloseBody = ws.ProtocolError("close frame payload of one byte")
+	errLengthMSB = ws.ProtocolError("frame length with the most significant bit set")
+)
+
+// ErrInvalidUTF8 is wrapped by the Disconnect of a connection that sent a
+// text message that is not valid UTF-8: closed with 1007 (RFC 6455 §8.1).
+var ErrInvalidUTF8 = errors.New("text message is not valid UTF-8")
+
+// errInvalidUTF8 fails a connection with 1007.
+var errInvalidUTF8 = &failure{code: uint16(ws.StatusInvalidFramePayloadData), reason: invalidUTF8Reason, cause: CauseInvalidUTF8, err: ErrInvalidUTF8}
+
+const invalidUTF8Reason = "Invalid UTF-8."
+
+// failure is a reason to fail the connection other than a protocol error.
+type failure struct {
+	code   uint16
+	reason string
+	cause  Cause
+	err    error
+}
+
+func (f *failure) Error() string { return f.err.Error() }
 
 // clientClosed answers the client's close frame. RFC 6455 §5.5.1: "If an
 // endpoint receives a Close frame and did not previously send a Close frame,
@@ -413,13 +480,78 @@ func (c *Conn) clientClosed(b []byte) {
 	c.requestClose(uint16(code), "", &Disconnect{Cause: CauseClientClose, Code: uint16(code), Reason: reason}, true)
 }
 
-// fail closes with 1002 and then, as RFC 6455 §7.1.7 asks, processes nothing
-// more from the client: it only drains the socket until the client hangs up
-// or the close wait set by the writer ends.
+// fail closes with 1002 (with 1007 for invalid UTF-8) and then, as RFC 6455
+// §7.1.7 asks, processes nothing more from the client: it only drains the
+// socket until the client hangs up or the close wait set by the writer ends.
 func (c *Conn) fail(r *reader, err error) {
-	c.requestClose(uint16(ws.StatusProtocolError), err.Error(),
-		&Disconnect{Cause: CauseProtocolError, Code: uint16(ws.StatusProtocolError), Err: err}, true)
+	if f, ok := err.(*failure); ok {
+		c.requestClose(f.code, f.reason, &Disconnect{Cause: f.cause, Code: f.code, Reason: f.reason, Err: f.err}, true)
+	} else {
+		c.requestClose(uint16(ws.StatusProtocolError), err.Error(),
+			&Disconnect{Cause: CauseProtocolError, Code: uint16(ws.StatusProtocolError), Err: err}, true)
+	}
 	_, _ = io.Copy(io.Discard, r.br)
+}
+
+// checkUTF8 checks b[from:], where b[:from] is valid UTF-8 and from starts a
+// rune, and returns how far b is valid: to its end, or to the start of a
+// rune that the next bytes may complete. ok is false when b holds a
+// sequence no further bytes can make valid.
+func checkUTF8(b []byte, from int) (valid int, ok bool) {
+	p := b[from:]
+	if utf8.Valid(p) {
+		return len(b), true
+	}
+	// Invalid, or cut inside its last rune: find where that rune starts.
+	i := len(p) - 1
+	for i > 0 && len(p)-i < utf8.UTFMax && !utf8.RuneStart(p[i]) {
+		i--
+	}
+	if !runePrefix(p[i:]) || !utf8.Valid(p[:i]) {
+		return 0, false
+	}
+	return from + i, true
+}
+
+// runePrefix reports whether p is the beginning, not the whole, of the
+// UTF-8 encoding of a rune (RFC 3629 §4: no overlong forms, no surrogates,
+// nothing past U+10FFFF).
+func runePrefix(p []byte) bool {
+	if len(p) == 0 {
+		return false
+	}
+	var n int
+	lo, hi := byte(0x80), byte(0xbf) // the second byte's range
+	switch b := p[0]; {
+	case b >= 0xc2 && b <= 0xdf:
+		n = 2
+	case b == 0xe0:
+		n, lo = 3, 0xa0
+	case b == 0xed:
+		n, hi = 3, 0x9f
+	case b >= 0xe1 && b <= 0xef:
+		n = 3
+	case b == 0xf0:
+		n, lo = 4, 0x90
+	case b == 0xf4:
+		n, hi = 4, 0x8f
+	case b >= 0xf1 && b <= 0xf3:
+		n = 4
+	default:
+		return false
+	}
+	if len(p) >= n {
+		return false
+	}
+	for i, b := range p[1:] {
+		if i > 0 {
+			lo, hi = 0x80, 0xbf
+		}
+		if b < lo || b > hi {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *Conn) readFailed(err error) {
@@ -470,6 +602,7 @@ type writer struct {
 	scratch [ws.MaxHeaderSize]byte
 	ctl     [ws.MaxControlFramePayloadSize]byte
 	wv      [2 * maxBatch][]byte // header, payload, header, payload...
+	vec     [2 * maxBatch][]byte // wv's copy that writev consumes
 	bufs    net.Buffers
 	joined  [joinedWrite]byte
 }
@@ -508,9 +641,9 @@ func (c *Conn) writeNext(w *writer) bool {
 		for i := range n {
 			w.header(i, ws.OpText)
 		}
-		return c.send(w, n)
+		return c.send(w, n, false)
 	case c.closeFrame:
-		c.queue.reset() // empty, or dropped by Abort
+		c.dropQueue() // empty, or dropped by Abort
 		code, reason := c.closeCode, c.closeReason
 		c.mu.Unlock()
 		if c.writeOne(w, ws.OpClose, closeBody(w.ctl[:0], code, reason)) {
@@ -527,6 +660,13 @@ func (c *Conn) writeNext(w *writer) bool {
 		c.mu.Unlock()
 		return false
 	}
+}
+
+// dropQueue empties the queue, counting what it held as dropped. Lock
+// must be held.
+func (c *Conn) dropQueue() {
+	c.dropped += c.queue.len()
+	c.queue.reset()
 }
 
 // batch takes the frames at the head of the queue that one write sends
@@ -557,7 +697,7 @@ const (
 func (c *Conn) writeOne(w *writer, op ws.OpCode, p []byte) bool {
 	w.wv[1] = p
 	w.header(0, op)
-	return c.send(w, 1)
+	return c.send(w, 1, op == ws.OpClose)
 }
 
 // header encodes the header of the i-th frame of the next write, whose
@@ -568,24 +708,27 @@ func (w *writer) header(i int, op ws.OpCode) {
 	w.wv[2*i] = w.hdr[i].b[:w.hdr[i].n]
 }
 
-// send writes the first n frames put in place, in one writev bounded by
-// WriteTimeout, and reports whether it did. On failure it records the
-// cause, closes the socket and stops the writer for good; a reader sees the
-// closed socket and ends the connection.
-func (c *Conn) send(w *writer, n int) bool {
+// send writes the first n frames put in place (the last of them the close
+// frame when closeFrame), in one writev bounded by WriteTimeout, and reports
+// whether it did. A write that runs past WriteTimeout goes to slow. On any
+// other failure it records the cause, closes the socket and stops the
+// writer for good; a reader sees the closed socket and ends the connection.
+func (c *Conn) send(w *writer, n int, closeFrame bool) bool {
 	err := c.nc.SetWriteDeadline(time.Now().Add(c.h.cfg.WriteTimeout))
+	var written int64
 	if err == nil {
-		err = w.writeTo(c.nc, w.wv[:2*n])
+		written, err = w.writeTo(c.nc, w.wv[:2*n])
+	}
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		rest := w.unwritten(n, written)
+		clear(w.wv[:2*n])
+		return c.slow(rest, closeFrame)
 	}
 	clear(w.wv[:2*n]) // the pool must not keep frames
 	if err != nil {
-		cause := CauseWriteError
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			cause = CauseWriteTimeout
-		}
 		c.mu.Lock()
 		if c.end == nil {
-			c.end = &Disconnect{Cause: cause, Code: uint16(ws.StatusAbnormalClosure), Err: err}
+			c.end = &Disconnect{Cause: CauseWriteError, Code: uint16(ws.StatusAbnormalClosure), Err: err}
 		}
 		c.stopWriter(writerDone)
 		c.mu.Unlock()
@@ -598,19 +741,90 @@ func (c *Conn) send(w *writer, n int) bool {
 	return true
 }
 
-// writeTo writes v to nc: joined when it is small, else with writev.
-func (w *writer) writeTo(nc net.Conn, v [][]byte) error {
+// slow ends a connection whose write ran past WriteTimeout: the client does
+// not read (protocol.md §2.1: a slow consumer, 4009). Nothing is dropped
+// silently: the queued frames are dropped and counted, and the client is
+// told why when it reads again, if it does so within closeWait. rest is
+// what remains of the frame the write cut short, which has to be finished
+// before any other frame can follow; then the close frame goes out, unless
+// rest is the close frame's own, 4009 "Slow consumer." or the close asked
+// for earlier. Only if that cannot be written either is the socket dropped.
+func (c *Conn) slow(rest net.Buffers, closeSent bool) bool {
+	c.mu.Lock()
+	if c.end == nil {
+		c.end = &Disconnect{Cause: CauseWriteTimeout, Code: CloseSlowConsumer, Reason: SlowConsumerReason, Err: os.ErrDeadlineExceeded}
+	}
+	if !c.closeFrame {
+		c.closeFrame, c.closeCode, c.closeReason = true, CloseSlowConsumer, SlowConsumerReason
+	}
+	code, reason := c.closeCode, c.closeReason
+	c.closing.Store(true)
+	c.dropping.Store(true)
+	c.pongPending = false
+	c.dropQueue()
+	c.mu.Unlock()
+	if !closeSent || rest == nil { // rest nil: the write stopped before its frame
+		body := closeBody(make([]byte, 0, ws.MaxControlFramePayloadSize), code, reason)
+		rest = append(rest, ws.MustCompileFrame(ws.NewCloseFrame(body)))
+	}
+	err := c.nc.SetWriteDeadline(time.Now().Add(c.h.closeWait))
+	if err == nil {
+		_, err = rest.WriteTo(c.nc)
+	}
+	if err == nil {
+		// As after any close frame: the reader waits for the answer.
+		err = c.nc.SetReadDeadline(time.Now().Add(c.h.closeWait))
+	}
+	c.mu.Lock()
+	c.stopWriter(writerDone)
+	c.mu.Unlock()
+	if err != nil {
+		c.nc.Close()
+	}
+	c.kick()
+	return false
+}
+
+// unwritten returns what a write of the first n frames in place left of
+// the frame it cut short after written bytes: nil when it stopped between
+// two frames.
+func (w *writer) unwritten(n int, written int64) net.Buffers {
+	for i := range n {
+		hdr, p := w.wv[2*i], w.wv[2*i+1]
+		size := int64(len(hdr) + len(p))
+		if written >= size {
+			written -= size
+			continue
+		}
+		switch {
+		case written == 0:
+			return nil
+		case written < int64(len(hdr)):
+			return net.Buffers{slices.Clone(hdr[written:]), p}
+		default:
+			return net.Buffers{p[written-int64(len(hdr)):]}
+		}
+	}
+	return nil
+}
+
+// writeTo writes v to nc: joined when it is small, else with writev. It
+// returns how many bytes it wrote; v is left as it was.
+func (w *writer) writeTo(nc net.Conn, v [][]byte) (int64, error) {
 	b := w.joined[:0]
 	for _, p := range v {
 		if len(b)+len(p) > len(w.joined) {
-			w.bufs = v
-			_, err := w.bufs.WriteTo(nc)
-			return err
+			// WriteTo consumes the vector it writes: give it a copy.
+			w.bufs = append(w.vec[:0], v...)
+			k, err := w.bufs.WriteTo(nc)
+			clear(w.vec[:len(v)])
+			w.bufs = nil
+			return k, err
 		}
 		b = append(b, p...)
 	}
-	_, err := nc.Write(b)
-	return err
+	k, err := nc.Write(b)
+	return int64(k), err
 }
 
 // header receives the encoded frame header from ws.WriteHeaderBuffer.

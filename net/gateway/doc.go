@@ -27,25 +27,45 @@
 //     connection starts it, and it ends when nothing is left. It is the
 //     only one that writes to the socket: data frames, pongs and close
 //     frames alike (TestPingPong).
-//   - Conn.Send never blocks: it queues the frame, at most SendQueue of them,
-//     and fails when the queue is full or the connection is closing; a slow
-//     client can never stall a fan-out (TestSendFailsWhenQueueFull). The
-//     queue holds pooled blocks only while frames wait. Frames are not
-//     copied into it: one encoded broadcast is shared by many connections.
-//   - Every write is bounded by WriteTimeout; one that exceeds it drops the
-//     connection (TestWriteTimeoutDrops). Frames that pile up in the queue
-//     leave in batches, one system call each: a write from the writer's
-//     buffer when they are small, else a writev.
+//   - Conn.Send never blocks: it queues the frame, at most SendQueue of them
+//     and SendBytes bytes, and fails when the queue is full or the
+//     connection is closing; a slow client can never stall a fan-out, nor
+//     hold more than SendBytes (TestSendFailsWhenQueueFull,
+//     TestSendBytesBound). The queue holds pooled blocks only while frames
+//     wait. Frames are not copied into it: one encoded broadcast is shared
+//     by many connections.
+//   - Every write is bounded by WriteTimeout; one that exceeds it ends the
+//     connection as a slow consumer, 4009, never silently: the queue is
+//     dropped and counted, the frame the write was in is finished and the
+//     close frame follows within closeWait, else the socket is dropped,
+//     still as 4009 (TestWriteTimeoutCloses4009). Frames that pile up in
+//     the queue leave in batches, one system call each: a write from the
+//     writer's buffer when they are small, else a writev.
 //   - A message is checked against MaxFrame, all fragments together, from
 //     each frame header before its payload is read or anything allocated
 //     for it; a larger one is closed with 1009 (TestMaxFrame,
 //     FuzzReadMessage).
+//   - A text message reaches the Peer only as valid UTF-8: it is checked as
+//     its bytes arrive, across fragments and within a frame, and the
+//     connection fails with 1007 "Invalid UTF-8." as soon as no further
+//     bytes could make it valid (RFC 6455 §8.1; TestInvalidUTF8Closes1007,
+//     TestCheckUTF8, FuzzCheckUTF8, FuzzReadMessage).
+//   - Every ping is put to Peer.Ping, which may refuse it (the session's
+//     rate limit); a refused ping gets no pong (TestPingAsksThePeer).
+//   - Upgrades are refused before the handshake, with Connection: close so
+//     the refused socket goes at once: 503 once MaxConnections are active
+//     (TestMaxConnections), 429 once the client's address (an IPv6 /64)
+//     holds MaxUnauthenticatedPerIP connections that have not called
+//     Conn.Authenticated; a connection stops counting when it authenticates
+//     or before its socket closes (TestUnauthenticatedPerAddress,
+//     TestAddrKey).
 //   - Close writes the queued frames, then the close frame; Abort drops
 //     them (TestCloseFlushesQueue, TestSendFailsWhenQueueFull,
 //     TestAbortDropsQueue). A client close frame is answered with its code
 //     (RFC 6455 §5.5.1); a close of ours is answered by the client within
 //     closeWait or the socket is dropped (TestCloseWaitBounded). Protocol
-//     violations close with 1002 (TestProtocolErrors).
+//     violations close with 1002, a frame length with its top bit set
+//     included (TestProtocolErrors, TestLengthTopBitCloses1002).
 //   - Once closing, Send fails and messages read are discarded
 //     (TestCloseFlushesQueue).
 //   - Every ended connection has one Disconnect, the first cause recorded,
@@ -56,4 +76,8 @@
 //
 // The read path allocates only the message handed to Peer.Text, the write
 // path nothing (BenchmarkReadText, BenchmarkSend).
+//
+// TestWebSocketConformance runs the Autobahn|Testsuite's cases for a
+// server (sections 1-7, 9, 10; compression does not apply) against a real
+// server's /ws; conformance_test.go says how each is ported.
 package gateway

@@ -9,6 +9,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
 )
 
 // fuzzMaxFrame is small, so that generated inputs cross it.
@@ -20,6 +23,7 @@ type fuzzPeer struct {
 	t      *testing.T
 	conn   *Conn
 	closed int
+	pings  int
 }
 
 func (p *fuzzPeer) Text(data []byte) {
@@ -27,10 +31,20 @@ func (p *fuzzPeer) Text(data []byte) {
 	if len(data) > fuzzMaxFrame {
 		p.t.Errorf("a message of %d bytes passed MaxFrame %d", len(data), fuzzMaxFrame)
 	}
+	if !utf8.Valid(data) {
+		p.t.Errorf("a text message that is not UTF-8 passed: %q", data)
+	}
 	p.conn.Send(data)
 }
 
 func (p *fuzzPeer) Binary() { p.delivered() }
+
+// Ping refuses every other ping, to exercise both ways.
+func (p *fuzzPeer) Ping() bool {
+	p.delivered()
+	p.pings++
+	return p.pings%2 == 0
+}
 
 func (p *fuzzPeer) Closed(reason error) {
 	p.closed++
@@ -48,9 +62,18 @@ func (p *fuzzPeer) delivered() {
 
 // FuzzReadMessage feeds arbitrary bytes, as the client's side of a
 // connection, to the read loop: it must not panic, hand over a message
-// larger than MaxFrame, allocate for what the input only declares, or call
-// Closed other than once, last.
+// larger than MaxFrame or one that is not UTF-8, allocate for what the
+// input only declares, or call Closed other than once, last.
 func FuzzReadMessage(f *testing.F) {
+	for _, seed := range [][]byte{
+		masked(ws.NewTextFrame([]byte("κόσμε \xf4\x90\x80\x80"))), // not UTF-8
+		append(masked(ws.NewFrame(ws.OpText, false, []byte("a\xe2\x82"))), // a rune across fragments
+			masked(ws.NewFrame(ws.OpContinuation, true, []byte("\xac")))...),
+		{0x81, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4}, // a length with the top bit set
+		append(masked(ws.NewPingFrame([]byte("a"))), masked(ws.NewPingFrame([]byte("b")))...),
+	} {
+		f.Add(seed)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p := &fuzzPeer{t: t}
 		h := New(Config{MaxFrame: fuzzMaxFrame, SendQueue: 4}, func(c *Conn, _ int) Peer {
@@ -68,7 +91,7 @@ func FuzzReadMessage(f *testing.F) {
 		})
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		h.serve(server, br, 1)
+		h.serve(server, br, 1, "fuzz")
 		runtime.ReadMemStats(&after)
 		wg.Wait()
 		if p.closed != 1 {

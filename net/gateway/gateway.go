@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -24,10 +25,30 @@ type Config struct {
 	// SendQueue is the number of outbound frames queued per connection;
 	// default 256. Conn.Send fails when it is full.
 	SendQueue int
+	// SendBytes bounds the outbound queue in bytes as well; default 1 MiB.
+	// Conn.Send fails when a frame would take the queue past it.
+	SendBytes int
 	// WriteTimeout bounds one write to the socket: a frame, or the queued
 	// frames written together (at most 16 of them, 64 KiB); default 10s. A
-	// write that exceeds it drops the connection (cause "write timeout").
+	// write that exceeds it ends the connection as a slow consumer: the
+	// queue is dropped and a close frame 4009 follows the frame the write
+	// was in, if the client reads them within a few seconds (cause "write
+	// timeout", code 4009).
 	WriteTimeout time.Duration
+	// MaxUnauthenticatedPerIP bounds the connections from one client
+	// address (an IPv6 /64) that have not called Conn.Authenticated,
+	// handshakes included; the next upgrade from it is answered 429 before
+	// the handshake. Default 64; negative: no bound.
+	MaxUnauthenticatedPerIP int
+	// MaxConnections bounds the connections, handshakes included; past it
+	// upgrades are answered 503 at once, so the process keeps descriptors
+	// for everything else. Default DefaultMaxConnections(); negative: no
+	// bound.
+	MaxConnections int
+	// ClientAddr returns the client address of an upgrade request; default
+	// the host of r.RemoteAddr. Behind a reverse proxy, the address the
+	// proxy reports.
+	ClientAddr func(r *http.Request) string
 	// Logger receives connection facts: open, and close with cause, code,
 	// reason and duration. Never payloads. Default: no logging.
 	Logger zerolog.Logger
@@ -38,10 +59,28 @@ type Config struct {
 
 // Defaults of Config.
 const (
-	DefaultMaxFrame     = 16 << 10
-	DefaultSendQueue    = 256
-	DefaultWriteTimeout = 10 * time.Second
+	DefaultMaxFrame                = 16 << 10
+	DefaultSendQueue               = 256
+	DefaultSendBytes               = 1 << 20
+	DefaultWriteTimeout            = 10 * time.Second
+	DefaultMaxUnauthenticatedPerIP = 64
 )
+
+// descriptorReserve is what DefaultMaxConnections leaves of the open-files
+// limit for everything that is not a WebSocket: the database, the
+// listener, HTTP requests (health, login), logs.
+const descriptorReserve = 512
+
+// DefaultMaxConnections is the open-files limit (RLIMIT_NOFILE) less 512,
+// or less half of it when it is under 1024; 0 (no bound) where there is no
+// such limit.
+func DefaultMaxConnections() int {
+	n := openFilesLimit()
+	if n <= 0 {
+		return 0
+	}
+	return n - min(descriptorReserve, n/2)
+}
 
 // closeWait is how long the client has to answer a close frame of ours
 // before its socket is dropped.
@@ -51,11 +90,16 @@ const closeWait = 3 * time.Second
 // goroutine reading that connection at the time, one call at a time, in
 // arrival order; Closed is called exactly once, last.
 type Peer interface {
-	// Text is one complete text message (fragments joined), passed as it
-	// arrived, even when it is not valid UTF-8; data is the peer's to keep.
+	// Text is one complete text message (fragments joined), valid UTF-8
+	// (any other closes the connection with 1007); data is the peer's to
+	// keep.
 	Text(data []byte)
 	// Binary reports a binary message; its payload was discarded.
 	Binary()
+	// Ping reports a ping and whether to answer it; a Peer that counts
+	// pings against a rate limit says false to one over it, and the ping
+	// goes unanswered.
+	Ping() bool
 	// Closed reports that the connection is gone; reason is a *Disconnect.
 	Closed(reason error)
 }
@@ -75,10 +119,11 @@ type Handler struct {
 	mu      sync.Mutex
 	conns   map[uint64]*Conn // upgraded and not yet ended, by id
 	lastID  uint64
-	poll    *poller       // while conns is not empty; nil if it could not start
-	active  int           // handshakes in progress plus conns
-	down    bool          // Shutdown was called
-	drained chan struct{} // closed when down and active reaches 0
+	poll    *poller        // while conns is not empty; nil if it could not start
+	active  int            // handshakes in progress plus conns
+	unauth  map[string]int // by client address key: active and not authenticated
+	down    bool           // Shutdown was called
+	drained chan struct{}  // closed when down and active reaches 0
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -91,8 +136,20 @@ func New(cfg Config, open Open) *Handler {
 	if cfg.SendQueue <= 0 {
 		cfg.SendQueue = DefaultSendQueue
 	}
+	if cfg.SendBytes <= 0 {
+		cfg.SendBytes = DefaultSendBytes
+	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.MaxUnauthenticatedPerIP == 0 {
+		cfg.MaxUnauthenticatedPerIP = DefaultMaxUnauthenticatedPerIP
+	}
+	if cfg.MaxConnections == 0 {
+		cfg.MaxConnections = DefaultMaxConnections()
+	}
+	if cfg.ClientAddr == nil {
+		cfg.ClientAddr = remoteHost
 	}
 	return &Handler{
 		cfg:       cfg,
@@ -101,8 +158,34 @@ func New(cfg Config, open Open) *Handler {
 		metrics:   newMetrics(cfg.Registerer),
 		closeWait: closeWait,
 		conns:     make(map[uint64]*Conn),
+		unauth:    make(map[string]int),
 		drained:   make(chan struct{}),
 	}
+}
+
+// remoteHost is the host of r.RemoteAddr.
+func remoteHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// addrKey is the key a client address is counted under: the address, or
+// its /64 for IPv6, which one subscriber usually holds whole.
+func addrKey(addr string) string {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return addr
+	}
+	a = a.Unmap()
+	if a.Is6() {
+		if p, err := a.WithZone("").Prefix(64); err == nil {
+			return p.String()
+		}
+	}
+	return a.String()
 }
 
 // ServeHTTP upgrades the request and starts the connection; it returns once
@@ -116,8 +199,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unsupported protocol version", http.StatusBadRequest)
 		return
 	}
-	if !h.enter() {
-		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+	addr := addrKey(h.cfg.ClientAddr(r))
+	if status, reason := h.enter(addr); status != 0 {
+		// The refused request's socket must not linger as an idle
+		// keep-alive connection: it is a descriptor too.
+		w.Header().Set("Connection", "close")
+		http.Error(w, reason, status)
+		h.metrics.refused(status)
 		return
 	}
 	nc, rw, _, err := h.upgrader.Upgrade(r, w)
@@ -126,13 +214,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if nc != nil {
 			nc.Close()
 		}
-		h.leave(nil)
+		h.leave(nil, addr)
 		h.cfg.Logger.Debug().Err(err).Str("remote", r.RemoteAddr).Msg("websocket upgrade failed")
 		return
 	}
 	// The hijacked reader may hold frames the client sent right after its
 	// handshake, so it stays the connection's read buffer.
-	h.serve(nc, rw.Reader, version)
+	h.serve(nc, rw.Reader, version, addr)
 }
 
 // parseVersion reads ?v=: absent or 1 is version 1, 2 is version 2.
@@ -154,8 +242,8 @@ func parseVersion(r *http.Request) (int, bool) {
 // has no goroutine until it has bytes to read, and serve returns at once;
 // any other is read by the calling goroutine, and serve returns when it has
 // ended.
-func (h *Handler) serve(nc net.Conn, br *bufio.Reader, version int) {
-	c := newConn(h, nc, version)
+func (h *Handler) serve(nc net.Conn, br *bufio.Reader, version int, addr string) {
+	c := newConn(h, nc, version, addr)
 	if br.Buffered() > 0 {
 		c.br = br
 	}
@@ -190,8 +278,9 @@ func (h *Handler) ended(c *Conn, d *Disconnect) {
 		Dur("duration", time.Since(c.opened)).
 		Int("frames_in", c.in).
 		Int("frames_out", c.out).
+		Int("frames_dropped", c.dropped).
 		Msg("websocket closed")
-	h.leave(c)
+	h.leave(c, c.addr)
 }
 
 // Shutdown stops upgrading new connections (they get 503), closes every open
@@ -226,15 +315,44 @@ func (h *Handler) Open() int {
 	return len(h.conns)
 }
 
-// enter counts a handshake in, unless Shutdown was called.
-func (h *Handler) enter() bool {
+// enter counts a handshake in from the client address key addr, or
+// returns the HTTP status and text that refuse it: 503 when Shutdown was
+// called or MaxConnections are active, 429 when addr has
+// MaxUnauthenticatedPerIP connections that have not authenticated.
+func (h *Handler) enter(addr string) (status int, reason string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.down {
-		return false
+	switch {
+	case h.down:
+		return http.StatusServiceUnavailable, shutdownReason
+	case h.cfg.MaxConnections > 0 && h.active >= h.cfg.MaxConnections:
+		return http.StatusServiceUnavailable, "too many connections"
+	case h.cfg.MaxUnauthenticatedPerIP > 0 && h.unauth[addr] >= h.cfg.MaxUnauthenticatedPerIP:
+		return http.StatusTooManyRequests, "too many unauthenticated connections from this address"
 	}
 	h.active++
-	return true
+	h.unauth[addr]++
+	return 0, ""
+}
+
+// authenticated stops counting c as unauthenticated, once.
+func (h *Handler) authenticated(c *Conn) {
+	h.mu.Lock()
+	if c.unauth {
+		c.unauth = false
+		h.forget(c.addr)
+	}
+	h.mu.Unlock()
+}
+
+// forget counts one unauthenticated connection from addr out. h.mu must be
+// held.
+func (h *Handler) forget(addr string) {
+	if h.unauth[addr] <= 1 {
+		delete(h.unauth, addr)
+	} else {
+		h.unauth[addr]--
+	}
 }
 
 // add registers an upgraded connection, and its socket with the poller
@@ -275,10 +393,17 @@ func (h *Handler) watch(c *Conn) error {
 	return err
 }
 
-// leave counts out a handshake that failed (c nil) or a connection that ended.
-func (h *Handler) leave(c *Conn) {
+// leave counts out a handshake from addr that failed (c nil) or a
+// connection that ended.
+func (h *Handler) leave(c *Conn, addr string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if c == nil {
+		h.forget(addr)
+	} else if c.unauth {
+		c.unauth = false
+		h.forget(addr)
+	}
 	if c != nil {
 		delete(h.conns, c.id)
 		h.metrics.open.Dec()

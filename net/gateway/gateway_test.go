@@ -29,12 +29,14 @@ const wait = 5 * time.Second
 
 // testPeer echoes every text message and records what it is told.
 type testPeer struct {
-	conn    *Conn
-	version int
-	texts   atomic.Int32
-	binary  atomic.Int32
-	closes  atomic.Int32
-	closed  chan error
+	conn        *Conn
+	version     int
+	texts       atomic.Int32
+	binary      atomic.Int32
+	pings       atomic.Int32
+	refusePings atomic.Bool
+	closes      atomic.Int32
+	closed      chan error
 }
 
 func (p *testPeer) Text(data []byte) {
@@ -42,6 +44,10 @@ func (p *testPeer) Text(data []byte) {
 	p.conn.Send(data)
 }
 func (p *testPeer) Binary() { p.binary.Add(1) }
+func (p *testPeer) Ping() bool {
+	p.pings.Add(1)
+	return !p.refusePings.Load()
+}
 func (p *testPeer) Closed(reason error) {
 	p.closes.Add(1)
 	p.closed <- reason
@@ -197,9 +203,9 @@ func TestTextRoundTrip(t *testing.T) {
 	s := startServer(t, Config{})
 	c := dial(t, s.url)
 	s.peer(t)
-	for _, msg := range []string{"hello", `{"type":"heartbeat","payload":{"count":3}}`, "héllo 세계", "", "\xff\xfe not UTF-8"} {
+	for _, msg := range []string{"hello", `{"type":"heartbeat","payload":{"count":3}}`, "héllo 세계", "", "\U0010ffff \x7f \u0000"} {
 		c.text(msg)
-		require.Equal(t, msg, c.readText(), "invalid UTF-8 is the session's to answer, not the gateway's")
+		require.Equal(t, msg, c.readText())
 	}
 }
 
@@ -486,7 +492,7 @@ func (c *client) readFrames() (texts int, code ws.StatusCode) {
 }
 
 func TestSendFailsWhenQueueFull(t *testing.T) {
-	s := startServer(t, Config{SendQueue: 2})
+	s := startServer(t, Config{SendQueue: 2, SendBytes: 1 << 30})
 	c := dial(t, s.url)
 	p := s.peer(t)
 	n := fill(t, p.conn)
@@ -501,7 +507,7 @@ func TestSendFailsWhenQueueFull(t *testing.T) {
 }
 
 func TestAbortDropsQueue(t *testing.T) {
-	s := startServer(t, Config{SendQueue: 2})
+	s := startServer(t, Config{SendQueue: 2, SendBytes: 1 << 30})
 	c := dial(t, s.url)
 	p := s.peer(t)
 	n := fill(t, p.conn)
@@ -516,15 +522,48 @@ func TestAbortDropsQueue(t *testing.T) {
 	require.Equal(t, uint16(4009), d.Code)
 }
 
-func TestWriteTimeoutDrops(t *testing.T) {
-	s := startServer(t, Config{WriteTimeout: 100 * time.Millisecond})
-	dial(t, s.url) // never reads
-	p := s.peer(t)
-	require.True(t, p.conn.Send(bigFrame))
-	d := p.reason(t)
-	require.Equal(t, CauseWriteTimeout, d.Cause)
-	require.Equal(t, uint16(1006), d.Code)
-	require.ErrorIs(t, d, os.ErrDeadlineExceeded)
+// TestWriteTimeoutCloses4009: a client that does not read is a slow
+// consumer (protocol.md §2.1), never a silent 1006: the frames still queued
+// are dropped (and counted in the close log line), the frame the write was
+// in is finished and a close frame 4009 follows, for a client that reads
+// again within closeWait; one that never does is dropped, still as 4009.
+func TestWriteTimeoutCloses4009(t *testing.T) {
+	t.Run("never reads", func(t *testing.T) {
+		s := startServer(t, Config{WriteTimeout: 100 * time.Millisecond, SendBytes: 1 << 30})
+		s.h.closeWait = 100 * time.Millisecond
+		dial(t, s.url) // never reads
+		p := s.peer(t)
+		require.True(t, p.conn.Send(bigFrame))
+		require.True(t, p.conn.Send([]byte("queued behind it")))
+		d := p.reason(t)
+		require.Equal(t, CauseWriteTimeout, d.Cause)
+		require.Equal(t, uint16(CloseSlowConsumer), d.Code)
+		require.Equal(t, SlowConsumerReason, d.Reason)
+		require.ErrorIs(t, d, os.ErrDeadlineExceeded)
+		require.Equal(t, 1.0, count(t, s.h.metrics.closes.WithLabelValues("4009")))
+		require.Eventually(t, func() bool {
+			return strings.Contains(s.logs.String(), `"code":4009,"reason":"Slow consumer."`) &&
+				strings.Contains(s.logs.String(), `"frames_dropped":1`)
+		}, wait, time.Millisecond)
+	})
+	t.Run("reads late", func(t *testing.T) {
+		s := startServer(t, Config{WriteTimeout: 100 * time.Millisecond, SendBytes: 1 << 30})
+		c := dial(t, s.url)
+		p := s.peer(t)
+		require.True(t, p.conn.Send(bigFrame))
+		require.True(t, p.conn.Send([]byte("dropped")))
+		// The write times out while the client is not reading; then it reads.
+		require.Eventually(t, func() bool { return p.conn.closing.Load() }, wait, time.Millisecond)
+		f := c.read()
+		require.Equal(t, ws.OpText, f.Header.OpCode)
+		require.Len(t, f.Payload, len(bigFrame), "the frame cut short is finished")
+		c.readClose(CloseSlowConsumer, SlowConsumerReason)
+		c.close(CloseSlowConsumer, "")
+		c.readEOF()
+		d := p.reason(t)
+		require.Equal(t, CauseWriteTimeout, d.Cause)
+		require.Equal(t, uint16(CloseSlowConsumer), d.Code)
+	})
 }
 
 func TestShutdown(t *testing.T) {

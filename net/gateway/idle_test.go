@@ -29,6 +29,7 @@ type echoPeer struct{ c *Conn }
 
 func (p echoPeer) Text(data []byte) { p.c.Send(data) }
 func (echoPeer) Binary()            {}
+func (echoPeer) Ping() bool         { return true }
 func (echoPeer) Closed(error)       {}
 
 // BenchmarkIdleConnections measures what an idle connection holds on the

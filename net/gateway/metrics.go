@@ -12,6 +12,7 @@ type metrics struct {
 	framesIn  prometheus.Counter // children resolved once: the hot paths only Inc
 	framesOut prometheus.Counter
 	closes    *prometheus.CounterVec
+	refusals  *prometheus.CounterVec
 }
 
 // newMetrics registers the gateway's metrics with reg, when set. Collectors
@@ -26,11 +27,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	closes := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "rewind_ws_closes_total", Help: "Ended WebSocket connections by close code (1006: no close frame was exchanged).",
 	}, []string{"code"}))
+	refusals := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "rewind_ws_refused_total", Help: "WebSocket upgrades refused before the handshake, by HTTP status (503: shutting down or too many connections; 429: too many unauthenticated connections from one address).",
+	}, []string{"status"}))
 	return &metrics{
 		open:      open,
 		framesIn:  frames.WithLabelValues("in"),
 		framesOut: frames.WithLabelValues("out"),
 		closes:    closes,
+		refusals:  refusals,
 	}
 }
 
@@ -53,4 +58,8 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 
 func (m *metrics) ended(d *Disconnect) {
 	m.closes.WithLabelValues(strconv.Itoa(int(d.Code))).Inc()
+}
+
+func (m *metrics) refused(status int) {
+	m.refusals.WithLabelValues(strconv.Itoa(status)).Inc()
 }

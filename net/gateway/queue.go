@@ -11,6 +11,7 @@ import "sync"
 type queue struct {
 	head, tail *block
 	n          int
+	bytes      int // the frames' lengths, summed
 }
 
 // block is a run of queued frames: frames[start:end].
@@ -37,6 +38,7 @@ func (q *queue) push(f []byte) {
 	q.tail.frames[q.tail.end] = f
 	q.tail.end++
 	q.n++
+	q.bytes += len(f)
 }
 
 // front returns the frames at the head of the queue that are stored
@@ -52,6 +54,9 @@ func (q *queue) front() [][]byte {
 // drop removes the first n frames of front.
 func (q *queue) drop(n int) {
 	b := q.head
+	for _, f := range b.frames[b.start : b.start+n] {
+		q.bytes -= len(f)
+	}
 	clear(b.frames[b.start : b.start+n])
 	b.start += n
 	q.n -= n
