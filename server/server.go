@@ -87,8 +87,22 @@ type GatewayConfig struct {
 	HeartbeatGrace    time.Duration  // REWIND_HEARTBEAT_GRACE, default 5s
 	MaxFrame          int            // REWIND_WS_MAX_FRAME, default 16 KiB
 	SendQueue         int            // REWIND_WS_SEND_QUEUE, default 256 frames
+	SendBytes         int            // REWIND_WS_SEND_BYTES, default 1 MiB
 	Rate              float64        // REWIND_WS_RATE, default 10/s, negative off
 	Burst             int            // REWIND_WS_BURST, default 60
+	// AuthTimeout (REWIND_WS_AUTH_TIMEOUT, default 30s): a connection not
+	// authenticated this long after its upgrade is closed with 4001.
+	AuthTimeout time.Duration
+	// MaxUnauthenticatedPerIP (REWIND_WS_MAX_UNAUTHENTICATED_PER_IP,
+	// default 64, negative off): connections from one address not yet
+	// authenticated; the next upgrade from it is refused with 429.
+	MaxUnauthenticatedPerIP int
+	// MaxConnections (REWIND_MAX_CONNECTIONS, default the open-files limit
+	// less 512, negative off): past it upgrades are refused with 503.
+	MaxConnections int
+	// WriteTimeout bounds a write to a WebSocket; default 10s (tests
+	// shorten it).
+	WriteTimeout time.Duration
 	// RoomIdle is how long a DM room actor lives without traffic; default 2m.
 	RoomIdle time.Duration
 	// MaxSessions (REWIND_WS_MAX_SESSIONS, default 64, negative off):
@@ -115,6 +129,9 @@ func (g GatewayConfig) withDefaults() GatewayConfig {
 	}
 	if g.SendQueue == 0 {
 		g.SendQueue = 256
+	}
+	if g.AuthTimeout == 0 {
+		g.AuthTimeout = 30 * time.Second
 	}
 	switch {
 	case g.Rate == 0:
@@ -331,14 +348,22 @@ func (s *Server) startActors(reg prometheus.Registerer, tokens *auth.Tokens, ids
 	sessionDeps := &session.Deps{
 		Config: session.Config{
 			HeartbeatInterval: g.HeartbeatInterval, HeartbeatGrace: g.HeartbeatGrace,
-			Rate: g.Rate, Burst: g.Burst, Location: g.Timezone,
+			AuthTimeout: g.AuthTimeout, Rate: g.Rate, Burst: g.Burst, Location: g.Timezone,
 			RequestTimeout: 30 * time.Second, StoreTimeout: 10 * time.Second,
 		},
 		Store: s.store, Tokens: tokens, Directory: dir, Log: log,
 	}
 	sessions := session.NewRoot(s.system)
 	s.ws = gateway.New(gateway.Config{
-		MaxFrame: g.MaxFrame, SendQueue: g.SendQueue, Logger: log, Registerer: reg,
+		MaxFrame: g.MaxFrame, SendQueue: g.SendQueue, SendBytes: g.SendBytes, WriteTimeout: g.WriteTimeout,
+		MaxUnauthenticatedPerIP: g.MaxUnauthenticatedPerIP, MaxConnections: g.MaxConnections,
+		ClientAddr: func(r *http.Request) string {
+			if a := s.cfg.TrustedProxies.Of(r); a.IsValid() {
+				return a.String()
+			}
+			return r.RemoteAddr
+		},
+		Logger: log, Registerer: reg,
 	}, func(c *gateway.Conn, version int) gateway.Peer {
 		return session.Start(sessions, c, version, sessionDeps)
 	})

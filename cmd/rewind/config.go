@@ -117,6 +117,10 @@ func serveSettings() *settings {
 	s.add("REWIND_WS_RATE", "10", "request frames per second per session, sustained; 0 turns the limit off")
 	s.add("REWIND_WS_BURST", "60", "request frames a session may burst")
 	s.add("REWIND_WS_MAX_SESSIONS", "64", "sessions of one user; the auth past it is answered 4029; 0 turns the limit off")
+	s.add("REWIND_WS_SEND_BYTES", "1048576", "outbound bytes queued per session before it is closed as slow")
+	s.add("REWIND_WS_AUTH_TIMEOUT", "30s", "time a WebSocket has to authenticate after its upgrade before it is closed with 4001")
+	s.add("REWIND_WS_MAX_UNAUTHENTICATED_PER_IP", "64", "WebSockets from one address not yet authenticated; past it upgrades are refused with 429; 0 turns the limit off")
+	s.add("REWIND_MAX_CONNECTIONS", "", "WebSockets per process; past it upgrades are refused with 503; 0 turns the limit off (default the open-files limit less 512)")
 	s.add("REWIND_DEBUG_ADDR", "", "address for net/http/pprof profiles, e.g. 127.0.0.1:6060; empty: off")
 	s.add("REWIND_LOG_LEVEL", "info", "trace, debug, info, warn or error")
 	s.add("REWIND_LOG_FORMAT", "console", "console or json")
@@ -214,6 +218,25 @@ func serveConfig(s *settings) (server.Config, error) {
 	g.MaxSessions = int(n)
 	if n == 0 {
 		g.MaxSessions = -1 // off; zero in the server's Config means the default
+	}
+	n, err = s.integer("REWIND_WS_SEND_BYTES", 4096, 1<<30)
+	check(err)
+	g.SendBytes = int(n)
+	g.AuthTimeout, err = s.duration("REWIND_WS_AUTH_TIMEOUT")
+	check(err)
+	n, err = s.integer("REWIND_WS_MAX_UNAUTHENTICATED_PER_IP", 0, 1<<30)
+	check(err)
+	g.MaxUnauthenticatedPerIP = int(n)
+	if n == 0 {
+		g.MaxUnauthenticatedPerIP = -1 // off; zero in the server's Config means the default
+	}
+	if v := s.get("REWIND_MAX_CONNECTIONS"); v != "" {
+		n, err = s.integer("REWIND_MAX_CONNECTIONS", 0, 1<<30)
+		check(err)
+		g.MaxConnections = int(n)
+		if n == 0 {
+			g.MaxConnections = -1 // off
+		}
 	}
 	if len(errs) > 0 {
 		return c, errs[0]

@@ -45,6 +45,10 @@ func TestBadSettingsStopStartUpWithExitCode2(t *testing.T) {
 		{"node id out of range", map[string]string{"REWIND_NODE_ID": "1024"}, nil, "invalid REWIND_NODE_ID"},
 		{"short token secret", map[string]string{"REWIND_TOKEN_SECRET": "short"}, nil, "invalid REWIND_TOKEN_SECRET"},
 		{"bad log format", map[string]string{"REWIND_LOG_FORMAT": "xml"}, nil, "invalid REWIND_LOG_FORMAT"},
+		{"bad auth timeout", map[string]string{"REWIND_WS_AUTH_TIMEOUT": "soon"}, nil, "invalid REWIND_WS_AUTH_TIMEOUT (--ws-auth-timeout)"},
+		{"send bytes too small", map[string]string{"REWIND_WS_SEND_BYTES": "10"}, nil, "invalid REWIND_WS_SEND_BYTES"},
+		{"negative unauthenticated limit", map[string]string{"REWIND_WS_MAX_UNAUTHENTICATED_PER_IP": "-1"}, nil, "invalid REWIND_WS_MAX_UNAUTHENTICATED_PER_IP"},
+		{"bad max connections", map[string]string{"REWIND_MAX_CONNECTIONS": "many"}, nil, "invalid REWIND_MAX_CONNECTIONS (--max-connections)"},
 		{"unknown flag", nil, []string{"serve", "--no-such-flag"}, "flag provided but not defined"},
 		{"unknown command", nil, []string{"dance"}, `unknown command "dance"`},
 	}
@@ -115,6 +119,27 @@ func TestSettingsFromEnvironmentAndFlags(t *testing.T) {
 	require.Equal(t, "new@example.test", cfg.Mail.Username, "REWIND_SMTP_USERNAME wins over MAIL_ADDRESS")
 }
 
+func TestMaxSessionsSetting(t *testing.T) {
+	s := serveSettings()
+	require.NoError(t, parse(s, nil, io.Discard))
+	cfg, err := serveConfig(s)
+	require.NoError(t, err)
+	require.Equal(t, 64, cfg.Gateway.MaxSessions, "the default of protocol.md §2.7")
+
+	t.Setenv("REWIND_WS_MAX_SESSIONS", "0")
+	s = serveSettings()
+	require.NoError(t, parse(s, []string{"--ws-max-sessions", "3"}, io.Discard))
+	cfg, err = serveConfig(s)
+	require.NoError(t, err)
+	require.Equal(t, 3, cfg.Gateway.MaxSessions, "the flag wins over the environment")
+
+	s = serveSettings()
+	require.NoError(t, parse(s, nil, io.Discard))
+	cfg, err = serveConfig(s)
+	require.NoError(t, err)
+	require.Negative(t, cfg.Gateway.MaxSessions, "0 turns the limit off")
+}
+
 func TestTokenSecretFileAndTrustedProxiesSettings(t *testing.T) {
 	dir := t.TempDir()
 	secret := strings.Repeat("s", 24) + "-from-a-file-secret"
@@ -158,23 +183,31 @@ func TestTokenSecretFileAndTrustedProxiesSettings(t *testing.T) {
 	}
 }
 
-func TestMaxSessionsSetting(t *testing.T) {
+func TestWebSocketLimitSettings(t *testing.T) {
 	s := serveSettings()
 	require.NoError(t, parse(s, nil, io.Discard))
 	cfg, err := serveConfig(s)
 	require.NoError(t, err)
-	require.Equal(t, 64, cfg.Gateway.MaxSessions, "the default of protocol.md §2.7")
+	require.Equal(t, 1<<20, cfg.Gateway.SendBytes)
+	require.Equal(t, 30*time.Second, cfg.Gateway.AuthTimeout)
+	require.Equal(t, 64, cfg.Gateway.MaxUnauthenticatedPerIP)
+	require.Zero(t, cfg.Gateway.MaxConnections, "unset: the server's default, the open-files limit less 512")
 
-	t.Setenv("REWIND_WS_MAX_SESSIONS", "0")
+	t.Setenv("REWIND_WS_MAX_UNAUTHENTICATED_PER_IP", "0")
+	t.Setenv("REWIND_MAX_CONNECTIONS", "0")
 	s = serveSettings()
-	require.NoError(t, parse(s, []string{"--ws-max-sessions", "3"}, io.Discard))
+	require.NoError(t, parse(s, []string{"--ws-send-bytes", "65536", "--ws-auth-timeout", "5s"}, io.Discard))
 	cfg, err = serveConfig(s)
 	require.NoError(t, err)
-	require.Equal(t, 3, cfg.Gateway.MaxSessions, "the flag wins over the environment")
+	require.Equal(t, 65536, cfg.Gateway.SendBytes)
+	require.Equal(t, 5*time.Second, cfg.Gateway.AuthTimeout)
+	require.Negative(t, cfg.Gateway.MaxUnauthenticatedPerIP, "0 turns the limit off")
+	require.Negative(t, cfg.Gateway.MaxConnections, "0 turns the limit off")
 
 	s = serveSettings()
-	require.NoError(t, parse(s, nil, io.Discard))
+	require.NoError(t, parse(s, []string{"--max-connections", "1000", "--ws-max-unauthenticated-per-ip", "8"}, io.Discard))
 	cfg, err = serveConfig(s)
 	require.NoError(t, err)
-	require.Negative(t, cfg.Gateway.MaxSessions, "0 turns the limit off")
+	require.Equal(t, 1000, cfg.Gateway.MaxConnections)
+	require.Equal(t, 8, cfg.Gateway.MaxUnauthenticatedPerIP)
 }
