@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"runtime"
 	"time"
 	_ "time/tzdata" // the zones (default Asia/Seoul) load on machines without a zone database
 
@@ -54,6 +55,11 @@ type Config struct {
 	TokenTTL time.Duration
 	// NodeID is this node's snowflake node (0..1023).
 	NodeID int64
+	// WriteTransactions is how many group-commit transactions may run at
+	// once; default 1. On a local PostgreSQL one is fastest (fewer, larger
+	// transactions: docs/benchmarks.md); more can hide a distant
+	// database's round trips. SQLite has one writer connection anyway.
+	WriteTransactions int
 	// Mail configures the verification mailer; no Host logs links instead.
 	Mail mailer.Config
 	// AuthRatePerMinute caps register and login per client IP; default 30,
@@ -310,15 +316,9 @@ func (s *Server) startActors(reg prometheus.Registerer, tokens *auth.Tokens, ids
 		Name: "rewind_room_activations_total", Help: "DM room actors started (cold rooms, loaded from the store).",
 	})
 	reg.MustRegister(batches, commits, activations)
-	// PostgreSQL commits several transactions in one WAL flush when they
-	// overlap; SQLite has one writer connection anyway.
-	concurrency := 1
-	if kind, _, _ := splitDatabaseURL(s.cfg.DatabaseURL); kind == "postgres" {
-		concurrency = 4
-	}
 	s.writer = root.Spawn(actor.PropsFromProducer(func() actor.Actor {
 		return writer.New(writer.Config{
-			Store: s.store, Concurrency: concurrency, Timeout: g.ChatWriteTimeout, Batches: batches, Commits: commits,
+			Store: s.store, Concurrency: s.cfg.WriteTransactions, Timeout: g.ChatWriteTimeout, Batches: batches, Commits: commits,
 		})
 	}))
 	loader := root.Spawn(actor.PropsFromProducer(func() actor.Actor {
@@ -382,6 +382,9 @@ func (s *Server) serveDebug() error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	// The mutex and block profiles are empty unless sampled.
+	runtime.SetMutexProfileFraction(100)
+	runtime.SetBlockProfileRate(int(100 * time.Microsecond))
 	s.debug = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	s.debugAddr = ln.Addr().String()
 	go func() { _ = s.debug.Serve(ln) }()

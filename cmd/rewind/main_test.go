@@ -43,6 +43,7 @@ func TestBadSettingsStopStartUpWithExitCode2(t *testing.T) {
 		{"bad timezone", map[string]string{"REWIND_TIMEZONE": "Mars/Olympus"}, nil, "invalid REWIND_TIMEZONE"},
 		{"bad smtp tls", map[string]string{"REWIND_SMTP_TLS": "maybe"}, nil, "invalid REWIND_SMTP_TLS"},
 		{"node id out of range", map[string]string{"REWIND_NODE_ID": "1024"}, nil, "invalid REWIND_NODE_ID"},
+		{"no write transactions", map[string]string{"REWIND_WRITE_TRANSACTIONS": "0"}, nil, "invalid REWIND_WRITE_TRANSACTIONS"},
 		{"short token secret", map[string]string{"REWIND_TOKEN_SECRET": "short"}, nil, "invalid REWIND_TOKEN_SECRET"},
 		{"bad log format", map[string]string{"REWIND_LOG_FORMAT": "xml"}, nil, "invalid REWIND_LOG_FORMAT"},
 		{"bad auth timeout", map[string]string{"REWIND_WS_AUTH_TIMEOUT": "soon"}, nil, "invalid REWIND_WS_AUTH_TIMEOUT (--ws-auth-timeout)"},
