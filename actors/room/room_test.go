@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -16,27 +14,15 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rewind-chat/rewind/actors/actortest"
 	"github.com/rewind-chat/rewind/actors/directory"
 	"github.com/rewind-chat/rewind/actors/room"
 	"github.com/rewind-chat/rewind/actors/roomstate"
 	"github.com/rewind-chat/rewind/actors/writer"
 	"github.com/rewind-chat/rewind/messages"
 	"github.com/rewind-chat/rewind/persistence"
-	"github.com/rewind-chat/rewind/persistence/sqlite"
 	"github.com/rewind-chat/rewind/persistence/storetest"
 )
-
-// crash makes a crashing room panic, as a bug in Receive would.
-type crash struct{}
-
-type crashing struct{ actor.Actor }
-
-func (c crashing) Receive(ctx actor.Context) {
-	if _, ok := ctx.Message().(*crash); ok {
-		panic("injected failure")
-	}
-	c.Actor.Receive(ctx)
-}
 
 // rooms is a directory of real room actors over a real SQLite store held
 // by a gate, with the real writer and room-state loader, and fake sessions.
@@ -49,15 +35,7 @@ type rooms struct {
 }
 
 func newRooms(t *testing.T, idle time.Duration) *rooms {
-	s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "rewind.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { s.Close() })
-	require.NoError(t, s.Migrate(t.Context()))
-	for id := int64(1); id <= 4; id++ {
-		require.NoError(t, s.CreateUser(t.Context(), persistence.User{
-			ID: id, Name: fmt.Sprint("user", id), Email: fmt.Sprint("user", id, "@example.test"), PasswordHash: "x",
-		}))
-	}
+	s := actortest.Store(t, 4)
 	for _, p := range [][2]int64{{1, 2}, {3, 4}} {
 		_, err := s.RequestFriend(t.Context(), p[0], p[1], time.Now())
 		require.NoError(t, err)
@@ -65,11 +43,7 @@ func newRooms(t *testing.T, idle time.Duration) *rooms {
 	}
 	gate := storetest.NewGate(s)
 
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return slog.New(slog.DiscardHandler)
-	}))
-	t.Cleanup(system.Shutdown)
-	root := system.Root
+	root := actortest.System(t).Root
 	ids, _ := snowflake.NewNode(1)
 	w := root.Spawn(actor.PropsFromProducer(func() actor.Actor { return writer.New(writer.Config{Store: gate}) }))
 	loader := root.Spawn(actor.PropsFromProducer(func() actor.Actor { return roomstate.New(roomstate.Config{Store: gate}) }))
@@ -79,8 +53,12 @@ func newRooms(t *testing.T, idle time.Duration) *rooms {
 		Idle: idle, Activations: r.activations, Log: zerolog.Nop(),
 	}
 	r.dir = directory.New(root, directory.Config{
-		User:    func(int64) actor.Producer { return func() actor.Actor { return actor.ReceiveFunc(func(actor.Context) {}) } },
-		Room:    func(k messages.RoomKey) actor.Producer { return func() actor.Actor { return crashing{room.New(k, deps)} } },
+		User: func(int64) actor.Producer {
+			return func() actor.Actor { return actor.ReceiveFunc(func(actor.Context) {}) }
+		},
+		Room: func(k messages.RoomKey) actor.Producer {
+			return func() actor.Actor { return actortest.Crashing{Actor: room.New(k, deps)} }
+		},
 		Writers: []*actor.PID{w},
 	})
 	deps.Directory = r.dir
@@ -241,7 +219,7 @@ func TestRoomFailureIsReplaced(t *testing.T) {
 	r.send(a, 1, 2, 1, "from 1")
 	_, f := a.next(t)
 	require.Equal(t, "1", f.Payload.UserID)
-	r.dir.SendToRoom(messages.DMKey(1, 2), &crash{})
+	r.dir.SendToRoom(messages.DMKey(1, 2), &actortest.Crash{})
 	// A send that reaches the failed actor before it is forgotten is not
 	// answered; probe until the fresh one serves.
 	require.Eventually(t, func() bool { return probe(r, a) }, 5*time.Second, 10*time.Millisecond)
@@ -271,7 +249,6 @@ func probe(r *rooms, s *session) bool {
 		return false
 	}
 }
-
 
 // A room that no one can write to (a made-up user, a stranger) answers
 // what waited for its state and retires at once, rather than living until

@@ -3,8 +3,6 @@ package session_test
 import (
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -13,13 +11,13 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rewind-chat/rewind/actors/actortest"
 	"github.com/rewind-chat/rewind/actors/directory"
 	"github.com/rewind-chat/rewind/actors/session"
 	"github.com/rewind-chat/rewind/actors/user"
 	"github.com/rewind-chat/rewind/auth"
 	"github.com/rewind-chat/rewind/messages"
 	"github.com/rewind-chat/rewind/persistence"
-	"github.com/rewind-chat/rewind/persistence/sqlite"
 	"github.com/rewind-chat/rewind/persistence/storetest"
 )
 
@@ -62,18 +60,11 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T) *fixture {
-	s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "rewind.db"))
+	s := actortest.Store(t, 2)
+	u, err := s.UserByID(t.Context(), 1)
 	require.NoError(t, err)
-	t.Cleanup(func() { s.Close() })
-	require.NoError(t, s.Migrate(t.Context()))
-	u := persistence.User{ID: 1, Name: "user1", Email: "user1@example.test", PasswordHash: "x"}
-	require.NoError(t, s.CreateUser(t.Context(), u))
-	require.NoError(t, s.CreateUser(t.Context(), persistence.User{ID: 2, Name: "user2", Email: "user2@example.test", PasswordHash: "x"}))
 	gate := storetest.NewGate(s)
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return slog.New(slog.DiscardHandler)
-	}))
-	t.Cleanup(system.Shutdown)
+	system := actortest.System(t)
 	tokens := auth.NewTokens([]byte("0123456789abcdef0123456789abcdef"), time.Hour, gate, time.Now)
 	token, err := tokens.Issue(u)
 	require.NoError(t, err)

@@ -3,8 +3,6 @@ package user_test
 import (
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -12,25 +10,12 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rewind-chat/rewind/actors/actortest"
 	"github.com/rewind-chat/rewind/actors/directory"
 	"github.com/rewind-chat/rewind/actors/user"
 	"github.com/rewind-chat/rewind/messages"
-	"github.com/rewind-chat/rewind/persistence"
-	"github.com/rewind-chat/rewind/persistence/sqlite"
 	"github.com/rewind-chat/rewind/persistence/storetest"
 )
-
-// crash makes a crashing user actor panic, as a bug in Receive would.
-type crash struct{}
-
-type crashing struct{ actor.Actor }
-
-func (c crashing) Receive(ctx actor.Context) {
-	if _, ok := ctx.Message().(*crash); ok {
-		panic("injected failure")
-	}
-	c.Actor.Receive(ctx)
-}
 
 // users is a directory of real user actors over a real SQLite store held
 // by a gate, with fake sessions.
@@ -42,23 +27,12 @@ type users struct {
 }
 
 func newUsers(t *testing.T) *users {
-	s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "rewind.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { s.Close() })
-	require.NoError(t, s.Migrate(t.Context()))
-	for id := int64(1); id <= 4; id++ {
-		require.NoError(t, s.CreateUser(t.Context(), persistence.User{
-			ID: id, Name: fmt.Sprint("user", id), Email: fmt.Sprint("user", id, "@example.test"), PasswordHash: "x",
-		}))
-	}
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return slog.New(slog.DiscardHandler)
-	}))
-	t.Cleanup(system.Shutdown)
-	u := &users{t: t, root: system.Root, store: storetest.NewGate(s)}
+	u := &users{t: t, root: actortest.System(t).Root, store: storetest.NewGate(actortest.Store(t, 4))}
 	deps := &user.Deps{Store: u.store, Now: time.Now, Timeout: 5 * time.Second, Log: zerolog.Nop()}
 	u.dir = directory.New(u.root, directory.Config{
-		User: func(id int64) actor.Producer { return func() actor.Actor { return crashing{user.New(id, deps)} } },
+		User: func(id int64) actor.Producer {
+			return func() actor.Actor { return actortest.Crashing{Actor: user.New(id, deps)} }
+		},
 	})
 	deps.Directory = u.dir
 	return u
@@ -164,7 +138,7 @@ func TestUserFailureIsReplaced(t *testing.T) {
 	u.dir.SendToUser(1, event(`"before"`))
 	require.Equal(t, `"before"`, a1.next(t))
 	require.Equal(t, `"before"`, a2.next(t))
-	u.dir.SendToUser(1, &crash{})
+	u.dir.SendToUser(1, &actortest.Crash{})
 	// An event that reaches the failed actor before it is forgotten is
 	// lost (events are best effort, protocol.md §2.8); probe until the
 	// fresh one serves.
