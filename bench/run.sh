@@ -28,7 +28,7 @@ go build -o "$out/bin/rewind-load" ./cmd/rewind-load
 run_store() {
 	local name=$1 url=$2 port=18089 pid
 	echo "== $name: server on 127.0.0.1:$port"
-	REWIND_ADDR=127.0.0.1:$port REWIND_DATABASE_URL=$url REWIND_AUTH_RATE=0 REWIND_WS_RATE=0 \
+	REWIND_ADDR=127.0.0.1:$port REWIND_DATABASE_URL=$url REWIND_AUTH_RATE=0 REWIND_WS_RATE=0 REWIND_WS_MAX_UNAUTHENTICATED_PER_IP=0 \
 		REWIND_LOG_LEVEL=warn REWIND_LOG_FORMAT=json "$out/bin/rewind" serve 2> "$out/$name-server.log" &
 	pid=$!
 	for _ in $(seq 50); do

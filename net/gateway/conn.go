@@ -40,11 +40,6 @@ type Conn struct {
 	dropping atomic.Bool // Abort: the queued frames are not written
 	version  uint8
 
-	// addr is the client address key the Handler counts unauthenticated
-	// connections under; unauth says this one still counts (h.mu guards it).
-	addr   string
-	unauth bool
-
 	mu          sync.Mutex // guards the fields below
 	queue       queue      // text frames for the writer, at most SendQueue and SendBytes
 	dropped     int        // queued frames never written (Abort, a slow client, the end)
@@ -70,8 +65,8 @@ const (
 	writerDone                       // the close frame went out, or a write failed
 )
 
-func newConn(h *Handler, nc net.Conn, version int, addr string) *Conn {
-	c := &Conn{h: h, nc: nc, version: uint8(version), opened: time.Now(), addr: addr, unauth: true}
+func newConn(h *Handler, nc net.Conn, version int) *Conn {
+	c := &Conn{h: h, nc: nc, version: uint8(version), opened: time.Now()}
 	c.readFn, c.writeFn = c.read, c.write
 	c.reading.Store(true) // the serving goroutine's until it parks or reads
 	if sc, ok := nc.(syscall.Conn); ok {
@@ -91,7 +86,7 @@ func newConn(h *Handler, nc net.Conn, version int, addr string) *Conn {
 func (c *Conn) Send(frame []byte) bool {
 	c.mu.Lock()
 	if c.closing.Load() || c.queue.len() >= c.h.cfg.SendQueue ||
-		c.queue.len() > 0 && c.queue.bytes+len(frame) > c.h.cfg.SendBytes {
+		c.queue.len() > 0 && int(c.queue.bytes)+len(frame) > c.h.cfg.SendBytes {
 		c.mu.Unlock()
 		return false
 	}

@@ -119,11 +119,12 @@ type Handler struct {
 	mu      sync.Mutex
 	conns   map[uint64]*Conn // upgraded and not yet ended, by id
 	lastID  uint64
-	poll    *poller        // while conns is not empty; nil if it could not start
-	active  int            // handshakes in progress plus conns
-	unauth  map[string]int // by client address key: active and not authenticated
-	down    bool           // Shutdown was called
-	drained chan struct{}  // closed when down and active reaches 0
+	poll    *poller           // while conns is not empty; nil if it could not start
+	active  int               // handshakes in progress plus conns
+	unauth  map[string]int    // by client address key: active and not authenticated
+	pending map[uint64]string // the address keys of conns not authenticated, by id
+	down    bool              // Shutdown was called
+	drained chan struct{}     // closed when down and active reaches 0
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -159,6 +160,7 @@ func New(cfg Config, open Open) *Handler {
 		closeWait: closeWait,
 		conns:     make(map[uint64]*Conn),
 		unauth:    make(map[string]int),
+		pending:   make(map[uint64]string),
 		drained:   make(chan struct{}),
 	}
 }
@@ -214,7 +216,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if nc != nil {
 			nc.Close()
 		}
-		h.leave(nil, addr)
+		h.mu.Lock()
+		h.forget(addr)
+		h.mu.Unlock()
+		h.leave(nil)
 		h.cfg.Logger.Debug().Err(err).Str("remote", r.RemoteAddr).Msg("websocket upgrade failed")
 		return
 	}
@@ -243,11 +248,11 @@ func parseVersion(r *http.Request) (int, bool) {
 // any other is read by the calling goroutine, and serve returns when it has
 // ended.
 func (h *Handler) serve(nc net.Conn, br *bufio.Reader, version int, addr string) {
-	c := newConn(h, nc, version, addr)
+	c := newConn(h, nc, version)
 	if br.Buffered() > 0 {
 		c.br = br
 	}
-	if late := h.add(c); late {
+	if late := h.add(c, addr); late {
 		// Shutdown began after our handshake started and did not see c.
 		c.closeWith(uint16(ws.StatusGoingAway), shutdownReason, CauseShutdown, false)
 	}
@@ -280,7 +285,7 @@ func (h *Handler) ended(c *Conn, d *Disconnect) {
 		Int("frames_out", c.out).
 		Int("frames_dropped", c.dropped).
 		Msg("websocket closed")
-	h.leave(c, c.addr)
+	h.leave(c)
 }
 
 // Shutdown stops upgrading new connections (they get 503), closes every open
@@ -338,11 +343,16 @@ func (h *Handler) enter(addr string) (status int, reason string) {
 // authenticated stops counting c as unauthenticated, once.
 func (h *Handler) authenticated(c *Conn) {
 	h.mu.Lock()
-	if c.unauth {
-		c.unauth = false
-		h.forget(c.addr)
-	}
+	h.authenticatedLocked(c)
 	h.mu.Unlock()
+}
+
+// authenticatedLocked is authenticated with h.mu held.
+func (h *Handler) authenticatedLocked(c *Conn) {
+	if addr, ok := h.pending[c.id]; ok {
+		delete(h.pending, c.id)
+		h.forget(addr)
+	}
 }
 
 // forget counts one unauthenticated connection from addr out. h.mu must be
@@ -355,14 +365,16 @@ func (h *Handler) forget(addr string) {
 	}
 }
 
-// add registers an upgraded connection, and its socket with the poller
-// when it can be watched (else c.rc is cleared); it reports whether Shutdown
-// has begun meanwhile.
-func (h *Handler) add(c *Conn) (late bool) {
+// add registers an upgraded connection from the client address key addr,
+// as not authenticated, and its socket with the poller when it can be
+// watched (else c.rc is cleared); it reports whether Shutdown has begun
+// meanwhile.
+func (h *Handler) add(c *Conn, addr string) (late bool) {
 	h.mu.Lock()
 	h.lastID++
 	c.id = h.lastID
 	h.conns[c.id] = c
+	h.pending[c.id] = addr
 	if c.rc != nil && h.watch(c) != nil {
 		c.rc = nil
 	}
@@ -393,18 +405,13 @@ func (h *Handler) watch(c *Conn) error {
 	return err
 }
 
-// leave counts out a handshake from addr that failed (c nil) or a
-// connection that ended.
-func (h *Handler) leave(c *Conn, addr string) {
+// leave counts out a handshake that failed (c nil) or a connection that
+// ended.
+func (h *Handler) leave(c *Conn) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if c == nil {
-		h.forget(addr)
-	} else if c.unauth {
-		c.unauth = false
-		h.forget(addr)
-	}
 	if c != nil {
+		h.authenticatedLocked(c)
 		delete(h.conns, c.id)
 		h.metrics.open.Dec()
 		if len(h.conns) == 0 && h.poll != nil {

@@ -206,8 +206,9 @@ func TestSendBytesBound(t *testing.T) {
 	}
 	require.Equal(t, 10, n, "1 MiB of 100 KiB frames")
 	p.conn.mu.Lock()
-	require.LessOrEqual(t, p.conn.queue.bytes, 1<<20)
+	queued := int(p.conn.queue.bytes)
 	p.conn.mu.Unlock()
+	require.LessOrEqual(t, queued, 1<<20)
 	go func() { _, _ = io.Copy(io.Discard, c.nc) }() // let it shut down
 
 	s2 := startServer(t, Config{SendBytes: 1 << 10})

@@ -32,6 +32,21 @@ func (echoPeer) Binary()            {}
 func (echoPeer) Ping() bool         { return true }
 func (echoPeer) Closed(error)       {}
 
+// sessionPeer is an echoPeer whose first message authenticates it, as an
+// idle session has.
+type sessionPeer struct {
+	echoPeer
+	authed bool
+}
+
+func (p *sessionPeer) Text(data []byte) {
+	if !p.authed {
+		p.authed = true
+		p.c.Authenticated()
+	}
+	p.c.Send(data)
+}
+
 // BenchmarkIdleConnections measures what an idle connection holds on the
 // server side: it opens idleConns connections, exchanges one message on each
 // (an idle session still heartbeats), lets them idle, and reports the heap,
@@ -42,7 +57,8 @@ func (echoPeer) Closed(error)       {}
 // are held.
 func BenchmarkIdleConnections(b *testing.B) {
 	const idleConns = 2000
-	h := New(Config{}, func(c *Conn, _ int) Peer { return echoPeer{c} })
+	// One address holds them all, handshakes in a row: no limits.
+	h := New(Config{MaxUnauthenticatedPerIP: -1, MaxConnections: -1}, func(c *Conn, _ int) Peer { return &sessionPeer{echoPeer: echoPeer{c}} })
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	addr := srv.Listener.Addr().(*net.TCPAddr)

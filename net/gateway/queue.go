@@ -10,8 +10,8 @@ import "sync"
 // Conn.mu guards it.
 type queue struct {
 	head, tail *block
-	n          int
-	bytes      int // the frames' lengths, summed
+	n          int32 // at most SendQueue
+	bytes      int32 // the frames' lengths, summed: at most SendBytes or one frame
 }
 
 // block is a run of queued frames: frames[start:end].
@@ -23,7 +23,7 @@ type block struct {
 
 var blocks = sync.Pool{New: func() any { return new(block) }}
 
-func (q *queue) len() int { return q.n }
+func (q *queue) len() int { return int(q.n) }
 
 func (q *queue) push(f []byte) {
 	if q.tail == nil || q.tail.end == len(q.tail.frames) {
@@ -38,7 +38,7 @@ func (q *queue) push(f []byte) {
 	q.tail.frames[q.tail.end] = f
 	q.tail.end++
 	q.n++
-	q.bytes += len(f)
+	q.bytes += int32(len(f))
 }
 
 // front returns the frames at the head of the queue that are stored
@@ -55,11 +55,11 @@ func (q *queue) front() [][]byte {
 func (q *queue) drop(n int) {
 	b := q.head
 	for _, f := range b.frames[b.start : b.start+n] {
-		q.bytes -= len(f)
+		q.bytes -= int32(len(f))
 	}
 	clear(b.frames[b.start : b.start+n])
 	b.start += n
-	q.n -= n
+	q.n -= int32(n)
 	if b.start < b.end {
 		return
 	}
