@@ -11,7 +11,7 @@ export REWIND_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmo
 # `make fuzz FUZZTIME=5m` runs every target longer.
 FUZZ := ./messages:FuzzDecodeRequest:100000x ./messages:FuzzParseDatetime:100000x \
 	./messages:FuzzAppendString:100000x ./messages:FuzzPayloadFieldsMatchesEncodingJSON:30000x \
-	./net/gateway:FuzzReadMessage:3000x ./auth:FuzzName:50000x
+	./net/gateway:FuzzReadMessage:3000x ./net/gateway:FuzzCheckUTF8:30000x ./auth:FuzzName:50000x
 FUZZTIME ?=
 
 .PHONY: run build test lint bench fuzz

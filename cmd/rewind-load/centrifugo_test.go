@@ -42,13 +42,15 @@ type fakeCentrifugo struct {
 type fakeClient struct {
 	mu     sync.Mutex
 	conn   net.Conn
-	pinged bool
+	pinged int // pings not answered yet: under load two can be out at once
 }
 
 func (c *fakeClient) write(p string, ping bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.pinged = c.pinged || ping
+	if ping {
+		c.pinged++
+	}
 	_ = wsutil.WriteServerText(c.conn, []byte(p))
 }
 
@@ -115,8 +117,10 @@ func (f *fakeCentrifugo) serve(conn net.Conn) {
 			switch {
 			case cmd.ID == 0:
 				c.mu.Lock()
-				asked := c.pinged
-				c.pinged = false
+				asked := c.pinged > 0
+				if asked {
+					c.pinged--
+				}
 				c.mu.Unlock()
 				if !asked || string(line) != "{}" {
 					f.bad.Add(1)
