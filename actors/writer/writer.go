@@ -223,7 +223,11 @@ func (a *Actor) start(ctx actor.Context) bool {
 	now := time.Now()
 	for i, q := range a.pending {
 		if len(batch) == a.cfg.MaxBatch {
-			rest = append(rest, a.pending[i:]...)
+			if rest == nil {
+				rest = a.pending[i:] // the whole tail: no copy of a long backlog
+			} else {
+				rest = append(rest, a.pending[i:]...)
+			}
 			break
 		}
 		switch {
