@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -295,122 +294,6 @@ func TestNoncePerChat(t *testing.T) {
 	})
 }
 
-// stallProxy forwards TCP connections to target; stall holds every byte
-// in both directions (the connections stay open, as with a database that
-// hangs or a network path that black-holes) until resume.
-type stallProxy struct {
-	ln     net.Listener
-	target string
-	wg     sync.WaitGroup
-
-	mu      sync.Mutex
-	flowing *sync.Cond
-	stalled bool
-	closed  bool
-	conns   map[net.Conn]struct{}
-}
-
-func startStallProxy(t *testing.T, target string) *stallProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &stallProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
-	p.flowing = sync.NewCond(&p.mu)
-	p.wg.Add(1)
-	go p.serve()
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *stallProxy) addr() string { return p.ln.Addr().String() }
-
-func (p *stallProxy) serve() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.wg.Add(1)
-		go p.forward(c)
-	}
-}
-
-func (p *stallProxy) forward(c net.Conn) {
-	defer p.wg.Done()
-	u, err := net.DialTimeout("tcp", p.target, 5*time.Second)
-	if err != nil {
-		c.Close()
-		return
-	}
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		c.Close()
-		u.Close()
-		return
-	}
-	p.conns[c], p.conns[u] = struct{}{}, struct{}{}
-	p.mu.Unlock()
-	done := make(chan struct{}, 2)
-	go func() { p.pipe(u, c); done <- struct{}{} }()
-	go func() { p.pipe(c, u); done <- struct{}{} }()
-	<-done
-	c.Close()
-	u.Close()
-	<-done
-	p.mu.Lock()
-	delete(p.conns, c)
-	delete(p.conns, u)
-	p.mu.Unlock()
-}
-
-// pipe copies src to dst, holding what it read while the proxy is stalled.
-func (p *stallProxy) pipe(dst, src net.Conn) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			p.mu.Lock()
-			for p.stalled && !p.closed {
-				p.flowing.Wait()
-			}
-			p.mu.Unlock()
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (p *stallProxy) stall() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.stalled = true
-}
-
-func (p *stallProxy) resume() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.stalled = false
-	p.flowing.Broadcast()
-}
-
-func (p *stallProxy) close() {
-	p.mu.Lock()
-	p.closed = true
-	p.flowing.Broadcast()
-	for c := range p.conns {
-		c.Close()
-	}
-	p.mu.Unlock()
-	p.ln.Close()
-	p.wg.Wait()
-}
-
 // Finding 4: while the database stalls (its connection open, nothing
 // answered), a write that reached it is answered 5001, since it may commit
 // yet, and not 5000 ("nothing was applied"); the writes queued behind it,
@@ -422,7 +305,7 @@ func TestStalledDatabaseAnswersUnknownOutcome(t *testing.T) {
 	schemaURL := pgtest.NewSchemaURL(t)
 	u, err := url.Parse(schemaURL)
 	require.NoError(t, err)
-	proxy := startStallProxy(t, u.Host)
+	proxy := startTCPProxy(t, u.Host)
 	u.Host = proxy.addr()
 	n := startNode(t, u.String(), noRateLimit, func(c *server.Config) { c.Gateway.ChatWriteTimeout = limit })
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"regexp"
@@ -182,16 +181,20 @@ func pgConnect(t *testing.T, url string) *pgx.Conn {
 
 // tcpProxy forwards TCP connections to target. cut drops every forwarded
 // connection at once, as a network failure or a database restart would,
-// and refuses new ones until restore.
+// and refuses new ones until restore. stall holds every byte in both
+// directions, the connections staying open (a database that hangs, a
+// network path that black-holes), until resume.
 type tcpProxy struct {
 	ln     net.Listener
 	target string
 	wg     sync.WaitGroup
 
-	mu     sync.Mutex
-	down   bool
-	closed bool
-	conns  map[net.Conn]struct{}
+	mu      sync.Mutex
+	flowing *sync.Cond // broadcast when stalled or closed changes
+	down    bool
+	stalled bool
+	closed  bool
+	conns   map[net.Conn]struct{}
 }
 
 func startTCPProxy(t *testing.T, target string) *tcpProxy {
@@ -199,6 +202,7 @@ func startTCPProxy(t *testing.T, target string) *tcpProxy {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	p := &tcpProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p.flowing = sync.NewCond(&p.mu)
 	p.wg.Add(1)
 	go p.serve()
 	t.Cleanup(p.close)
@@ -247,8 +251,8 @@ func (p *tcpProxy) forward(c net.Conn) {
 	p.conns[c], p.conns[u] = struct{}{}, struct{}{}
 	p.mu.Unlock()
 	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(u, c); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(c, u); done <- struct{}{} }()
+	go func() { p.pipe(u, c); done <- struct{}{} }()
+	go func() { p.pipe(c, u); done <- struct{}{} }()
 	<-done
 	c.Close()
 	u.Close()
@@ -257,6 +261,42 @@ func (p *tcpProxy) forward(c net.Conn) {
 	delete(p.conns, c)
 	delete(p.conns, u)
 	p.mu.Unlock()
+}
+
+// pipe copies src to dst, holding what it read while the proxy is stalled.
+func (p *tcpProxy) pipe(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			for p.stalled && !p.closed {
+				p.flowing.Wait()
+			}
+			p.mu.Unlock()
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// stall holds the bytes of every connection until resume.
+func (p *tcpProxy) stall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stalled = true
+}
+
+// resume lets the held bytes and new ones through.
+func (p *tcpProxy) resume() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stalled = false
+	p.flowing.Broadcast()
 }
 
 // abort closes c with a reset rather than an orderly FIN, like a broken
@@ -288,6 +328,7 @@ func (p *tcpProxy) restore() {
 func (p *tcpProxy) close() {
 	p.mu.Lock()
 	p.closed = true
+	p.flowing.Broadcast()
 	p.mu.Unlock()
 	p.ln.Close()
 	p.cut()
