@@ -69,3 +69,13 @@ func CheckPassword(password, hash string) (bool, error) {
 	got := argon2.IDKey([]byte(password), salt, p.Time, p.MemoryKiB, p.Threads, uint32(len(want)))
 	return subtle.ConstantTimeCompare(got, want) == 1, nil
 }
+
+// legacyPrefix starts the stored form of a password hash imported from the
+// original backend (rewind import-legacy): its unsalted SHA-512 hex digest.
+// No argon2id PHC string starts so.
+const legacyPrefix = "$sha512$"
+
+// LegacyHash is the stored form of the original backend's password hash,
+// sha512(password).hexdigest() (../shared/legacy.md). It is accepted at
+// login once and replaced by argon2id there (protocol.md §5).
+func LegacyHash(sha512Hex string) string { return legacyPrefix + sha512Hex }
