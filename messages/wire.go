@@ -25,6 +25,7 @@ func (e *Error) Error() string { return strconv.Itoa(e.Code) + " " + e.Reason }
 var (
 	ErrBinary        = &Error{1003, "Binary data not supported."}
 	ErrNotJSON       = &Error{1007, "Data should be JSON."}
+	ErrFrameTooLarge = &Error{1009, "Frame too large."}
 	ErrInvalid       = &Error{4000, "Invalid request."}
 	ErrUnknownType   = &Error{4000, "Unknown type."}
 	ErrAuthRequired  = &Error{4001, "Authentication required."}

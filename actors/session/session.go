@@ -152,15 +152,18 @@ func Start(root *actor.RootContext, conn Conn, version int, deps *Deps) *Peer {
 	return p
 }
 
-// Text, Binary, Ping and Closed implement the gateway's Peer.
-func (p *Peer) Text(data []byte) {
-	m := &inbound{data: data}
-	m.refused, m.expire = p.allow()
-	p.root.Send(p.pid, m)
-}
+// Text, Binary, TooLarge, Ping and Closed implement the gateway's Peer.
+func (p *Peer) Text(data []byte) { p.arrive(&inbound{data: data}) }
 
-func (p *Peer) Binary() {
-	m := &inbound{binary: true}
+func (p *Peer) Binary() { p.arrive(&inbound{answer: messages.ErrBinary}) }
+
+// TooLarge reports a message over the gateway's frame limit, which the
+// gateway drained unread: it is answered 1009 in its turn and the session
+// goes on (protocol.md §2.1: the shipped client never reconnects).
+func (p *Peer) TooLarge() { p.arrive(&inbound{answer: messages.ErrFrameTooLarge}) }
+
+// arrive counts m against the rate limit and hands it to the session.
+func (p *Peer) arrive(m *inbound) {
 	m.refused, m.expire = p.allow()
 	p.root.Send(p.pid, m)
 }
@@ -187,9 +190,9 @@ func (p *Peer) allow() (refused, expire bool) {
 type (
 	inbound struct {
 		data    []byte
-		binary  bool
-		refused bool // over the rate limit
-		expire  bool // over it for limitedFor: close
+		answer  *messages.Error // decided as it arrived: binary, too large
+		refused bool            // over the rate limit
+		expire  bool            // over it for limitedFor: close
 	}
 	disconnected   struct{ reason error }
 	heartbeatCheck struct{}
@@ -339,13 +342,11 @@ func (a *Actor) arrive(m *inbound) {
 		a.close(CloseRateLimited, reasonRateLimit)
 		return
 	}
-	q := queued{at: time.Now()}
-	if m.binary {
-		q.answer = messages.ErrBinary
-	} else if req, err := messages.DecodeRequest(m.data); err != nil {
-		q.answer = err
-	} else {
-		q.req, q.nonce = req, req.Nonce
+	q := queued{at: time.Now(), answer: m.answer}
+	if q.answer == nil {
+		// A frame that fails to decode leaves q.req and q.nonce empty.
+		q.req, q.answer = messages.DecodeRequest(m.data)
+		q.nonce = q.req.Nonce
 	}
 	if m.refused {
 		q.answer = messages.ErrRateLimited

@@ -136,3 +136,22 @@ func TestSessionReadsKeepOrderAndLetEventsThrough(t *testing.T) {
 	require.Equal(t, "l", end["nonce"])
 	require.Equal(t, "h3", c.next(t)["nonce"])
 }
+
+// A message over the gateway's frame limit is answered 1009 in its turn,
+// counts against the rate limit like any frame, and the session goes on.
+func TestTooLargeAnswersInTurnAndCounts(t *testing.T) {
+	f := newFixture(t)
+	f.deps.Rate, f.deps.Burst = 0.001, 3
+	peer, c := f.start()
+	peer.Text(text("heartbeat", 1, "h1"))
+	peer.TooLarge()
+	peer.Text(text("heartbeat", 2, "h2"))
+	peer.TooLarge() // the fourth frame: over the burst
+	require.Equal(t, "h1", c.next(t)["nonce"])
+	require.Equal(t, map[string]any{"type": "error", "payload": map[string]any{"code": 1009.0, "reason": "Frame too large."}}, c.next(t))
+	require.Equal(t, "h2", c.next(t)["nonce"])
+	require.Equal(t, map[string]any{"type": "error", "payload": map[string]any{"code": 4029.0, "reason": "rate limited."}}, c.next(t))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	require.Zero(t, c.closed)
+}
