@@ -100,6 +100,12 @@ type Store interface {
 	// BumpTokenGeneration increments the user's token generation and
 	// returns the new value, revoking every token issued before.
 	BumpTokenGeneration(ctx context.Context, userID int64) (int64, error)
+	// ReplacePasswordHash sets userID's password hash to newHash if it is
+	// still oldHash, in one statement, and reports whether it did: of two
+	// logins that replace the same hash one wins, and a hash changed
+	// meanwhile is never overwritten. False, not an error, when there is no
+	// such user.
+	ReplacePasswordHash(ctx context.Context, userID int64, oldHash, newHash string) (bool, error)
 
 	// PutPendingRegistration stores p, replacing the pending registration
 	// with the same email, whose key stops working. A pending registration

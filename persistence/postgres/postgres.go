@@ -170,6 +170,15 @@ func (s *Store) BumpTokenGeneration(ctx context.Context, userID int64) (int64, e
 	return gen, translate(err)
 }
 
+func (s *Store) ReplacePasswordHash(ctx context.Context, userID int64, oldHash, newHash string) (bool, error) {
+	tag, err := s.pool.Exec(ctx,
+		`UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3`, newHash, userID, oldHash)
+	if err != nil {
+		return false, err
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
 func (s *Store) PutPendingRegistration(ctx context.Context, p persistence.PendingRegistration, quota persistence.MailQuota) error {
 	if p.CreatedAt.IsZero() {
 		p.CreatedAt = time.Now()

@@ -190,6 +190,16 @@ func (s *Store) BumpTokenGeneration(ctx context.Context, userID int64) (int64, e
 	return gen, translate(err)
 }
 
+func (s *Store) ReplacePasswordHash(ctx context.Context, userID int64, oldHash, newHash string) (bool, error) {
+	res, err := s.write.ExecContext(ctx,
+		`UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?`, newHash, userID, oldHash)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
 func (s *Store) PutPendingRegistration(ctx context.Context, p persistence.PendingRegistration, quota persistence.MailQuota) error {
 	if p.CreatedAt.IsZero() {
 		p.CreatedAt = time.Now()

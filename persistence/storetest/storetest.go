@@ -29,6 +29,8 @@ func Run(t *testing.T, open func(t *testing.T) persistence.Store) {
 		{"Profile", testProfile},
 		{"Times", testTimes},
 		{"BumpTokenGeneration", testBumpTokenGeneration},
+		{"ReplacePasswordHash", testReplacePasswordHash},
+		{"ReplacePasswordHashConcurrent", testReplacePasswordHashConcurrent},
 		{"PendingTaken", testPendingTaken},
 		{"PendingReplace", testPendingReplace},
 		{"PendingSameName", testPendingSameName},
@@ -232,6 +234,70 @@ func testBumpTokenGeneration(t *testing.T, open func(t *testing.T) persistence.S
 
 	_, err = s.BumpTokenGeneration(t.Context(), 2)
 	require.ErrorIs(t, err, persistence.ErrNotFound)
+}
+
+func testReplacePasswordHash(t *testing.T, open func(t *testing.T) persistence.Store) {
+	s := open(t)
+	// Unsalted legacy hashes of one password are equal across users.
+	const legacy = "$sha512$b109f3bbbc244eb82441917ed06d618b9008dd09b3befd1b5e07394c706a8bb980b1d7785e5976ec049b46df5f1326af5a2ea6d103fd07c95385ffab0cacbc86"
+	alice, bob := user(1, "alice", "alice@example.com"), user(2, "bob", "bob@example.com")
+	alice.PasswordHash, bob.PasswordHash = legacy, legacy
+	createUser(t, s, alice)
+	createUser(t, s, bob)
+	requireHash := func(id int64, want string) {
+		t.Helper()
+		u, err := s.UserByID(t.Context(), id)
+		require.NoError(t, err)
+		require.Equal(t, want, u.PasswordHash)
+	}
+
+	ok, err := s.ReplacePasswordHash(t.Context(), 1, legacy, "$argon2id$first")
+	require.NoError(t, err)
+	require.True(t, ok)
+	got, err := s.UserByID(t.Context(), 1)
+	require.NoError(t, err)
+	alice.PasswordHash = "$argon2id$first"
+	require.Equal(t, alice, got, "only the hash changed")
+	requireHash(2, legacy)
+
+	ok, err = s.ReplacePasswordHash(t.Context(), 1, legacy, "$argon2id$second")
+	require.NoError(t, err)
+	require.False(t, ok, "the hash is no longer the one read")
+	requireHash(1, "$argon2id$first")
+
+	ok, err = s.ReplacePasswordHash(t.Context(), 3, legacy, "$argon2id$third")
+	require.NoError(t, err)
+	require.False(t, ok, "no such user")
+	_, err = s.UserByID(t.Context(), 3)
+	require.ErrorIs(t, err, persistence.ErrNotFound, "nothing created")
+}
+
+func testReplacePasswordHashConcurrent(t *testing.T, open func(t *testing.T) persistence.Store) {
+	s := open(t)
+	alice := user(1, "alice", "alice@example.com")
+	createUser(t, s, alice)
+
+	replaced := make([]bool, 8)
+	errs := make([]error, len(replaced))
+	var wg sync.WaitGroup
+	for i := range replaced {
+		wg.Go(func() {
+			replaced[i], errs[i] = s.ReplacePasswordHash(t.Context(), 1, alice.PasswordHash, fmt.Sprint("$argon2id$", i))
+		})
+	}
+	wg.Wait()
+	winner := -1
+	for i := range replaced {
+		require.NoError(t, errs[i])
+		if replaced[i] {
+			require.Equal(t, -1, winner, "replaced twice")
+			winner = i
+		}
+	}
+	require.NotEqual(t, -1, winner, "none replaced")
+	u, err := s.UserByID(t.Context(), 1)
+	require.NoError(t, err)
+	require.Equal(t, fmt.Sprint("$argon2id$", winner), u.PasswordHash, "the winner's hash stays")
 }
 
 func testPendingTaken(t *testing.T, open func(t *testing.T) persistence.Store) {
