@@ -2,8 +2,10 @@ package auth
 
 import (
 	"crypto/rand"
+	"crypto/sha512"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -43,9 +45,13 @@ func HashPassword(password string, p PasswordParams) (string, error) {
 		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key)), nil
 }
 
-// CheckPassword reports whether password matches the PHC string hash,
-// in time independent of where the two differ.
+// CheckPassword reports whether password matches hash, an argon2id PHC
+// string or a LegacyHash, in time independent of where the two differ. A
+// legacy hash that matches is to be replaced: see NeedsUpgrade.
 func CheckPassword(password, hash string) (bool, error) {
+	if digest, ok := strings.CutPrefix(hash, legacyPrefix); ok {
+		return checkLegacy(password, digest)
+	}
 	parts := strings.Split(hash, "$")
 	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" {
 		return false, errBadHash
@@ -79,3 +85,19 @@ const legacyPrefix = "$sha512$"
 // sha512(password).hexdigest() (../shared/legacy.md). It is accepted at
 // login once and replaced by argon2id there (protocol.md §5).
 func LegacyHash(sha512Hex string) string { return legacyPrefix + sha512Hex }
+
+// NeedsUpgrade reports whether hash is a LegacyHash, which a login that
+// matched it replaces with HashPassword's (protocol.md §5).
+func NeedsUpgrade(hash string) bool { return strings.HasPrefix(hash, legacyPrefix) }
+
+// checkLegacy compares the SHA-512 of password's bytes (UTF-8, as Go strings
+// are) with digest in constant time. Comparing decoded bytes accepts the hex
+// in either case at no cost.
+func checkLegacy(password, digest string) (bool, error) {
+	want, err := hex.DecodeString(digest)
+	if err != nil || len(want) != sha512.Size {
+		return false, errBadHash
+	}
+	got := sha512.Sum512([]byte(password))
+	return subtle.ConstantTimeCompare(got[:], want) == 1, nil
+}

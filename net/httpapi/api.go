@@ -250,13 +250,28 @@ func (a *API) hashPassword(ctx context.Context, password string) (string, error)
 	return auth.HashPassword(password, a.cfg.Password)
 }
 
-func (a *API) checkPassword(ctx context.Context, password, hash string) (bool, error) {
+// checkPassword checks password against hash in one hashing slot. A legacy
+// hash (auth.NeedsUpgrade) costs only a SHA-512, so the slot spends the
+// argon2id run it lacks: on the hash that replaces it when the password
+// matched (upgrade, for the caller to store), on the dummy hash when it did
+// not. Every login thus costs one argon2id, and timing tells neither a
+// legacy account nor an unknown email from the others.
+func (a *API) checkPassword(ctx context.Context, password, hash string) (ok bool, upgrade string, err error) {
 	done, err := a.startHashing(ctx)
 	if err != nil {
-		return false, err
+		return false, "", err
 	}
 	defer done()
-	return auth.CheckPassword(password, hash)
+	ok, err = auth.CheckPassword(password, hash)
+	switch {
+	case err != nil || !auth.NeedsUpgrade(hash):
+		return ok, "", err
+	case !ok:
+		_, err = auth.CheckPassword(password, a.dummyHash)
+		return false, "", err
+	}
+	upgrade, err = auth.HashPassword(password, a.cfg.Password)
+	return err == nil, upgrade, err
 }
 
 // unexpected answers a request that failed on the server's side: 503

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/rs/zerolog"
+
 	"github.com/rewind-chat/rewind/auth"
 	"github.com/rewind-chat/rewind/persistence"
 )
@@ -120,7 +122,9 @@ func (a *API) handleLogin(w http.ResponseWriter, r *http.Request) {
 		a.unexpected(w, r, err)
 		return
 	}
-	ok, err = a.checkPassword(r.Context(), password, hash)
+	// No length rule here: an imported user's old password may be shorter
+	// than registration allows, and it is still the password.
+	ok, upgrade, err := a.checkPassword(r.Context(), password, hash)
 	if err != nil {
 		try.undecided()
 		a.unexpected(w, r, err)
@@ -132,6 +136,9 @@ func (a *API) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	try.succeeded()
+	if upgrade != "" {
+		a.replaceLegacyHash(r, u, upgrade)
+	}
 	token, err := a.cfg.Tokens.Issue(u)
 	if err != nil {
 		a.unexpected(w, r, err)
@@ -141,6 +148,18 @@ func (a *API) handleLogin(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, "auth", struct {
 		Token string `json:"token"`
 	}{token})
+}
+
+// replaceLegacyHash stores upgrade, u's password in argon2id, in place of
+// u's legacy hash, unless the hash changed since it was read (another login
+// replaced it first). A failed write does not fail the login: the password
+// was right, the legacy hash still holds it, and the next login tries again;
+// refusing would lock the user out over a write that can wait.
+func (a *API) replaceLegacyHash(r *http.Request, u persistence.User, upgrade string) {
+	if _, err := a.cfg.Store.ReplacePasswordHash(r.Context(), u.ID, u.PasswordHash, upgrade); err != nil {
+		zerolog.Ctx(r.Context()).Warn().Err(err).Int64("user", u.ID).
+			Msg("login: legacy password hash not replaced; the next login tries again")
+	}
 }
 
 func (a *API) handleLogout(w http.ResponseWriter, r *http.Request) {
