@@ -58,6 +58,14 @@
 //     TestMadeUpChatIDsDoNotPileUpRooms in server).
 //   - The echo never overtakes an event: it travels with the events through
 //     the author's user actor (TestConcurrentSendersIntoOneDM in server).
+//   - A v1 session never receives what protocol.md §2.9 lists (edit
+//     events, origin:self friend events, profile events and every v2-only
+//     kind, a profile other than null anywhere): each event carries its
+//     kind (messages.EventKind), and the session's rules, chosen once by
+//     its version when it starts, decide every frame it sends; a kind the
+//     v1 rules do not list is dropped, and a frame passed on is the very
+//     bytes every session gets (TestV1RulesFilterWhatTheSessionSends in
+//     session, TestV1MobileClient in server).
 //   - Nothing is sent to a retired actor: the directory forgets an idle room
 //     before it sends it its last message (TestRoomRetiresWhenIdle,
 //     TestIdleRoomStopsAndRestarts in server).

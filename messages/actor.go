@@ -25,20 +25,55 @@ func DMKey(a, b int64) RoomKey {
 type Reply struct {
 	Seq    uint64 // the request's Seq
 	Frames [][]byte
+	// User, set instead of Frames, is an answer that is a user object (a
+	// profile set's): the session encodes it, because what a user object
+	// shows depends on the session's protocol version (protocol.md §2.9),
+	// which only the session knows.
+	User *User
 }
 
-// Deliver asks a user actor to send Frame to every session of its user
-// except Except (nil: all of them), and Echo, when set, to Except. An echo
-// goes the same way as the events, so that a session sees its own messages
-// and those of the user's other sessions in the room's order.
+// EventKind says what an event frame is, so that a session decides by
+// its protocol version whether its client receives the frame without
+// reading it (protocol.md §2.9). Every new kind of event (typing,
+// presence, read, guild) gets a value of its own; a version 1 session
+// drops every kind it does not know, the zero value included.
+type EventKind uint8
+
+// The kinds of event frames.
+const (
+	_ EventKind = iota
+	// EventChatSend is a new message: a chat frame of type send.
+	EventChatSend
+	// EventChatEdit is an edit or a delete: a chat frame of type edit.
+	EventChatEdit
+	// EventFriend is a mutual_users event to the user acted on; its
+	// "user" is the acting user.
+	EventFriend
+	// EventFriendSelf is a mutual_users event with "origin":"self" to
+	// the acting user's other sessions.
+	EventFriendSelf
+	// EventProfile is a user event: a friend's profile changed.
+	EventProfile
+)
+
+// Deliver asks a user actor to send Frame, an event of Kind, to every
+// session of its user except Except (nil: all of them), and Echo, when
+// set, to Except. An echo goes the same way as the events, so that a
+// session sees its own messages and those of the user's other sessions in
+// the room's order.
 type Deliver struct {
 	Frame  []byte
+	Kind   EventKind
 	Except *actor.PID
 	Echo   *Reply
 }
 
-// Push hands a session an event frame to send.
-type Push struct{ Frame []byte }
+// Push hands a session an event frame of Kind to send. One Push, and one
+// Frame, goes to every receiving session: a broadcast is encoded once.
+type Push struct {
+	Frame []byte
+	Kind  EventKind
+}
 
 // CloseSession asks a session to close its connection with Code.
 type CloseSession struct {

@@ -270,9 +270,9 @@ func (a *Actor) written(ctx actor.Context, m *messages.Written) {
 		return
 	}
 	stored := &m.Result.Message
-	kind := "send"
+	kind, eventKind := "send", messages.EventChatSend
 	if w.MessageID != 0 {
-		kind = "edit"
+		kind, eventKind = "edit", messages.EventChatEdit
 	}
 	chat := &messages.Chat{
 		ID: stored.ID, AuthorID: stored.AuthorID, ChatID: w.ChatID,
@@ -292,8 +292,8 @@ func (a *Actor) written(ctx actor.Context, m *messages.Written) {
 	// overtake an event of an earlier message still on that detour.
 	dir := a.deps.Directory
 	answer := &messages.Reply{Seq: w.Seq, Frames: [][]byte{echo}}
-	if !dir.SendToUser(w.Author, &messages.Deliver{Frame: event, Except: w.Session, Echo: answer}) {
+	if !dir.SendToUser(w.Author, &messages.Deliver{Frame: event, Kind: eventKind, Except: w.Session, Echo: answer}) {
 		ctx.Send(w.Session, answer)
 	}
-	dir.SendToUser(a.other(w.Author), &messages.Deliver{Frame: event})
+	dir.SendToUser(a.other(w.Author), &messages.Deliver{Frame: event, Kind: eventKind})
 }

@@ -207,25 +207,7 @@ func (a *Actor) authenticated(r *resolved) {
 		a.authed = true
 	}
 	a.user = r.user
-	a.send(messages.Frame("auth", authPayload(a.version, r.user, r.incoming, r.outgoing, r.friends), r.nonce))
-}
-
-// authPayload is the auth answer: in version 1 the three lists are JSON
-// text inside strings, as the mobile client decodes them.
-func authPayload(version int, u persistence.User, incoming, outgoing, friends []persistence.User) any {
-	lists := [3]any{messages.UsersOf(incoming), messages.UsersOf(outgoing), messages.UsersOf(friends)}
-	if version == 1 {
-		for i, l := range lists {
-			b, _ := json.Marshal(l)
-			lists[i] = string(b)
-		}
-	}
-	return struct {
-		Self     messages.User `json:"self_user"`
-		Incoming any           `json:"mutual_requests"`
-		Outgoing any           `json:"sent_requests"`
-		Friends  any           `json:"mutual_users"`
-	}{messages.UserOf(u), lists[0], lists[1], lists[2]}
+	a.send(messages.Frame("auth", a.rules.authPayload(r.user, r.incoming, r.outgoing, r.friends), r.nonce))
 }
 
 func (a *Actor) chat(req messages.Request, at time.Time) *messages.Error {
@@ -274,7 +256,7 @@ func (a *Actor) load(req messages.Request) *messages.Error {
 		Count    json.RawMessage `json:"count"`
 	}
 	payload(req, &p)
-	me, store, log, nonce := a.user.ID, a.deps.Store, a.deps.Log, req.Nonce
+	me, store, log, nonce, rules := a.user.ID, a.deps.Store, a.deps.Log, req.Nonce, a.rules
 	switch p.Type {
 	case "mutual_users":
 		a.async(nonce, func(c context.Context) [][]byte {
@@ -282,7 +264,7 @@ func (a *Actor) load(req messages.Request) *messages.Error {
 			if err != nil {
 				return errorFrames(unavailable(log, me, err), nonce)
 			}
-			return [][]byte{messages.Frame("mutual_users", messages.UsersOf(friends), nonce)}
+			return [][]byte{messages.Frame("mutual_users", rules.users(friends), nonce)}
 		})
 		return nil
 	case "chat":
@@ -417,7 +399,7 @@ func (a *Actor) userRequest(req messages.Request) *messages.Error {
 	} else {
 		return errNoUserKey
 	}
-	me, store, log, nonce := a.user.ID, a.deps.Store, a.deps.Log, req.Nonce
+	me, store, log, nonce, rules := a.user.ID, a.deps.Store, a.deps.Log, req.Nonce, a.rules
 	a.async(nonce, func(c context.Context) [][]byte {
 		var u persistence.User
 		var err error
@@ -431,7 +413,7 @@ func (a *Actor) userRequest(req messages.Request) *messages.Error {
 		} else if err != nil {
 			return errorFrames(unavailable(log, me, err), nonce)
 		}
-		return [][]byte{messages.Frame("user", messages.UserOf(u), nonce)}
+		return [][]byte{messages.Frame("user", rules.user(messages.UserOf(u)), nonce)}
 	})
 	return nil
 }

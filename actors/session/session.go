@@ -143,7 +143,7 @@ func NewRoot(system *actor.ActorSystem) *actor.RootContext {
 // from a root made by NewRoot.
 func Start(root *actor.RootContext, conn Conn, version int, deps *Deps) *Peer {
 	pid := root.Spawn(actor.PropsFromProducer(func() actor.Actor {
-		return &Actor{deps: deps, conn: conn, version: version}
+		return &Actor{deps: deps, conn: conn, rules: rulesOf(version)}
 	}))
 	p := &Peer{root: root, pid: pid}
 	if deps.Rate > 0 {
@@ -223,11 +223,11 @@ type queued struct {
 // Actor is one session. Its fields are its own: only Receive touches them
 // (timers reach it by message).
 type Actor struct {
-	deps    *Deps
-	conn    Conn
-	version int
-	self    *actor.PID
-	root    *actor.RootContext
+	deps  *Deps
+	conn  Conn
+	rules *rules // of the session's protocol version; every frame sent obeys them
+	self  *actor.PID
+	root  *actor.RootContext
 
 	beaten   bool // the first heartbeat came
 	deadline time.Time
@@ -275,6 +275,9 @@ func (a *Actor) Receive(ctx actor.Context) {
 			for _, f := range m.Frames {
 				a.send(f)
 			}
+			if m.User != nil {
+				a.send(messages.Frame("user", a.rules.user(*m.User), a.waitingNonce))
+			}
 			a.next()
 		}
 	case *resolved:
@@ -290,7 +293,9 @@ func (a *Actor) Receive(ctx actor.Context) {
 			a.next()
 		}
 	case *messages.Push:
-		a.send(m.Frame)
+		if f := a.rules.event(m); f != nil {
+			a.send(f)
+		}
 	case *messages.CloseSession:
 		a.close(m.Code, m.Reason)
 	case *heartbeatCheck:

@@ -40,11 +40,18 @@ func (c *conn) Abort(code uint16, reason string) { c.Close(code, reason) }
 
 func (c *conn) next(t *testing.T) map[string]any {
 	t.Helper()
+	f := c.raw(t)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(f, &m), string(f))
+	return m
+}
+
+// raw is the next frame as the session sent it.
+func (c *conn) raw(t *testing.T) []byte {
+	t.Helper()
 	select {
 	case f := <-c.frames:
-		var m map[string]any
-		require.NoError(t, json.Unmarshal(f, &m), string(f))
-		return m
+		return f
 	case <-time.After(5 * time.Second):
 		t.Fatal("no frame")
 		return nil
@@ -84,9 +91,10 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func (f *fixture) start() (*session.Peer, *conn) {
+// start starts a session speaking protocol version.
+func (f *fixture) start(version int) (*session.Peer, *conn) {
 	c := &conn{frames: make(chan []byte, 256)}
-	return session.Start(session.NewRoot(f.root.ActorSystem()), c, 2, f.deps), c
+	return session.Start(session.NewRoot(f.root.ActorSystem()), c, version, f.deps), c
 }
 
 func text(typ string, payload any, nonce string) []byte {
@@ -99,7 +107,7 @@ func text(typ string, payload any, nonce string) []byte {
 // stay in request order) but events pushed to it go out at once.
 func TestSessionReadsKeepOrderAndLetEventsThrough(t *testing.T) {
 	f := newFixture(t)
-	peer, c := f.start()
+	peer, c := f.start(2)
 	peer.Text(text("heartbeat", 1, "h1"))
 	require.Equal(t, "h1", c.next(t)["nonce"])
 
@@ -142,7 +150,7 @@ func TestSessionReadsKeepOrderAndLetEventsThrough(t *testing.T) {
 func TestTooLargeAnswersInTurnAndCounts(t *testing.T) {
 	f := newFixture(t)
 	f.deps.Rate, f.deps.Burst = 0.001, 3
-	peer, c := f.start()
+	peer, c := f.start(2)
 	peer.Text(text("heartbeat", 1, "h1"))
 	peer.TooLarge()
 	peer.Text(text("heartbeat", 2, "h2"))
@@ -154,4 +162,85 @@ func TestTooLargeAnswersInTurnAndCounts(t *testing.T) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	require.Zero(t, c.closed)
+}
+
+// A session's version picks the rules every frame it sends obeys
+// (protocol.md §2.9). A v1 session shows no profile anywhere, receives of
+// the events only new messages and friend events about other users (their
+// profile null), and a new message as the very bytes every other session
+// gets; a v2 session receives everything as it is.
+func TestV1RulesFilterWhatTheSessionSends(t *testing.T) {
+	f := newFixture(t)
+	pic := "https://example.test/p.png"
+	for _, id := range []int64{1, 2} {
+		_, err := f.store.SetProfile(t.Context(), id, &pic)
+		require.NoError(t, err)
+	}
+	_, err := f.store.RequestFriend(t.Context(), 1, 2, time.Now())
+	require.NoError(t, err)
+	require.NoError(t, f.store.AcceptFriend(t.Context(), 2, 1, time.Now()))
+
+	p1, c1 := f.start(1)
+	p2, c2 := f.start(2)
+	other := map[string]any{"id": "2", "name": "user2", "profile": pic}
+	otherV1 := map[string]any{"id": "2", "name": "user2", "profile": nil}
+	for _, s := range []struct {
+		peer *session.Peer
+		c    *conn
+	}{{p1, c1}, {p2, c2}} {
+		s.peer.Text(text("heartbeat", 0, ""))
+		s.c.next(t)
+		s.peer.Text(text("auth", map[string]string{"auth": f.token}, ""))
+	}
+	auth := c1.next(t)["payload"].(map[string]any)
+	require.Equal(t, map[string]any{"id": "1", "name": "user1", "profile": nil}, auth["self_user"])
+	require.JSONEq(t, `[{"id":"2","name":"user2","profile":null}]`, auth["mutual_users"].(string))
+	auth = c2.next(t)["payload"].(map[string]any)
+	require.Equal(t, map[string]any{"id": "1", "name": "user1", "profile": pic}, auth["self_user"])
+	require.Equal(t, []any{other}, auth["mutual_users"])
+
+	send := []byte(`{"type":"chat","payload":{"type":"send","id":"9","user_id":"2","chat_id":"3","content":"hi","created_at":"2026-12-01 00:00:00.000000"}}`)
+	friend := messages.Frame("mutual_users", messages.FriendEvent{Type: "request", User: messages.User{ID: "2", Name: "user2", Profile: &pic}}, "")
+	plainFriend := messages.Frame("mutual_users", messages.FriendEvent{Type: "delete", User: messages.User{ID: "2", Name: "user2"}}, "")
+	events := []*messages.Deliver{
+		{Frame: send, Kind: messages.EventChatSend},
+		{Frame: []byte(`{"type":"chat","payload":{"type":"edit"}}`), Kind: messages.EventChatEdit},
+		{Frame: friend, Kind: messages.EventFriend},
+		{Frame: plainFriend, Kind: messages.EventFriend},
+		{Frame: []byte(`{"type":"mutual_users","payload":{"type":"request","origin":"self"}}`), Kind: messages.EventFriendSelf},
+		{Frame: []byte(`{"type":"user","payload":{}}`), Kind: messages.EventProfile},
+		{Frame: []byte(`{"type":"typing","payload":{}}`)},                                  // no kind
+		{Frame: []byte(`{"type":"presence","payload":{}}`), Kind: messages.EventKind(200)}, // a later kind
+		{Frame: send, Kind: messages.EventChatSend},
+	}
+	for _, e := range events {
+		f.dir.SendToUser(1, e)
+	}
+	for _, e := range events {
+		require.Equal(t, string(e.Frame), string(c2.raw(t)))
+	}
+	got := c1.raw(t)
+	require.Same(t, &send[0], &got[0], "a v1 session copied a new message's frame")
+	require.Equal(t, map[string]any{"type": "request", "user": otherV1}, c1.next(t)["payload"])
+	got = c1.raw(t)
+	require.Same(t, &plainFriend[0], &got[0], "a friend event without a profile was encoded again")
+	got = c1.raw(t) // the last send: everything between was dropped
+	require.Same(t, &send[0], &got[0])
+
+	// The answers the session builds show a user as its version does: a
+	// lookup, the friends list, the user's own profile set.
+	for _, s := range []struct {
+		peer *session.Peer
+		c    *conn
+		want map[string]any
+	}{{p1, c1, otherV1}, {p2, c2, other}} {
+		s.peer.Text(text("user", map[string]string{"id": "2"}, "u"))
+		require.Equal(t, s.want, s.c.next(t)["payload"])
+		s.peer.Text(text("load", map[string]string{"type": "mutual_users"}, "l"))
+		require.Equal(t, []any{s.want}, s.c.next(t)["payload"])
+	}
+	p1.Text(text("user", map[string]any{"profile": pic}, "p1"))
+	require.Equal(t, map[string]any{"type": "user", "nonce": "p1", "payload": map[string]any{"id": "1", "name": "user1", "profile": nil}}, c1.next(t))
+	p2.Text(text("user", map[string]any{"profile": pic}, "p2"))
+	require.Equal(t, map[string]any{"type": "user", "nonce": "p2", "payload": map[string]any{"id": "1", "name": "user1", "profile": pic}}, c2.next(t))
 }

@@ -75,7 +75,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 	case *messages.SessionDetached:
 		delete(a.sessions, m.Session.Id)
 	case *messages.Deliver:
-		a.deliver(ctx, m.Frame, m.Except)
+		a.deliver(ctx, &messages.Push{Frame: m.Frame, Kind: m.Kind}, m.Except)
 		if m.Echo != nil {
 			ctx.Send(m.Except, m.Echo)
 		}
@@ -131,8 +131,8 @@ func (a *Actor) start(ctx actor.Context) {
 	}()
 }
 
-func (a *Actor) deliver(ctx actor.Context, frame []byte, except *actor.PID) {
-	push := &messages.Push{Frame: frame}
+// deliver sends push, the same one, to every session but except.
+func (a *Actor) deliver(ctx actor.Context, push *messages.Push, except *actor.PID) {
 	for id, s := range a.sessions {
 		if except == nil || id != except.Id {
 			ctx.Send(s, push)
@@ -218,8 +218,8 @@ func (a *Actor) friendOp(c context.Context, op *messages.FriendOp) func(actor.Co
 			// Before the answer, so that a send made after it sees the change.
 			a.deps.Directory.NotifyRoom(messages.DMKey(a.id, target.ID), &messages.FriendshipChanged{})
 		}
-		a.deps.Directory.SendToUser(target.ID, &messages.Deliver{Frame: toTarget})
-		a.deliver(ctx, toMine, op.Session)
+		a.deps.Directory.SendToUser(target.ID, &messages.Deliver{Frame: toTarget, Kind: messages.EventFriend})
+		a.deliver(ctx, &messages.Push{Frame: toMine, Kind: messages.EventFriendSelf}, op.Session)
 		ok(ctx)
 	}
 }
@@ -231,12 +231,14 @@ func (a *Actor) setProfile(c context.Context, m *messages.SetProfile) func(actor
 	if err != nil {
 		return answer(m.Session, m.Seq, m.Nonce, a.unavailable(err))
 	}
-	reply := &messages.Reply{Seq: m.Seq, Frames: [][]byte{messages.Frame("user", messages.UserOf(u), m.Nonce)}}
+	self := messages.UserOf(u)
+	// The session encodes the answer: a v1 one shows no profile.
+	reply := &messages.Reply{Seq: m.Seq, User: &self}
 	friends, err := a.deps.Store.Friends(c, a.id)
 	if err != nil {
 		a.deps.Log.Warn().Err(err).Int64("user", a.id).Msg("user: profile change not shown to friends")
 	}
-	event := &messages.Deliver{Frame: messages.Frame("user", messages.UserOf(u), "")}
+	event := &messages.Deliver{Frame: messages.Frame("user", self, ""), Kind: messages.EventProfile}
 	return func(ctx actor.Context) {
 		ctx.Send(m.Session, reply)
 		for _, f := range friends {

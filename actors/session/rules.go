@@ -1,0 +1,129 @@
+package session
+
+import (
+	"encoding/json"
+
+	"github.com/rewind-chat/rewind/messages"
+	"github.com/rewind-chat/rewind/persistence"
+)
+
+// rules are what a protocol version shows its client: which events it
+// receives and how the user objects and auth lists the session encodes
+// look. A session takes its version's rules once, when it starts, and
+// every frame it sends goes through them: the v1 rules of protocol.md
+// §2.9 live here, not in a check of the version at each place.
+type rules struct {
+	// events says what happens to a pushed event, by kind; indexed by any
+	// EventKind, so a kind nobody listed is dropped.
+	events [1 << 8]action
+	// profiles: user objects show their profile; otherwise it is null.
+	profiles bool
+	// listsAsText: the auth answer's three lists are JSON text in
+	// strings, as the shipped mobile client decodes them.
+	listsAsText bool
+}
+
+// action is what a session's rules do with a pushed event. A kind that
+// later carries keys a version does not know (seq, edit_seq: protocol.md
+// §4.1) gets an action here that sends it without them, as noProfile
+// re-encodes its user.
+type action uint8
+
+const (
+	drop      action = iota
+	pass             // the frame as it is: the same bytes for every session
+	noProfile        // a mutual_users event, its user's profile shown as null
+)
+
+var (
+	// v1 keeps the shipped mobile client working (protocol.md §2.9): it
+	// treats every frame type it does not know as an error, shows every
+	// chat frame as a new bubble, every mutual_users event but delete as
+	// an incoming request, and a profile as an asset path.
+	v1 = func() *rules {
+		r := &rules{listsAsText: true}
+		r.events[messages.EventChatSend] = pass
+		r.events[messages.EventFriend] = noProfile
+		return r
+	}()
+	// v2 receives every event as it is.
+	v2 = func() *rules {
+		r := &rules{profiles: true}
+		for i := range r.events {
+			r.events[i] = pass
+		}
+		return r
+	}()
+)
+
+// rulesOf returns the rules of protocol version (1, or 2 for ?v=2).
+func rulesOf(version int) *rules {
+	if version == 1 {
+		return v1
+	}
+	return v2
+}
+
+// event returns the frame to send for m, nil when the client does not
+// receive it.
+func (r *rules) event(m *messages.Push) []byte {
+	switch r.events[m.Kind] {
+	case pass:
+		return m.Frame
+	case noProfile:
+		return r.withoutProfile(m.Frame)
+	}
+	return nil
+}
+
+// withoutProfile returns the mutual_users event frame with its user's
+// profile null: the frame itself when it is null already, the common case,
+// else the event encoded again (friend events are rare).
+func (r *rules) withoutProfile(frame []byte) []byte {
+	var f struct {
+		Type    string               `json:"type"`
+		Payload messages.FriendEvent `json:"payload"`
+	}
+	if json.Unmarshal(frame, &f) != nil {
+		return nil // not an event this rule knows: not sent
+	}
+	if f.Payload.User.Profile == nil {
+		return frame
+	}
+	f.Payload.User = r.user(f.Payload.User)
+	return messages.Frame(f.Type, f.Payload, "")
+}
+
+// user is u as this version shows it.
+func (r *rules) user(u messages.User) messages.User {
+	if !r.profiles {
+		u.Profile = nil
+	}
+	return u
+}
+
+// users is us as this version shows them; never nil, so it encodes as [].
+func (r *rules) users(us []persistence.User) []messages.User {
+	out := messages.UsersOf(us)
+	for i := range out {
+		out[i] = r.user(out[i])
+	}
+	return out
+}
+
+// authPayload is the auth answer (protocol.md §2.2).
+func (r *rules) authPayload(u persistence.User, incoming, outgoing, friends []persistence.User) any {
+	lists := [3]any{r.users(incoming), r.users(outgoing), r.users(friends)}
+	if r.listsAsText {
+		for i, l := range lists {
+			b, _ := json.Marshal(l)
+			lists[i] = string(b)
+		}
+	}
+	return struct {
+		Self     messages.User `json:"self_user"`
+		Incoming any           `json:"mutual_requests"`
+		Outgoing any           `json:"sent_requests"`
+		Friends  any           `json:"mutual_users"`
+	}{r.user(messages.UserOf(u)), lists[0], lists[1], lists[2]}
+}
