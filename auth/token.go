@@ -42,8 +42,14 @@ type UserLookup interface {
 
 // Tokens issues and checks session tokens: JWTs (RFC 7519) signed with
 // HS256 whose claims are the user id (sub, a decimal string), the user's
-// token generation (gen), iat and exp. Logout bumps the generation, so every
-// token issued before stops resolving.
+// token generation (gen), iat, and exp when a lifetime is set. Logout bumps
+// the generation, so every token issued before stops resolving, whether it
+// expires or not.
+//
+// A token expires at its exp; one without exp (issued with no lifetime)
+// expires iat plus the lifetime when one is set, and never otherwise. So
+// turning the lifetime on later ends the old tokens too, and turning it off
+// leaves the expiring ones valid until their exp.
 type Tokens struct {
 	key   []byte
 	ttl   time.Duration
@@ -51,7 +57,10 @@ type Tokens struct {
 	users UserLookup
 }
 
-// NewTokens derives its signing key from secret; now defaults to time.Now.
+// NewTokens derives its signing key from secret; ttl is a token's
+// lifetime, 0 for none (REWIND_TOKEN_TTL: the shipped client cannot tell an
+// expired token and never logs in again by itself); now defaults to
+// time.Now.
 func NewTokens(secret []byte, ttl time.Duration, users UserLookup, now func() time.Time) *Tokens {
 	if now == nil {
 		now = time.Now
@@ -73,16 +82,18 @@ type claims struct {
 	Sub string `json:"sub"`
 	Gen int64  `json:"gen"`
 	Iat int64  `json:"iat"`
-	Exp int64  `json:"exp"`
+	Exp int64  `json:"exp,omitempty"` // 0: issued without a lifetime
 }
 
-// Issue returns a token for u, valid for the configured lifetime.
+// Issue returns a token for u, valid for the configured lifetime, or until
+// a logout when there is none.
 func (t *Tokens) Issue(u persistence.User) (string, error) {
 	now := t.now()
-	payload, err := json.Marshal(claims{
-		Sub: strconv.FormatInt(u.ID, 10), Gen: u.TokenGeneration,
-		Iat: now.Unix(), Exp: now.Add(t.ttl).Unix(),
-	})
+	c := claims{Sub: strconv.FormatInt(u.ID, 10), Gen: u.TokenGeneration, Iat: now.Unix()}
+	if t.ttl > 0 {
+		c.Exp = now.Add(t.ttl).Unix()
+	}
+	payload, err := json.Marshal(c)
 	if err != nil {
 		return "", err
 	}
@@ -141,13 +152,24 @@ func (t *Tokens) verify(token string) (claims, error) {
 		return c, ErrTokenPayload
 	}
 	raw, err := decodeStrict(payload)
-	if err != nil || json.Unmarshal(raw, &c) != nil || c.Sub == "" || c.Exp == 0 {
+	if err != nil || json.Unmarshal(raw, &c) != nil || c.Sub == "" || c.Iat == 0 {
 		return c, ErrTokenPayload
 	}
-	if t.now().Unix() >= c.Exp {
+	if exp := t.expiry(c); exp != 0 && t.now().Unix() >= exp {
 		return c, ErrTokenExpired
 	}
 	return c, nil
+}
+
+// expiry is when a token with claims c expires, in Unix seconds; 0 never.
+func (t *Tokens) expiry(c claims) int64 {
+	switch {
+	case c.Exp != 0:
+		return c.Exp
+	case t.ttl > 0:
+		return time.Unix(c.Iat, 0).Add(t.ttl).Unix()
+	}
+	return 0
 }
 
 // strictBase64 is base64url without padding that refuses the other

@@ -51,7 +51,9 @@ type Config struct {
 	Store persistence.Store
 	// TokenSecret signs tokens; empty: one generated once and kept in the store.
 	TokenSecret string
-	// TokenTTL is a token's lifetime; default 30 days.
+	// TokenTTL (REWIND_TOKEN_TTL) is a token's lifetime; 0, the default,
+	// is none: a token lasts until its user logs out, because the shipped
+	// client never logs in again by itself and cannot tell an expired token.
 	TokenTTL time.Duration
 	// NodeID is this node's snowflake node (0..1023).
 	NodeID int64
@@ -191,9 +193,6 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.Addr == "" {
 		cfg.Addr = ":8080"
-	}
-	if cfg.TokenTTL == 0 {
-		cfg.TokenTTL = 30 * 24 * time.Hour
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

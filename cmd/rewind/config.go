@@ -72,6 +72,18 @@ func (s *settings) duration(env string) (time.Duration, error) {
 	return d, nil
 }
 
+// durationOrZero is duration where 0 (or "0s") means none.
+func (s *settings) durationOrZero(env string) (time.Duration, error) {
+	d, err := time.ParseDuration(s.get(env))
+	if err == nil && d < 0 {
+		err = errors.New("must not be negative")
+	}
+	if err != nil {
+		return 0, s.invalid(env, err)
+	}
+	return d, nil
+}
+
 func (s *settings) integer(env string, min, max int64) (int64, error) {
 	n, err := strconv.ParseInt(s.get(env), 10, 64)
 	if err == nil && (n < min || n > max) {
@@ -99,7 +111,7 @@ func serveSettings() *settings {
 	s.add("REWIND_TOKEN_SECRET", "", "token signing secret, at least 32 bytes (default: generated once, kept in the database)")
 	s.add("REWIND_TOKEN_SECRET_FILE", "", "file holding the token signing secret (one trailing line break ignored), instead of REWIND_TOKEN_SECRET")
 	s.add("REWIND_TRUSTED_PROXIES", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client; empty: the header is ignored")
-	s.add("REWIND_TOKEN_TTL", "720h", "token lifetime")
+	s.add("REWIND_TOKEN_TTL", "0", "token lifetime, e.g. 720h; 0: tokens last until logout (the shipped client never logs in again by itself)")
 	s.add("REWIND_NODE_ID", "0", "snowflake node id, 0..1023, unique per node")
 	s.add("REWIND_WRITE_TRANSACTIONS", "1", "group-commit transactions in flight at once, 1..64 (more can help a distant database)")
 	s.add("REWIND_AUTH_RATE", "30", "register and login requests per minute per client IP, each; 0 turns the limit off")
@@ -162,7 +174,7 @@ func serveConfig(s *settings) (server.Config, error) {
 	if err != nil {
 		check(s.invalid("REWIND_TRUSTED_PROXIES", err))
 	}
-	c.TokenTTL, err = s.duration("REWIND_TOKEN_TTL")
+	c.TokenTTL, err = s.durationOrZero("REWIND_TOKEN_TTL")
 	check(err)
 	c.NodeID, err = s.integer("REWIND_NODE_ID", 0, 1023)
 	check(err)

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"io"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// serveConfigOf parses args with the current environment.
+func serveConfigOf(t *testing.T, args ...string) error {
+	t.Helper()
+	s := serveSettings()
+	require.NoError(t, parse(s, args, io.Discard))
+	_, err := serveConfig(s)
+	return err
+}
+
+// requireRefused runs serve with env and requires exit code 2 with one
+// line naming want.
+func requireRefused(t *testing.T, env map[string]string, want string) {
+	t.Helper()
+	all := map[string]string{"REWIND_DATABASE_URL": "sqlite:" + filepath.Join(t.TempDir(), "rewind.db"), "REWIND_ADDR": "127.0.0.1:0"}
+	for k, v := range env {
+		all[k] = v
+	}
+	code, _, stderr := runCmd(t, all)
+	require.Equal(t, exitUsage, code, stderr)
+	require.Contains(t, stderr, want)
+	require.Equal(t, 1, strings.Count(strings.TrimSpace(stderr), "\n")+1, "one line: %q", stderr)
+}
+
+func TestTokenTTLSetting(t *testing.T) {
+	s := serveSettings()
+	require.NoError(t, parse(s, nil, io.Discard))
+	cfg, err := serveConfig(s)
+	require.NoError(t, err)
+	require.Zero(t, cfg.TokenTTL, "tokens do not expire by default (protocol.md §1)")
+
+	s = serveSettings()
+	require.NoError(t, parse(s, []string{"--token-ttl", "720h"}, io.Discard))
+	cfg, err = serveConfig(s)
+	require.NoError(t, err)
+	require.Equal(t, 720*time.Hour, cfg.TokenTTL)
+
+	t.Setenv("REWIND_TOKEN_TTL", "0s")
+	require.NoError(t, serveConfigOf(t))
+
+	for _, bad := range []string{"-1h", "a month"} {
+		t.Run(bad, func(t *testing.T) {
+			requireRefused(t, map[string]string{"REWIND_TOKEN_TTL": bad}, "invalid REWIND_TOKEN_TTL (--token-ttl)")
+		})
+	}
+}
