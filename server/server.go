@@ -5,13 +5,16 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"runtime"
+	"strings"
 	"time"
 	_ "time/tzdata" // the zones (default Asia/Seoul) load on machines without a zone database
 
@@ -30,6 +33,7 @@ import (
 	"github.com/rewind-chat/rewind/actors/writer"
 	"github.com/rewind-chat/rewind/auth"
 	"github.com/rewind-chat/rewind/messages"
+	"github.com/rewind-chat/rewind/net/certs"
 	"github.com/rewind-chat/rewind/net/clientaddr"
 	"github.com/rewind-chat/rewind/net/gateway"
 	"github.com/rewind-chat/rewind/net/httpapi"
@@ -42,8 +46,14 @@ type Config struct {
 	// Addr to listen on; default ":8080".
 	Addr string
 	// PublicURL is where clients reach this node (verification links);
-	// default http://localhost plus the port of Addr.
+	// default http://localhost (https with TLSCert) plus the port of Addr.
 	PublicURL string
+	// TLSCert and TLSKey (REWIND_TLS_CERT, REWIND_TLS_KEY) are PEM files.
+	// With both, Addr serves HTTPS and WSS itself (TLS 1.2 or later) and
+	// the files are read again when they change (net/certs): a renewal
+	// needs no restart. With neither, plain HTTP, for a reverse proxy that
+	// terminates TLS. One alone is an error.
+	TLSCert, TLSKey string
 	// DatabaseURL: postgres://… or sqlite:<path>.
 	DatabaseURL string
 	// Store, when set, is served instead of opening DatabaseURL (which
@@ -175,7 +185,8 @@ type Server struct {
 	writer    *actor.PID
 	ws        *gateway.Handler
 	http      *http.Server
-	debug     *http.Server // nil without DebugAddr
+	certs     *certs.Reloader // nil without TLS
+	debug     *http.Server    // nil without DebugAddr
 	debugAddr string
 	ln        net.Listener
 	served    chan error
@@ -201,12 +212,29 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("snowflake node %d: %w", cfg.NodeID, err)
 	}
+	var reloader *certs.Reloader
+	switch {
+	case (cfg.TLSCert == "") != (cfg.TLSKey == ""):
+		return nil, errors.New("TLS needs both REWIND_TLS_CERT and REWIND_TLS_KEY")
+	case cfg.TLSCert != "":
+		reloader, err = certs.New(certs.Config{
+			CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey,
+			Logger: log.With().Str("component", "tls").Logger(),
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("%w %s: %w", ErrListen, cfg.Addr, err)
 	}
 	if cfg.PublicURL == "" {
-		cfg.PublicURL = fmt.Sprintf("http://localhost:%d", ln.Addr().(*net.TCPAddr).Port)
+		scheme := "http"
+		if reloader != nil {
+			scheme = "https"
+		}
+		cfg.PublicURL = fmt.Sprintf("%s://localhost:%d", scheme, ln.Addr().(*net.TCPAddr).Port)
 	}
 	store := cfg.Store
 	if store == nil {
@@ -218,7 +246,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		ln.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, store: store, ln: ln, served: make(chan error, 1)}
+	s := &Server{cfg: cfg, log: log, store: store, certs: reloader, ln: ln, served: make(chan error, 1)}
 	if err := s.start(ctx, ids); err != nil {
 		ln.Close()
 		store.Close()
@@ -279,11 +307,16 @@ func (s *Server) start(ctx context.Context, ids *snowflake.Node) error {
 	mux := http.NewServeMux()
 	mux.Handle("/ws", s.ws)
 	mux.Handle("/", api)
+	// HTTP/1.1 only: /ws hijacks the connection, which an HTTP/2 stream
+	// cannot give (a browser offered RFC 8441 WebSockets would fail).
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
 	s.http = &http.Server{
 		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 10 * time.Second, // bounds the TLS handshake too
 		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(zerolog.NewSlogHandler(s.log), slog.LevelWarn),
+		ErrorLog:          log.New(httpErrorLog{s.log}, "", 0),
 	}
 	if s.cfg.DebugAddr != "" {
 		if err := s.serveDebug(); err != nil {
@@ -293,8 +326,13 @@ func (s *Server) start(ctx context.Context, ids *snowflake.Node) error {
 	bg, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	go s.sweepRegistrations(bg)
-	go func() { s.served <- s.http.Serve(s.ln) }()
-	s.log.Info().Str("addr", s.Addr()).Str("public_url", s.cfg.PublicURL).Msg("serving")
+	if s.certs != nil {
+		s.http.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.certs.GetCertificate}
+		go func() { s.served <- s.http.ServeTLS(s.ln, "", "") }()
+	} else {
+		go func() { s.served <- s.http.Serve(s.ln) }()
+	}
+	s.log.Info().Str("addr", s.Addr()).Bool("tls", s.certs != nil).Str("public_url", s.cfg.PublicURL).Msg("serving")
 	return nil
 }
 
@@ -389,6 +427,21 @@ func (s *Server) serveDebug() error {
 	go func() { _ = s.debug.Serve(ln) }()
 	s.log.Info().Str("addr", ln.Addr().String()).Msg("serving pprof")
 	return nil
+}
+
+// httpErrorLog takes the http.Server's error lines as warnings, except
+// failed TLS handshakes: on a public port scanners and dropped mobile
+// connections make them all day, so they are debug.
+type httpErrorLog struct{ log zerolog.Logger }
+
+func (l httpErrorLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSuffix(string(p), "\n")
+	level := zerolog.WarnLevel
+	if strings.HasPrefix(msg, "http: TLS handshake error") {
+		level = zerolog.DebugLevel
+	}
+	l.log.WithLevel(level).Msg(msg)
+	return len(p), nil
 }
 
 // mailQueue hands verification mails to the mailer actor.

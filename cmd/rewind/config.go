@@ -15,6 +15,7 @@ import (
 
 	"github.com/rewind-chat/rewind/actors/mailer"
 	"github.com/rewind-chat/rewind/auth"
+	"github.com/rewind-chat/rewind/net/certs"
 	"github.com/rewind-chat/rewind/net/clientaddr"
 	"github.com/rewind-chat/rewind/server"
 )
@@ -106,6 +107,8 @@ func (s *settings) usage(w io.Writer) {
 func serveSettings() *settings {
 	s := newSettings("serve")
 	s.add("REWIND_ADDR", ":8080", "address to listen on")
+	s.add("REWIND_TLS_CERT", "", "PEM certificate chain: with REWIND_TLS_KEY, serve HTTPS and WSS on REWIND_ADDR (read again when the files change); empty: plain HTTP, e.g. behind a reverse proxy")
+	s.add("REWIND_TLS_KEY", "", "PEM private key of REWIND_TLS_CERT")
 	s.add("REWIND_PUBLIC_URL", "", "URL clients reach this server at, for verification links (default http://localhost:<port>)")
 	s.add("REWIND_DATABASE_URL", "sqlite:rewind.db", "postgres://… or sqlite:<path>")
 	s.add("REWIND_TOKEN_SECRET", "", "token signing secret, at least 32 bytes (default: generated once, kept in the database)")
@@ -152,6 +155,18 @@ func serveConfig(s *settings) (server.Config, error) {
 	c.PublicURL = s.get("REWIND_PUBLIC_URL")
 	c.DatabaseURL = s.get("REWIND_DATABASE_URL")
 	c.DebugAddr = s.get("REWIND_DEBUG_ADDR")
+	c.TLSCert, c.TLSKey = s.get("REWIND_TLS_CERT"), s.get("REWIND_TLS_KEY")
+	switch {
+	case c.TLSCert != "" && c.TLSKey == "":
+		check(s.invalid("REWIND_TLS_KEY", errors.New("REWIND_TLS_CERT is set: set both or neither")))
+	case c.TLSKey != "" && c.TLSCert == "":
+		check(s.invalid("REWIND_TLS_CERT", errors.New("REWIND_TLS_KEY is set: set both or neither")))
+	case c.TLSCert != "":
+		// Read here too, so that a bad file is a bad setting (exit 2).
+		if _, err := certs.Load(c.TLSCert, c.TLSKey); err != nil {
+			check(fmt.Errorf("invalid REWIND_TLS_CERT, REWIND_TLS_KEY (--tls-cert, --tls-key): %w", err))
+		}
+	}
 	if err := server.CheckDatabaseURL(c.DatabaseURL); err != nil {
 		check(s.invalid("REWIND_DATABASE_URL", err))
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/rewind-chat/rewind/net/certs/certstest"
 )
 
 // serveConfigOf parses args with the current environment.
@@ -52,6 +54,35 @@ func TestTokenTTLSetting(t *testing.T) {
 	for _, bad := range []string{"-1h", "a month"} {
 		t.Run(bad, func(t *testing.T) {
 			requireRefused(t, map[string]string{"REWIND_TOKEN_TTL": bad}, "invalid REWIND_TOKEN_TTL (--token-ttl)")
+		})
+	}
+}
+
+func TestTLSSettings(t *testing.T) {
+	pair := certstest.New(t)
+	certFile, keyFile := pair.Files(t)
+	_, otherKey := certstest.New(t).Files(t)
+
+	t.Setenv("REWIND_TLS_CERT", certFile)
+	s := serveSettings()
+	require.NoError(t, parse(s, []string{"--tls-key", keyFile}, io.Discard))
+	cfg, err := serveConfig(s)
+	require.NoError(t, err)
+	require.Equal(t, certFile, cfg.TLSCert)
+	require.Equal(t, keyFile, cfg.TLSKey)
+
+	for _, c := range []struct {
+		name      string
+		cert, key string
+		want      string
+	}{
+		{"certificate alone", certFile, "", "invalid REWIND_TLS_KEY (--tls-key)"},
+		{"key alone", "", keyFile, "invalid REWIND_TLS_CERT (--tls-cert)"},
+		{"missing certificate", certFile + ".none", keyFile, "no such file"},
+		{"key of another certificate", certFile, otherKey, "private key does not match public key"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			requireRefused(t, map[string]string{"REWIND_TLS_CERT": c.cert, "REWIND_TLS_KEY": c.key}, c.want)
 		})
 	}
 }
