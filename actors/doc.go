@@ -65,7 +65,8 @@
 //     its version when it starts, decide every frame it sends; a kind the
 //     v1 rules do not list is dropped, and a frame passed on is the very
 //     bytes every session gets (TestV1RulesFilterWhatTheSessionSends in
-//     session, TestV1MobileClient in server).
+//     session; TestV1EditsNeverReachTheMobileClient,
+//     TestV1OwnDevicesGetNoOriginSelf, TestV1ProfilesStayNull in server).
 //   - Nothing is sent to a retired actor: the directory forgets an idle room
 //     before it sends it its last message (TestRoomRetiresWhenIdle,
 //     TestIdleRoomStopsAndRestarts in server).
