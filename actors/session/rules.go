@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"encoding/json"
 
 	"github.com/rewind-chat/rewind/messages"
@@ -76,19 +77,23 @@ func (r *rules) event(m *messages.Push) []byte {
 	return nil
 }
 
+// nullProfile is how the encoder writes a user without a profile. Outside
+// a key or value it cannot occur: a quote inside a string is escaped.
+var nullProfile = []byte(`"profile":null`)
+
 // withoutProfile returns the mutual_users event frame with its user's
 // profile null: the frame itself when it is null already, the common case,
 // else the event encoded again (friend events are rare).
 func (r *rules) withoutProfile(frame []byte) []byte {
+	if bytes.Contains(frame, nullProfile) {
+		return frame
+	}
 	var f struct {
 		Type    string               `json:"type"`
 		Payload messages.FriendEvent `json:"payload"`
 	}
 	if json.Unmarshal(frame, &f) != nil {
 		return nil // not an event this rule knows: not sent
-	}
-	if f.Payload.User.Profile == nil {
-		return frame
 	}
 	f.Payload.User = r.user(f.Payload.User)
 	return messages.Frame(f.Type, f.Payload, "")
