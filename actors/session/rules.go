@@ -77,8 +77,9 @@ func (r *rules) event(m *messages.Push) []byte {
 	return nil
 }
 
-// nullProfile is how the encoder writes a user without a profile. Outside
-// a key or value it cannot occur: a quote inside a string is escaped.
+// nullProfile is how the encoder writes a user without a profile. It
+// cannot occur inside a string (a quote there is escaped), so a frame that
+// holds it holds a user without a profile.
 var nullProfile = []byte(`"profile":null`)
 
 // withoutProfile returns the mutual_users event frame with its user's
