@@ -65,7 +65,7 @@ func TestDirectMessagesEndToEnd(t *testing.T) {
 		alice, bob := n.newAccount("alice"), n.newAccount("bob")
 		ca, _ := n.connect(alice, 1)
 		ca2, _ := n.connect(alice, 2) // a second device
-		cb, _ := n.connect(bob, 1)
+		cb, _ := n.connect(bob, 2)    // v2: a v1 session sees no edits (§2.9)
 		dm := chatID(alice, bob)
 
 		// Not friends yet.
