@@ -30,6 +30,7 @@ func (p *countPeer) Text([]byte) {
 	}
 }
 func (p *countPeer) Binary()      {}
+func (p *countPeer) TooLarge()    {}
 func (p *countPeer) Ping() bool   { return true }
 func (p *countPeer) Closed(error) {}
 

@@ -188,6 +188,7 @@ type reader struct {
 	br    *bufio.Reader
 	hdr   [ws.MaxHeaderSize - 2]byte
 	ctl   [ws.MaxControlFramePayloadSize]byte
+	skip  [skipBufSize]byte // a text message past MaxFrame passes through it
 	c     *Conn
 	err   error
 	armFn func(fd uintptr) // arm, bound once
@@ -197,6 +198,10 @@ type reader struct {
 // buffered bytes are never handed to the Peer: a message is its own
 // allocation.
 const readBufSize = 4 << 10
+
+// skipBufSize is the piece in which a text message past MaxFrame is
+// unmasked and checked as UTF-8 before it is dropped.
+const skipBufSize = 512
 
 var readers = sync.Pool{New: func() any {
 	r := &reader{br: bufio.NewReaderSize(nil, readBufSize)}
@@ -309,6 +314,8 @@ func (c *Conn) readLoop(r *reader, idle bool) bool {
 		size  int64     // of the message being read, so far
 		msg   []byte    // the text message being assembled
 		valid int       // msg[:valid] is checked UTF-8; the rest starts a rune
+		over  bool      // the message is past MaxFrame: read, checked, dropped
+		pend  int       // over: r.skip[:pend] starts a rune not checked yet
 	)
 	for {
 		if idle && c.rc != nil && !state.Fragmented() && r.br.Buffered() == 0 && !c.closing.Load() {
@@ -344,17 +351,49 @@ func (c *Conn) readLoop(r *reader, idle bool) bool {
 			state = state.Set(ws.StateFragmented)
 		}
 		if h.OpCode != ws.OpContinuation {
-			op, size, valid = h.OpCode, 0, 0
+			op, size, valid, over, pend = h.OpCode, 0, 0, false, 0
 		}
-		keep := op == ws.OpText && !c.closing.Load()
-		// The cap is checked on the header, before reading or allocating.
-		if h.Length > int64(c.h.cfg.MaxFrame)-size && !c.closing.Load() {
+		// The caps are checked on the header, before reading or allocating.
+		closing := c.closing.Load()
+		switch {
+		case closing:
+		case h.Length > int64(c.h.cfg.MaxMessage)-size:
 			c.requestClose(uint16(ws.StatusMessageTooBig), "message too big",
 				&Disconnect{Cause: CauseTooLarge, Code: uint16(ws.StatusMessageTooBig), Err: ErrTooLarge}, true)
-			keep = false
+			closing = true
+		case !over && h.Length > int64(c.h.cfg.MaxFrame)-size:
+			// protocol.md §2.1: the message is dropped, not the
+			// connection. What was kept of it goes, but for the start of
+			// a rune that the rest must complete.
+			over = true
+			pend = copy(r.skip[:], msg[valid:])
+			msg = nil
 		}
 		size += h.Length
-		if keep {
+		switch {
+		case closing || op == ws.OpBinary:
+			// Binary payloads, and everything once closing, are skipped
+			// unread: the frames still have to be parsed to see the
+			// client's close frame.
+			msg = nil
+			if err := discard(r.br, h.Length); err != nil {
+				c.readFailed(err)
+				return false
+			}
+		case over:
+			if pend, err = r.skipText(h, pend); err != nil {
+				if err == errInvalidUTF8 {
+					c.fail(r, err)
+				} else {
+					c.readFailed(err)
+				}
+				return false
+			}
+			if h.Fin && pend != 0 {
+				c.fail(r, errInvalidUTF8) // ends inside a rune
+				return false
+			}
+		default:
 			n, m := len(msg), int(h.Length)
 			msg = slices.Grow(msg, m)[:n+m]
 			// Read as the bytes come, checking UTF-8 on the way (RFC 6455
@@ -380,28 +419,50 @@ func (c *Conn) readLoop(r *reader, idle bool) bool {
 				c.fail(r, errInvalidUTF8) // ends inside a rune
 				return false
 			}
-		} else {
-			// Binary payloads, and everything once closing, are skipped
-			// without being buffered: the frames still have to be parsed to
-			// see the client's close frame.
-			msg = nil
-			if err := discard(r.br, h.Length); err != nil {
-				c.readFailed(err)
-				return false
-			}
 		}
 		if !h.Fin {
 			continue
 		}
 		if !c.closing.Load() {
-			if op == ws.OpText {
-				c.peer.Text(msg)
-			} else {
+			switch {
+			case op == ws.OpBinary:
 				c.peer.Binary()
+			case over:
+				c.peer.TooLarge()
+			default:
+				c.peer.Text(msg)
 			}
 		}
 		msg = nil
 	}
+}
+
+// skipText reads the payload of a frame of a text message past MaxFrame
+// and drops it, piece by piece through r.skip, whose first pend bytes start
+// a rune that the payload goes on. It checks UTF-8 all the same, so that
+// the message fails as soon as it cannot be valid (RFC 6455 §8.1: "When an
+// endpoint is to interpret a byte stream as UTF-8 but finds that the byte
+// stream is not, in fact, a valid UTF-8 stream, that endpoint MUST _Fail
+// the WebSocket Connection_"), and returns how many bytes of a rune it
+// leaves at the start of r.skip. The error is errInvalidUTF8 or a read
+// error.
+func (r *reader) skipText(h ws.Header, pend int) (int, error) {
+	for got := int64(0); got < h.Length; {
+		k, err := r.br.Read(r.skip[pend : pend+int(min(h.Length-got, int64(len(r.skip)-pend)))])
+		if k > 0 {
+			ws.Cipher(r.skip[pend:pend+k], h.Mask, int(got%4))
+			got += int64(k)
+			valid, ok := checkUTF8(r.skip[:pend+k], 0)
+			if !ok {
+				return 0, errInvalidUTF8
+			}
+			pend = copy(r.skip[:], r.skip[valid:pend+k])
+		}
+		if err != nil && got < h.Length {
+			return 0, err
+		}
+	}
+	return pend, nil
 }
 
 // control handles a control frame (CheckHeader has bounded it to 125 bytes,

@@ -14,7 +14,7 @@ const (
 	CauseReadError     Cause = "read error"     // the socket failed or the client vanished
 	CauseWriteTimeout  Cause = "write timeout"  // one frame took longer than WriteTimeout
 	CauseWriteError    Cause = "write error"    // the socket refused a write
-	CauseTooLarge      Cause = "too large"      // a message exceeded MaxFrame: close 1009
+	CauseTooLarge      Cause = "too large"      // a message exceeded MaxMessage: close 1009
 	CauseProtocolError Cause = "protocol error" // RFC 6455 violated: close 1002
 	CauseInvalidUTF8   Cause = "invalid utf-8"  // a text message not valid UTF-8: close 1007
 	CauseServerClose   Cause = "server close"   // Conn.Close or Conn.Abort
@@ -22,7 +22,7 @@ const (
 )
 
 // ErrTooLarge is wrapped by the Disconnect of a connection closed with 1009.
-var ErrTooLarge = errors.New("message larger than MaxFrame")
+var ErrTooLarge = errors.New("message larger than MaxMessage")
 
 // A connection whose write runs past WriteTimeout is a slow consumer
 // (protocol.md §2.1): closed with this code and reason, cause "write

@@ -18,10 +18,10 @@
 //     pooled buffers, and parks again (gives the buffers back, clears
 //     reading, re-arms the poller) only between messages, with nothing
 //     buffered, and not closing: a message in progress keeps its reader, and
-//     so does a closing connection until the end. It calls the Peer: Text
-//     and Binary in arrival order, then Closed exactly once, last
+//     so does a closing connection until the end. It calls the Peer: Text,
+//     TooLarge and Binary in arrival order, then Closed exactly once, last
 //     (TestClientCloseEchoed, TestFragmentedJoined, TestSplitFrame,
-//     TestFramesWithHandshake, TestNoGoroutineLeak).
+//     TestFramesWithHandshake, TestNoGoroutineLeak, TestMaxFrame).
 //   - One goroutine at a time writes a connection, and only while it has
 //     something to write: the first Send, pong or close to an idle
 //     connection starts it, and it ends when nothing is left. It is the
@@ -41,14 +41,23 @@
 //     still as 4009 (TestWriteTimeoutCloses4009). Frames that pile up in
 //     the queue leave in batches, one system call each: a write from the
 //     writer's buffer when they are small, else a writev.
-//   - A message is checked against MaxFrame, all fragments together, from
-//     each frame header before its payload is read or anything allocated
-//     for it; a larger one is closed with 1009 (TestMaxFrame,
-//     FuzzReadMessage).
+//   - A message is checked against MaxMessage (at most 1 MiB) and MaxFrame
+//     (at most MaxMessage), all fragments together, from each frame header
+//     before its payload is read or anything allocated for it. One larger
+//     than MaxMessage is closed with 1009 (TestMaxMessage). A text message
+//     larger than MaxFrame is read and dropped as it arrives, through a
+//     fixed piece of the pooled reader: what was kept of its first
+//     fragments goes, nothing more is buffered, it never reaches Text, and
+//     once its last fragment is read TooLarge reports it in its place; the
+//     connection goes on, and parks after it as after any message
+//     (protocol.md §2.1; TestMaxFrame, TestTooLargeNotBuffered,
+//     TestIdleHoldsNoGoroutine, FuzzReadMessage). A binary message is never
+//     buffered at any size; Binary reports it.
 //   - A text message reaches the Peer only as valid UTF-8: it is checked as
-//     its bytes arrive, across fragments and within a frame, and the
-//     connection fails with 1007 "Invalid UTF-8." as soon as no further
-//     bytes could make it valid (RFC 6455 §8.1; TestInvalidUTF8Closes1007,
+//     its bytes arrive, across fragments and within a frame, a message past
+//     MaxFrame too, and the connection fails with 1007 "Invalid UTF-8." as
+//     soon as no further bytes could make it valid (RFC 6455 §8.1;
+//     TestInvalidUTF8Closes1007, TestTooLargeInvalidUTF8Closes1007,
 //     TestCheckUTF8, FuzzCheckUTF8, FuzzReadMessage).
 //   - Every ping is put to Peer.Ping, which may refuse it (the session's
 //     rate limit); a refused ping gets no pong (TestPingAsksThePeer).
@@ -65,7 +74,8 @@
 //     (RFC 6455 §5.5.1); a close of ours is answered by the client within
 //     closeWait or the socket is dropped (TestCloseWaitBounded). Protocol
 //     violations close with 1002, a frame length with its top bit set
-//     included (TestProtocolErrors, TestLengthTopBitCloses1002).
+//     included, inside a message past MaxFrame too (TestProtocolErrors,
+//     TestLengthTopBitCloses1002).
 //   - Once closing, Send fails and messages read are discarded
 //     (TestCloseFlushesQueue).
 //   - Every ended connection has one Disconnect, the first cause recorded,
@@ -79,5 +89,6 @@
 //
 // TestWebSocketConformance runs the Autobahn|Testsuite's cases for a
 // server (sections 1-7, 9, 10; compression does not apply) against a real
-// server's /ws; conformance_test.go says how each is ported.
+// server's /ws; conformance_test.go says how each is ported, and its
+// TestWebSocketOversize tests the limits past the suite's scale.
 package gateway

@@ -18,10 +18,18 @@ import (
 
 // Config configures a Handler; zero values take the defaults.
 type Config struct {
-	// MaxFrame is the largest message accepted, all fragments together, in
-	// bytes; default 16 KiB. A larger one is refused from its frame header,
-	// before anything is allocated for it, with close 1009.
+	// MaxFrame is the largest message handed to the Peer, all fragments
+	// together, in bytes; default 64 KiB, at most MaxMessage. A larger text
+	// message, up to MaxMessage, is read and dropped as it arrives, never
+	// buffered, and reported by Peer.TooLarge (protocol.md §2.1: the
+	// connection stays open); a binary one is reported by Peer.Binary, as
+	// any is.
 	MaxFrame int
+	// MaxMessage is the largest message read at all, all fragments
+	// together, in bytes; default and maximum 1 MiB. A larger one is
+	// refused from its frame header, before anything is read or allocated
+	// for it, with close 1009.
+	MaxMessage int
 	// SendQueue is the number of outbound frames queued per connection;
 	// default 256. Conn.Send fails when it is full.
 	SendQueue int
@@ -59,7 +67,8 @@ type Config struct {
 
 // Defaults of Config.
 const (
-	DefaultMaxFrame                = 16 << 10
+	DefaultMaxFrame                = 64 << 10
+	DefaultMaxMessage              = 1 << 20
 	DefaultSendQueue               = 256
 	DefaultSendBytes               = 1 << 20
 	DefaultWriteTimeout            = 10 * time.Second
@@ -96,6 +105,10 @@ type Peer interface {
 	Text(data []byte)
 	// Binary reports a binary message; its payload was discarded.
 	Binary()
+	// TooLarge reports a text message larger than MaxFrame (and at most
+	// MaxMessage), in its place among Text and Binary: it was read and
+	// discarded as it arrived, valid UTF-8 all the same.
+	TooLarge()
 	// Ping reports a ping and whether to answer it; a Peer that counts
 	// pings against a rate limit says false to one over it, and the ping
 	// goes unanswered.
@@ -131,9 +144,13 @@ var _ http.Handler = (*Handler)(nil)
 
 // New returns a Handler that calls open for every upgraded connection.
 func New(cfg Config, open Open) *Handler {
+	if cfg.MaxMessage <= 0 || cfg.MaxMessage > DefaultMaxMessage {
+		cfg.MaxMessage = DefaultMaxMessage
+	}
 	if cfg.MaxFrame <= 0 {
 		cfg.MaxFrame = DefaultMaxFrame
 	}
+	cfg.MaxFrame = min(cfg.MaxFrame, cfg.MaxMessage)
 	if cfg.SendQueue <= 0 {
 		cfg.SendQueue = DefaultSendQueue
 	}

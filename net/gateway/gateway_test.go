@@ -27,12 +27,14 @@ import (
 // wait bounds every wait of the tests: they wait on conditions, never sleep.
 const wait = 5 * time.Second
 
-// testPeer echoes every text message and records what it is told.
+// testPeer echoes every text message, answers a message too large with
+// tooLargeAnswer, and records what it is told.
 type testPeer struct {
 	conn        *Conn
 	version     int
 	texts       atomic.Int32
 	binary      atomic.Int32
+	tooLarge    atomic.Int32
 	pings       atomic.Int32
 	refusePings atomic.Bool
 	closes      atomic.Int32
@@ -44,6 +46,15 @@ func (p *testPeer) Text(data []byte) {
 	p.conn.Send(data)
 }
 func (p *testPeer) Binary() { p.binary.Add(1) }
+
+// tooLargeAnswer is testPeer's answer to a message too large: its place
+// among the echoes shows TooLarge's among the Text calls.
+const tooLargeAnswer = "too large"
+
+func (p *testPeer) TooLarge() {
+	p.tooLarge.Add(1)
+	p.conn.Send([]byte(tooLargeAnswer))
+}
 func (p *testPeer) Ping() bool {
 	p.pings.Add(1)
 	return !p.refusePings.Load()
@@ -261,6 +272,10 @@ func TestFragmentedJoined(t *testing.T) {
 	require.Equal(t, "fragmented", c.readText())
 }
 
+// TestMaxFrame: a text message past MaxFrame, in one frame or in
+// fragments with a ping among them, is read and dropped, never handed to
+// Text, and reported by TooLarge once, in its place between the messages
+// around it; the connection goes on (protocol.md §2.1).
 func TestMaxFrame(t *testing.T) {
 	const maxFrame = 1024
 	for _, tc := range []struct {
@@ -272,11 +287,13 @@ func TestMaxFrame(t *testing.T) {
 		{name: "MaxFrame+1", sizes: []int{maxFrame + 1}},
 		{name: "fragments of exactly MaxFrame", sizes: []int{500, 500, maxFrame - 1000}, ok: true},
 		{name: "fragments of MaxFrame+1", sizes: []int{500, 500, maxFrame - 999}},
+		{name: "fragments past MaxFrame from the first", sizes: []int{maxFrame + 1, 500, 500}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := startServer(t, Config{MaxFrame: maxFrame})
 			c := dial(t, s.url)
 			p := s.peer(t)
+			c.text("before")
 			var want strings.Builder
 			for i, n := range tc.sizes {
 				op := ws.OpContinuation
@@ -286,28 +303,122 @@ func TestMaxFrame(t *testing.T) {
 				part := strings.Repeat(string(rune('a'+i)), n)
 				want.WriteString(part)
 				c.write(op, i == len(tc.sizes)-1, []byte(part))
+				if i == 0 && len(tc.sizes) > 1 {
+					c.write(ws.OpPing, true, []byte("between")) // RFC 6455 §5.4
+				}
+			}
+			c.text("after")
+			answer, texts := tooLargeAnswer, int32(2)
+			if tc.ok {
+				answer, texts = want.String(), 3
+			}
+			got, pongs := c.readTexts(3)
+			require.Equal(t, []string{"before", answer, "after"}, got)
+			require.Equal(t, min(len(tc.sizes)-1, 1), pongs)
+			require.Equal(t, texts, p.texts.Load(), "no Text for a message past MaxFrame")
+			require.Equal(t, 3-texts, p.tooLarge.Load())
+		})
+	}
+	t.Run("closed inside", func(t *testing.T) {
+		// A close frame among the fragments of a message past MaxFrame
+		// ends it: the message is not reported.
+		s := startServer(t, Config{MaxFrame: maxFrame})
+		c := dial(t, s.url)
+		p := s.peer(t)
+		c.write(ws.OpText, false, make([]byte, maxFrame+1))
+		c.close(ws.StatusNormalClosure, "")
+		c.write(ws.OpContinuation, true, []byte("late"))
+		c.readClose(ws.StatusNormalClosure, "")
+		c.readEOF()
+		require.Equal(t, CauseClientClose, p.reason(t).Cause)
+		require.Zero(t, p.tooLarge.Load())
+	})
+}
+
+// readTexts reads frames until n texts have come and returns them, with
+// the number of pongs among them (the writer sends a pong before the texts
+// queued).
+func (c *client) readTexts(n int) (texts []string, pongs int) {
+	c.t.Helper()
+	for len(texts) < n {
+		f := c.read()
+		switch f.Header.OpCode {
+		case ws.OpPong:
+			pongs++
+		case ws.OpText:
+			texts = append(texts, string(f.Payload))
+		default:
+			c.t.Fatalf("frame %v %.80q", f.Header.OpCode, f.Payload)
+		}
+	}
+	return texts, pongs
+}
+
+// TestMaxMessage: a message past MaxMessage, all fragments together, is
+// refused from the header that takes it past, with close 1009; up to
+// MaxMessage it is one past MaxFrame.
+func TestMaxMessage(t *testing.T) {
+	const maxFrame, maxMessage = 1024, 4096
+	for _, tc := range []struct {
+		name  string
+		sizes []int // the fragments of one text message
+		ok    bool
+	}{
+		{name: "exactly MaxMessage", sizes: []int{maxMessage}, ok: true},
+		{name: "MaxMessage+1", sizes: []int{maxMessage + 1}},
+		{name: "fragments of exactly MaxMessage", sizes: []int{500, 2000, maxMessage - 2500}, ok: true},
+		{name: "fragments of MaxMessage+1", sizes: []int{500, 2000, maxMessage - 2499}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startServer(t, Config{MaxFrame: maxFrame, MaxMessage: maxMessage})
+			c := dial(t, s.url)
+			p := s.peer(t)
+			for i, n := range tc.sizes {
+				op := ws.OpContinuation
+				if i == 0 {
+					op = ws.OpText
+				}
+				c.write(op, i == len(tc.sizes)-1, make([]byte, n))
 			}
 			if tc.ok {
-				require.Equal(t, want.String(), c.readText())
+				require.Equal(t, tooLargeAnswer, c.readText())
+				c.text("after")
+				require.Equal(t, "after", c.readText())
 				return
 			}
 			c.close(ws.StatusMessageTooBig, "") // the server skipped the payload to read this
 			c.readTooBig(p)
 			c.readEOF()
+			require.Zero(t, p.tooLarge.Load())
 		})
 	}
-	t.Run("declared, not sent", func(t *testing.T) {
-		// The header declares 1 TiB and no payload follows: the server
-		// decides from the header alone, before reading or allocating.
-		s := startServer(t, Config{MaxFrame: maxFrame})
-		s.h.closeWait = 50 * time.Millisecond
-		c := dial(t, s.url)
-		p := s.peer(t)
-		_, err := c.nc.Write([]byte{0x81, 0xff, 0, 0, 1, 0, 0, 0, 0, 0, 1, 2, 3, 4})
-		require.NoError(t, err)
-		c.readTooBig(p) // no answer can get past the declared payload: dropped after closeWait
-		c.readEOF()
-	})
+	for _, tc := range []struct {
+		name                 string
+		cfg                  Config
+		maxFrame, maxMessage int // resolved
+	}{
+		{name: "declared, not sent", cfg: Config{MaxFrame: maxFrame, MaxMessage: maxMessage}, maxFrame: maxFrame, maxMessage: maxMessage},
+		{name: "by default", maxFrame: 64 << 10, maxMessage: 1 << 20},
+		{name: "MaxMessage above 1 MiB", cfg: Config{MaxMessage: 1 << 30}, maxFrame: DefaultMaxFrame, maxMessage: DefaultMaxMessage},
+		{name: "MaxFrame above MaxMessage", cfg: Config{MaxFrame: 1 << 30, MaxMessage: maxMessage}, maxFrame: maxMessage, maxMessage: maxMessage},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startServer(t, tc.cfg)
+			require.Equal(t, tc.maxFrame, s.h.cfg.MaxFrame)
+			require.Equal(t, tc.maxMessage, s.h.cfg.MaxMessage)
+			// A fragment declares one byte more than MaxMessage and no
+			// payload follows: the server decides from the header alone,
+			// before reading or allocating.
+			s.h.closeWait = 50 * time.Millisecond
+			c := dial(t, s.url)
+			p := s.peer(t)
+			c.write(ws.OpText, false, nil)
+			hdr := ws.Header{Fin: true, OpCode: ws.OpContinuation, Masked: true, Length: int64(tc.maxMessage) + 1}
+			require.NoError(t, ws.WriteHeader(c.nc, hdr))
+			c.readTooBig(p) // no answer can get past the declared payload: dropped after closeWait
+			c.readEOF()
+		})
+	}
 }
 
 // readTooBig expects the server to close with 1009 and tell the peer why.

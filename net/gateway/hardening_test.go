@@ -144,21 +144,34 @@ func FuzzCheckUTF8(f *testing.F) {
 
 // TestLengthTopBitCloses1002: a 64-bit frame length with its most
 // significant bit set is a protocol error (RFC 6455 §5.2), answered with a
-// close frame 1002, never a silent drop.
+// close frame 1002, never a silent drop (nor a 1009), also as a fragment of
+// a message already past MaxFrame.
 func TestLengthTopBitCloses1002(t *testing.T) {
-	s := startServer(t, Config{})
-	c := dial(t, s.url)
-	p := s.peer(t)
-	_, err := c.nc.Write([]byte{0x81, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 5, 1, 2, 3, 4})
-	require.NoError(t, err)
-	f := c.read()
-	require.Equal(t, ws.OpClose, f.Header.OpCode)
-	code, _ := ws.ParseCloseFrameData(f.Payload)
-	require.Equal(t, ws.StatusProtocolError, code)
-	c.nc.Close()
-	d := p.reason(t)
-	require.Equal(t, CauseProtocolError, d.Cause)
-	require.Equal(t, uint16(1002), d.Code)
+	for name, first := range map[string][]byte{
+		"alone":                          nil,
+		"inside a message past MaxFrame": masked(ws.NewFrame(ws.OpText, false, make([]byte, 2000))),
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := startServer(t, Config{MaxFrame: 1024})
+			c := dial(t, s.url)
+			p := s.peer(t)
+			op := byte(0x81)
+			if first != nil {
+				op = 0x80 // a continuation, its last fragment
+			}
+			_, err := c.nc.Write(append(first, op, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 5, 1, 2, 3, 4))
+			require.NoError(t, err)
+			f := c.read()
+			require.Equal(t, ws.OpClose, f.Header.OpCode)
+			code, _ := ws.ParseCloseFrameData(f.Payload)
+			require.Equal(t, ws.StatusProtocolError, code)
+			c.nc.Close()
+			d := p.reason(t)
+			require.Equal(t, CauseProtocolError, d.Cause)
+			require.Equal(t, uint16(1002), d.Code)
+			require.Zero(t, p.tooLarge.Load())
+		})
+	}
 }
 
 // TestPingAsksThePeer: every ping is put to the Peer (the session counts

@@ -29,6 +29,7 @@ type echoPeer struct{ c *Conn }
 
 func (p echoPeer) Text(data []byte) { p.c.Send(data) }
 func (echoPeer) Binary()            {}
+func (echoPeer) TooLarge()          {}
 func (echoPeer) Ping() bool         { return true }
 func (echoPeer) Closed(error)       {}
 
@@ -210,9 +211,10 @@ func rawWrite(b *testing.B, fd int, p []byte) {
 }
 
 // TestIdleHoldsNoGoroutine: once their messages are answered, connections
-// hold no goroutine (only the poller runs), and still work.
+// hold no goroutine (only the poller runs), a message past MaxFrame
+// before included, and still work.
 func TestIdleHoldsNoGoroutine(t *testing.T) {
-	s := startServer(t, Config{})
+	s := startServer(t, Config{MaxFrame: 1024})
 	const n = 20
 	before := runtime.NumGoroutine()
 	clients := make([]*client, n)
@@ -221,6 +223,9 @@ func TestIdleHoldsNoGoroutine(t *testing.T) {
 		s.peer(t)
 		clients[i].text("hello")
 		require.Equal(t, "hello", clients[i].readText())
+		clients[i].write(ws.OpText, false, make([]byte, 1000))
+		clients[i].write(ws.OpContinuation, true, make([]byte, 1000))
+		require.Equal(t, tooLargeAnswer, clients[i].readText())
 	}
 	// Counted here: require.Eventually would count its own goroutine.
 	for deadline := time.Now().Add(wait); runtime.NumGoroutine() > before+1; time.Sleep(time.Millisecond) {
