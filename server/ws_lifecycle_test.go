@@ -90,12 +90,18 @@ func TestFramesThatAreNotRequests(t *testing.T) {
 	})
 }
 
-func TestOversizedFrameCloses1009(t *testing.T) {
+// A message over REWIND_WS_MAX_FRAME is answered 1009 and the session goes
+// on (the shipped client never reconnects); one over 1 MiB closes it.
+func TestOversizedFrame(t *testing.T) {
 	stores(t, func(t *testing.T, db string) {
 		n := startNode(t, db, func(c *server.Config) { c.Gateway.MaxFrame = 1024 })
 		c := n.dial(1)
 		require.Equal(t, "heartbeat", call(t, c, "heartbeat", strings.Repeat("x", 900)).Type)
+		// Its nonce is never read: the answer carries none.
 		require.NoError(t, c.Send("heartbeat", strings.Repeat("x", 1100), ""))
+		requireError(t, next(t, c), 1009, "Frame too large.")
+		require.Equal(t, "heartbeat", call(t, c, "heartbeat", 1).Type, "the session goes on")
+		require.NoError(t, c.Send("heartbeat", strings.Repeat("x", 1<<20), ""))
 		requireClosed(t, c, 1009, "")
 	})
 }
