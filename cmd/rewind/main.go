@@ -4,6 +4,9 @@
 //	rewind migrate [flags]     apply database migrations and exit
 //	rewind user create --name N --email E --password P
 //	                           create a verified account (operators, load tests)
+//	rewind import-legacy --main WIND_main.db --chat WIND_chat.db [--dry-run]
+//	                           copy the original backend's databases into the store
+//	                           (docs/import-legacy.md)
 //	rewind version             print the version
 //
 // Every flag has a REWIND_* environment variable of the same meaning; see
@@ -54,12 +57,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 			break
 		}
 		err = createUser(args[1:], stdout)
+	case "import-legacy":
+		err = importLegacy(args, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "rewind %s (%s)\n", buildVersion(), runtime.Version())
 	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, "usage: rewind [serve|migrate|user create|version] [flags]; rewind serve -h lists the settings")
+		fmt.Fprintln(stdout, "usage: rewind [serve|migrate|user create|import-legacy|version] [flags]; rewind serve -h lists the settings")
 	default:
-		err = usageError{fmt.Errorf("unknown command %q: use serve, migrate, user create or version", cmd)}
+		err = usageError{fmt.Errorf("unknown command %q: use serve, migrate, user create, import-legacy or version", cmd)}
 	}
 	if err == nil {
 		return 0
