@@ -30,7 +30,7 @@ type User struct {
 	ID           int64
 	Name         string
 	Email        string
-	PasswordHash string // argon2id PHC string, never a plain password
+	PasswordHash string // argon2id PHC string, or auth.LegacyHash until an imported user first logs in; never a plain password
 	Profile      *string
 	// TokenGeneration is written into every token; bumping it revokes them.
 	TokenGeneration int64
