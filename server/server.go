@@ -103,11 +103,15 @@ type GatewayConfig struct {
 	Timezone          *time.Location // REWIND_TIMEZONE, default Asia/Seoul
 	HeartbeatInterval time.Duration  // REWIND_HEARTBEAT_INTERVAL, default 40s
 	HeartbeatGrace    time.Duration  // REWIND_HEARTBEAT_GRACE, default 5s
-	MaxFrame          int            // REWIND_WS_MAX_FRAME, default 16 KiB
 	SendQueue         int            // REWIND_WS_SEND_QUEUE, default 256 frames
 	SendBytes         int            // REWIND_WS_SEND_BYTES, default 1 MiB
 	Rate              float64        // REWIND_WS_RATE, default 10/s, negative off
 	Burst             int            // REWIND_WS_BURST, default 60
+	// MaxFrame (REWIND_WS_MAX_FRAME) is the largest message a session is
+	// handed; default gateway.DefaultMaxFrame (64 KiB), at most
+	// gateway.DefaultMaxMessage (1 MiB). A larger one up to that cap is
+	// answered 1009 and dropped; the connection stays (protocol.md §2.1).
+	MaxFrame int
 	// AuthTimeout (REWIND_WS_AUTH_TIMEOUT, default 30s): a connection not
 	// authenticated this long after its upgrade is closed with 4001.
 	AuthTimeout time.Duration
@@ -143,7 +147,7 @@ func (g GatewayConfig) withDefaults() GatewayConfig {
 		g.HeartbeatGrace = 5 * time.Second
 	}
 	if g.MaxFrame == 0 {
-		g.MaxFrame = 16 << 10
+		g.MaxFrame = gateway.DefaultMaxFrame
 	}
 	if g.SendQueue == 0 {
 		g.SendQueue = 256

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/url"
 	"os"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 	"github.com/rewind-chat/rewind/auth"
 	"github.com/rewind-chat/rewind/net/certs"
 	"github.com/rewind-chat/rewind/net/clientaddr"
+	"github.com/rewind-chat/rewind/net/gateway"
 	"github.com/rewind-chat/rewind/server"
 )
 
@@ -127,7 +129,7 @@ func serveSettings() *settings {
 	s.add("REWIND_TIMEZONE", "Asia/Seoul", "zone of times on the wire")
 	s.add("REWIND_HEARTBEAT_INTERVAL", "40s", "heartbeat interval clients keep")
 	s.add("REWIND_HEARTBEAT_GRACE", "5s", "grace past the interval before a session is closed")
-	s.add("REWIND_WS_MAX_FRAME", "16384", "largest WebSocket frame in bytes")
+	s.add("REWIND_WS_MAX_FRAME", strconv.Itoa(gateway.DefaultMaxFrame), fmt.Sprintf("largest WebSocket message in bytes a session takes, at most %d; a larger one up to that is answered error 1009 and dropped, the connection stays", gateway.DefaultMaxMessage))
 	s.add("REWIND_WS_SEND_QUEUE", "256", "outbound frames queued per session before it is closed as slow")
 	s.add("REWIND_WS_RATE", "10", "request frames per second per session, sustained; 0 turns the limit off")
 	s.add("REWIND_WS_BURST", "60", "request frames a session may burst")
@@ -224,7 +226,12 @@ func serveConfig(s *settings) (server.Config, error) {
 	check(err)
 	g.HeartbeatGrace, err = s.duration("REWIND_HEARTBEAT_GRACE")
 	check(err)
-	n, err := s.integer("REWIND_WS_MAX_FRAME", 512, 64<<20)
+	n, err := s.integer("REWIND_WS_MAX_FRAME", 512, math.MaxInt32)
+	if err == nil && n > gateway.DefaultMaxMessage {
+		// The gateway closes the connection past its cap whatever this
+		// says: refuse a setting that promises more.
+		err = s.invalid("REWIND_WS_MAX_FRAME", fmt.Errorf("must be at most %d (1 MiB): a larger message closes the connection (1009)", gateway.DefaultMaxMessage))
+	}
 	check(err)
 	g.MaxFrame = int(n)
 	n, err = s.integer("REWIND_WS_SEND_QUEUE", 1, 1<<20)

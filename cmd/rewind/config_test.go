@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rewind-chat/rewind/net/certs/certstest"
+	"github.com/rewind-chat/rewind/net/gateway"
 )
 
 // serveConfigOf parses args with the current environment.
@@ -85,4 +87,20 @@ func TestTLSSettings(t *testing.T) {
 			requireRefused(t, map[string]string{"REWIND_TLS_CERT": c.cert, "REWIND_TLS_KEY": c.key}, c.want)
 		})
 	}
+}
+
+func TestMaxFrameSetting(t *testing.T) {
+	s := serveSettings()
+	require.NoError(t, parse(s, nil, io.Discard))
+	cfg, err := serveConfig(s)
+	require.NoError(t, err)
+	require.Equal(t, 64<<10, cfg.Gateway.MaxFrame, "protocol.md §2.1: a 4,000-character chat, JSON-escaped, fits")
+
+	s = serveSettings()
+	require.NoError(t, parse(s, []string{"--ws-max-frame", strconv.Itoa(gateway.DefaultMaxMessage)}, io.Discard))
+	cfg, err = serveConfig(s)
+	require.NoError(t, err)
+	require.Equal(t, 1<<20, cfg.Gateway.MaxFrame, "up to the gateway's cap")
+
+	requireRefused(t, map[string]string{"REWIND_WS_MAX_FRAME": strconv.Itoa(1<<20 + 1)}, "invalid REWIND_WS_MAX_FRAME (--ws-max-frame) \"1048577\": must be at most 1048576 (1 MiB)")
 }
