@@ -11,6 +11,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -600,6 +601,65 @@ func TestV1ProfilesStayNull(t *testing.T) {
 		require.Equal(t, v1User(a), auth["self_user"])
 		requireListString(t, auth, "mutual_users", []any{v1User(b)})
 		require.Equal(t, v2User(b, picB), payloadOf(t, call(t, a2, "user", map[string]string{"name": b.Name}).Payload))
+	})
+}
+
+// TestV1LongMessageIsStored (issue 9, mismatch 1): a message of 4,000
+// characters sent JSON-escaped is a frame over 16 KiB; with the default
+// settings it is stored, echoed and delivered, and the session goes on.
+func TestV1LongMessageIsStored(t *testing.T) {
+	stores(t, func(t *testing.T, db string) {
+		n := startNode(t, db)
+		a, b := n.newAccount("longwriter"), n.newAccount("longreader")
+		a2, _ := n.connect(a, 2)
+		cb, _ := n.connect(b, 2)
+		befriend(t, a2, a, cb, b)
+		m := n.dialMobile()
+		m.lobby(a.Token)
+		dm := chatID(a, b)
+
+		var content, escaped strings.Builder
+		for i := range 4000 {
+			r := rune(0xAC00 + i) // Hangul syllables
+			content.WriteRune(r)
+			fmt.Fprintf(&escaped, `\u%04x`, r)
+		}
+		frame := `{"type":"chat","payload":{"type":"send","chat_id":"` + dm + `","content":"` + escaped.String() + `"}}`
+		require.Greater(t, len(frame), 16<<10)
+		require.LessOrEqual(t, len(frame), 64<<10)
+		m.send(frame)
+		requireChat(t, m.next(), "send", a.IDString(), dm, content.String())
+		require.Equal(t, content.String(), chatOf(t, next(t, cb)).Content)
+		items := m.history(dm, time.Now().Add(time.Second))
+		require.Len(t, items, 1)
+		require.Equal(t, content.String(), items[0]["content"])
+	})
+}
+
+// TestV1TooLargeFrameKeepsTheSession: a frame over REWIND_WS_MAX_FRAME
+// (default 64 KiB) but at most 1 MiB is answered 1009 "Frame too large.",
+// nothing of it is applied, and the session goes on: the client never
+// reconnects.
+func TestV1TooLargeFrameKeepsTheSession(t *testing.T) {
+	stores(t, func(t *testing.T, db string) {
+		n := startNode(t, db)
+		a, b := n.newAccount("bigsender"), n.newAccount("bigreader")
+		a2, _ := n.connect(a, 2)
+		cb, _ := n.connect(b, 2)
+		befriend(t, a2, a, cb, b)
+		m := n.dialMobile()
+		m.lobby(a.Token)
+		dm := chatID(a, b)
+
+		big := `{"type":"chat","payload":{"type":"send","chat_id":"` + dm + `","content":"` + strings.Repeat("가", 100<<10/3) + `"}}`
+		require.Greater(t, len(big), 100<<10)
+		m.send(big)
+		m.expect(errorFrame(1009, "Frame too large."))
+		m.sendChat(dm, "after")
+		requireChat(t, m.next(), "send", a.IDString(), dm, "after")
+		require.Equal(t, "after", chatOf(t, next(t, cb)).Content, "nothing of the large frame was applied")
+		items := m.history(dm, time.Now().Add(time.Second))
+		require.Len(t, items, 1)
 	})
 }
 
