@@ -38,7 +38,10 @@
 //     connection as a slow consumer, 4009, never silently: the queue is
 //     dropped and counted, the frame the write was in is finished and the
 //     close frame follows within closeWait, else the socket is dropped,
-//     still as 4009 (TestWriteTimeoutCloses4009). Frames that pile up in
+//     still as 4009 (TestWriteTimeoutCloses4009). Over TLS (REWIND_TLS_CERT)
+//     the close frame cannot follow: a crypto/tls connection refuses every
+//     write after one timed out, so the socket is dropped, still counted
+//     as 4009. Frames that pile up in
 //     the queue leave in batches, one system call each: a write from the
 //     writer's buffer when they are small, else a writev.
 //   - A message is checked against MaxMessage (at most 1 MiB) and MaxFrame
