@@ -9,8 +9,8 @@ export REWIND_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmo
 # counts, not durations: go1.26's fuzz coordinator can fail a clean run with
 # "context deadline exceeded" when a -fuzztime duration ends (golang/go#75804).
 # `make fuzz FUZZTIME=5m` runs every target longer.
-FUZZ := ./messages:FuzzDecodeRequest:100000x ./messages:FuzzParseDatetime:100000x \
-	./messages:FuzzAppendString:100000x ./messages:FuzzPayloadFieldsMatchesEncodingJSON:30000x \
+FUZZ := ./protocol:FuzzDecodeRequest:100000x ./protocol:FuzzParseDatetime:100000x \
+	./protocol:FuzzAppendString:100000x ./protocol:FuzzPayloadFieldsMatchesEncodingJSON:30000x \
 	./net/gateway:FuzzReadMessage:3000x ./net/gateway:FuzzCheckUTF8:30000x ./auth:FuzzName:50000x
 FUZZTIME ?=
 

@@ -1,7 +1,10 @@
 // Package actors holds REWIND's actors, one package each: session (one per
 // connection), user (one per online user), room (one per active DM),
 // roomstate (loads the state rooms start from), writer (group commit),
-// directory (the one lookup of user and room actors) and mailer.
+// directory (the one lookup of user and room actors) and mailer. They talk
+// to each other in the types of package messages, and answer clients with
+// the frames and errors of package protocol (its errors.go is the one
+// table of protocol.md §2's error codes, reasons and close codes).
 //
 // Who owns which state: a session owns its connection's lifecycle, rate
 // limit and request queue; a user actor owns the set of its user's

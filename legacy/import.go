@@ -16,8 +16,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/rewind-chat/rewind/auth"
-	"github.com/rewind-chat/rewind/messages"
 	"github.com/rewind-chat/rewind/persistence"
+	"github.com/rewind-chat/rewind/protocol"
 )
 
 // Reader is the part of the store the import reads. A dry run gets only
@@ -415,7 +415,7 @@ func parseID(s string) (int64, error) {
 // up to 9 fraction digits) in Asia/Seoul, cut to the microseconds that
 // stores keep.
 func (im *importer) parseTime(s string) (time.Time, error) {
-	t, err := messages.ParseWireTime(s, im.seoul)
+	t, err := protocol.ParseWireTime(s, im.seoul)
 	if err != nil {
 		return time.Time{}, errors.New("is not a time like 2021-12-23 00:19:16.000880")
 	}

@@ -209,7 +209,7 @@ func bindNoPort(_, _ string, c syscall.RawConn) error {
 }
 
 // The server writes every frame as {"type":"…","payload":…[,"nonce":"…"]}
-// (messages.AppendFrame), so the fields a load session needs are found by
+// (protocol.AppendFrame), so the fields a load session needs are found by
 // position without decoding the JSON; frameType falls back to decoding for
 // anything else.
 

@@ -14,7 +14,7 @@ import (
 	"github.com/gobwas/ws/wsutil"
 	"github.com/stretchr/testify/require"
 
-	"github.com/rewind-chat/rewind/messages"
+	"github.com/rewind-chat/rewind/protocol"
 )
 
 // A frame built by frameBuf is a valid masked client frame of any size.
@@ -68,9 +68,9 @@ func TestReader(t *testing.T) {
 // encoder writes them.
 func TestFrameFields(t *testing.T) {
 	loc := time.UTC
-	chat := &messages.Chat{ID: 11, AuthorID: 22, ChatID: 33, Content: "17.123456789xxxx", CreatedAt: time.Now()}
-	echo := messages.AppendChat(nil, "send", chat, loc, "17.123456789")
-	event := messages.AppendChat(nil, "send", chat, loc, "")
+	chat := &protocol.Chat{ID: 11, AuthorID: 22, ChatID: 33, Content: "17.123456789xxxx", CreatedAt: time.Now()}
+	echo := protocol.AppendChat(nil, "send", chat, loc, "17.123456789")
+	event := protocol.AppendChat(nil, "send", chat, loc, "")
 
 	require.Equal(t, "chat", frameType(echo))
 	nonce, ok := frameNonce(echo)
@@ -86,11 +86,11 @@ func TestFrameFields(t *testing.T) {
 	require.Equal(t, uint64(17), seq)
 	require.Equal(t, int64(123456789), nanos)
 
-	e := messages.ErrorFrame(&messages.Error{Code: 4029, Reason: "rate limited."}, "5.6")
+	e := protocol.ErrorFrame(protocol.ErrRateLimited, "5.6")
 	require.Equal(t, "error", frameType(e))
 	code, reason := errorCode(e)
-	require.Equal(t, 4029, code)
-	require.Equal(t, "rate limited.", reason)
+	require.Equal(t, protocol.ErrRateLimited.Code, code)
+	require.Equal(t, protocol.ErrRateLimited.Reason, reason)
 	nonce, ok = frameNonce(e)
 	require.True(t, ok)
 	require.Equal(t, "5.6", string(nonce))

@@ -6,6 +6,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/rewind-chat/rewind/persistence"
+	"github.com/rewind-chat/rewind/protocol"
 )
 
 // RoomKey names a DM room by its ordered members, never by their XOR:
@@ -29,7 +30,7 @@ type Reply struct {
 	// profile set's): the session encodes it, because what a user object
 	// shows depends on the session's protocol version (protocol.md §2.9),
 	// which only the session knows.
-	User *User
+	User *protocol.User
 }
 
 // EventKind says what an event frame is, so that a session decides by

@@ -21,6 +21,7 @@ import (
 	"github.com/rewind-chat/rewind/actors/directory"
 	"github.com/rewind-chat/rewind/messages"
 	"github.com/rewind-chat/rewind/persistence"
+	"github.com/rewind-chat/rewind/protocol"
 )
 
 // Deps are what a room needs; shared by all rooms.
@@ -37,13 +38,6 @@ type Deps struct {
 	Activations prometheus.Counter
 	Log         zerolog.Logger
 }
-
-// The errors of protocol.md §2.3 the room answers.
-var (
-	errNotFriends = &messages.Error{Code: 4005, Reason: "Not a mutual user."}
-	errNoMessage  = &messages.Error{Code: 4004, Reason: "Message not exist."}
-	errNotAuthor  = &messages.Error{Code: 4005, Reason: "Not the author."}
-)
 
 // Actor is one DM room. Its fields are its own: only Receive touches them.
 type Actor struct {
@@ -147,10 +141,10 @@ func (a *Actor) stopIfDone(ctx actor.Context) {
 // to the writer, the inflight ones may have been committed.
 func (a *Actor) abandon(ctx actor.Context) {
 	for _, w := range a.waiting {
-		a.reply(ctx, w, messages.ErrorFrame(messages.ErrUnavailable, w.Nonce))
+		a.reply(ctx, w, protocol.ErrorFrame(protocol.ErrUnavailable, w.Nonce))
 	}
 	for _, w := range a.inflight {
-		a.reply(ctx, w, messages.ErrorFrame(messages.ErrUnknownResult, w.Nonce))
+		a.reply(ctx, w, protocol.ErrorFrame(protocol.ErrUnknownResult, w.Nonce))
 	}
 	a.waiting, a.inflight = nil, map[uint64]*messages.ChatWrite{}
 }
@@ -187,7 +181,7 @@ func (a *Actor) opened(ctx actor.Context, m *messages.RoomOpened) {
 	case m.Err != nil:
 		a.deps.Log.Warn().Err(m.Err).Int64("low", a.key.Low).Int64("high", a.key.High).Msg("room: loading its state failed")
 		for _, w := range a.waiting {
-			a.reply(ctx, w, messages.ErrorFrame(messages.ErrUnavailable, w.Nonce))
+			a.reply(ctx, w, protocol.ErrorFrame(protocol.ErrUnavailable, w.Nonce))
 		}
 		a.waiting = nil
 		// Nothing loaded, nothing held: the next write starts afresh.
@@ -216,17 +210,17 @@ func (a *Actor) apply(ctx actor.Context, w *messages.ChatWrite) {
 	switch {
 	case w.MessageID != 0:
 		if a.state.RoomID == 0 {
-			a.reply(ctx, w, messages.ErrorFrame(errNoMessage, w.Nonce))
+			a.reply(ctx, w, protocol.ErrorFrame(protocol.ErrMessageNotExist, w.Nonce))
 			return
 		}
 		op = persistence.MessageOp{Kind: persistence.OpEdit, Message: persistence.Message{
 			ID: w.MessageID, RoomID: a.state.RoomID, AuthorID: w.Author, Content: w.Content, EditedAt: &now,
 		}}
 	case !a.state.Members:
-		a.reply(ctx, w, messages.ErrorFrame(messages.ErrUserNotExist, w.Nonce))
+		a.reply(ctx, w, protocol.ErrorFrame(protocol.ErrUserNotExist, w.Nonce))
 		return
 	case !a.state.Friends:
-		a.reply(ctx, w, messages.ErrorFrame(errNotFriends, w.Nonce))
+		a.reply(ctx, w, protocol.ErrorFrame(protocol.ErrNotMutual, w.Nonce))
 		return
 	default:
 		op = persistence.MessageOp{Kind: persistence.OpSend, Message: persistence.Message{
@@ -250,23 +244,23 @@ func (a *Actor) written(ctx actor.Context, m *messages.Written) {
 	switch {
 	case m.Err != nil:
 		a.deps.Log.Warn().Err(m.Err).Int64("low", a.key.Low).Int64("high", a.key.High).Msg("room: write failed")
-		answer := messages.ErrUnavailable // nothing was applied
+		answer := protocol.ErrUnavailable // nothing was applied
 		if errors.Is(m.Err, persistence.ErrOutcomeUnknown) {
-			answer = messages.ErrUnknownResult
+			answer = protocol.ErrUnknownResult
 		}
-		a.reply(ctx, w, messages.ErrorFrame(answer, w.Nonce))
+		a.reply(ctx, w, protocol.ErrorFrame(answer, w.Nonce))
 		return
 	case errors.Is(m.Result.Err, persistence.ErrRefused):
 		// The database refused this write alone (a string it cannot
 		// store, which the frame decoder lets through only by mistake).
 		a.deps.Log.Warn().Err(m.Result.Err).Int64("low", a.key.Low).Int64("high", a.key.High).Msg("room: write refused")
-		a.reply(ctx, w, messages.ErrorFrame(messages.ErrInvalid, w.Nonce))
+		a.reply(ctx, w, protocol.ErrorFrame(protocol.ErrInvalid, w.Nonce))
 		return
 	case errors.Is(m.Result.Err, persistence.ErrNotFound):
-		a.reply(ctx, w, messages.ErrorFrame(errNoMessage, w.Nonce))
+		a.reply(ctx, w, protocol.ErrorFrame(protocol.ErrMessageNotExist, w.Nonce))
 		return
 	case errors.Is(m.Result.Err, persistence.ErrNotAuthor):
-		a.reply(ctx, w, messages.ErrorFrame(errNotAuthor, w.Nonce))
+		a.reply(ctx, w, protocol.ErrorFrame(protocol.ErrNotAuthor, w.Nonce))
 		return
 	}
 	stored := &m.Result.Message
@@ -274,14 +268,14 @@ func (a *Actor) written(ctx actor.Context, m *messages.Written) {
 	if w.MessageID != 0 {
 		kind, eventKind = "edit", messages.EventChatEdit
 	}
-	chat := &messages.Chat{
+	chat := &protocol.Chat{
 		ID: stored.ID, AuthorID: stored.AuthorID, ChatID: w.ChatID,
 		Content: stored.Content, CreatedAt: stored.CreatedAt, EditedAt: stored.EditedAt,
 	}
-	event := messages.AppendChat(make([]byte, 0, messages.ChatSize(chat.Content)), kind, chat, a.deps.Location, "")
+	event := protocol.AppendChat(make([]byte, 0, protocol.ChatSize(chat.Content)), kind, chat, a.deps.Location, "")
 	echo := event
 	if w.Nonce != "" {
-		echo = messages.WithNonce(event, w.Nonce)
+		echo = protocol.WithNonce(event, w.Nonce)
 	}
 	if m.Result.Duplicate {
 		a.reply(ctx, w, echo)

@@ -15,6 +15,7 @@ import (
 	"github.com/rewind-chat/rewind/auth"
 	"github.com/rewind-chat/rewind/messages"
 	"github.com/rewind-chat/rewind/persistence"
+	"github.com/rewind-chat/rewind/protocol"
 )
 
 // chatKeys are the fields of a chat request, in the order chat reads them.
@@ -28,47 +29,25 @@ const (
 	maxProfileURL = 512
 )
 
-// The request errors of protocol.md §2 that only sessions answer.
-var (
-	errNoToken     = &messages.Error{Code: 4000, Reason: "Token not provided."}
-	errNoContent   = &messages.Error{Code: 4000, Reason: "content is not provided."}
-	errLongContent = &messages.Error{Code: 4000, Reason: "content is too long."}
-	errNoChatID    = &messages.Error{Code: 4000, Reason: "chat_id is not provided."}
-	errNoMessageID = &messages.Error{Code: 4000, Reason: "id is not provided."}
-	errChatType    = &messages.Error{Code: 4000, Reason: "Unknown chat type."}
-	errLoadType    = &messages.Error{Code: 4000, Reason: "Unknown load type."}
-	errNoLoadID    = &messages.Error{Code: 4000, Reason: "load_id is not provided."}
-	errDatetime    = &messages.Error{Code: 4000, Reason: "Invalid datetime."}
-	errCount       = &messages.Error{Code: 4000, Reason: "Invalid count."}
-	errTooMany     = &messages.Error{Code: 4029, Reason: "Too many sessions."}
-	errBefore      = &messages.Error{Code: 4000, Reason: "Invalid before."}
-	errDMNotOpened = &messages.Error{Code: 4004, Reason: "provided DM is not opened."}
-	errNoMessage   = &messages.Error{Code: 4004, Reason: "Message not exist."}
-	errNoName      = &messages.Error{Code: 4000, Reason: "name is not provided."}
-	errFriendType  = &messages.Error{Code: 4000, Reason: "Unknown mutual_users type."}
-	errNoUserKey   = &messages.Error{Code: 4000, Reason: "id or name is not provided."}
-	errProfile     = &messages.Error{Code: 4000, Reason: "profile must be an http or https URL of at most 512 bytes."}
-)
-
 // handle answers one request, which arrived at at, or routes it to the
 // actor that owns its state (then the session waits for that actor's Reply).
-func (a *Actor) handle(req messages.Request, at time.Time) *messages.Error {
+func (a *Actor) handle(req protocol.Request, at time.Time) *protocol.Error {
 	switch req.Type {
 	case "heartbeat":
 		payload := []byte(req.Payload)
 		if payload == nil {
 			payload = []byte("null")
 		}
-		a.send(messages.AppendFrame(nil, "heartbeat", payload, req.Nonce))
+		a.send(protocol.AppendFrame(nil, "heartbeat", payload, req.Nonce))
 		return nil
 	case "auth":
 		return a.auth(req)
 	case "chat", "load", "mutual_users", "user":
 	default:
-		return messages.ErrUnknownType
+		return protocol.ErrUnknownType
 	}
 	if !a.authed {
-		return messages.ErrAuthRequired
+		return protocol.ErrAuthRequired
 	}
 	switch req.Type {
 	case "chat":
@@ -97,29 +76,29 @@ func (a *Actor) async(nonce string, read func(c context.Context) [][]byte) {
 }
 
 // errorFrames is the answer of a read that failed with err.
-func errorFrames(err *messages.Error, nonce string) [][]byte {
-	return [][]byte{messages.ErrorFrame(err, nonce)}
+func errorFrames(err *protocol.Error, nonce string) [][]byte {
+	return [][]byte{protocol.ErrorFrame(err, nonce)}
 }
 
 // unavailable logs a store failure of userID's session and gives the
 // answer for it.
-func unavailable(log zerolog.Logger, userID int64, err error) *messages.Error {
+func unavailable(log zerolog.Logger, userID int64, err error) *protocol.Error {
 	log.Warn().Err(err).Int64("user", userID).Msg("session: store failed")
-	return messages.ErrUnavailable
+	return protocol.ErrUnavailable
 }
 
 // payload decodes a request's payload object into v; a payload that is not
 // an object leaves v as it is.
-func payload(req messages.Request, v any) {
+func payload(req protocol.Request, v any) {
 	if len(req.Payload) > 0 && req.Payload[0] == '{' {
 		_ = json.Unmarshal(req.Payload, v)
 	}
 }
 
-func (a *Actor) auth(req messages.Request) *messages.Error {
+func (a *Actor) auth(req protocol.Request) *protocol.Error {
 	if !a.beaten {
-		a.send(messages.ErrorFrame(messages.ErrFirstBeat, req.Nonce))
-		a.close(CloseHeartbeat, reasonHeartbeat)
+		a.send(protocol.ErrorFrame(protocol.ErrFirstBeat, req.Nonce))
+		a.close(protocol.CloseHeartbeat, protocol.ReasonHeartbeat)
 		return nil
 	}
 	var p struct {
@@ -127,7 +106,7 @@ func (a *Actor) auth(req messages.Request) *messages.Error {
 	}
 	payload(req, &p)
 	if p.Auth == "" {
-		return errNoToken
+		return protocol.TokenRefused(auth.ErrTokenNotProvided.Reason)
 	}
 	a.resolve(p.Auth, req.Nonce, 1)
 	return nil
@@ -152,7 +131,7 @@ func (a *Actor) resolve(token, nonce string, attempt int) {
 		var te *auth.TokenError
 		switch u, err := deps.Tokens.Resolve(c, token); {
 		case errors.As(err, &te):
-			r.err = &messages.Error{Code: 4000, Reason: te.Reason}
+			r.err = protocol.TokenRefused(te.Reason)
 		case err != nil:
 			r.err = unavailable(deps.Log, 0, err)
 		default:
@@ -173,7 +152,7 @@ type resolved struct {
 	attempt                     int
 	user                        persistence.User
 	incoming, outgoing, friends []persistence.User
-	err                         *messages.Error
+	err                         *protocol.Error
 }
 
 // authenticated answers a resolved auth, attaching the session to its
@@ -185,61 +164,61 @@ type resolved struct {
 func (a *Actor) authenticated(r *resolved) {
 	switch {
 	case r.err != nil:
-		a.send(messages.ErrorFrame(r.err, r.nonce))
+		a.send(protocol.ErrorFrame(r.err, r.nonce))
 		return
 	case a.authed && r.user.ID != a.user.ID:
-		a.send(messages.ErrorFrame(messages.ErrAlreadyAuthed, r.nonce))
+		a.send(protocol.ErrorFrame(protocol.ErrAlreadyAuthed, r.nonce))
 		return
 	}
 	if !a.authed {
 		switch a.deps.Directory.Attach(r.user.ID, r.since, a.self) {
 		case directory.TooManySessions:
-			a.send(messages.ErrorFrame(errTooMany, r.nonce))
+			a.send(protocol.ErrorFrame(protocol.ErrTooManySessions, r.nonce))
 			return
 		case directory.LoggedOut:
 			if r.attempt < maxAuthAttempts {
 				a.resolve(r.token, r.nonce, r.attempt+1)
 				return
 			}
-			a.send(messages.ErrorFrame(messages.ErrUnavailable, r.nonce))
+			a.send(protocol.ErrorFrame(protocol.ErrUnavailable, r.nonce))
 			return
 		}
 		a.authed = true
 	}
 	a.user = r.user
-	a.send(messages.Frame("auth", a.rules.authPayload(r.user, r.incoming, r.outgoing, r.friends), r.nonce))
+	a.send(protocol.Frame("auth", a.rules.authPayload(r.user, r.incoming, r.outgoing, r.friends), r.nonce))
 }
 
-func (a *Actor) chat(req messages.Request, at time.Time) *messages.Error {
+func (a *Actor) chat(req protocol.Request, at time.Time) *protocol.Error {
 	// The hot path: read the fields in one flat pass rather than through
 	// encoding/json.
 	var v [4][]byte
 	req.PayloadFields(chatKeys, v[:])
-	typ, _ := messages.String(v[0])
+	typ, _ := protocol.String(v[0])
 	if typ != "send" && typ != "edit" {
-		return errChatType
+		return protocol.ErrChatType
 	}
-	chatID, ok := messages.ParseID(v[1])
+	chatID, ok := protocol.ParseID(v[1])
 	if !ok {
-		return errNoChatID
+		return protocol.ErrNoChatID
 	}
 	w := &messages.ChatWrite{ChatID: chatID, Author: a.user.ID, Nonce: req.Nonce, Session: a.self, Received: at}
 	if typ == "edit" {
-		if w.MessageID, ok = messages.ParseID(v[2]); !ok {
-			return errNoMessageID
+		if w.MessageID, ok = protocol.ParseID(v[2]); !ok {
+			return protocol.ErrNoMessageID
 		}
 	}
-	content, ok := messages.String(v[3])
+	content, ok := protocol.String(v[3])
 	switch {
 	case !ok || content == "" && typ == "send":
-		return errNoContent
+		return protocol.ErrNoContent
 	case utf8.RuneCountInString(content) > maxContent:
-		return errLongContent
+		return protocol.ErrLongContent
 	}
 	w.Content = content
 	other := chatID ^ a.user.ID
 	if other <= 0 || other == a.user.ID {
-		return messages.ErrUserNotExist
+		return protocol.ErrUserNotExist
 	}
 	w.Room = messages.DMKey(a.user.ID, other)
 	w.Seq = a.await(req.Nonce)
@@ -247,7 +226,7 @@ func (a *Actor) chat(req messages.Request, at time.Time) *messages.Error {
 	return nil
 }
 
-func (a *Actor) load(req messages.Request) *messages.Error {
+func (a *Actor) load(req protocol.Request) *protocol.Error {
 	var p struct {
 		Type     string          `json:"type"`
 		LoadID   json.RawMessage `json:"load_id"`
@@ -264,46 +243,46 @@ func (a *Actor) load(req messages.Request) *messages.Error {
 			if err != nil {
 				return errorFrames(unavailable(log, me, err), nonce)
 			}
-			return [][]byte{messages.Frame("mutual_users", rules.users(friends), nonce)}
+			return [][]byte{protocol.Frame("mutual_users", rules.users(friends), nonce)}
 		})
 		return nil
 	case "chat":
 	default:
-		return errLoadType
+		return protocol.ErrLoadType
 	}
-	chatID, ok := messages.ParseID(p.LoadID)
+	chatID, ok := protocol.ParseID(p.LoadID)
 	if !ok {
-		return errNoLoadID
+		return protocol.ErrNoLoadID
 	}
 	count := defaultCount
 	if len(p.Count) > 0 && string(p.Count) != "null" {
 		var ok bool
 		if count, ok = parseCount(string(p.Count)); !ok {
-			return errCount
+			return protocol.ErrInvalidCount
 		}
 	}
 	cursor := persistence.Cursor{Time: time.Now()}
 	var before int64
 	if len(p.Before) > 0 && string(p.Before) != "null" {
-		if before, ok = messages.ParseID(p.Before); !ok {
-			return errBefore
+		if before, ok = protocol.ParseID(p.Before); !ok {
+			return protocol.ErrInvalidBefore
 		}
 	} else if p.Datetime != nil && *p.Datetime != "" {
-		t, err := messages.ParseDatetime(*p.Datetime, a.deps.Location)
+		t, err := protocol.ParseDatetime(*p.Datetime, a.deps.Location)
 		if err != nil {
-			return errDatetime
+			return protocol.ErrInvalidDatetime
 		}
 		cursor.Time = t
 	}
 	other := chatID ^ me
 	if other <= 0 || other == me {
-		return errDMNotOpened
+		return protocol.ErrDMNotOpened
 	}
 	loc := a.deps.Location
 	a.async(nonce, func(c context.Context) [][]byte {
 		history, err := readHistory(c, store, me, other, before, cursor, count)
 		if err != nil {
-			if e := (*messages.Error)(nil); errors.As(err, &e) {
+			if e := (*protocol.Error)(nil); errors.As(err, &e) {
 				return errorFrames(e, nonce)
 			}
 			return errorFrames(unavailable(log, me, err), nonce)
@@ -311,12 +290,12 @@ func (a *Actor) load(req messages.Request) *messages.Error {
 		frames := make([][]byte, 0, len(history)+1)
 		for i := len(history) - 1; i >= 0; i-- {
 			m := &history[i]
-			frames = append(frames, messages.AppendChat(nil, "load", &messages.Chat{
+			frames = append(frames, protocol.AppendChat(nil, "load", &protocol.Chat{
 				ID: m.ID, AuthorID: m.AuthorID, ChatID: chatID, Content: m.Content,
 				CreatedAt: m.CreatedAt, EditedAt: m.EditedAt,
 			}, loc, nonce))
 		}
-		return append(frames, messages.Frame("load", struct {
+		return append(frames, protocol.Frame("load", struct {
 			Type   string `json:"type"`
 			LoadID string `json:"load_id"`
 			Count  int    `json:"count"`
@@ -327,17 +306,17 @@ func (a *Actor) load(req messages.Request) *messages.Error {
 
 // readHistory reads a page of the DM of me and other, newest first, before
 // the message before (when not 0) or else before cursor. Its errors are a
-// *messages.Error to answer, or a store failure.
+// *protocol.Error to answer, or a store failure.
 func readHistory(c context.Context, store persistence.Store, me, other, before int64, cursor persistence.Cursor, count int) ([]persistence.Message, error) {
 	if _, err := store.UserByID(c, other); errors.Is(err, persistence.ErrNotFound) {
-		return nil, errDMNotOpened
+		return nil, protocol.ErrDMNotOpened
 	} else if err != nil {
 		return nil, err
 	}
 	roomID, err := store.FindDMRoom(c, me, other)
 	switch {
 	case errors.Is(err, persistence.ErrNotFound) && before != 0:
-		return nil, errNoMessage
+		return nil, protocol.ErrMessageNotExist
 	case errors.Is(err, persistence.ErrNotFound):
 		return nil, nil
 	case err != nil:
@@ -346,7 +325,7 @@ func readHistory(c context.Context, store persistence.Store, me, other, before i
 	if before != 0 {
 		m, err := store.MessageByID(c, roomID, before)
 		if errors.Is(err, persistence.ErrNotFound) {
-			return nil, errNoMessage
+			return nil, protocol.ErrMessageNotExist
 		} else if err != nil {
 			return nil, err
 		}
@@ -355,7 +334,7 @@ func readHistory(c context.Context, store persistence.Store, me, other, before i
 	return store.History(c, roomID, cursor, count)
 }
 
-func (a *Actor) friendOp(req messages.Request) *messages.Error {
+func (a *Actor) friendOp(req protocol.Request) *protocol.Error {
 	var p struct {
 		Type string `json:"type"`
 		Name string `json:"name"`
@@ -363,22 +342,22 @@ func (a *Actor) friendOp(req messages.Request) *messages.Error {
 	payload(req, &p)
 	switch {
 	case p.Name == "":
-		return errNoName
+		return protocol.ErrNoName
 	case p.Type != "request" && p.Type != "response" && p.Type != "remove" && p.Type != "delete":
-		return errFriendType
+		return protocol.ErrFriendType
 	}
 	op := &messages.FriendOp{Kind: p.Type, TargetName: p.Name, Session: a.self, Nonce: req.Nonce}
 	op.Seq = a.await(req.Nonce)
 	return a.toUser(op)
 }
 
-func (a *Actor) userRequest(req messages.Request) *messages.Error {
+func (a *Actor) userRequest(req protocol.Request) *protocol.Error {
 	var p map[string]json.RawMessage
 	payload(req, &p)
 	if raw, ok := p["profile"]; ok {
 		var profile *string
 		if json.Unmarshal(raw, &profile) != nil || profile != nil && !validProfile(*profile) {
-			return errProfile
+			return protocol.ErrProfile
 		}
 		m := &messages.SetProfile{Profile: profile, Session: a.self, Nonce: req.Nonce}
 		m.Seq = a.await(req.Nonce)
@@ -387,17 +366,17 @@ func (a *Actor) userRequest(req messages.Request) *messages.Error {
 	var byID int64
 	var byName string
 	if raw, ok := p["id"]; ok {
-		id, valid := messages.ParseID(raw)
+		id, valid := protocol.ParseID(raw)
 		if !valid {
-			return messages.ErrUserNotExist
+			return protocol.ErrUserNotExist
 		}
 		byID = id
 	} else if raw, ok := p["name"]; ok {
 		if json.Unmarshal(raw, &byName) != nil || byName == "" {
-			return errNoUserKey
+			return protocol.ErrNoUserKey
 		}
 	} else {
-		return errNoUserKey
+		return protocol.ErrNoUserKey
 	}
 	me, store, log, nonce, rules := a.user.ID, a.deps.Store, a.deps.Log, req.Nonce, a.rules
 	a.async(nonce, func(c context.Context) [][]byte {
@@ -409,18 +388,18 @@ func (a *Actor) userRequest(req messages.Request) *messages.Error {
 			u, err = store.UserByName(c, byName)
 		}
 		if errors.Is(err, persistence.ErrNotFound) {
-			return errorFrames(messages.ErrUserNotExist, nonce)
+			return errorFrames(protocol.ErrUserNotExist, nonce)
 		} else if err != nil {
 			return errorFrames(unavailable(log, me, err), nonce)
 		}
-		return [][]byte{messages.Frame("user", rules.user(messages.UserOf(u)), nonce)}
+		return [][]byte{protocol.Frame("user", rules.user(protocol.UserOf(u)), nonce)}
 	})
 	return nil
 }
 
 // toUser hands an awaited request to this user's actor, which exists while
 // the session is attached.
-func (a *Actor) toUser(msg any) *messages.Error {
+func (a *Actor) toUser(msg any) *protocol.Error {
 	if a.deps.Directory.SendToUser(a.user.ID, msg) {
 		return nil
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/rewind-chat/rewind/messages"
 	"github.com/rewind-chat/rewind/persistence"
+	"github.com/rewind-chat/rewind/protocol"
 )
 
 // rules are what a protocol version shows its client: which events it
@@ -91,17 +92,17 @@ func (r *rules) withoutProfile(frame []byte) []byte {
 	}
 	var f struct {
 		Type    string               `json:"type"`
-		Payload messages.FriendEvent `json:"payload"`
+		Payload protocol.FriendEvent `json:"payload"`
 	}
 	if json.Unmarshal(frame, &f) != nil {
 		return nil // not an event this rule knows: not sent
 	}
 	f.Payload.User = r.user(f.Payload.User)
-	return messages.Frame(f.Type, f.Payload, "")
+	return protocol.Frame(f.Type, f.Payload, "")
 }
 
 // user is u as this version shows it.
-func (r *rules) user(u messages.User) messages.User {
+func (r *rules) user(u protocol.User) protocol.User {
 	if !r.profiles {
 		u.Profile = nil
 	}
@@ -109,8 +110,8 @@ func (r *rules) user(u messages.User) messages.User {
 }
 
 // users is us as this version shows them; never nil, so it encodes as [].
-func (r *rules) users(us []persistence.User) []messages.User {
-	out := messages.UsersOf(us)
+func (r *rules) users(us []persistence.User) []protocol.User {
+	out := protocol.UsersOf(us)
 	for i := range out {
 		out[i] = r.user(out[i])
 	}
@@ -127,9 +128,9 @@ func (r *rules) authPayload(u persistence.User, incoming, outgoing, friends []pe
 		}
 	}
 	return struct {
-		Self     messages.User `json:"self_user"`
+		Self     protocol.User `json:"self_user"`
 		Incoming any           `json:"mutual_requests"`
 		Outgoing any           `json:"sent_requests"`
 		Friends  any           `json:"mutual_users"`
-	}{r.user(messages.UserOf(u)), lists[0], lists[1], lists[2]}
+	}{r.user(protocol.UserOf(u)), lists[0], lists[1], lists[2]}
 }

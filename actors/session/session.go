@@ -18,6 +18,7 @@ import (
 	"github.com/rewind-chat/rewind/auth"
 	"github.com/rewind-chat/rewind/messages"
 	"github.com/rewind-chat/rewind/persistence"
+	"github.com/rewind-chat/rewind/protocol"
 )
 
 // Conn is the connection as a session sees it: frames out, and close.
@@ -64,20 +65,7 @@ type Deps struct {
 	Log       zerolog.Logger
 }
 
-// Close codes of protocol.md §2.1.
 const (
-	CloseInternal    = 1011
-	CloseAuthTimeout = 4001
-	CloseHeartbeat   = 4003
-	CloseRateLimited = 4008
-	CloseSlow        = 4009
-)
-
-const (
-	reasonAuthTimeout = "Authentication timed out."
-	reasonHeartbeat   = "Heartbeat missing. Websocket session closed."
-	reasonRateLimit   = "Rate limit exceeded."
-	reasonSlow        = "Slow consumer."
 	// limitedFor is how long a session may stay over its rate limit.
 	limitedFor = 10 * time.Second
 	// maxQueued caps requests waiting behind one in flight.
@@ -155,12 +143,12 @@ func Start(root *actor.RootContext, conn Conn, version int, deps *Deps) *Peer {
 // Text, Binary, TooLarge, Ping and Closed implement the gateway's Peer.
 func (p *Peer) Text(data []byte) { p.arrive(&inbound{data: data}) }
 
-func (p *Peer) Binary() { p.arrive(&inbound{answer: messages.ErrBinary}) }
+func (p *Peer) Binary() { p.arrive(&inbound{answer: protocol.ErrBinary}) }
 
 // TooLarge reports a message over the gateway's frame limit, which the
 // gateway drained unread: it is answered 1009 in its turn and the session
 // goes on (protocol.md §2.1: the shipped client never reconnects).
-func (p *Peer) TooLarge() { p.arrive(&inbound{answer: messages.ErrFrameTooLarge}) }
+func (p *Peer) TooLarge() { p.arrive(&inbound{answer: protocol.ErrFrameTooLarge}) }
 
 // arrive counts m against the rate limit and hands it to the session.
 func (p *Peer) arrive(m *inbound) {
@@ -190,7 +178,7 @@ func (p *Peer) allow() (refused, expire bool) {
 type (
 	inbound struct {
 		data    []byte
-		answer  *messages.Error // decided as it arrived: binary, too large
+		answer  *protocol.Error // decided as it arrived: binary, too large
 		refused bool            // over the rate limit
 		expire  bool            // over it for limitedFor: close
 	}
@@ -214,8 +202,8 @@ func (a *Actor) answered(seq uint64) bool {
 // queued is a request waiting its turn, or the answer already decided for
 // a frame (refused by the rate limit, not JSON, binary).
 type queued struct {
-	req    messages.Request
-	answer *messages.Error
+	req    protocol.Request
+	answer *protocol.Error
 	nonce  string
 	at     time.Time // when it arrived: a write's time limit counts from here
 }
@@ -255,7 +243,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 		a.start(ctx)
 	case *actor.Stopping:
 		// Reached by a disconnect, or by a failure of this actor.
-		a.close(CloseInternal, "Internal error.")
+		a.close(protocol.CloseInternal, protocol.ReasonInternal)
 	case *actor.Stopped:
 		a.beat.Stop()
 		if a.authTimer != nil {
@@ -276,7 +264,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 				a.send(f)
 			}
 			if m.User != nil {
-				a.send(messages.Frame("user", a.rules.user(*m.User), a.waitingNonce))
+				a.send(protocol.Frame("user", a.rules.user(*m.User), a.waitingNonce))
 			}
 			a.next()
 		}
@@ -289,7 +277,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 		if m.seq == a.waiting {
 			// The request may have been applied, or may be yet.
 			a.waiting = 0
-			a.send(messages.ErrorFrame(messages.ErrUnknownResult, a.waitingNonce))
+			a.send(protocol.ErrorFrame(protocol.ErrUnknownResult, a.waitingNonce))
 			a.next()
 		}
 	case *messages.Push:
@@ -302,11 +290,11 @@ func (a *Actor) Receive(ctx actor.Context) {
 		if left := time.Until(a.deadline); left > 0 {
 			a.beat.Reset(left)
 		} else {
-			a.close(CloseHeartbeat, reasonHeartbeat)
+			a.close(protocol.CloseHeartbeat, protocol.ReasonHeartbeat)
 		}
 	case *authCheck:
 		if !a.authed {
-			a.close(CloseAuthTimeout, reasonAuthTimeout)
+			a.close(protocol.CloseAuthTimeout, protocol.ReasonAuthTimeout)
 		}
 	case *disconnected:
 		a.closed = true // the connection is gone already
@@ -344,17 +332,17 @@ func (a *Actor) arrive(m *inbound) {
 		return
 	}
 	if m.expire {
-		a.close(CloseRateLimited, reasonRateLimit)
+		a.close(protocol.CloseRateLimited, protocol.ReasonRateLimit)
 		return
 	}
 	q := queued{at: time.Now(), answer: m.answer}
 	if q.answer == nil {
 		// A frame that fails to decode leaves q.req and q.nonce empty.
-		q.req, q.answer = messages.DecodeRequest(m.data)
+		q.req, q.answer = protocol.DecodeRequest(m.data)
 		q.nonce = q.req.Nonce
 	}
 	if m.refused {
-		q.answer = messages.ErrRateLimited
+		q.answer = protocol.ErrRateLimited
 	}
 	if q.answer == nil && q.req.Type == "heartbeat" {
 		a.beaten = true
@@ -363,7 +351,7 @@ func (a *Actor) arrive(m *inbound) {
 		a.beat.Reset(d)
 	}
 	if len(a.queue) >= maxQueued {
-		a.close(CloseRateLimited, reasonRateLimit)
+		a.close(protocol.CloseRateLimited, protocol.ReasonRateLimit)
 		return
 	}
 	a.queue = append(a.queue, q)
@@ -376,11 +364,11 @@ func (a *Actor) next() {
 		a.queue[0] = queued{}
 		a.queue = a.queue[1:]
 		if q.answer != nil {
-			a.send(messages.ErrorFrame(q.answer, q.nonce))
+			a.send(protocol.ErrorFrame(q.answer, q.nonce))
 			continue
 		}
 		if err := a.handle(q.req, q.at); err != nil {
-			a.send(messages.ErrorFrame(err, q.req.Nonce))
+			a.send(protocol.ErrorFrame(err, q.req.Nonce))
 		}
 	}
 	if len(a.queue) == 0 {
@@ -405,7 +393,7 @@ func (a *Actor) send(frame []byte) {
 	if !a.conn.Send(frame) {
 		a.closed = true
 		a.deps.Log.Info().Int64("user", a.user.ID).Msg("session: slow consumer")
-		a.conn.Abort(CloseSlow, reasonSlow)
+		a.conn.Abort(protocol.CloseSlow, protocol.ReasonSlow)
 	}
 }
 

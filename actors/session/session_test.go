@@ -19,6 +19,7 @@ import (
 	"github.com/rewind-chat/rewind/messages"
 	"github.com/rewind-chat/rewind/persistence"
 	"github.com/rewind-chat/rewind/persistence/storetest"
+	"github.com/rewind-chat/rewind/protocol"
 )
 
 // conn is a fake connection: it records the frames a session sends.
@@ -200,8 +201,8 @@ func TestV1RulesFilterWhatTheSessionSends(t *testing.T) {
 	require.Equal(t, []any{other}, auth["mutual_users"])
 
 	send := []byte(`{"type":"chat","payload":{"type":"send","id":"9","user_id":"2","chat_id":"3","content":"hi","created_at":"2026-12-01 00:00:00.000000"}}`)
-	friend := messages.Frame("mutual_users", messages.FriendEvent{Type: "request", User: messages.User{ID: "2", Name: "user2", Profile: &pic}}, "")
-	plainFriend := messages.Frame("mutual_users", messages.FriendEvent{Type: "delete", User: messages.User{ID: "2", Name: "user2"}}, "")
+	friend := protocol.Frame("mutual_users", protocol.FriendEvent{Type: "request", User: protocol.User{ID: "2", Name: "user2", Profile: &pic}}, "")
+	plainFriend := protocol.Frame("mutual_users", protocol.FriendEvent{Type: "delete", User: protocol.User{ID: "2", Name: "user2"}}, "")
 	events := []*messages.Deliver{
 		{Frame: send, Kind: messages.EventChatSend},
 		{Frame: []byte(`{"type":"chat","payload":{"type":"edit"}}`), Kind: messages.EventChatEdit},

@@ -14,6 +14,7 @@ import (
 	"github.com/rewind-chat/rewind/actors/directory"
 	"github.com/rewind-chat/rewind/messages"
 	"github.com/rewind-chat/rewind/persistence"
+	"github.com/rewind-chat/rewind/protocol"
 )
 
 // Deps are what a user actor needs; shared by all of them.
@@ -25,15 +26,8 @@ type Deps struct {
 	Log       zerolog.Logger
 }
 
-// The errors of protocol.md §2.5.
-var (
-	errNoSuchUser    = &messages.Error{Code: 4004, Reason: "select named user is not exist."}
-	errSelf          = &messages.Error{Code: 4000, Reason: "cannot target yourself."}
-	errAlreadyFriend = &messages.Error{Code: 4000, Reason: "select named user is already friend."}
-	errNotRequested  = &messages.Error{Code: 4004, Reason: "targeted name was not requested."}
-	errNotFriend     = &messages.Error{Code: 4004, Reason: "select named user was not friend."}
-	closeLoggedOut   = &messages.CloseSession{Code: 4000, Reason: "Logged out elsewhere."}
-)
+// closeLoggedOut closes every session of a user that logged out.
+var closeLoggedOut = &messages.CloseSession{Code: protocol.CloseLoggedOut, Reason: protocol.ReasonLoggedOut}
 
 // Actor is one online user. Its fields are its own: only Receive touches them.
 type Actor struct {
@@ -108,9 +102,9 @@ func (a *Actor) queue(ctx actor.Context, j job) {
 // after its answers): the running one may have been applied.
 func (a *Actor) abandon(ctx actor.Context) {
 	for i, j := range a.jobs {
-		err := messages.ErrUnavailable
+		err := protocol.ErrUnavailable
 		if i == 0 {
-			err = messages.ErrUnknownResult
+			err = protocol.ErrUnknownResult
 		}
 		answer(j.session, j.seq, j.nonce, err)(ctx)
 	}
@@ -141,35 +135,35 @@ func (a *Actor) deliver(ctx actor.Context, push *messages.Push, except *actor.PI
 }
 
 // answer returns the outcome that replies ok, or err, to the session.
-func answer(session *actor.PID, seq uint64, nonce string, err *messages.Error) func(actor.Context) {
-	frame := messages.OKFrame(nonce)
+func answer(session *actor.PID, seq uint64, nonce string, err *protocol.Error) func(actor.Context) {
+	frame := protocol.OKFrame(nonce)
 	if err != nil {
-		frame = messages.ErrorFrame(err, nonce)
+		frame = protocol.ErrorFrame(err, nonce)
 	}
 	return func(ctx actor.Context) {
 		ctx.Send(session, &messages.Reply{Seq: seq, Frames: [][]byte{frame}})
 	}
 }
 
-func (a *Actor) unavailable(err error) *messages.Error {
+func (a *Actor) unavailable(err error) *protocol.Error {
 	a.deps.Log.Warn().Err(err).Int64("user", a.id).Msg("user: store failed")
-	return messages.ErrUnavailable
+	return protocol.ErrUnavailable
 }
 
 // friendOp applies one mutual_users request in the store (off the actor)
 // and returns what to do then: tell the room, the other user's sessions
 // and this user's other sessions what changed, and answer.
 func (a *Actor) friendOp(c context.Context, op *messages.FriendOp) func(actor.Context) {
-	fail := func(err *messages.Error) func(actor.Context) { return answer(op.Session, op.Seq, op.Nonce, err) }
+	fail := func(err *protocol.Error) func(actor.Context) { return answer(op.Session, op.Seq, op.Nonce, err) }
 	store := a.deps.Store
 	target, err := store.UserByName(c, op.TargetName)
 	switch {
 	case errors.Is(err, persistence.ErrNotFound):
-		return fail(errNoSuchUser)
+		return fail(protocol.ErrNamedUserNotExist)
 	case err != nil:
 		return fail(a.unavailable(err))
 	case target.ID == a.id:
-		return fail(errSelf)
+		return fail(protocol.ErrTargetSelf)
 	}
 	me, err := store.UserByID(c, a.id)
 	if err != nil {
@@ -181,7 +175,7 @@ func (a *Actor) friendOp(c context.Context, op *messages.FriendOp) func(actor.Co
 		var res persistence.FriendResult
 		res, err = store.RequestFriend(c, a.id, target.ID, a.deps.Now())
 		if errors.Is(err, persistence.ErrAlreadyFriends) {
-			return fail(errAlreadyFriend)
+			return fail(protocol.ErrAlreadyFriend)
 		}
 		if res == persistence.FriendRequestRepeated {
 			return fail(nil) // nothing changed: nobody to tell
@@ -192,26 +186,26 @@ func (a *Actor) friendOp(c context.Context, op *messages.FriendOp) func(actor.Co
 	case "response":
 		err = store.AcceptFriend(c, a.id, target.ID, a.deps.Now())
 		if errors.Is(err, persistence.ErrNotFound) {
-			return fail(errNotRequested)
+			return fail(protocol.ErrNotRequested)
 		}
 		changed = true
 	case "remove":
 		err = store.RemoveFriendRequest(c, a.id, target.ID)
 		if errors.Is(err, persistence.ErrNotFound) {
-			return fail(errNotRequested)
+			return fail(protocol.ErrNotRequested)
 		}
 	case "delete":
 		err = store.DeleteFriend(c, a.id, target.ID)
 		if errors.Is(err, persistence.ErrNotFound) {
-			return fail(errNotFriend)
+			return fail(protocol.ErrNotFriend)
 		}
 		changed = true
 	}
 	if err != nil {
 		return fail(a.unavailable(err))
 	}
-	toTarget := messages.Frame("mutual_users", messages.FriendEvent{Type: event, User: messages.UserOf(me)}, "")
-	toMine := messages.Frame("mutual_users", messages.FriendEvent{Type: event, User: messages.UserOf(target), Origin: "self"}, "")
+	toTarget := protocol.Frame("mutual_users", protocol.FriendEvent{Type: event, User: protocol.UserOf(me)}, "")
+	toMine := protocol.Frame("mutual_users", protocol.FriendEvent{Type: event, User: protocol.UserOf(target), Origin: "self"}, "")
 	ok := fail(nil)
 	return func(ctx actor.Context) {
 		if changed {
@@ -231,14 +225,14 @@ func (a *Actor) setProfile(c context.Context, m *messages.SetProfile) func(actor
 	if err != nil {
 		return answer(m.Session, m.Seq, m.Nonce, a.unavailable(err))
 	}
-	self := messages.UserOf(u)
+	self := protocol.UserOf(u)
 	// The session encodes the answer: a v1 one shows no profile.
 	reply := &messages.Reply{Seq: m.Seq, User: &self}
 	friends, err := a.deps.Store.Friends(c, a.id)
 	if err != nil {
 		a.deps.Log.Warn().Err(err).Int64("user", a.id).Msg("user: profile change not shown to friends")
 	}
-	event := &messages.Deliver{Frame: messages.Frame("user", self, ""), Kind: messages.EventProfile}
+	event := &messages.Deliver{Frame: protocol.Frame("user", self, ""), Kind: messages.EventProfile}
 	return func(ctx actor.Context) {
 		ctx.Send(m.Session, reply)
 		for _, f := range friends {

@@ -1,9 +1,8 @@
-package messages
+package protocol
 
 import (
 	"bytes"
 	"encoding/json"
-	"strconv"
 )
 
 // Request is one decoded client frame.
@@ -12,30 +11,6 @@ type Request struct {
 	Payload json.RawMessage // nil when absent
 	Nonce   string
 }
-
-// Error is an error frame's code and reason (protocol.md §2.1).
-type Error struct {
-	Code   int
-	Reason string
-}
-
-func (e *Error) Error() string { return strconv.Itoa(e.Code) + " " + e.Reason }
-
-// The errors of protocol.md §2 that more than one place answers.
-var (
-	ErrBinary        = &Error{1003, "Binary data not supported."}
-	ErrNotJSON       = &Error{1007, "Data should be JSON."}
-	ErrFrameTooLarge = &Error{1009, "Frame too large."}
-	ErrInvalid       = &Error{4000, "Invalid request."}
-	ErrUnknownType   = &Error{4000, "Unknown type."}
-	ErrAuthRequired  = &Error{4001, "Authentication required."}
-	ErrFirstBeat     = &Error{4003, "First heartbeat payload was not received."}
-	ErrRateLimited   = &Error{4029, "rate limited."}
-	ErrUnavailable   = &Error{5000, "The server could not apply the request; nothing was applied."}
-	ErrUnknownResult = &Error{5001, "Outcome unknown; retry with the same nonce."}
-	ErrUserNotExist  = &Error{4004, "User not exist."}
-	ErrAlreadyAuthed = &Error{4000, "Already authenticated."}
-)
 
 // MaxNonce is the longest nonce accepted, in bytes.
 const MaxNonce = 64

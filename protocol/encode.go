@@ -1,4 +1,4 @@
-package messages
+package protocol
 
 import (
 	"encoding/json"
@@ -46,7 +46,7 @@ func Frame(typ string, payload any, nonce string) []byte {
 	p, err := json.Marshal(payload)
 	if err != nil {
 		// Only our own types are marshaled here; failing is a bug.
-		panic("messages: " + err.Error())
+		panic("protocol: " + err.Error())
 	}
 	return AppendFrame(make([]byte, 0, len(p)+len(typ)+len(nonce)+40), typ, p, nonce)
 }

@@ -1,0 +1,15 @@
+// Package protocol is the WebSocket protocol of protocol.md §2 as bytes:
+// decoding a client's request frame (DecodeRequest, PayloadFields,
+// ParseID, ParseDatetime), encoding answers and events (AppendFrame,
+// AppendChat, ErrorFrame, OKFrame, Frame), the wire objects (User,
+// FriendEvent, the wire time) and, in errors.go, the one table of error
+// frames and close codes.
+//
+// It knows no actors: the session, user and room actors answer with its
+// errors and frames, and the load harness reads the server's frames
+// against the same table. The actor messages are package messages.
+//
+// The decoders take untrusted input and have fuzz targets here
+// (FuzzDecodeRequest, FuzzParseDatetime, FuzzAppendString,
+// FuzzPayloadFieldsMatchesEncodingJSON).
+package protocol
