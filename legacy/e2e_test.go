@@ -14,6 +14,7 @@ import (
 
 	"github.com/rewind-chat/rewind/legacy/legacytest"
 	"github.com/rewind-chat/rewind/net/client"
+	"github.com/rewind-chat/rewind/persistence/storeurl"
 	"github.com/rewind-chat/rewind/server"
 )
 
@@ -109,7 +110,7 @@ func TestImportedHistoryOverWebSocket(t *testing.T) {
 		ctx := context.Background()
 		f := legacytest.Default()
 		src, _, _ := source(t, f)
-		store, err := server.OpenStore(ctx, databaseURL)
+		store, err := storeurl.Open(ctx, databaseURL)
 		require.NoError(t, err)
 		res, err := src.Import(ctx, store, options())
 		require.NoError(t, err)

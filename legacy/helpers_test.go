@@ -18,7 +18,7 @@ import (
 	"github.com/rewind-chat/rewind/legacy/legacytest"
 	"github.com/rewind-chat/rewind/persistence"
 	"github.com/rewind-chat/rewind/persistence/postgres/pgtest"
-	"github.com/rewind-chat/rewind/server"
+	"github.com/rewind-chat/rewind/persistence/storeurl"
 )
 
 // stores runs f once on a fresh SQLite database and once on a fresh
@@ -36,7 +36,7 @@ func stores(t *testing.T, f func(t *testing.T, databaseURL string)) {
 // openStore opens and migrates the store at url, closed when t ends.
 func openStore(t *testing.T, url string) persistence.Store {
 	t.Helper()
-	s, err := server.OpenStore(context.Background(), url)
+	s, err := storeurl.Open(context.Background(), url)
 	require.NoError(t, err)
 	t.Cleanup(func() { s.Close() })
 	return s

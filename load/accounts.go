@@ -20,7 +20,7 @@ import (
 	"github.com/rewind-chat/rewind/auth"
 	"github.com/rewind-chat/rewind/net/smtpd"
 	"github.com/rewind-chat/rewind/persistence"
-	"github.com/rewind-chat/rewind/server"
+	"github.com/rewind-chat/rewind/persistence/storeurl"
 )
 
 // accountName is the name of load user i of a run: the run prefix keeps
@@ -42,10 +42,10 @@ type accountsInfo struct {
 // as `rewind user create` does (one password hash for all of them), makes
 // users 2i and 2i+1 friends for i < pairs, and gets a token for each.
 func storeAccounts(ctx context.Context, cfg *Config, n, pairs int, log io.Writer) ([]Account, error) {
-	if err := server.CheckDatabaseURL(cfg.DatabaseURL); err != nil {
+	if err := storeurl.Check(cfg.DatabaseURL); err != nil {
 		return nil, err
 	}
-	store, err := server.OpenStore(ctx, cfg.DatabaseURL)
+	store, err := storeurl.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, err
 	}

@@ -38,6 +38,7 @@ import (
 	"github.com/rewind-chat/rewind/net/gateway"
 	"github.com/rewind-chat/rewind/net/httpapi"
 	"github.com/rewind-chat/rewind/persistence"
+	"github.com/rewind-chat/rewind/persistence/storeurl"
 )
 
 // Config of a node. DatabaseURL is required; other zero values take the
@@ -242,7 +243,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	store := cfg.Store
 	if store == nil {
-		store, err = OpenStore(ctx, cfg.DatabaseURL)
+		store, err = storeurl.Open(ctx, cfg.DatabaseURL)
 	} else {
 		err = store.Migrate(ctx)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/rewind-chat/rewind/net/client"
 	"github.com/rewind-chat/rewind/persistence"
 	"github.com/rewind-chat/rewind/persistence/postgres/pgtest"
+	"github.com/rewind-chat/rewind/persistence/storeurl"
 	"github.com/rewind-chat/rewind/server"
 )
 
@@ -57,7 +58,7 @@ func (p poisoning) WriteMessages(ctx context.Context, ops []persistence.MessageO
 // transaction with SQLSTATE 22021, and the pair got 5000s.)
 func TestPoisonedWriteFailsAlone(t *testing.T) {
 	stores(t, func(t *testing.T, databaseURL string) {
-		store, err := server.OpenStore(context.Background(), databaseURL)
+		store, err := storeurl.Open(context.Background(), databaseURL)
 		require.NoError(t, err)
 		n := startNode(t, databaseURL, noRateLimit, func(c *server.Config) {
 			c.Store = poisoning{store}

@@ -9,12 +9,13 @@ import (
 
 	"github.com/rewind-chat/rewind/net/client"
 	"github.com/rewind-chat/rewind/persistence/storetest"
+	"github.com/rewind-chat/rewind/persistence/storeurl"
 	"github.com/rewind-chat/rewind/server"
 )
 
 // startGated starts a node whose store is held by a gate.
 func startGated(t *testing.T, databaseURL string) (*node, *storetest.Gate) {
-	store, err := server.OpenStore(context.Background(), databaseURL)
+	store, err := storeurl.Open(context.Background(), databaseURL)
 	require.NoError(t, err)
 	gate := storetest.NewGate(store)
 	n := startNode(t, databaseURL, noRateLimit, func(c *server.Config) { c.Store = gate })

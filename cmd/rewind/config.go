@@ -19,6 +19,7 @@ import (
 	"github.com/rewind-chat/rewind/net/certs"
 	"github.com/rewind-chat/rewind/net/clientaddr"
 	"github.com/rewind-chat/rewind/net/gateway"
+	"github.com/rewind-chat/rewind/persistence/storeurl"
 	"github.com/rewind-chat/rewind/server"
 )
 
@@ -169,7 +170,7 @@ func serveConfig(s *settings) (server.Config, error) {
 			check(fmt.Errorf("invalid REWIND_TLS_CERT, REWIND_TLS_KEY (--tls-cert, --tls-key): %w", err))
 		}
 	}
-	if err := server.CheckDatabaseURL(c.DatabaseURL); err != nil {
+	if err := storeurl.Check(c.DatabaseURL); err != nil {
 		check(s.invalid("REWIND_DATABASE_URL", err))
 	}
 	c.TokenSecret = s.get("REWIND_TOKEN_SECRET")

@@ -19,7 +19,7 @@ import (
 	"github.com/rewind-chat/rewind/persistence"
 	"github.com/rewind-chat/rewind/persistence/postgres"
 	"github.com/rewind-chat/rewind/persistence/sqlite"
-	"github.com/rewind-chat/rewind/server"
+	"github.com/rewind-chat/rewind/persistence/storeurl"
 )
 
 // importLegacy copies the original backend's databases into the store
@@ -44,7 +44,7 @@ func importLegacy(args []string, stdout, stderr io.Writer) error {
 		return usageError{err}
 	}
 	dbURL := s.get("REWIND_DATABASE_URL")
-	if err := server.CheckDatabaseURL(dbURL); err != nil {
+	if err := storeurl.Check(dbURL); err != nil {
 		return usageError{s.invalid("REWIND_DATABASE_URL", err)}
 	}
 	if err := notTheSource(dbURL, *mainDB, *chatDB); err != nil {
@@ -84,7 +84,7 @@ func importLegacy(args []string, stdout, stderr io.Writer) error {
 		res, err := src.DryRun(ctx, store, opts)
 		return finish(ctx, res, err, stdout)
 	}
-	store, err := server.OpenStore(ctx, dbURL)
+	store, err := storeurl.Open(ctx, dbURL)
 	if err != nil {
 		return err
 	}

@@ -27,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rewind-chat/rewind/persistence/storeurl"
 	"github.com/rewind-chat/rewind/server"
 )
 
@@ -159,10 +160,10 @@ func migrate(args []string, stdout io.Writer) error {
 	if err := parse(s, args, stdout); err != nil {
 		return err
 	}
-	if err := server.CheckDatabaseURL(s.get("REWIND_DATABASE_URL")); err != nil {
+	if err := storeurl.Check(s.get("REWIND_DATABASE_URL")); err != nil {
 		return usageError{s.invalid("REWIND_DATABASE_URL", err)}
 	}
-	store, err := server.OpenStore(context.Background(), s.get("REWIND_DATABASE_URL"))
+	store, err := storeurl.Open(context.Background(), s.get("REWIND_DATABASE_URL"))
 	if err != nil {
 		return err
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/rewind-chat/rewind/auth"
 	"github.com/rewind-chat/rewind/persistence"
-	"github.com/rewind-chat/rewind/server"
+	"github.com/rewind-chat/rewind/persistence/storeurl"
 )
 
 // createUser makes a verified account directly in the store, with the
@@ -30,7 +30,7 @@ func createUser(args []string, stdout io.Writer) error {
 	if err != nil {
 		return usageError{err}
 	}
-	if err := server.CheckDatabaseURL(s.get("REWIND_DATABASE_URL")); err != nil {
+	if err := storeurl.Check(s.get("REWIND_DATABASE_URL")); err != nil {
 		return usageError{s.invalid("REWIND_DATABASE_URL", err)}
 	}
 	reg, err := auth.CheckRegistration(*name, *email, *password)
@@ -46,7 +46,7 @@ func createUser(args []string, stdout io.Writer) error {
 		return err
 	}
 	ctx := context.Background()
-	store, err := server.OpenStore(ctx, s.get("REWIND_DATABASE_URL"))
+	store, err := storeurl.Open(ctx, s.get("REWIND_DATABASE_URL"))
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,9 @@
-package server
+// Package storeurl opens the persistence.Store a database URL names:
+// postgres://… or postgresql://… (package postgres) and sqlite:<path>
+// (package sqlite). It is apart from package persistence, which the two
+// stores import. The server, the rewind command and the load harness open
+// their stores here, so that the harness links no part of the server.
+package storeurl
 
 import (
 	"context"
@@ -10,14 +15,18 @@ import (
 	"github.com/rewind-chat/rewind/persistence/sqlite"
 )
 
-// CheckDatabaseURL tells whether url names a store REWIND can open:
-// postgres://…, postgresql://… or sqlite:<path>.
-func CheckDatabaseURL(url string) error {
-	_, _, err := splitDatabaseURL(url)
+// Check tells whether url names a store REWIND can open:
+// postgres://…, postgresql://… or sqlite:<path>. Its error is the one line
+// a bad REWIND_DATABASE_URL stops start-up with.
+func Check(url string) error {
+	_, _, err := split(url)
 	return err
 }
 
-func splitDatabaseURL(url string) (kind, rest string, err error) {
+// split returns the kind of store url names and what its Open takes: the
+// whole URL for PostgreSQL (whose parameters, pool_max_conns among them,
+// postgres.Open reads), the file path for SQLite.
+func split(url string) (kind, rest string, err error) {
 	switch {
 	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
 		return "postgres", url, nil
@@ -31,9 +40,9 @@ func splitDatabaseURL(url string) (kind, rest string, err error) {
 	return "", "", fmt.Errorf("database URL %q: unknown scheme, use postgres://… or sqlite:<path>", url)
 }
 
-// OpenStore opens the store url names and applies its migrations.
-func OpenStore(ctx context.Context, url string) (persistence.Store, error) {
-	kind, rest, err := splitDatabaseURL(url)
+// Open opens the store url names and applies its migrations.
+func Open(ctx context.Context, url string) (persistence.Store, error) {
+	kind, rest, err := split(url)
 	if err != nil {
 		return nil, err
 	}
