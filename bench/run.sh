@@ -19,7 +19,7 @@ rm -f "$out"/*.json
 
 echo "== Go benchmarks"
 go test -run '^$' -bench . -benchmem -benchtime 1s \
-	./messages ./net/gateway ./actors/room ./persistence/sqlite ./persistence/postgres | tee "$out/go-bench.txt"
+	./protocol ./net/gateway ./actors/room ./persistence/sqlite ./persistence/postgres | tee "$out/go-bench.txt"
 
 go build -o "$out/bin/rewind" ./cmd/rewind
 go build -o "$out/bin/rewind-load" ./cmd/rewind-load
