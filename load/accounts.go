@@ -15,8 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/bwmarrin/snowflake"
-
 	"github.com/rewind-chat/rewind/auth"
 	"github.com/rewind-chat/rewind/net/smtpd"
 	"github.com/rewind-chat/rewind/persistence"
@@ -39,8 +37,9 @@ type accountsInfo struct {
 }
 
 // storeAccounts creates n verified users directly in the server's store,
-// as `rewind user create` does (one password hash for all of them), makes
-// users 2i and 2i+1 friends for i < pairs, and gets a token for each.
+// as `rewind user create` does (auth.UserMaker, which hashes the one
+// password once for all of them), makes users 2i and 2i+1 friends for
+// i < pairs, and gets a token for each.
 func storeAccounts(ctx context.Context, cfg *Config, n, pairs int, log io.Writer) ([]Account, error) {
 	if err := storeurl.Check(cfg.DatabaseURL); err != nil {
 		return nil, err
@@ -50,23 +49,23 @@ func storeAccounts(ctx context.Context, cfg *Config, n, pairs int, log io.Writer
 		return nil, err
 	}
 	defer store.Close()
+	// The name after the last is the longest: a prefix that leaves no room
+	// for the numbers is refused before any account is made.
 	if _, err := auth.CheckRegistration(accountName(cfg.Prefix, n), accountEmail(accountName(cfg.Prefix, n)), cfg.Password); err != nil {
 		return nil, fmt.Errorf("load account names or password: %w", err)
 	}
-	hash, err := auth.HashPassword(cfg.Password, auth.OWASPParams)
-	if err != nil {
-		return nil, err
-	}
-	ids, err := snowflake.NewNode(cfg.NodeID)
+	maker, err := auth.NewUserMaker(cfg.NodeID, auth.OWASPParams)
 	if err != nil {
 		return nil, err
 	}
 	users := make([]persistence.User, n)
-	now := time.Now()
 	for i := range users {
 		name := accountName(cfg.Prefix, i)
-		users[i] = persistence.User{ID: ids.Generate().Int64(), Name: name, Email: accountEmail(name), PasswordHash: hash, CreatedAt: now}
+		if users[i], err = maker.User(name, accountEmail(name), cfg.Password); err != nil {
+			return nil, fmt.Errorf("load account %s: %w", name, err)
+		}
 	}
+	now := time.Now()
 	var made atomic.Int64
 	stopTicker := ticker(log, func() string { return fmt.Sprintf("accounts: %d/%d created", made.Load(), n) })
 	err = parallel(ctx, n, 8, func(i int) error {

@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"time"
-
-	"github.com/bwmarrin/snowflake"
 
 	"github.com/rewind-chat/rewind/auth"
 	"github.com/rewind-chat/rewind/persistence"
@@ -33,15 +30,14 @@ func createUser(args []string, stdout io.Writer) error {
 	if err := storeurl.Check(s.get("REWIND_DATABASE_URL")); err != nil {
 		return usageError{s.invalid("REWIND_DATABASE_URL", err)}
 	}
-	reg, err := auth.CheckRegistration(*name, *email, *password)
-	if err != nil {
-		return usageError{err}
-	}
-	ids, err := snowflake.NewNode(node)
+	maker, err := auth.NewUserMaker(node, auth.OWASPParams)
 	if err != nil {
 		return err
 	}
-	hash, err := auth.HashPassword(reg.Password, auth.OWASPParams)
+	u, err := maker.User(*name, *email, *password)
+	if errors.As(err, new(*auth.RegistrationError)) {
+		return usageError{err}
+	}
 	if err != nil {
 		return err
 	}
@@ -51,7 +47,6 @@ func createUser(args []string, stdout io.Writer) error {
 		return err
 	}
 	defer store.Close()
-	u := persistence.User{ID: ids.Generate().Int64(), Name: reg.Name, Email: reg.Email, PasswordHash: hash, CreatedAt: time.Now()}
 	switch err := store.CreateUser(ctx, u); {
 	case errors.Is(err, persistence.ErrEmailTaken):
 		return &auth.RegistrationError{Message: "email is already exist."}
