@@ -23,4 +23,9 @@
 // heartbeats come from one wheel goroutine per worker and dm sends from one
 // sender goroutine per worker. Frames are built in the writer's buffer and
 // read into the session's, without decoding the JSON on the hot paths.
+//
+// The harness links no part of the server (its actors, gateway or HTTP
+// API): it opens the store with persistence/storeurl and makes accounts
+// with auth.UserMaker, as `rewind user create` does.
+// TestLinksNoServer in cmd/rewind-load guards this.
 package load
