@@ -14,7 +14,7 @@ FUZZ := ./protocol:FuzzDecodeRequest:100000x ./protocol:FuzzParseDatetime:100000
 	./net/gateway:FuzzReadMessage:3000x ./net/gateway:FuzzCheckUTF8:30000x ./auth:FuzzName:50000x
 FUZZTIME ?=
 
-.PHONY: run build test lint bench fuzz
+.PHONY: run build test lint bench fuzz proto
 
 run: build
 	bin/rewind serve
@@ -44,3 +44,12 @@ fuzz:
 # local server (bench/run.sh; results in bench-results/).
 bench:
 	bash bench/run.sh
+
+# Regenerates messages/messages.pb.go, committed, from messages.proto:
+# protoc from Debian's protobuf-compiler, protoc-gen-go the tool pinned in
+# go.mod (the version of google.golang.org/protobuf the code runs with), and
+# protoactor's actor.proto (actor.PID) from the module go.mod requires.
+proto:
+	protoc --plugin=protoc-gen-go="$$($(GO) tool -n protoc-gen-go)" \
+	  -I . -I "$$($(GO) list -m -f '{{.Dir}}' github.com/asynkron/protoactor-go)/actor" \
+	  --go_out=. --go_opt=paths=source_relative messages/messages.proto

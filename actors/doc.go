@@ -2,9 +2,12 @@
 // connection), user (one per online user), room (one per active DM),
 // roomstate (loads the state rooms start from), writer (group commit),
 // directory (the one lookup of user and room actors) and mailer. They talk
-// to each other in the types of package messages, and answer clients with
-// the frames and errors of package protocol (its errors.go is the one
-// table of protocol.md §2's error codes, reasons and close codes).
+// to each other in the types of package messages (protobuf for what passes
+// between sessions, user and room actors, which a cluster puts on
+// different nodes; Go structs for what stays on one: messages/doc.go), and
+// answer clients with the frames and errors of package protocol (its
+// errors.go is the one table of protocol.md §2's error codes, reasons and
+// close codes).
 //
 // Who owns which state: a session owns its connection's lifecycle, rate
 // limit and request queue; a user actor owns the set of its user's
@@ -61,6 +64,8 @@
 //     TestMadeUpChatIDsDoNotPileUpRooms in server).
 //   - The echo never overtakes an event: it travels with the events through
 //     the author's user actor (TestConcurrentSendersIntoOneDM in server).
+//   - A broadcast is built once: a user actor sends one Push, holding one
+//     encoded frame, to every session it reaches (TestDeliverSharesOnePush).
 //   - A v1 session never receives what protocol.md §2.9 lists (edit
 //     events, origin:self friend events, profile events and every v2-only
 //     kind, a profile other than null anywhere): each event carries its

@@ -208,13 +208,13 @@ func (a *Actor) apply(ctx actor.Context, w *messages.ChatWrite) {
 	now := a.deps.Now().Truncate(time.Microsecond)
 	var op persistence.MessageOp
 	switch {
-	case w.MessageID != 0:
+	case w.MessageId != 0:
 		if a.state.RoomID == 0 {
 			a.reply(ctx, w, protocol.ErrorFrame(protocol.ErrMessageNotExist, w.Nonce))
 			return
 		}
 		op = persistence.MessageOp{Kind: persistence.OpEdit, Message: persistence.Message{
-			ID: w.MessageID, RoomID: a.state.RoomID, AuthorID: w.Author, Content: w.Content, EditedAt: &now,
+			ID: w.MessageId, RoomID: a.state.RoomID, AuthorID: w.Author, Content: w.Content, EditedAt: &now,
 		}}
 	case !a.state.Members:
 		a.reply(ctx, w, protocol.ErrorFrame(protocol.ErrUserNotExist, w.Nonce))
@@ -230,7 +230,7 @@ func (a *Actor) apply(ctx actor.Context, w *messages.ChatWrite) {
 	}
 	a.ticket++
 	a.inflight[a.ticket] = w
-	ctx.Send(a.deps.Directory.Writer(a.key), &messages.Write{Op: op, Room: ctx.Self(), Ticket: a.ticket, Received: w.Received})
+	ctx.Send(a.deps.Directory.Writer(a.key), &messages.Write{Op: op, Room: ctx.Self(), Ticket: a.ticket, Received: w.ReceivedAt()})
 }
 
 // written answers the sender of a committed (or failed) write and, for a
@@ -265,11 +265,11 @@ func (a *Actor) written(ctx actor.Context, m *messages.Written) {
 	}
 	stored := &m.Result.Message
 	kind, eventKind := "send", messages.EventChatSend
-	if w.MessageID != 0 {
+	if w.MessageId != 0 {
 		kind, eventKind = "edit", messages.EventChatEdit
 	}
 	chat := &protocol.Chat{
-		ID: stored.ID, AuthorID: stored.AuthorID, ChatID: w.ChatID,
+		ID: stored.ID, AuthorID: stored.AuthorID, ChatID: w.ChatId,
 		Content: stored.Content, CreatedAt: stored.CreatedAt, EditedAt: stored.EditedAt,
 	}
 	event := protocol.AppendChat(make([]byte, 0, protocol.ChatSize(chat.Content)), kind, chat, a.deps.Location, "")

@@ -72,7 +72,7 @@ func BenchmarkSend(b *testing.B) {
 	}))
 	key := messages.DMKey(1, 2)
 	send := func(seq uint64) {
-		dir.SendToRoom(key, &messages.ChatWrite{Room: key, ChatID: 3, Author: 1, Content: "hello there", Session: session, Seq: seq})
+		dir.SendToRoom(key, &messages.ChatWrite{RoomLow: key.Low, RoomHigh: key.High, ChatId: 3, Author: 1, Content: "hello there", Session: session, Seq: seq})
 	}
 	send(0) // warm up: the room loads its membership once
 	<-replies

@@ -85,7 +85,7 @@ func (r *rooms) session() *session {
 func (r *rooms) send(s *session, author, other int64, seq uint64, content string) {
 	key := messages.DMKey(author, other)
 	r.dir.SendToRoom(key, &messages.ChatWrite{
-		Room: key, ChatID: author ^ other, Author: author, Content: content,
+		RoomLow: key.Low, RoomHigh: key.High, ChatId: author ^ other, Author: author, Content: content,
 		Nonce: fmt.Sprint("n", seq), Session: s.pid, Seq: seq,
 	})
 }

@@ -202,9 +202,9 @@ func (a *Actor) chat(req protocol.Request, at time.Time) *protocol.Error {
 	if !ok {
 		return protocol.ErrNoChatID
 	}
-	w := &messages.ChatWrite{ChatID: chatID, Author: a.user.ID, Nonce: req.Nonce, Session: a.self, Received: at}
+	w := &messages.ChatWrite{ChatId: chatID, Author: a.user.ID, Nonce: req.Nonce, Session: a.self, ReceivedUnixNano: at.UnixNano()}
 	if typ == "edit" {
-		if w.MessageID, ok = protocol.ParseID(v[2]); !ok {
+		if w.MessageId, ok = protocol.ParseID(v[2]); !ok {
 			return protocol.ErrNoMessageID
 		}
 	}
@@ -220,9 +220,10 @@ func (a *Actor) chat(req protocol.Request, at time.Time) *protocol.Error {
 	if other <= 0 || other == a.user.ID {
 		return protocol.ErrUserNotExist
 	}
-	w.Room = messages.DMKey(a.user.ID, other)
+	key := messages.DMKey(a.user.ID, other)
+	w.RoomLow, w.RoomHigh = key.Low, key.High
 	w.Seq = a.await(req.Nonce)
-	a.deps.Directory.SendToRoom(w.Room, w)
+	a.deps.Directory.SendToRoom(key, w)
 	return nil
 }
 

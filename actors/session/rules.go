@@ -15,8 +15,9 @@ import (
 // every frame it sends goes through them: the v1 rules of protocol.md
 // §2.9 live here, not in a check of the version at each place.
 type rules struct {
-	// events says what happens to a pushed event, by kind; indexed by any
-	// EventKind, so a kind nobody listed is dropped.
+	// events says what happens to a pushed event, by kind: a kind nobody
+	// listed is dropped, and so is one past the table (an EventKind is a
+	// protobuf enum, any int32 on the wire).
 	events [1 << 8]action
 	// profiles: user objects show their profile; otherwise it is null.
 	profiles bool
@@ -69,6 +70,9 @@ func rulesOf(version int) *rules {
 // event returns the frame to send for m, nil when the client does not
 // receive it.
 func (r *rules) event(m *messages.Push) []byte {
+	if uint32(m.Kind) >= uint32(len(r.events)) {
+		return nil
+	}
 	switch r.events[m.Kind] {
 	case pass:
 		return m.Frame

@@ -264,7 +264,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 				a.send(f)
 			}
 			if m.User != nil {
-				a.send(protocol.Frame("user", a.rules.user(*m.User), a.waitingNonce))
+				a.send(protocol.Frame("user", a.rules.user(m.User.Wire()), a.waitingNonce))
 			}
 			a.next()
 		}
@@ -285,7 +285,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 			a.send(f)
 		}
 	case *messages.CloseSession:
-		a.close(m.Code, m.Reason)
+		a.close(uint16(m.Code), m.Reason)
 	case *heartbeatCheck:
 		if left := time.Until(a.deadline); left > 0 {
 			a.beat.Reset(left)

@@ -33,12 +33,19 @@ var closeLoggedOut = &messages.CloseSession{Code: protocol.CloseLoggedOut, Reaso
 type Actor struct {
 	id       int64
 	deps     *Deps
-	sessions map[string]*actor.PID // by PID id
+	sessions map[sessionKey]*actor.PID
 	// jobs are the user's friend and profile operations, run one at a time
 	// in a goroutine so that deliveries go on while one waits on the store;
 	// jobs[0] is running.
 	jobs []job
 }
+
+// sessionKey names a session by its PID's address and id: ids alone are
+// unique only within a node, and in a cluster a user's sessions are on
+// several.
+type sessionKey struct{ address, id string }
+
+func keyOf(pid *actor.PID) sessionKey { return sessionKey{pid.Address, pid.Id} }
 
 // job is one friend or profile operation of a session's request: run does
 // its store work off the actor and returns what to do inside Receive then.
@@ -54,7 +61,7 @@ type jobDone struct{ apply func(actor.Context) }
 
 // New returns the actor of user id.
 func New(id int64, deps *Deps) *Actor {
-	return &Actor{id: id, deps: deps, sessions: map[string]*actor.PID{}}
+	return &Actor{id: id, deps: deps, sessions: map[sessionKey]*actor.PID{}}
 }
 
 // Receive implements actor.Actor.
@@ -65,9 +72,9 @@ func (a *Actor) Receive(ctx actor.Context) {
 	case *actor.Stopped:
 		a.deps.Directory.UserStopped(a.id, ctx.Self())
 	case *messages.SessionAttached:
-		a.sessions[m.Session.Id] = m.Session
+		a.sessions[keyOf(m.Session)] = m.Session
 	case *messages.SessionDetached:
-		delete(a.sessions, m.Session.Id)
+		delete(a.sessions, keyOf(m.Session))
 	case *messages.Deliver:
 		a.deliver(ctx, &messages.Push{Frame: m.Frame, Kind: m.Kind}, m.Except)
 		if m.Echo != nil {
@@ -125,10 +132,11 @@ func (a *Actor) start(ctx actor.Context) {
 	}()
 }
 
-// deliver sends push, the same one, to every session but except.
+// deliver sends push, the same one, to every session but except (nil:
+// to every one).
 func (a *Actor) deliver(ctx actor.Context, push *messages.Push, except *actor.PID) {
-	for id, s := range a.sessions {
-		if except == nil || id != except.Id {
+	for _, s := range a.sessions {
+		if !s.Equal(except) {
 			ctx.Send(s, push)
 		}
 	}
@@ -225,14 +233,13 @@ func (a *Actor) setProfile(c context.Context, m *messages.SetProfile) func(actor
 	if err != nil {
 		return answer(m.Session, m.Seq, m.Nonce, a.unavailable(err))
 	}
-	self := protocol.UserOf(u)
 	// The session encodes the answer: a v1 one shows no profile.
-	reply := &messages.Reply{Seq: m.Seq, User: &self}
+	reply := &messages.Reply{Seq: m.Seq, User: messages.UserOf(u)}
 	friends, err := a.deps.Store.Friends(c, a.id)
 	if err != nil {
 		a.deps.Log.Warn().Err(err).Int64("user", a.id).Msg("user: profile change not shown to friends")
 	}
-	event := &messages.Deliver{Frame: protocol.Frame("user", self, ""), Kind: messages.EventProfile}
+	event := &messages.Deliver{Frame: protocol.Frame("user", protocol.UserOf(u), ""), Kind: messages.EventProfile}
 	return func(ctx actor.Context) {
 		ctx.Send(m.Session, reply)
 		for _, f := range friends {

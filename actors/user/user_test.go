@@ -171,3 +171,48 @@ func TestUserFailureIsReplaced(t *testing.T) {
 	typ, _ := typeOf(t, a1.next(t))
 	require.Equal(t, "ok", typ)
 }
+
+// A fan-out builds one Push for all the user's sessions but the author's,
+// which gets the echo instead: a broadcast costs no allocation per session.
+func TestDeliverSharesOnePush(t *testing.T) {
+	u := newUsers(t)
+	type received struct {
+		session int
+		msg     any
+	}
+	got := make(chan received, 16)
+	var pids []*actor.PID
+	for i := range 3 {
+		pid := u.root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
+			switch m := c.Message().(type) {
+			case *messages.Push, *messages.Reply:
+				got <- received{i, m}
+			}
+		}))
+		u.dir.Attach(1, time.Now(), pid)
+		pids = append(pids, pid)
+	}
+	echo := &messages.Reply{Seq: 1, Frames: [][]byte{[]byte(`"echo"`)}}
+	u.dir.SendToUser(1, &messages.Deliver{Frame: []byte(`"event"`), Kind: messages.EventChatSend, Except: pids[0], Echo: echo})
+	pushes := map[int]*messages.Push{}
+	for range 3 {
+		select {
+		case r := <-got:
+			if r.session == 0 {
+				require.Same(t, echo, r.msg, "the author's session gets the echo alone")
+				continue
+			}
+			pushes[r.session] = r.msg.(*messages.Push)
+		case <-time.After(5 * time.Second):
+			t.Fatal("a session got nothing")
+		}
+	}
+	require.Len(t, pushes, 2)
+	require.Same(t, pushes[1], pushes[2])
+	require.Equal(t, messages.EventChatSend, pushes[1].Kind)
+	select {
+	case r := <-got:
+		t.Fatalf("session %d got %v too", r.session, r.msg)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
