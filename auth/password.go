@@ -25,6 +25,10 @@ type PasswordParams struct {
 // m=19 MiB, t=2, p=1.
 var OWASPParams = PasswordParams{MemoryKiB: 19 * 1024, Time: 2, Threads: 1}
 
+// DefaultPasswordParams is the cost a zero PasswordParams takes
+// (net/httpapi's Config.Password, NewUserMaker): OWASPParams.
+var DefaultPasswordParams = OWASPParams
+
 const (
 	saltLen = 16
 	keyLen  = 32

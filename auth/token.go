@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/rewind-chat/rewind/persistence"
+	"github.com/rewind-chat/rewind/setting"
 )
 
 // TokenError is a token the protocol refuses; Reason is the exact text of
@@ -57,11 +58,19 @@ type Tokens struct {
 	users UserLookup
 }
 
+// DefaultTokenTTL, the lifetime a zero ttl of NewTokens takes and the
+// default of REWIND_TOKEN_TTL, is none (setting.Off): a token lasts until
+// its user logs out, because the shipped client cannot tell an expired
+// token and never logs in again by itself.
+const DefaultTokenTTL time.Duration = setting.Off
+
 // NewTokens derives its signing key from secret; ttl is a token's
-// lifetime, 0 for none (REWIND_TOKEN_TTL: the shipped client cannot tell an
-// expired token and never logs in again by itself); now defaults to
-// time.Now.
+// lifetime (REWIND_TOKEN_TTL): zero takes DefaultTokenTTL, setting.Off is
+// none (package setting has the convention). now defaults to time.Now.
 func NewTokens(secret []byte, ttl time.Duration, users UserLookup, now func() time.Time) *Tokens {
+	if ttl == 0 {
+		ttl = DefaultTokenTTL
+	}
 	if now == nil {
 		now = time.Now
 	}

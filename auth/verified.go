@@ -32,11 +32,14 @@ type UserMaker struct {
 }
 
 // NewUserMaker makes users with ids of snowflake node node (0..1023) and
-// password hashes of cost p.
+// password hashes of cost p; a zero p takes DefaultPasswordParams.
 func NewUserMaker(node int64, p PasswordParams) (*UserMaker, error) {
 	ids, err := snowflake.NewNode(node)
 	if err != nil {
 		return nil, err
+	}
+	if p == (PasswordParams{}) {
+		p = DefaultPasswordParams
 	}
 	return &UserMaker{ids: ids, params: p}, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/rewind-chat/rewind/net/client"
 	"github.com/rewind-chat/rewind/persistence/storeurl"
 	"github.com/rewind-chat/rewind/server"
+	"github.com/rewind-chat/rewind/setting"
 )
 
 // wait bounds every wait for an answer.
@@ -116,7 +117,7 @@ func TestImportedHistoryOverWebSocket(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, store.Close())
 
-		srv, err := server.Start(ctx, server.Config{Addr: "127.0.0.1:0", DatabaseURL: databaseURL, AuthRatePerMinute: -1})
+		srv, err := server.Start(ctx, server.Config{Addr: "127.0.0.1:0", DatabaseURL: databaseURL, AuthRatePerMinute: setting.Off})
 		require.NoError(t, err)
 		t.Cleanup(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), wait)

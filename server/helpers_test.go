@@ -22,6 +22,7 @@ import (
 	"github.com/rewind-chat/rewind/net/smtpd"
 	"github.com/rewind-chat/rewind/persistence/postgres/pgtest"
 	"github.com/rewind-chat/rewind/server"
+	"github.com/rewind-chat/rewind/setting"
 )
 
 // stores runs f once on a fresh SQLite database and once on a fresh
@@ -82,7 +83,7 @@ func startNode(t *testing.T, databaseURL string, edit ...func(*server.Config)) *
 	n.cfg = server.Config{
 		Addr:              "127.0.0.1:0",
 		DatabaseURL:       databaseURL,
-		AuthRatePerMinute: -1,
+		AuthRatePerMinute: setting.Off,
 		Logger:            &logger,
 		Mail: mailer.Config{
 			Host: mail.Host(), Port: mail.Port(), TLS: mailer.TLSNone,

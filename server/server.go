@@ -4,6 +4,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -41,10 +42,15 @@ import (
 	"github.com/rewind-chat/rewind/persistence/storeurl"
 )
 
-// Config of a node. DatabaseURL is required; other zero values take the
-// defaults documented on each field.
+// Config of a node. DatabaseURL is required. Every other setting follows
+// package setting's convention: a zero value takes the default its field
+// names, which the component the setting goes to declares (a Default...
+// constant beside its Config) and resolves; a setting that can be turned
+// off is turned off with setting.Off. The server passes settings through
+// as they came and writes no default of a component; cmd/rewind builds
+// its flags from the same constants.
 type Config struct {
-	// Addr to listen on; default ":8080".
+	// Addr to listen on; default DefaultAddr (":8080").
 	Addr string
 	// PublicURL is where clients reach this node (verification links);
 	// default http://localhost (https with TLSCert) plus the port of Addr.
@@ -62,21 +68,26 @@ type Config struct {
 	Store persistence.Store
 	// TokenSecret signs tokens; empty: one generated once and kept in the store.
 	TokenSecret string
-	// TokenTTL (REWIND_TOKEN_TTL) is a token's lifetime; 0, the default,
-	// is none: a token lasts until its user logs out, because the shipped
-	// client never logs in again by itself and cannot tell an expired token.
+	// TokenTTL (REWIND_TOKEN_TTL) is a token's lifetime; default
+	// auth.DefaultTokenTTL, which is none: a token lasts until its user
+	// logs out, because the shipped client never logs in again by itself
+	// and cannot tell an expired token. setting.Off: none.
 	TokenTTL time.Duration
 	// NodeID is this node's snowflake node (0..1023).
 	NodeID int64
-	// WriteTransactions is how many group-commit transactions may run at
-	// once; default 1. On a local PostgreSQL one is fastest (fewer, larger
-	// transactions: docs/benchmarks.md); more can hide a distant
-	// database's round trips. SQLite has one writer connection anyway.
+	// WriteTransactions (REWIND_WRITE_TRANSACTIONS) is how many
+	// group-commit transactions may run at once; default
+	// writer.DefaultConcurrency. On a local PostgreSQL one is fastest
+	// (fewer, larger transactions: docs/benchmarks.md); more can hide a
+	// distant database's round trips. SQLite has one writer connection
+	// anyway.
 	WriteTransactions int
-	// Mail configures the verification mailer; no Host logs links instead.
+	// Mail configures the verification mailer (defaults in mailer.Config);
+	// no Host logs links instead.
 	Mail mailer.Config
-	// AuthRatePerMinute caps register and login per client IP; default 30,
-	// negative turns it off.
+	// AuthRatePerMinute (REWIND_AUTH_RATE) caps register and login per
+	// client IP; default httpapi.DefaultAuthRatePerMinute;
+	// setting.Off: no limit.
 	AuthRatePerMinute int
 	// TrustedProxies (REWIND_TRUSTED_PROXIES) are the reverse proxies whose
 	// X-Forwarded-For names the client of the per-address limits; none by
@@ -84,14 +95,14 @@ type Config struct {
 	TrustedProxies clientaddr.Proxies
 	// HTTPLimits of protocol.md §1 "Registration hardening" (body
 	// deadline, password-hashing slots, failed logins per account, mails
-	// per address); zero values take the defaults.
+	// per address); defaults in httpapi.Limits.
 	HTTPLimits httpapi.Limits
-	// Password hashing cost; default auth.OWASPParams.
+	// Password hashing cost; default auth.DefaultPasswordParams.
 	Password auth.PasswordParams
 	// DebugAddr, when set, serves net/http/pprof there (keep it on a
 	// loopback or private address): profiles of a running node.
 	DebugAddr string
-	// Gateway settings of protocol.md §2; zero values take their defaults.
+	// Gateway settings of protocol.md §2.
 	Gateway GatewayConfig
 	// Logger; default a disabled logger.
 	Logger *zerolog.Logger
@@ -99,85 +110,75 @@ type Config struct {
 	Now func() time.Time
 }
 
-// GatewayConfig holds the WebSocket settings of protocol.md §2.
+// DefaultAddr is the default of Config.Addr and REWIND_ADDR.
+const DefaultAddr = ":8080"
+
+// DefaultTimezone is the zone of wire times when GatewayConfig.Timezone is
+// nil, and REWIND_TIMEZONE's default: Asia/Seoul, the original backend's.
+var DefaultTimezone = func() *time.Location {
+	loc, err := time.LoadLocation("Asia/Seoul") // embedded (time/tzdata): cannot fail
+	if err != nil {
+		panic(err)
+	}
+	return loc
+}()
+
+// GatewayConfig holds the WebSocket settings of protocol.md §2, each passed
+// to the component that owns it, which resolves its zero value (package
+// setting has the convention).
 type GatewayConfig struct {
-	Timezone          *time.Location // REWIND_TIMEZONE, default Asia/Seoul
-	HeartbeatInterval time.Duration  // REWIND_HEARTBEAT_INTERVAL, default 40s
-	HeartbeatGrace    time.Duration  // REWIND_HEARTBEAT_GRACE, default 5s
-	SendQueue         int            // REWIND_WS_SEND_QUEUE, default 256 frames
-	SendBytes         int            // REWIND_WS_SEND_BYTES, default 1 MiB
-	Rate              float64        // REWIND_WS_RATE, default 10/s, negative off
-	Burst             int            // REWIND_WS_BURST, default 60
+	// Timezone (REWIND_TIMEZONE) is the zone of wire times; default
+	// DefaultTimezone (Asia/Seoul).
+	Timezone *time.Location
+	// HeartbeatInterval (REWIND_HEARTBEAT_INTERVAL); default
+	// session.DefaultHeartbeatInterval.
+	HeartbeatInterval time.Duration
+	// HeartbeatGrace (REWIND_HEARTBEAT_GRACE); default
+	// session.DefaultHeartbeatGrace.
+	HeartbeatGrace time.Duration
+	// SendQueue (REWIND_WS_SEND_QUEUE), outbound frames queued per
+	// session; default gateway.DefaultSendQueue.
+	SendQueue int
+	// SendBytes (REWIND_WS_SEND_BYTES), outbound bytes queued per
+	// session; default gateway.DefaultSendBytes.
+	SendBytes int
+	// Rate (REWIND_WS_RATE), request frames per second per session;
+	// default session.DefaultRate; setting.Off: no limit.
+	Rate float64
+	// Burst (REWIND_WS_BURST); default session.DefaultBurst.
+	Burst int
 	// MaxFrame (REWIND_WS_MAX_FRAME) is the largest message a session is
-	// handed; default gateway.DefaultMaxFrame (64 KiB), at most
-	// gateway.DefaultMaxMessage (1 MiB). A larger one up to that cap is
+	// handed; default gateway.DefaultMaxFrame, at most
+	// gateway.DefaultMaxMessage. A larger one up to that cap is
 	// answered 1009 and dropped; the connection stays (protocol.md §2.1).
 	MaxFrame int
-	// AuthTimeout (REWIND_WS_AUTH_TIMEOUT, default 30s): a connection not
-	// authenticated this long after its upgrade is closed with 4001.
+	// AuthTimeout (REWIND_WS_AUTH_TIMEOUT): a connection not authenticated
+	// this long after its upgrade is closed with 4001; default
+	// session.DefaultAuthTimeout; setting.Off: no limit.
 	AuthTimeout time.Duration
-	// MaxUnauthenticatedPerIP (REWIND_WS_MAX_UNAUTHENTICATED_PER_IP,
-	// default 64, negative off): connections from one address not yet
-	// authenticated; the next upgrade from it is refused with 429.
+	// MaxUnauthenticatedPerIP (REWIND_WS_MAX_UNAUTHENTICATED_PER_IP):
+	// connections from one address not yet authenticated; the next
+	// upgrade from it is refused with 429. Default
+	// gateway.DefaultMaxUnauthenticatedPerIP; setting.Off: no bound.
 	MaxUnauthenticatedPerIP int
-	// MaxConnections (REWIND_MAX_CONNECTIONS, default the open-files limit
-	// less 512, negative off): past it upgrades are refused with 503.
+	// MaxConnections (REWIND_MAX_CONNECTIONS): past it upgrades are
+	// refused with 503. Default gateway.DefaultMaxConnections()
+	// (from the open-files limit); setting.Off: no bound.
 	MaxConnections int
-	// WriteTimeout bounds a write to a WebSocket; default 10s (tests
-	// shorten it).
+	// WriteTimeout bounds a write to a WebSocket; default
+	// gateway.DefaultWriteTimeout (tests shorten it).
 	WriteTimeout time.Duration
-	// RoomIdle is how long a DM room actor lives without traffic; default 2m.
+	// RoomIdle is how long a DM room actor lives without traffic; default
+	// room.DefaultIdle; setting.Off: until the node stops.
 	RoomIdle time.Duration
-	// MaxSessions (REWIND_WS_MAX_SESSIONS, default 64, negative off):
-	// sessions of one user; the auth past it is answered 4029.
+	// MaxSessions (REWIND_WS_MAX_SESSIONS): sessions of one user; the auth
+	// past it is answered 4029. Default directory.DefaultMaxSessions;
+	// setting.Off: no cap.
 	MaxSessions int
 	// ChatWriteTimeout is a chat write's time limit, from its request's
-	// arrival to its commit; default 10s (tests shorten it).
+	// arrival to its commit; default writer.DefaultTimeout (tests shorten
+	// it).
 	ChatWriteTimeout time.Duration
-}
-
-// withDefaults resolves the zero values of g.
-func (g GatewayConfig) withDefaults() GatewayConfig {
-	if g.Timezone == nil {
-		g.Timezone, _ = time.LoadLocation("Asia/Seoul") // embedded: cannot fail
-	}
-	if g.HeartbeatInterval == 0 {
-		g.HeartbeatInterval = 40 * time.Second
-	}
-	if g.HeartbeatGrace == 0 {
-		g.HeartbeatGrace = 5 * time.Second
-	}
-	if g.MaxFrame == 0 {
-		g.MaxFrame = gateway.DefaultMaxFrame
-	}
-	if g.SendQueue == 0 {
-		g.SendQueue = 256
-	}
-	if g.AuthTimeout == 0 {
-		g.AuthTimeout = 30 * time.Second
-	}
-	switch {
-	case g.Rate == 0:
-		g.Rate = 10
-	case g.Rate < 0:
-		g.Rate = 0
-	}
-	if g.Burst == 0 {
-		g.Burst = 60
-	}
-	switch {
-	case g.MaxSessions == 0:
-		g.MaxSessions = 64
-	case g.MaxSessions < 0:
-		g.MaxSessions = 0
-	}
-	if g.ChatWriteTimeout == 0 {
-		g.ChatWriteTimeout = 10 * time.Second
-	}
-	if g.RoomIdle == 0 {
-		g.RoomIdle = 2 * time.Minute
-	}
-	return g
 }
 
 // Server is a running node.
@@ -208,7 +209,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		log = *cfg.Logger
 	}
 	if cfg.Addr == "" {
-		cfg.Addr = ":8080"
+		cfg.Addr = DefaultAddr
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -344,7 +345,8 @@ func (s *Server) start(ctx context.Context, ids *snowflake.Node) error {
 // startActors spawns the writer and the gateway, and returns the
 // directory through which sessions, users and rooms find each other.
 func (s *Server) startActors(reg prometheus.Registerer, tokens *auth.Tokens, ids *snowflake.Node) *directory.Directory {
-	g := s.cfg.Gateway.withDefaults()
+	g := s.cfg.Gateway
+	loc := cmp.Or(g.Timezone, DefaultTimezone)
 	root := s.system.Root
 	batches := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "rewind_write_batch_size", Help: "Chat writes per group-commit transaction.",
@@ -369,11 +371,11 @@ func (s *Server) startActors(reg prometheus.Registerer, tokens *auth.Tokens, ids
 	newID := func() int64 { return ids.Generate().Int64() }
 	log := s.log.With().Str("component", "gateway").Logger()
 	var dir *directory.Directory
-	userDeps := &user.Deps{Store: s.store, Now: s.cfg.Now, Timeout: 10 * time.Second, Log: log}
-	roomDeps := &room.Deps{
-		Loader: loader, NewID: newID, Location: g.Timezone, Now: s.cfg.Now,
+	userDeps := user.NewDeps(user.Deps{Store: s.store, Now: s.cfg.Now, Log: log})
+	roomDeps := room.NewDeps(room.Deps{
+		Loader: loader, NewID: newID, Location: loc, Now: s.cfg.Now,
 		Idle: g.RoomIdle, Activations: activations, Log: log,
-	}
+	})
 	dir = directory.New(root, directory.Config{
 		User:        func(id int64) actor.Producer { return func() actor.Actor { return user.New(id, userDeps) } },
 		Room:        func(k messages.RoomKey) actor.Producer { return func() actor.Actor { return room.New(k, roomDeps) } },
@@ -387,14 +389,13 @@ func (s *Server) startActors(reg prometheus.Registerer, tokens *auth.Tokens, ids
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "rewind_rooms_active", Help: "DM room actors alive.",
 	}, func() float64 { return float64(dir.Rooms()) }))
-	sessionDeps := &session.Deps{
+	sessionDeps := session.NewDeps(session.Deps{
 		Config: session.Config{
 			HeartbeatInterval: g.HeartbeatInterval, HeartbeatGrace: g.HeartbeatGrace,
-			AuthTimeout: g.AuthTimeout, Rate: g.Rate, Burst: g.Burst, Location: g.Timezone,
-			RequestTimeout: 30 * time.Second, StoreTimeout: 10 * time.Second,
+			AuthTimeout: g.AuthTimeout, Rate: g.Rate, Burst: g.Burst, Location: loc,
 		},
 		Store: s.store, Tokens: tokens, Directory: dir, Log: log,
-	}
+	})
 	sessions := session.NewRoot(s.system)
 	s.ws = gateway.New(gateway.Config{
 		MaxFrame: g.MaxFrame, SendQueue: g.SendQueue, SendBytes: g.SendBytes, WriteTimeout: g.WriteTimeout,

@@ -20,6 +20,7 @@ import (
 	"github.com/rewind-chat/rewind/net/client"
 	"github.com/rewind-chat/rewind/persistence/postgres/pgtest"
 	"github.com/rewind-chat/rewind/server"
+	"github.com/rewind-chat/rewind/setting"
 )
 
 // Durability tests of protocol.md §2.3: an echo means stored, a nonce makes
@@ -28,7 +29,7 @@ import (
 
 // noRateLimit turns off the per-session rate limit so that tests can send
 // as fast as they like.
-func noRateLimit(c *server.Config) { c.Gateway.Rate = -1 }
+func noRateLimit(c *server.Config) { c.Gateway.Rate = setting.Off }
 
 // waitUntil polls cond until it holds, failing t after timeout.
 func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/rewind-chat/rewind/net/client"
 	"github.com/rewind-chat/rewind/server"
+	"github.com/rewind-chat/rewind/setting"
 )
 
 // rawClient speaks WebSocket with no protocol logic: it sends exactly the
@@ -117,7 +118,7 @@ func sqliteURL(t *testing.T) string { return "sqlite:" + filepath.Join(t.TempDir
 func TestSlowConsumerIsClosed4009(t *testing.T) {
 	n := startNode(t, sqliteURL(t), func(c *server.Config) {
 		c.Gateway.SendQueue = 8
-		c.Gateway.Rate = -1
+		c.Gateway.Rate = setting.Off
 	})
 	// The receive buffer is left alone: Linux grows a socket's buffer only
 	// as its application reads, so one that never reads stays small. (A
@@ -355,7 +356,7 @@ func requireWireTimeNow(t *testing.T, v any, loc *time.Location) {
 }
 
 func TestAnswersKeepRequestOrder(t *testing.T) {
-	n := startNode(t, sqliteURL(t), func(c *server.Config) { c.Gateway.Rate = -1 })
+	n := startNode(t, sqliteURL(t), func(c *server.Config) { c.Gateway.Rate = setting.Off })
 	a, b := n.newAccount("orderly"), n.newAccount("chatty")
 	ca, _ := n.connect(a, 2)
 	cb, _ := n.connect(b, 2)
@@ -487,7 +488,7 @@ func TestIdleRoomStopsAndRestarts(t *testing.T) {
 		const idle = 50 * time.Millisecond
 		n := startNode(t, db, func(c *server.Config) {
 			c.Gateway.RoomIdle = idle
-			c.Gateway.Rate = -1
+			c.Gateway.Rate = setting.Off
 		})
 		a, b := n.newAccount("early"), n.newAccount("late")
 		ca, _ := n.connect(a, 2)

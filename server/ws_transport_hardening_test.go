@@ -23,6 +23,7 @@ import (
 
 	"github.com/rewind-chat/rewind/net/client"
 	"github.com/rewind-chat/rewind/server"
+	"github.com/rewind-chat/rewind/setting"
 )
 
 // The transport's hardening (issue 8, findings 5, 7, 9, 15, 16), each on
@@ -301,7 +302,7 @@ func (c *rawWS) stuff(count, size int) {
 // sent, whole, then the close frame.
 func TestClientThatDoesNotReadIsClosed4009(t *testing.T) {
 	n := startNode(t, "sqlite:"+filepath.Join(t.TempDir(), "rewind.db"), func(c *server.Config) {
-		c.Gateway.Rate = -1
+		c.Gateway.Rate = setting.Off
 		c.Gateway.WriteTimeout = 300 * time.Millisecond
 		c.Gateway.SendQueue, c.Gateway.SendBytes = 1<<20, 1<<30 // only the timeout ends it
 	})
@@ -323,7 +324,7 @@ func TestClientThatDoesNotReadIsClosed4009(t *testing.T) {
 // bound, and the client that reads again learns why.
 func TestSendQueueBoundedInBytes(t *testing.T) {
 	n := startNode(t, "sqlite:"+filepath.Join(t.TempDir(), "rewind.db"), func(c *server.Config) {
-		c.Gateway.Rate = -1
+		c.Gateway.Rate = setting.Off
 		c.Gateway.SendQueue, c.Gateway.SendBytes = 1<<20, 256<<10
 		c.Gateway.WriteTimeout = time.Second
 	})
@@ -408,7 +409,7 @@ func TestUnauthenticatedConnectionsPerAddress(t *testing.T) {
 // upgrades are refused 503 at once, while health and login are answered.
 func TestMaxConnectionsKeepsHealth(t *testing.T) {
 	n := startNode(t, "sqlite:"+filepath.Join(t.TempDir(), "rewind.db"), func(c *server.Config) {
-		c.Gateway.MaxConnections, c.Gateway.MaxUnauthenticatedPerIP = 3, -1
+		c.Gateway.MaxConnections, c.Gateway.MaxUnauthenticatedPerIP = 3, setting.Off
 	})
 	for range 3 {
 		n.dial(1)
@@ -545,7 +546,7 @@ func runDescriptorChild(t *testing.T) {
 	srv, err := server.Start(context.Background(), server.Config{
 		Addr:              "127.0.0.1:0",
 		DatabaseURL:       "sqlite:" + filepath.Join(t.TempDir(), "rewind.db"),
-		AuthRatePerMinute: -1,
+		AuthRatePerMinute: setting.Off,
 	})
 	require.NoError(t, err)
 	fmt.Println("ADDR " + srv.Addr())

@@ -15,7 +15,8 @@ import (
 	"github.com/rewind-chat/rewind/messages"
 )
 
-// Config tells the directory how to make actors.
+// Config tells the directory how to make actors. A zero MaxSessions takes
+// its default (package setting has the convention).
 type Config struct {
 	// User makes the actor of one online user.
 	User func(userID int64) actor.Producer
@@ -25,9 +26,13 @@ type Config struct {
 	// same one, so its writes commit in the order it made them.
 	Writers []*actor.PID
 	// MaxSessions caps the sessions of one user (protocol.md §2.7,
-	// REWIND_WS_MAX_SESSIONS); 0 means no cap.
+	// REWIND_WS_MAX_SESSIONS); default DefaultMaxSessions (64);
+	// setting.Off: no cap.
 	MaxSessions int
 }
+
+// DefaultMaxSessions is the default of Config.MaxSessions.
+const DefaultMaxSessions = 64
 
 // LogoutMemory is how long the directory remembers a user's logout: an
 // auth whose token check started longer ago than this cannot attach and
@@ -84,6 +89,9 @@ var stopOnFailure = actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive {
 
 // New returns an empty directory spawning through root.
 func New(root *actor.RootContext, cfg Config) *Directory {
+	if cfg.MaxSessions == 0 {
+		cfg.MaxSessions = DefaultMaxSessions
+	}
 	return &Directory{
 		root: root, cfg: cfg, seed: maphash.MakeSeed(),
 		users: map[int64]*userEntry{}, rooms: map[messages.RoomKey]*actor.PID{},

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rewind-chat/rewind/actors/directory"
 	"github.com/rewind-chat/rewind/messages"
+	"github.com/rewind-chat/rewind/setting"
 )
 
 // users is a directory whose user actors report what they receive.
@@ -60,7 +61,7 @@ func (u *users) next(t *testing.T) any {
 // attach (the check may have read the generation before the bump); one
 // that attached before the logout is told to close by its user's actor.
 func TestAttachAfterLogout(t *testing.T) {
-	u := newUsers(t, 0)
+	u := newUsers(t, setting.Off)
 	s1, s2, s3 := u.session(), u.session(), u.session()
 
 	before := time.Now()

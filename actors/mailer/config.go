@@ -25,11 +25,12 @@ const (
 	TLSNone TLSMode = "none"
 )
 
-// ParseTLSMode reads a REWIND_SMTP_TLS value; the empty string means the default, TLSImplicit.
+// ParseTLSMode reads a REWIND_SMTP_TLS value; the empty string means the
+// default, DefaultTLS.
 func ParseTLSMode(s string) (TLSMode, error) {
 	switch mode := TLSMode(strings.ToLower(strings.TrimSpace(s))); mode {
 	case "":
-		return TLSImplicit, nil
+		return DefaultTLS, nil
 	case TLSImplicit, TLSStartTLS, TLSNone:
 		return mode, nil
 	default:
@@ -41,34 +42,37 @@ func ParseTLSMode(s string) (TLSMode, error) {
 // not push the last attempts hours away.
 const maxBackoff = 5 * time.Minute
 
-// Config configures the mailer. Zero values mean the documented defaults.
+// Config configures the mailer. A zero value takes the default its field
+// names (package setting has the convention; nothing here can be turned
+// off).
 type Config struct {
 	// Host is the SMTP server. Empty means no SMTP: each verification link is
 	// written to Logger instead (for laptops and tests).
 	Host string
-	// Port defaults by TLS: 465 for implicit, 587 for starttls, 25 for none.
+	// Port defaults by TLS: DefaultPortImplicit (465), DefaultPortStartTLS
+	// (587), DefaultPortNone (25).
 	Port int
 	// Username, when set, turns on SMTP AUTH PLAIN; empty means no AUTH.
 	Username string
 	// Password goes with Username. It is never logged.
 	Password string
 	// From is the sender address. Default: Username if it contains '@',
-	// else "rewind@localhost".
+	// else DefaultFrom.
 	From string
-	// TLS defaults to TLSImplicit.
+	// TLS defaults to DefaultTLS (TLSImplicit).
 	TLS TLSMode
 	// TLSConfig verifies the server in the implicit and starttls modes; an
 	// empty ServerName is set to Host. Default: the system roots and
 	// ServerName=Host. Tests set it to trust a self-signed certificate.
 	TLSConfig *tls.Config
 	// Timeout bounds one whole attempt: dial, TLS, AUTH and the transfer.
-	// Default 15s.
+	// Default DefaultTimeout (15s).
 	Timeout time.Duration
 	// MaxAttempts is how many times one mail is tried before it is dropped.
-	// Default 6.
+	// Default DefaultMaxAttempts (6).
 	MaxAttempts int
 	// BaseBackoff is the wait before the second attempt; it doubles for each
-	// further one, up to 5 minutes. Default 2s.
+	// further one, up to 5 minutes. Default DefaultBaseBackoff (2s).
 	BaseBackoff time.Duration
 	// Logger receives one line per attempt (recipient, attempt, error, never
 	// the link or the body). The zero value logs nothing, which also hides the
@@ -78,6 +82,18 @@ type Config struct {
 	// attempt, e.g. to count outcomes in Prometheus. It must not block.
 	OnOutcome func(Outcome)
 }
+
+// Defaults of Config; REWIND_SMTP_TLS and REWIND_SMTP_PORT default to them.
+const (
+	DefaultTLS          = TLSImplicit
+	DefaultPortImplicit = 465
+	DefaultPortStartTLS = 587
+	DefaultPortNone     = 25
+	DefaultFrom         = "rewind@localhost"
+	DefaultTimeout      = 15 * time.Second
+	DefaultMaxAttempts  = 6
+	DefaultBaseBackoff  = 2 * time.Second
+)
 
 // Outcome is what became of one delivery attempt.
 type Outcome string
@@ -102,13 +118,13 @@ func (c Config) withDefaults() (Config, error) {
 		return c, err
 	}
 	if c.Port == 0 {
-		c.Port = map[TLSMode]int{TLSImplicit: 465, TLSStartTLS: 587, TLSNone: 25}[c.TLS]
+		c.Port = map[TLSMode]int{TLSImplicit: DefaultPortImplicit, TLSStartTLS: DefaultPortStartTLS, TLSNone: DefaultPortNone}[c.TLS]
 	}
 	if c.Port < 1 || c.Port > 65535 {
 		return c, fmt.Errorf("mailer: port %d out of range", c.Port)
 	}
 	if c.From == "" {
-		c.From = "rewind@localhost"
+		c.From = DefaultFrom
 		if strings.Contains(c.Username, "@") {
 			c.From = c.Username
 		}
@@ -125,13 +141,13 @@ func (c Config) withDefaults() (Config, error) {
 		c.TLSConfig.ServerName = c.Host
 	}
 	if c.Timeout <= 0 {
-		c.Timeout = 15 * time.Second
+		c.Timeout = DefaultTimeout
 	}
 	if c.MaxAttempts <= 0 {
-		c.MaxAttempts = 6
+		c.MaxAttempts = DefaultMaxAttempts
 	}
 	if c.BaseBackoff <= 0 {
-		c.BaseBackoff = 2 * time.Second
+		c.BaseBackoff = DefaultBaseBackoff
 	}
 	return c, nil
 }

@@ -24,19 +24,39 @@ import (
 	"github.com/rewind-chat/rewind/protocol"
 )
 
-// Deps are what a room needs; shared by all rooms.
+// Deps are what a room needs; shared by all rooms. Make them with
+// NewDeps, which resolves the zero values (package setting has the
+// convention).
 type Deps struct {
 	Directory *directory.Directory
 	// Loader is the room-state loader (actors/roomstate).
-	Loader   *actor.PID
-	NewID    func() int64
+	Loader *actor.PID
+	NewID  func() int64
+	// Location is the zone of wire times; required (server resolves
+	// REWIND_TIMEZONE).
 	Location *time.Location
-	Now      func() time.Time
-	// Idle is how long a room waits without messages before it stops.
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Idle is how long a room waits without messages before it stops;
+	// default DefaultIdle (2m); setting.Off: never.
 	Idle time.Duration
 	// Activations counts room actors started (cold rooms); optional.
 	Activations prometheus.Counter
 	Log         zerolog.Logger
+}
+
+// DefaultIdle is the default of Deps.Idle.
+const DefaultIdle = 2 * time.Minute
+
+// NewDeps returns d with its zero values resolved.
+func NewDeps(d Deps) *Deps {
+	if d.Idle == 0 {
+		d.Idle = DefaultIdle
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	return &d
 }
 
 // Actor is one DM room. Its fields are its own: only Receive touches them.
@@ -83,7 +103,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 		if a.deps.Activations != nil {
 			a.deps.Activations.Inc()
 		}
-		if a.deps.Idle > 0 { // as with ReceiveTimeout, 0 means never idle
+		if a.deps.Idle > 0 { // setting.Off (negative): never idle
 			self, root := ctx.Self(), ctx.ActorSystem().Root
 			a.idle = time.AfterFunc(a.deps.Idle, func() { root.Send(self, &idleCheck{}) })
 		}

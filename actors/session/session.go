@@ -39,30 +39,93 @@ type AuthNoter interface {
 	Authenticated()
 }
 
-// Config holds the protocol settings; every field is required.
+// Config holds the protocol settings. A zero value takes the default its
+// field names (package setting has the convention); AuthTimeout and Rate
+// are turned off with setting.Off.
 type Config struct {
+	// HeartbeatInterval is the interval clients keep (protocol.md §2.2);
+	// default DefaultHeartbeatInterval (40s).
 	HeartbeatInterval time.Duration
-	HeartbeatGrace    time.Duration
+	// HeartbeatGrace is the time past the interval before the session is
+	// closed with 4003; default DefaultHeartbeatGrace (5s).
+	HeartbeatGrace time.Duration
 	// AuthTimeout is how long a connection may stay unauthenticated; past
-	// it the session closes with 4001. 0: no limit.
+	// it the session closes with 4001. Default DefaultAuthTimeout (30s);
+	// setting.Off: no limit.
 	AuthTimeout time.Duration
-	Rate        float64 // request frames (pings included) per second; 0: no limit
-	Burst       int
-	Location    *time.Location // zone of wire times
+	// Rate is the request frames (pings included) per second a session
+	// may send, sustained (protocol.md §2.7); default DefaultRate (10);
+	// setting.Off: no limit.
+	Rate float64
+	// Burst is the request frames a session may send at once; default
+	// DefaultBurst (60).
+	Burst int
+	// Location is the zone of wire times; required (server resolves
+	// REWIND_TIMEZONE).
+	Location *time.Location
 	// RequestTimeout bounds the wait for a room or user actor; past it the
 	// request is answered 5001 (outcome unknown) and the session goes on.
+	// Default DefaultRequestTimeout (30s).
 	RequestTimeout time.Duration
-	// StoreTimeout bounds the session's own reads (auth, load, user).
+	// StoreTimeout bounds the session's own reads (auth, load, user);
+	// default DefaultStoreTimeout (10s).
 	StoreTimeout time.Duration
 }
 
-// Deps are what sessions need; shared by all of them.
+// Defaults of Config; REWIND_HEARTBEAT_INTERVAL, REWIND_HEARTBEAT_GRACE,
+// REWIND_WS_AUTH_TIMEOUT, REWIND_WS_RATE and REWIND_WS_BURST default to
+// them.
+const (
+	DefaultHeartbeatInterval = 40 * time.Second
+	DefaultHeartbeatGrace    = 5 * time.Second
+	DefaultAuthTimeout       = 30 * time.Second
+	DefaultRate              = 10
+	DefaultBurst             = 60
+	DefaultRequestTimeout    = 30 * time.Second
+	DefaultStoreTimeout      = 10 * time.Second
+)
+
+// withDefaults resolves the zero values of c; a setting turned off stays
+// negative, which the session reads as off.
+func (c Config) withDefaults() Config {
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.HeartbeatGrace <= 0 {
+		c.HeartbeatGrace = DefaultHeartbeatGrace
+	}
+	if c.AuthTimeout == 0 {
+		c.AuthTimeout = DefaultAuthTimeout
+	}
+	if c.Rate == 0 {
+		c.Rate = DefaultRate
+	}
+	if c.Burst <= 0 {
+		c.Burst = DefaultBurst
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.StoreTimeout <= 0 {
+		c.StoreTimeout = DefaultStoreTimeout
+	}
+	return c
+}
+
+// Deps are what sessions need; shared by all of them. Make them with
+// NewDeps, which resolves the Config.
 type Deps struct {
 	Config
 	Store     persistence.Store
 	Tokens    *auth.Tokens
 	Directory *directory.Directory
 	Log       zerolog.Logger
+}
+
+// NewDeps returns d with the zero values of its Config resolved.
+func NewDeps(d Deps) *Deps {
+	d.Config = d.Config.withDefaults()
+	return &d
 }
 
 const (

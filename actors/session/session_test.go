@@ -20,6 +20,7 @@ import (
 	"github.com/rewind-chat/rewind/persistence"
 	"github.com/rewind-chat/rewind/persistence/storetest"
 	"github.com/rewind-chat/rewind/protocol"
+	"github.com/rewind-chat/rewind/setting"
 )
 
 // conn is a fake connection: it records the frames a session sends.
@@ -82,13 +83,13 @@ func newFixture(t *testing.T) *fixture {
 		User: func(id int64) actor.Producer { return func() actor.Actor { return user.New(id, userDeps) } },
 	})
 	userDeps.Directory = f.dir
-	f.deps = &session.Deps{
+	f.deps = session.NewDeps(session.Deps{
 		Config: session.Config{
 			HeartbeatInterval: time.Minute, HeartbeatGrace: time.Minute, Location: time.UTC,
-			RequestTimeout: 10 * time.Second, StoreTimeout: 10 * time.Second,
+			RequestTimeout: 10 * time.Second, AuthTimeout: setting.Off, Rate: setting.Off,
 		},
 		Store: gate, Tokens: tokens, Directory: f.dir, Log: zerolog.Nop(),
-	}
+	})
 	return f
 }
 

@@ -17,13 +17,32 @@ import (
 	"github.com/rewind-chat/rewind/protocol"
 )
 
-// Deps are what a user actor needs; shared by all of them.
+// Deps are what a user actor needs; shared by all of them. Make them with
+// NewDeps, which resolves the zero values (package setting has the
+// convention).
 type Deps struct {
 	Store     persistence.Store
 	Directory *directory.Directory
-	Now       func() time.Time
-	Timeout   time.Duration // bounds one operation's store calls
-	Log       zerolog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Timeout bounds one operation's store calls; default DefaultTimeout
+	// (10s).
+	Timeout time.Duration
+	Log     zerolog.Logger
+}
+
+// DefaultTimeout is the default of Deps.Timeout.
+const DefaultTimeout = 10 * time.Second
+
+// NewDeps returns d with its zero values resolved.
+func NewDeps(d Deps) *Deps {
+	if d.Timeout <= 0 {
+		d.Timeout = DefaultTimeout
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	return &d
 }
 
 // closeLoggedOut closes every session of a user that logged out.

@@ -36,21 +36,33 @@ import (
 	"github.com/rewind-chat/rewind/persistence"
 )
 
-// Config of a writer. Store is required.
+// Config of a writer. Store is required; a zero value takes the default
+// its field names (package setting has the convention; nothing here can
+// be turned off).
 type Config struct {
 	Store persistence.ChatStore
-	// MaxBatch caps the writes of one transaction; default 500.
+	// MaxBatch caps the writes of one transaction; default
+	// DefaultMaxBatch (500).
 	MaxBatch int
-	// Concurrency is how many transactions may run at once; default 1.
+	// Concurrency is how many transactions may run at once
+	// (REWIND_WRITE_TRANSACTIONS); default DefaultConcurrency (1).
 	Concurrency int
 	// Timeout bounds a write from its request's arrival to its commit;
-	// default 10s. Past it the write fails rather than hang its room.
+	// default DefaultTimeout (10s). Past it the write fails rather than
+	// hang its room.
 	Timeout time.Duration
 	// Batches observes the size of each transaction; optional.
 	Batches prometheus.Observer
 	// Commits observes each transaction's duration in seconds; optional.
 	Commits prometheus.Observer
 }
+
+// Defaults of Config.
+const (
+	DefaultMaxBatch    = 500
+	DefaultConcurrency = 1
+	DefaultTimeout     = 10 * time.Second
+)
 
 // Actor owns the queue of writes not yet handed to the database. Only the
 // committing goroutine it starts touches a batch in flight, and it hands
@@ -96,14 +108,14 @@ type committed struct {
 
 // New returns a writer actor.
 func New(cfg Config) *Actor {
-	if cfg.MaxBatch == 0 {
-		cfg.MaxBatch = 500
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = DefaultMaxBatch
 	}
-	if cfg.Concurrency == 0 {
-		cfg.Concurrency = 1
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = DefaultConcurrency
 	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = 10 * time.Second
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
 	}
 	return &Actor{cfg: cfg, busy: map[int64]int{}}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/rewind-chat/rewind/auth"
 	"github.com/rewind-chat/rewind/load"
 	"github.com/rewind-chat/rewind/server"
+	"github.com/rewind-chat/rewind/setting"
 )
 
 // The harness's workers are this test binary again: started with the
@@ -53,9 +54,9 @@ func startServer(t *testing.T, edit ...func(*server.Config)) *testServer {
 	s := &testServer{t: t, db: db, cfg: server.Config{
 		Addr:              "127.0.0.1:0",
 		DatabaseURL:       db,
-		AuthRatePerMinute: -1,
+		AuthRatePerMinute: setting.Off,
 		Password:          auth.PasswordParams{MemoryKiB: 64, Time: 1, Threads: 1},
-		Gateway:           server.GatewayConfig{HeartbeatInterval: heartbeat, Rate: -1},
+		Gateway:           server.GatewayConfig{HeartbeatInterval: heartbeat, Rate: setting.Off},
 	}}
 	for _, e := range edit {
 		e(&s.cfg)

@@ -14,13 +14,18 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/rewind-chat/rewind/actors/directory"
 	"github.com/rewind-chat/rewind/actors/mailer"
+	"github.com/rewind-chat/rewind/actors/session"
+	"github.com/rewind-chat/rewind/actors/writer"
 	"github.com/rewind-chat/rewind/auth"
 	"github.com/rewind-chat/rewind/net/certs"
 	"github.com/rewind-chat/rewind/net/clientaddr"
 	"github.com/rewind-chat/rewind/net/gateway"
+	"github.com/rewind-chat/rewind/net/httpapi"
 	"github.com/rewind-chat/rewind/persistence/storeurl"
 	"github.com/rewind-chat/rewind/server"
+	"github.com/rewind-chat/rewind/setting"
 )
 
 // settings binds each REWIND_* variable to a flag of the same meaning: the
@@ -49,6 +54,39 @@ func (s *settings) add(env, def, usage string) {
 }
 
 func (s *settings) get(env string) string { return *s.values[env] }
+
+// defaultDatabaseURL is REWIND_DATABASE_URL's default, in every command.
+const defaultDatabaseURL = "sqlite:rewind.db"
+
+// addDatabaseURL declares REWIND_DATABASE_URL.
+func (s *settings) addDatabaseURL() {
+	s.add("REWIND_DATABASE_URL", defaultDatabaseURL, "postgres://… or sqlite:<path>")
+}
+
+// The defaults of the settings are the components' own constants (package
+// setting), spelled as the REWIND_* variables spell them: a duration as
+// time.Duration prints it, and setting.Off as 0, which turns a limit off in
+// the environment (off turns it back).
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func ftoa(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
+
+func durationDefault(d time.Duration) string {
+	if d < 0 {
+		return "0"
+	}
+	return d.String()
+}
+
+// off maps a REWIND_* value of 0, which turns a limit off, to setting.Off:
+// a zero in a component's Config takes its default.
+func off[T int | int64 | float64 | time.Duration](v T) T {
+	if v == 0 {
+		return setting.Off
+	}
+	return v
+}
 
 // invalid names the setting both ways, so the user finds it in either,
 // and shows its value unless that is a secret.
@@ -109,36 +147,36 @@ func (s *settings) usage(w io.Writer) {
 // serveSettings declares every setting of `rewind serve`.
 func serveSettings() *settings {
 	s := newSettings("serve")
-	s.add("REWIND_ADDR", ":8080", "address to listen on")
+	s.add("REWIND_ADDR", server.DefaultAddr, "address to listen on")
 	s.add("REWIND_TLS_CERT", "", "PEM certificate chain: with REWIND_TLS_KEY, serve HTTPS and WSS on REWIND_ADDR (read again when the files change); empty: plain HTTP, e.g. behind a reverse proxy")
 	s.add("REWIND_TLS_KEY", "", "PEM private key of REWIND_TLS_CERT")
 	s.add("REWIND_PUBLIC_URL", "", "URL clients reach this server at, for verification links (default http://localhost:<port>)")
-	s.add("REWIND_DATABASE_URL", "sqlite:rewind.db", "postgres://… or sqlite:<path>")
+	s.addDatabaseURL()
 	s.add("REWIND_TOKEN_SECRET", "", "token signing secret, at least 32 bytes (default: generated once, kept in the database)")
 	s.add("REWIND_TOKEN_SECRET_FILE", "", "file holding the token signing secret (one trailing line break ignored), instead of REWIND_TOKEN_SECRET")
 	s.add("REWIND_TRUSTED_PROXIES", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client; empty: the header is ignored")
-	s.add("REWIND_TOKEN_TTL", "0", "token lifetime, e.g. 720h; 0: tokens last until logout (the shipped client never logs in again by itself)")
+	s.add("REWIND_TOKEN_TTL", durationDefault(auth.DefaultTokenTTL), "token lifetime, e.g. 720h; 0: tokens last until logout (the shipped client never logs in again by itself)")
 	s.add("REWIND_NODE_ID", "0", "snowflake node id, 0..1023, unique per node")
-	s.add("REWIND_WRITE_TRANSACTIONS", "1", "group-commit transactions in flight at once, 1..64 (more can help a distant database)")
-	s.add("REWIND_AUTH_RATE", "30", "register and login requests per minute per client IP, each; 0 turns the limit off")
+	s.add("REWIND_WRITE_TRANSACTIONS", itoa(writer.DefaultConcurrency), "group-commit transactions in flight at once, 1..64 (more can help a distant database)")
+	s.add("REWIND_AUTH_RATE", itoa(httpapi.DefaultAuthRatePerMinute), "register and login requests per minute per client IP, each; 0 turns the limit off")
 	s.add("REWIND_SMTP_HOST", "", "SMTP server; empty writes verification links to the log instead")
-	s.add("REWIND_SMTP_PORT", "0", "SMTP port (default 465 implicit TLS, 587 starttls, 25 none)")
+	s.add("REWIND_SMTP_PORT", "0", fmt.Sprintf("SMTP port (default %d implicit TLS, %d starttls, %d none)", mailer.DefaultPortImplicit, mailer.DefaultPortStartTLS, mailer.DefaultPortNone))
 	s.add("REWIND_SMTP_USERNAME", os.Getenv("MAIL_ADDRESS"), "SMTP user (fallback $MAIL_ADDRESS)")
 	s.add("REWIND_SMTP_PASSWORD", os.Getenv("MAIL_PASSWD"), "SMTP password (fallback $MAIL_PASSWD)")
 	s.add("REWIND_SMTP_FROM", "", "sender address (default the SMTP user)")
-	s.add("REWIND_SMTP_TLS", "implicit", "implicit, starttls or none")
-	s.add("REWIND_TIMEZONE", "Asia/Seoul", "zone of times on the wire")
-	s.add("REWIND_HEARTBEAT_INTERVAL", "40s", "heartbeat interval clients keep")
-	s.add("REWIND_HEARTBEAT_GRACE", "5s", "grace past the interval before a session is closed")
-	s.add("REWIND_WS_MAX_FRAME", strconv.Itoa(gateway.DefaultMaxFrame), fmt.Sprintf("largest WebSocket message in bytes a session takes, at most %d; a larger one up to that is answered error 1009 and dropped, the connection stays", gateway.DefaultMaxMessage))
-	s.add("REWIND_WS_SEND_QUEUE", "256", "outbound frames queued per session before it is closed as slow")
-	s.add("REWIND_WS_RATE", "10", "request frames per second per session, sustained; 0 turns the limit off")
-	s.add("REWIND_WS_BURST", "60", "request frames a session may burst")
-	s.add("REWIND_WS_MAX_SESSIONS", "64", "sessions of one user; the auth past it is answered 4029; 0 turns the limit off")
-	s.add("REWIND_WS_SEND_BYTES", "1048576", "outbound bytes queued per session before it is closed as slow")
-	s.add("REWIND_WS_AUTH_TIMEOUT", "30s", "time a WebSocket has to authenticate after its upgrade before it is closed with 4001")
-	s.add("REWIND_WS_MAX_UNAUTHENTICATED_PER_IP", "64", "WebSockets from one address not yet authenticated; past it upgrades are refused with 429; 0 turns the limit off")
-	s.add("REWIND_MAX_CONNECTIONS", "", "WebSockets per process; past it upgrades are refused with 503; 0 turns the limit off (default the open-files limit less 512)")
+	s.add("REWIND_SMTP_TLS", string(mailer.DefaultTLS), "implicit, starttls or none")
+	s.add("REWIND_TIMEZONE", server.DefaultTimezone.String(), "zone of times on the wire")
+	s.add("REWIND_HEARTBEAT_INTERVAL", durationDefault(session.DefaultHeartbeatInterval), "heartbeat interval clients keep")
+	s.add("REWIND_HEARTBEAT_GRACE", durationDefault(session.DefaultHeartbeatGrace), "grace past the interval before a session is closed")
+	s.add("REWIND_WS_MAX_FRAME", itoa(gateway.DefaultMaxFrame), fmt.Sprintf("largest WebSocket message in bytes a session takes, at most %d; a larger one up to that is answered error 1009 and dropped, the connection stays", gateway.DefaultMaxMessage))
+	s.add("REWIND_WS_SEND_QUEUE", itoa(gateway.DefaultSendQueue), "outbound frames queued per session before it is closed as slow")
+	s.add("REWIND_WS_RATE", ftoa(session.DefaultRate), "request frames per second per session, sustained; 0 turns the limit off")
+	s.add("REWIND_WS_BURST", itoa(session.DefaultBurst), "request frames a session may burst")
+	s.add("REWIND_WS_MAX_SESSIONS", itoa(directory.DefaultMaxSessions), "sessions of one user; the auth past it is answered 4029; 0 turns the limit off")
+	s.add("REWIND_WS_SEND_BYTES", itoa(gateway.DefaultSendBytes), "outbound bytes queued per session before it is closed as slow")
+	s.add("REWIND_WS_AUTH_TIMEOUT", durationDefault(session.DefaultAuthTimeout), "time a WebSocket has to authenticate after its upgrade before it is closed with 4001")
+	s.add("REWIND_WS_MAX_UNAUTHENTICATED_PER_IP", itoa(gateway.DefaultMaxUnauthenticatedPerIP), "WebSockets from one address not yet authenticated; past it upgrades are refused with 429; 0 turns the limit off")
+	s.add("REWIND_MAX_CONNECTIONS", "", fmt.Sprintf("WebSockets per process; past it upgrades are refused with 503; 0 turns the limit off (default the open-files limit less %d)", gateway.DescriptorReserve))
 	s.add("REWIND_DEBUG_ADDR", "", "address for net/http/pprof profiles, e.g. 127.0.0.1:6060; empty: off")
 	s.add("REWIND_LOG_LEVEL", "info", "trace, debug, info, warn or error")
 	s.add("REWIND_LOG_FORMAT", "console", "console or json")
@@ -192,8 +230,9 @@ func serveConfig(s *settings) (server.Config, error) {
 	if err != nil {
 		check(s.invalid("REWIND_TRUSTED_PROXIES", err))
 	}
-	c.TokenTTL, err = s.durationOrZero("REWIND_TOKEN_TTL")
+	ttl, err := s.durationOrZero("REWIND_TOKEN_TTL")
 	check(err)
+	c.TokenTTL = off(ttl)
 	c.NodeID, err = s.integer("REWIND_NODE_ID", 0, 1023)
 	check(err)
 	writes, err := s.integer("REWIND_WRITE_TRANSACTIONS", 1, 64)
@@ -201,10 +240,7 @@ func serveConfig(s *settings) (server.Config, error) {
 	c.WriteTransactions = int(writes)
 	rate, err := s.integer("REWIND_AUTH_RATE", 0, 1_000_000)
 	check(err)
-	c.AuthRatePerMinute = int(rate)
-	if rate == 0 {
-		c.AuthRatePerMinute = -1
-	}
+	c.AuthRatePerMinute = off(int(rate))
 
 	c.Mail.Host = s.get("REWIND_SMTP_HOST")
 	port, err := s.integer("REWIND_SMTP_PORT", 0, 65535)
@@ -245,18 +281,13 @@ func serveConfig(s *settings) (server.Config, error) {
 	if err != nil {
 		check(s.invalid("REWIND_WS_RATE", err))
 	}
-	if g.Rate == 0 {
-		g.Rate = -1 // off; zero in the server's Config means the default
-	}
+	g.Rate = off(g.Rate)
 	n, err = s.integer("REWIND_WS_BURST", 1, 1<<20)
 	check(err)
 	g.Burst = int(n)
 	n, err = s.integer("REWIND_WS_MAX_SESSIONS", 0, 1<<20)
 	check(err)
-	g.MaxSessions = int(n)
-	if n == 0 {
-		g.MaxSessions = -1 // off; zero in the server's Config means the default
-	}
+	g.MaxSessions = off(int(n))
 	n, err = s.integer("REWIND_WS_SEND_BYTES", 4096, 1<<30)
 	check(err)
 	g.SendBytes = int(n)
@@ -264,17 +295,13 @@ func serveConfig(s *settings) (server.Config, error) {
 	check(err)
 	n, err = s.integer("REWIND_WS_MAX_UNAUTHENTICATED_PER_IP", 0, 1<<30)
 	check(err)
-	g.MaxUnauthenticatedPerIP = int(n)
-	if n == 0 {
-		g.MaxUnauthenticatedPerIP = -1 // off; zero in the server's Config means the default
-	}
+	g.MaxUnauthenticatedPerIP = off(int(n))
+	// Unset, MaxConnections stays zero: the gateway's default, which
+	// depends on the open-files limit.
 	if v := s.get("REWIND_MAX_CONNECTIONS"); v != "" {
 		n, err = s.integer("REWIND_MAX_CONNECTIONS", 0, 1<<30)
 		check(err)
-		g.MaxConnections = int(n)
-		if n == 0 {
-			g.MaxConnections = -1 // off
-		}
+		g.MaxConnections = off(int(n))
 	}
 	if len(errs) > 0 {
 		return c, errs[0]

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rewind-chat/rewind/net/certs/certstest"
 	"github.com/rewind-chat/rewind/net/gateway"
+	"github.com/rewind-chat/rewind/setting"
 )
 
 // serveConfigOf parses args with the current environment.
@@ -42,7 +43,7 @@ func TestTokenTTLSetting(t *testing.T) {
 	require.NoError(t, parse(s, nil, io.Discard))
 	cfg, err := serveConfig(s)
 	require.NoError(t, err)
-	require.Zero(t, cfg.TokenTTL, "tokens do not expire by default (protocol.md §1)")
+	require.EqualValues(t, setting.Off, cfg.TokenTTL, "tokens do not expire by default (protocol.md §1)")
 
 	s = serveSettings()
 	require.NoError(t, parse(s, []string{"--token-ttl", "720h"}, io.Discard))

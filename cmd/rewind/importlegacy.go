@@ -28,7 +28,7 @@ import (
 // unless something failed or a signal stopped the run.
 func importLegacy(args []string, stdout, stderr io.Writer) error {
 	s := newSettings("import-legacy")
-	s.add("REWIND_DATABASE_URL", "sqlite:rewind.db", "postgres://… or sqlite:<path>")
+	s.addDatabaseURL()
 	s.add("REWIND_NODE_ID", "0", "snowflake node id, 0..1023, for the ids of the DM rooms created")
 	mainDB := s.fs.String("main", "", "the original backend's WIND_main.db (read only)")
 	chatDB := s.fs.String("chat", "", "the original backend's WIND_chat.db (read only)")

@@ -156,7 +156,7 @@ func storeKind(url string) string {
 
 func migrate(args []string, stdout io.Writer) error {
 	s := newSettings("migrate")
-	s.add("REWIND_DATABASE_URL", "sqlite:rewind.db", "postgres://… or sqlite:<path>")
+	s.addDatabaseURL()
 	if err := parse(s, args, stdout); err != nil {
 		return err
 	}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/rewind-chat/rewind/setting"
 )
 
 func runCmd(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
@@ -108,7 +110,7 @@ func TestSettingsFromEnvironmentAndFlags(t *testing.T) {
 	require.Equal(t, "legacy-secret", cfg.Mail.Password)
 	require.Equal(t, 20*time.Second, cfg.Gateway.HeartbeatInterval, "the flag wins over the environment")
 	require.Equal(t, 5*time.Second, cfg.Gateway.HeartbeatGrace)
-	require.Negative(t, cfg.Gateway.Rate, "0 turns the limit off")
+	require.EqualValues(t, setting.Off, cfg.Gateway.Rate, "0 turns the limit off")
 	require.EqualValues(t, "starttls", cfg.Mail.TLS)
 	require.Equal(t, "Asia/Seoul", cfg.Gateway.Timezone.String())
 
@@ -138,7 +140,7 @@ func TestMaxSessionsSetting(t *testing.T) {
 	require.NoError(t, parse(s, nil, io.Discard))
 	cfg, err = serveConfig(s)
 	require.NoError(t, err)
-	require.Negative(t, cfg.Gateway.MaxSessions, "0 turns the limit off")
+	require.Equal(t, setting.Off, cfg.Gateway.MaxSessions, "0 turns the limit off")
 }
 
 func TestTokenSecretFileAndTrustedProxiesSettings(t *testing.T) {
@@ -202,8 +204,8 @@ func TestWebSocketLimitSettings(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 65536, cfg.Gateway.SendBytes)
 	require.Equal(t, 5*time.Second, cfg.Gateway.AuthTimeout)
-	require.Negative(t, cfg.Gateway.MaxUnauthenticatedPerIP, "0 turns the limit off")
-	require.Negative(t, cfg.Gateway.MaxConnections, "0 turns the limit off")
+	require.Equal(t, setting.Off, cfg.Gateway.MaxUnauthenticatedPerIP, "0 turns the limit off")
+	require.Equal(t, setting.Off, cfg.Gateway.MaxConnections, "0 turns the limit off")
 
 	s = serveSettings()
 	require.NoError(t, parse(s, []string{"--max-connections", "1000", "--ws-max-unauthenticated-per-ip", "8"}, io.Discard))

@@ -15,7 +15,7 @@ import (
 // rules and password hashing of registration, and prints its id.
 func createUser(args []string, stdout io.Writer) error {
 	s := newSettings("user create")
-	s.add("REWIND_DATABASE_URL", "sqlite:rewind.db", "postgres://… or sqlite:<path>")
+	s.addDatabaseURL()
 	s.add("REWIND_NODE_ID", "0", "snowflake node id, 0..1023")
 	name := s.fs.String("name", "", "user name")
 	email := s.fs.String("email", "", "e-mail address")
@@ -30,7 +30,7 @@ func createUser(args []string, stdout io.Writer) error {
 	if err := storeurl.Check(s.get("REWIND_DATABASE_URL")); err != nil {
 		return usageError{s.invalid("REWIND_DATABASE_URL", err)}
 	}
-	maker, err := auth.NewUserMaker(node, auth.OWASPParams)
+	maker, err := auth.NewUserMaker(node, auth.DefaultPasswordParams)
 	if err != nil {
 		return err
 	}

@@ -71,6 +71,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rewind-chat/rewind/server"
+	"github.com/rewind-chat/rewind/setting"
 )
 
 const (
@@ -155,9 +156,9 @@ func startSuiteServer(t *testing.T) string {
 	srv, err := server.Start(context.Background(), server.Config{
 		Addr:              "127.0.0.1:0",
 		DatabaseURL:       "sqlite:" + filepath.Join(t.TempDir(), "rewind.db"),
-		AuthRatePerMinute: -1,
+		AuthRatePerMinute: setting.Off,
 		Gateway: server.GatewayConfig{
-			MaxFrame: suiteMaxFrame, Rate: -1,
+			MaxFrame: suiteMaxFrame, Rate: setting.Off,
 		},
 	})
 	require.NoError(t, err)

@@ -16,42 +16,46 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// Config configures a Handler; zero values take the defaults.
+// Config configures a Handler. A zero value takes the default its field
+// names; MaxUnauthenticatedPerIP and MaxConnections are turned off with
+// setting.Off (package setting has the convention).
 type Config struct {
 	// MaxFrame is the largest message handed to the Peer, all fragments
-	// together, in bytes; default 64 KiB, at most MaxMessage. A larger text
-	// message, up to MaxMessage, is read and dropped as it arrives, never
-	// buffered, and reported by Peer.TooLarge (protocol.md §2.1: the
-	// connection stays open); a binary one is reported by Peer.Binary, as
-	// any is.
+	// together, in bytes; default DefaultMaxFrame (64 KiB), at most
+	// MaxMessage. A larger text message, up to MaxMessage, is read and
+	// dropped as it arrives, never buffered, and reported by Peer.TooLarge
+	// (protocol.md §2.1: the connection stays open); a binary one is
+	// reported by Peer.Binary, as any is.
 	MaxFrame int
 	// MaxMessage is the largest message read at all, all fragments
-	// together, in bytes; default and maximum 1 MiB. A larger one is
-	// refused from its frame header, before anything is read or allocated
-	// for it, with close 1009.
+	// together, in bytes; default and maximum DefaultMaxMessage (1 MiB). A
+	// larger one is refused from its frame header, before anything is read
+	// or allocated for it, with close 1009.
 	MaxMessage int
 	// SendQueue is the number of outbound frames queued per connection;
-	// default 256. Conn.Send fails when it is full.
+	// default DefaultSendQueue (256). Conn.Send fails when it is full.
 	SendQueue int
-	// SendBytes bounds the outbound queue in bytes as well; default 1 MiB.
-	// Conn.Send fails when a frame would take the queue past it.
+	// SendBytes bounds the outbound queue in bytes as well; default
+	// DefaultSendBytes (1 MiB). Conn.Send fails when a frame would take the
+	// queue past it.
 	SendBytes int
 	// WriteTimeout bounds one write to the socket: a frame, or the queued
-	// frames written together (at most 16 of them, 64 KiB); default 10s. A
-	// write that exceeds it ends the connection as a slow consumer: the
-	// queue is dropped and a close frame 4009 follows the frame the write
-	// was in, if the client reads them within a few seconds (cause "write
-	// timeout", code 4009).
+	// frames written together (at most 16 of them, 64 KiB); default
+	// DefaultWriteTimeout (10s). A write that exceeds it ends the
+	// connection as a slow consumer: the queue is dropped and a close frame
+	// 4009 follows the frame the write was in, if the client reads them
+	// within a few seconds (cause "write timeout", code 4009).
 	WriteTimeout time.Duration
 	// MaxUnauthenticatedPerIP bounds the connections from one client
 	// address (an IPv6 /64) that have not called Conn.Authenticated,
 	// handshakes included; the next upgrade from it is answered 429 before
-	// the handshake. Default 64; negative: no bound.
+	// the handshake. Default DefaultMaxUnauthenticatedPerIP (64);
+	// setting.Off: no bound.
 	MaxUnauthenticatedPerIP int
 	// MaxConnections bounds the connections, handshakes included; past it
 	// upgrades are answered 503 at once, so the process keeps descriptors
-	// for everything else. Default DefaultMaxConnections(); negative: no
-	// bound.
+	// for everything else. Default DefaultMaxConnections() (the open-files
+	// limit less DescriptorReserve); setting.Off: no bound.
 	MaxConnections int
 	// ClientAddr returns the client address of an upgrade request; default
 	// the host of r.RemoteAddr. Behind a reverse proxy, the address the
@@ -65,7 +69,9 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
-// Defaults of Config.
+// Defaults of Config; REWIND_WS_MAX_FRAME, REWIND_WS_SEND_QUEUE,
+// REWIND_WS_SEND_BYTES and REWIND_WS_MAX_UNAUTHENTICATED_PER_IP default to
+// them.
 const (
 	DefaultMaxFrame                = 64 << 10
 	DefaultMaxMessage              = 1 << 20
@@ -75,20 +81,21 @@ const (
 	DefaultMaxUnauthenticatedPerIP = 64
 )
 
-// descriptorReserve is what DefaultMaxConnections leaves of the open-files
+// DescriptorReserve is what DefaultMaxConnections leaves of the open-files
 // limit for everything that is not a WebSocket: the database, the
 // listener, HTTP requests (health, login), logs.
-const descriptorReserve = 512
+const DescriptorReserve = 512
 
-// DefaultMaxConnections is the open-files limit (RLIMIT_NOFILE) less 512,
-// or less half of it when it is under 1024; 0 (no bound) where there is no
-// such limit.
+// DefaultMaxConnections, the default of Config.MaxConnections and
+// REWIND_MAX_CONNECTIONS, is the open-files limit (RLIMIT_NOFILE) less
+// DescriptorReserve, or less half of it when it is under twice that; 0 (no
+// bound) where there is no such limit.
 func DefaultMaxConnections() int {
 	n := openFilesLimit()
 	if n <= 0 {
 		return 0
 	}
-	return n - min(descriptorReserve, n/2)
+	return n - min(DescriptorReserve, n/2)
 }
 
 // closeWait is how long the client has to answer a close frame of ours

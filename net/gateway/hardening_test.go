@@ -12,6 +12,8 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/stretchr/testify/require"
+
+	"github.com/rewind-chat/rewind/setting"
 )
 
 // readFail expects the server to fail the connection with code and reason,
@@ -285,7 +287,7 @@ func TestAddrKey(t *testing.T) {
 // TestMaxConnections: past MaxConnections upgrades are refused 503 at
 // once, and the refused request's socket is not kept alive.
 func TestMaxConnections(t *testing.T) {
-	s := startServer(t, Config{MaxConnections: 2, MaxUnauthenticatedPerIP: -1})
+	s := startServer(t, Config{MaxConnections: 2, MaxUnauthenticatedPerIP: setting.Off})
 	dial(t, s.url)
 	s.peer(t)
 	c2 := dial(t, s.url)

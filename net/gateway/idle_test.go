@@ -19,6 +19,8 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/stretchr/testify/require"
+
+	"github.com/rewind-chat/rewind/setting"
 )
 
 var idleProfile = flag.String("idleprofile", "", "BenchmarkIdleConnections writes a heap profile of the held connections to this file")
@@ -59,7 +61,7 @@ func (p *sessionPeer) Text(data []byte) {
 func BenchmarkIdleConnections(b *testing.B) {
 	const idleConns = 2000
 	// One address holds them all, handshakes in a row: no limits.
-	h := New(Config{MaxUnauthenticatedPerIP: -1, MaxConnections: -1}, func(c *Conn, _ int) Peer { return &sessionPeer{echoPeer: echoPeer{c}} })
+	h := New(Config{MaxUnauthenticatedPerIP: setting.Off, MaxConnections: setting.Off}, func(c *Conn, _ int) Peer { return &sessionPeer{echoPeer: echoPeer{c}} })
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	addr := srv.Listener.Addr().(*net.TCPAddr)

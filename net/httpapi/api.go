@@ -25,7 +25,10 @@ type Mailer interface {
 	SendVerification(to, name, link string)
 }
 
-// Config of the API. Store, Tokens, Keys, Mailer and NewID are required.
+// Config of the API. Store, Tokens, Keys, Mailer and NewID are required;
+// another zero value takes the default its field names, and
+// AuthRatePerMinute is turned off with setting.Off (package setting has
+// the convention).
 type Config struct {
 	Store  persistence.Store
 	Tokens *auth.Tokens
@@ -33,16 +36,20 @@ type Config struct {
 	Mailer Mailer
 	// NewID returns a fresh snowflake for a new user.
 	NewID func() int64
-	// PublicURL prefixes the verification link; default http://localhost:8080.
+	// PublicURL prefixes the verification link; default DefaultPublicURL
+	// (server passes the one it serves at).
 	PublicURL string
-	// RegistrationTTL is how long a verification link works; default 24h.
+	// RegistrationTTL is how long a verification link works; default
+	// DefaultRegistrationTTL (24h).
 	RegistrationTTL time.Duration
 	// AuthRatePerMinute caps register and login requests per client IP,
-	// each (bursts of the same size); default 30, negative turns it off.
+	// each (bursts of the same size; REWIND_AUTH_RATE); default
+	// DefaultAuthRatePerMinute (30); setting.Off: no limit.
 	AuthRatePerMinute int
-	// MaxBodyBytes caps request bodies (413 above); default 1 MiB.
+	// MaxBodyBytes caps request bodies (413 above); default
+	// DefaultMaxBodyBytes (1 MiB).
 	MaxBodyBytes int64
-	// Password hashing cost; default auth.OWASPParams.
+	// Password hashing cost; default auth.DefaultPasswordParams.
 	Password auth.PasswordParams
 	// Registry receives the API's metrics and is served on /metrics;
 	// default a new registry.
@@ -61,50 +68,71 @@ type Config struct {
 	Limits Limits
 }
 
-// Limits bound what one client can make the API do. Zero values take the
-// defaults of protocol.md §1; a negative count turns that limit off.
+// Defaults of Config.
+const (
+	DefaultPublicURL         = "http://localhost:8080"
+	DefaultRegistrationTTL   = 24 * time.Hour
+	DefaultAuthRatePerMinute = 30
+	DefaultMaxBodyBytes      = 1 << 20
+)
+
+// Limits bound what one client can make the API do. A zero value takes the
+// default of protocol.md §1 its field names; LoginFailures and
+// MailsPerAddress are turned off with setting.Off.
 type Limits struct {
 	// BodyTimeout: a request body must arrive within it, or the answer is
-	// 408; default 10 s.
+	// 408; default DefaultBodyTimeout (10 s).
 	BodyTimeout time.Duration
 	// HashConcurrency: password hashes (argon2id) that run at once;
-	// default one per core (GOMAXPROCS).
+	// default one per core (runtime.GOMAXPROCS(0)).
 	HashConcurrency int
 	// HashWait: how long a request waits to start hashing before it is
-	// answered 503 "server busy."; default 5 s.
+	// answered 503 "server busy."; default DefaultHashWait (5 s).
 	HashWait time.Duration
 	// LoginFailures per account (email) within LoginWindow, past which
-	// login answers 429 "too many attempts."; default 10 per 15 minutes.
+	// login answers 429 "too many attempts."; default DefaultLoginFailures
+	// per DefaultLoginWindow (10 per 15 minutes); setting.Off: no limit.
 	LoginFailures int
 	LoginWindow   time.Duration
 	// MailsPerAddress: verification mails per email address within
 	// MailWindow, past which registration answers 429 "too many
-	// requests." and queues nothing; default 3 per hour.
+	// requests." and queues nothing; default DefaultMailsPerAddress per
+	// DefaultMailWindow (3 per hour); setting.Off: no limit.
 	MailsPerAddress int
 	MailWindow      time.Duration
 }
 
+// Defaults of Limits.
+const (
+	DefaultBodyTimeout     = 10 * time.Second
+	DefaultHashWait        = 5 * time.Second
+	DefaultLoginFailures   = 10
+	DefaultLoginWindow     = 15 * time.Minute
+	DefaultMailsPerAddress = 3
+	DefaultMailWindow      = time.Hour
+)
+
 func (l Limits) withDefaults() Limits {
 	if l.BodyTimeout <= 0 {
-		l.BodyTimeout = 10 * time.Second
+		l.BodyTimeout = DefaultBodyTimeout
 	}
 	if l.HashConcurrency <= 0 {
 		l.HashConcurrency = runtime.GOMAXPROCS(0)
 	}
 	if l.HashWait <= 0 {
-		l.HashWait = 5 * time.Second
+		l.HashWait = DefaultHashWait
 	}
 	if l.LoginFailures == 0 {
-		l.LoginFailures = 10
+		l.LoginFailures = DefaultLoginFailures
 	}
 	if l.LoginWindow <= 0 {
-		l.LoginWindow = 15 * time.Minute
+		l.LoginWindow = DefaultLoginWindow
 	}
 	if l.MailsPerAddress == 0 {
-		l.MailsPerAddress = 3
+		l.MailsPerAddress = DefaultMailsPerAddress
 	}
 	if l.MailWindow <= 0 {
-		l.MailWindow = time.Hour
+		l.MailWindow = DefaultMailWindow
 	}
 	return l
 }
@@ -130,20 +158,20 @@ type API struct {
 // New returns the API with cfg's zero values resolved.
 func New(cfg Config) (*API, error) {
 	if cfg.PublicURL == "" {
-		cfg.PublicURL = "http://localhost:8080"
+		cfg.PublicURL = DefaultPublicURL
 	}
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
-	if cfg.RegistrationTTL == 0 {
-		cfg.RegistrationTTL = 24 * time.Hour
+	if cfg.RegistrationTTL <= 0 {
+		cfg.RegistrationTTL = DefaultRegistrationTTL
 	}
 	if cfg.AuthRatePerMinute == 0 {
-		cfg.AuthRatePerMinute = 30
+		cfg.AuthRatePerMinute = DefaultAuthRatePerMinute
 	}
-	if cfg.MaxBodyBytes == 0 {
-		cfg.MaxBodyBytes = 1 << 20
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if cfg.Password == (auth.PasswordParams{}) {
-		cfg.Password = auth.OWASPParams
+		cfg.Password = auth.DefaultPasswordParams
 	}
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()

@@ -22,6 +22,7 @@ import (
 	"github.com/rewind-chat/rewind/net/httpapi"
 	"github.com/rewind-chat/rewind/persistence"
 	"github.com/rewind-chat/rewind/persistence/sqlite"
+	"github.com/rewind-chat/rewind/setting"
 )
 
 // failingReplace is a store whose password-hash writes fail.
@@ -63,7 +64,7 @@ func legacyAPI(t *testing.T, wrap func(persistence.Store) persistence.Store) (ht
 		Keys:              auth.NewVerificationKeys(secret),
 		Mailer:            noMail{},
 		NewID:             func() int64 { return 2 },
-		AuthRatePerMinute: -1,
+		AuthRatePerMinute: setting.Off,
 		Password:          cheap,
 		Logger:            &logger,
 		Limits:            httpapi.Limits{HashConcurrency: 1, HashWait: time.Second},

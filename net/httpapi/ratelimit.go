@@ -10,7 +10,7 @@ import (
 // ipLimiter is a token bucket per client IP. Buckets idle for longer than
 // it takes to refill are forgotten, so memory follows the active clients.
 type ipLimiter struct {
-	perMinute int // 0: no limit
+	perMinute int // ≤ 0 (setting.Off): no limit
 	mu        sync.Mutex
 	buckets   map[string]*bucket
 	swept     time.Time
