@@ -2,7 +2,9 @@
 GO ?= go
 SHELL := bash
 # Tests that need PostgreSQL use this URL; unreachable, they are skipped
-# (and fail instead when REWIND_REQUIRE_POSTGRES=1, as in CI).
+# (and fail instead when REWIND_REQUIRE_POSTGRES=1, as in CI). Cluster tests need
+# Debian's etcd-server (/usr/bin/etcd): without it they are skipped and say so
+# (CI installs it and requires them: REWIND_REQUIRE_ETCD=1).
 export REWIND_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 
 # Fuzz targets, each with a short budget for `make test`. Budgets are
@@ -28,6 +30,8 @@ lint:
 
 test: lint
 	@$(GO) test -count=1 -run '^TestPostgresAvailable$$' -v ./persistence/postgres | grep -E '^(PostgreSQL|FAIL|---)' ; \
+	  exit $${PIPESTATUS[0]}
+	@$(GO) test -count=1 -run '^TestEtcdAvailable$$' -v ./cluster/etcdtest | grep -E '^(etcd|FAIL|---)' ; \
 	  exit $${PIPESTATUS[0]}
 	$(GO) test -race -shuffle=on -count=1 -timeout 8m ./...
 	@$(MAKE) --no-print-directory fuzz
