@@ -217,14 +217,15 @@ func login(ctx context.Context, c *http.Client, base, email, password string) (s
 	return e.Payload.Token, nil
 }
 
-// loginAll logs every account in over HTTP.
+// loginAll logs every account in over HTTP, each at its session's home
+// node.
 func loginAll(ctx context.Context, cfg *Config, accounts []Account, log io.Writer) error {
 	c := httpClient(cfg.HTTPConcurrency)
 	var done atomic.Int64
 	stop := ticker(log, func() string { return fmt.Sprintf("accounts: %d/%d logged in", done.Load(), len(accounts)) })
 	defer stop()
 	return parallel(ctx, len(accounts), cfg.HTTPConcurrency, func(i int) error {
-		t, err := login(ctx, c, cfg.HTTP, accountEmail(accounts[i].Name), cfg.Password)
+		t, err := login(ctx, c, cfg.nodeHTTP(i), accountEmail(accounts[i].Name), cfg.Password)
 		if err != nil {
 			return err
 		}
@@ -245,7 +246,7 @@ func SMTPEnv(addr string) string {
 
 // httpAccounts creates n users through the real path: register over HTTP,
 // receive the verification mail on the harness's own SMTP receiver, follow
-// its link, log in.
+// its link, log in; each at its session's home node.
 func httpAccounts(ctx context.Context, cfg *Config, n int, log io.Writer) ([]Account, error) {
 	mail, err := smtpd.Start(cfg.SMTPListen, 256)
 	if err != nil {
@@ -292,11 +293,12 @@ func httpAccounts(ctx context.Context, cfg *Config, n int, log io.Writer) ([]Acc
 	err = parallel(ctx, n, cfg.HTTPConcurrency, func(i int) error {
 		name := accountName(cfg.Prefix, i)
 		email := accountEmail(name)
+		base := cfg.nodeHTTP(i)
 		ch := make(chan string, 1)
 		mu.Lock()
 		waiting[strings.ToLower(email)] = ch
 		mu.Unlock()
-		status, e, err := postForm(ctx, c, cfg.HTTP+"/api/v1/auth/register",
+		status, e, err := postForm(ctx, c, base+"/api/v1/auth/register",
 			url.Values{"name": {name}, "email": {email}, "password": {cfg.Password}})
 		switch {
 		case err != nil:
@@ -314,7 +316,7 @@ func httpAccounts(ctx context.Context, cfg *Config, n int, log io.Writer) ([]Acc
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, cfg.HTTP+path, nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
 		if err != nil {
 			return err
 		}
@@ -326,7 +328,7 @@ func httpAccounts(ctx context.Context, cfg *Config, n int, log io.Writer) ([]Acc
 		if status != http.StatusCreated {
 			return fmt.Errorf("verify %s: HTTP %d %q", email, status, e.Payload.Message)
 		}
-		token, err := login(ctx, c, cfg.HTTP, email, cfg.Password)
+		token, err := login(ctx, c, base, email, cfg.Password)
 		if err != nil {
 			return err
 		}

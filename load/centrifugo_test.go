@@ -22,7 +22,7 @@ func TestCentrifugoCommands(t *testing.T) {
 	require.Equal(t, "u17", string(centChannel(nil, 17)))
 
 	b := appendCentPublishHead(nil, 7, []byte("u3"), []byte("1"))
-	b = appendKindStamp(b, kindDM, 5, 123456)
+	b = appendKindStamp(b, kindDM, false, 5, 123456)
 	b = appendPadding(b, len("5.123456"), 12)
 	b = append(b, centPublishTail...)
 	var cmd struct {
@@ -72,7 +72,7 @@ func TestCentrifugoReplies(t *testing.T) {
 	require.Equal(t, centPush, m.kind)
 	require.True(t, m.pub)
 	require.Equal(t, "f0.987654321xx", string(m.content))
-	kind, seq, nanos, ok := parseKindStamp(m.content)
+	kind, _, seq, nanos, ok := parseKindStamp(m.content)
 	require.True(t, ok)
 	require.Equal(t, kindFirst, kind)
 	require.Zero(t, seq)

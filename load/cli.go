@@ -20,13 +20,17 @@ type Config struct {
 	Target   string // rewind, centrifugo
 	URL      string // the gateway base, ws://host:port (/ws is added); centrifugo: the full URL
 	HTTP     string // the HTTP API base, http://host:port
-	Sessions int
-	Pairs    int
-	Rate     float64 // dm: messages per second, all pairs together
-	Size     int     // dm: content length in bytes
-	Duration time.Duration
-	Churn    float64 // churn: connects per second
-	Hold     time.Duration
+	// Servers is --server: the nodes of a cluster, comma-separated (they
+	// replace URL and HTTP, which become the first node's).
+	Servers   string
+	CrossNode bool // the two sides of every pair on different nodes
+	Sessions  int
+	Pairs     int
+	Rate      float64 // dm: messages per second, all pairs together
+	Size      int     // dm: content length in bytes
+	Duration  time.Duration
+	Churn     float64 // churn: connects per second
+	Hold      time.Duration
 	// dm: sends of the first Warmup are reported apart from the rest
 	Warmup    time.Duration
 	WarmRooms bool // dm: one unmeasured message per pair before the run
@@ -62,6 +66,8 @@ type Config struct {
 	Progress  time.Duration
 	Quiet     bool
 
+	nodes []Node // from Servers, or the one of URL and HTTP
+
 	reconnectSet bool
 	sessionsSet  bool
 	pairsSet     bool
@@ -74,6 +80,7 @@ const usageHead = `rewind-load drives real protocol traffic at a REWIND server a
 
 usage: rewind-load --scenario idle|dm|churn|storm [flags]
        rewind-load --target centrifugo --url ws://127.0.0.1:8000/connection/websocket --scenario dm [flags]
+       rewind-load --server http://127.0.0.1:8081,http://127.0.0.1:8082 [--cross-node] --scenario dm [flags]
        rewind-load compare RESULT.json...   (one table row per --json results file)
 
 scenarios:
@@ -89,7 +96,14 @@ scenarios:
           message at once, whose send→ack and send→delivery are reported
 
 targets:
-  rewind      (default) a REWIND server
+  rewind      (default) a REWIND server, or with --server a,b,… the nodes of a cluster: sessions are
+              placed round robin by user (each account has one session): pair p on node p mod N
+              (both sides; with --cross-node side B on node (p+1) mod N), other sessions i on i mod N;
+              logins go to the session's node. Figures are also per node, dm latencies also same-node
+              and cross-node apart, and nodes are probed (/readyz) to tell which went away. With
+              --reconnect a session whose connection is lost moves to another node (bounded backoff),
+              authenticates again and catches up on the DM's history since its last seen message
+              (deduplicated by message id); the report counts acknowledged messages never delivered
   centrifugo  dm only: a Centrifugo v4+ node over its bidirectional JSON protocol at the full
               --url; each session subscribes to its own channel u<i> and publishes into its
               peer's (start Centrifugo with client.insecure; no accounts are made)
@@ -144,6 +158,8 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs.StringVar(&c.Target, "target", "rewind", "rewind or centrifugo (dm only)")
 	fs.StringVar(&c.URL, "url", "ws://127.0.0.1:8080", "the server's WebSocket base URL (/ws is added); centrifugo: the full URL (default ws://127.0.0.1:8000/connection/websocket)")
 	fs.StringVar(&c.HTTP, "http", "http://127.0.0.1:8080", "the server's HTTP base URL (login, registration, /metrics); centrifugo: default from --url")
+	fs.StringVar(&c.Servers, "server", "", "the `addresses` of a cluster's nodes, comma-separated, each http://host:port or host:port (instead of --url and --http; one address listed twice is two nodes); server figures come from the first node")
+	fs.BoolVar(&c.CrossNode, "cross-node", false, "--server: pair p's side A on node p mod N, side B on node (p+1) mod N (default: both sides of a pair on node p mod N)")
 	fs.IntVar(&c.Sessions, "sessions", 1000, "sessions (and accounts); dm: default 2 × --pairs")
 	fs.IntVar(&c.Pairs, "pairs", 100, "dm: pairs of friends; storm: pairs that each send one message once all sessions are back (default none)")
 	fs.Float64Var(&c.Rate, "rate", 1000, "dm: messages per second, all pairs together")
@@ -164,7 +180,7 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs.IntVar(&c.WSVersion, "ws-version", 1, "gateway protocol version: 1 (/ws) or 2 (/ws?v=2)")
 	fs.DurationVar(&c.Drain, "drain", 10*time.Second, "dm: after the last send, how long to wait for outstanding echoes and deliveries")
 	fs.BoolVar(&c.AfterRestart, "after-restart", false, "storm: wait for the server to drop the sessions (restart it) instead of closing them")
-	fs.BoolVar(&c.Reconnect, "reconnect", false, "reconnect sessions the server closed or lost, with backoff and jitter (default: on for storm)")
+	fs.BoolVar(&c.Reconnect, "reconnect", false, "reconnect sessions the server closed or lost, with backoff and jitter, to another node when there are several; dm: then catch up on history (default: on for storm)")
 	fs.DurationVar(&c.Backoff, "backoff", 500*time.Millisecond, "first reconnect backoff bound (doubles per failed attempt, full jitter)")
 	fs.DurationVar(&c.BackoffMax, "backoff-max", 5*time.Second, "largest reconnect backoff")
 	fs.StringVar(&c.DatabaseURL, "database-url", os.Getenv("REWIND_DATABASE_URL"), "the server's database, to create accounts in (default $REWIND_DATABASE_URL)")
@@ -288,10 +304,8 @@ func (c *Config) check() error {
 	if !c.reconnectSet {
 		c.Reconnect = c.Scenario == "storm"
 	}
-	for _, u := range []string{c.URL, c.HTTP} {
-		if err := checkLoopback(u); err != nil {
-			return err
-		}
+	if err := c.checkNodes(); err != nil {
+		return err
 	}
 	if c.Prefix == "" {
 		c.Prefix = "lt" + randomBase36(6)
@@ -315,6 +329,43 @@ func (c *Config) check() error {
 	if ip := net.ParseIP(c.SourceBase).To4(); ip == nil || ip[0] != 127 {
 		return fmt.Errorf("--source-base %q is not a 127.x.x.x address", c.SourceBase)
 	}
+	return nil
+}
+
+// checkNodes fills c.nodes from --server, or from --url and --http.
+func (c *Config) checkNodes() error {
+	if c.Servers == "" {
+		if c.CrossNode {
+			return errors.New("--cross-node needs two nodes or more in --server")
+		}
+		c.nodes = []Node{{WS: c.URL, HTTP: c.HTTP}}
+		for _, u := range []string{c.URL, c.HTTP} {
+			if err := checkLoopback(u); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if c.urlSet || c.httpSet {
+		return errors.New("give --server, or --url and --http, not both")
+	}
+	if c.Target == "centrifugo" {
+		return errors.New("--target centrifugo: one node, at --url")
+	}
+	nodes, err := parseServers(c.Servers)
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		if err := checkLoopback(n.HTTP); err != nil {
+			return err
+		}
+	}
+	if c.CrossNode && len(nodes) < 2 {
+		return errors.New("--cross-node needs two nodes or more in --server")
+	}
+	c.nodes = nodes
+	c.URL, c.HTTP = nodes[0].WS, nodes[0].HTTP
 	return nil
 }
 
@@ -381,12 +432,39 @@ func sourceAddrs(base string, k int) []string {
 	return out
 }
 
-// wsURL is the gateway URL the sessions dial.
-func (c *Config) wsURL() string {
-	if c.Target == "centrifugo" {
-		return c.URL
+// wsURL is the gateway URL of the first node.
+func (c *Config) wsURL() string { return c.gatewayURL(c.URL) }
+
+// gatewayURLs are the gateway URLs of the nodes, in --server order.
+func (c *Config) gatewayURLs() []string {
+	out := make([]string, len(c.nodes))
+	for i, n := range c.nodes {
+		out[i] = c.gatewayURL(n.WS)
 	}
-	u := strings.TrimRight(c.URL, "/")
+	return out
+}
+
+// ledger reports whether the run keeps the dm ledger and catches up after
+// reconnections: dm with --reconnect against REWIND.
+func (c *Config) ledger() bool { return c.Scenario == "dm" && c.Reconnect && c.Target == "rewind" }
+
+// homeNode is the node session i starts on.
+func (c *Config) homeNode(i int) int { return homeNode(i, c.Pairs, len(c.nodes), c.CrossNode) }
+
+// nodeHTTP is the HTTP API base of session i's home node.
+func (c *Config) nodeHTTP(i int) string {
+	if len(c.nodes) == 0 {
+		return c.HTTP
+	}
+	return c.nodes[c.homeNode(i)].HTTP
+}
+
+// gatewayURL is the URL the sessions dial for the gateway base.
+func (c *Config) gatewayURL(base string) string {
+	if c.Target == "centrifugo" {
+		return base
+	}
+	u := strings.TrimRight(base, "/")
 	if !strings.HasSuffix(u, "/ws") {
 		u += "/ws"
 	}

@@ -19,6 +19,30 @@
 // 127.0.0.3, … in turn, so a run is not bounded by one address's
 // ephemeral ports.
 //
+// A run may target the nodes of a cluster (--server a,b,…): each session
+// has a home node (homeNode: round robin by user, pair p on node p mod N,
+// with --cross-node its side B on node (p+1) mod N; TestHomeNode), logs
+// in and dials there, and counts its figures under the node it is
+// connected to (NodeResult). A dm send's stamp carries a mark when its
+// two sides were on different nodes as it was sent, so echoes and
+// deliveries are recorded same-node or cross-node by what the sender saw
+// (TestSameCrossSplit). The parent probes every node's /readyz during the
+// scenario; a node that failed two probes in a row went away, and the
+// unexpected closes of the others are those "on surviving nodes".
+//
+// With --reconnect a session whose connection ended unexpectedly dials
+// the other nodes in turn (reconnectNode: starting at one picked by its
+// index, so a lost node's sessions spread; its own last; TestReconnectNode)
+// with the usual bounded backoff. In a dm run it also keeps a ledger
+// (ledger.go), owned by its own goroutine like the rest of its read
+// state: the ids of its messages the server acknowledged and of its
+// peer's it received. Back after a loss, it loads the DM's history (the
+// v1 load request, 100 a page, newest first) back to the last message it
+// had seen, counting each message once by id whether it came live, in
+// history or both; once every session goroutine has ended, the worker
+// counts the acknowledged messages the peer never received (TestCatchUp,
+// TestDMReconnect).
+//
 // Each session costs one goroutine (it dials, then reads every frame); its
 // heartbeats come from one wheel goroutine per worker and dm sends from one
 // sender goroutine per worker. Frames are built in the writer's buffer and

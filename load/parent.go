@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -73,6 +74,7 @@ type runner struct {
 	procs  []*proc
 	events chan event
 	smp    *sampler
+	watch  *nodeWatch // two nodes or more
 	start  time.Time
 	res    *Result
 	web    *http.Client // reads the server's /metrics
@@ -171,6 +173,15 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	defer stopSampling()
 	sampled := make(chan struct{})
 	go func() { r.smp.run(sctx); close(sampled) }()
+	wctx, stopWatching := context.WithCancel(context.Background())
+	defer stopWatching()
+	watched := make(chan struct{})
+	if len(cfg.nodes) > 1 {
+		r.watch = newNodeWatch(cfg.nodes)
+		go func() { r.watch.watch(wctx); close(watched) }()
+	} else {
+		close(watched)
+	}
 
 	if err := r.spawn(accounts, sources, cfg.Pairs > 0 && cfg.ViaHTTP); err != nil {
 		r.killAll()
@@ -183,6 +194,10 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	r.res.Server.steadyOpen = r.openNow()
 	r.setPhase("stopping")
 	r.res.stopAt = time.Now()
+	// The nodes that went away did so during the scenario: what follows
+	// is the harness's own closing.
+	stopWatching()
+	<-watched
 	r.broadcast(cmdStop)
 	for _, p := range r.procs {
 		p.in.Close()
@@ -233,9 +248,13 @@ func (r *runner) spawn(accounts []Account, sources []string, befriend bool) erro
 	for i := 0; i*per < n; i++ {
 		lo, hi := i*per, min((i+1)*per, n)
 		pairs := max(0, min(cfg.Pairs-lo/2, (hi-lo)/2))
+		homes := make([]int, hi-lo)
+		for j := range homes {
+			homes[j] = cfg.homeNode(lo + j)
+		}
 		spec := workerSpec{
-			Index: i, Scenario: cfg.Scenario, Target: cfg.Target, URL: cfg.wsURL(), SourceIPs: sources, Warmup: cfg.Warmup,
-			Offset: lo, Accounts: accounts[lo:hi], Pairs: pairs, Befriend: befriend,
+			Index: i, Scenario: cfg.Scenario, Target: cfg.Target, URLs: cfg.gatewayURLs(), Homes: homes, SourceIPs: sources, Warmup: cfg.Warmup,
+			Offset: lo, Accounts: accounts[lo:hi], Pairs: pairs, Befriend: befriend, Ledger: cfg.ledger(),
 			Size: cfg.Size, Hold: cfg.Hold, Heartbeat: cfg.Heartbeat,
 			DialTimeout: cfg.DialTimeout, ConnectTimeout: cfg.ConnectTimeout,
 			Reconnect: cfg.Reconnect, Backoff: cfg.Backoff, BackoffMax: cfg.BackoffMax,
@@ -259,7 +278,14 @@ func (r *runner) spawn(accounts []Account, sources []string, befriend bool) erro
 	}
 	r.res.Workers = len(r.procs)
 	fmt.Fprintf(r.out, "workers: %d processes, %d source addresses from %s; %s\n",
-		len(r.procs), len(sources), sources[0], cfg.wsURL())
+		len(r.procs), len(sources), sources[0], strings.Join(cfg.gatewayURLs(), ", "))
+	if len(cfg.nodes) > 1 && cfg.Pairs > 0 {
+		where := "both sides of pair p on node p mod " + strconv.Itoa(len(cfg.nodes))
+		if cfg.CrossNode {
+			where = "pair p's side A on node p mod N, side B on node (p+1) mod N"
+		}
+		fmt.Fprintf(r.out, "nodes: %d; %s\n", len(cfg.nodes), where)
+	}
 	return nil
 }
 
@@ -330,20 +356,30 @@ func (r *runner) allReported(got func(p *proc) *workerReport) bool {
 // roomActivations is the server's counter of room actors started.
 const roomActivations = "rewind_room_activations_total"
 
-// roomsCounter reads roomActivations; nil when the server does not export
-// it (or did not answer: the error is kept).
+// roomsCounter reads roomActivations, added up over the nodes (each
+// address once); nil when a node does not export it (or did not answer:
+// the error is kept).
 func (r *runner) roomsCounter() *float64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	v, found, err := scrapeCounter(ctx, r.web, r.cfg.HTTP+"/metrics", roomActivations)
-	if err != nil {
-		r.res.Rooms.Error = err.Error()
-		return nil
+	var sum float64
+	seen := map[string]bool{}
+	for _, n := range r.cfg.nodes {
+		if seen[n.HTTP] {
+			continue
+		}
+		seen[n.HTTP] = true
+		v, found, err := scrapeCounter(ctx, r.web, n.HTTP+"/metrics", roomActivations)
+		if err != nil {
+			r.res.Rooms.Error = err.Error()
+			return nil
+		}
+		if !found {
+			return nil
+		}
+		sum += v
 	}
-	if !found {
-		return nil
-	}
-	return &v
+	return &sum
 }
 
 func (r *runner) killAll() {
@@ -713,6 +749,11 @@ func (r *runner) finish() error {
 	res.Counts = map[string]int64{}
 	res.Errors, res.ErrorReasons, res.Closes, res.UnexpectedCloses = map[string]int64{}, map[string]int64{}, map[string]int64{}, map[string]int64{}
 	var problems []error
+	res.Nodes = make([]NodeResult, len(r.cfg.nodes))
+	gateways := r.cfg.gatewayURLs()
+	for i, n := range r.cfg.nodes {
+		res.Nodes[i] = NodeResult{Index: i + 1, Gateway: gateways[i], HTTP: n.HTTP}
+	}
 	for _, p := range r.procs {
 		if p.result == nil {
 			problems = append(problems, fmt.Errorf("worker %d ended without a result (%v)", p.index, p.exitErr))
@@ -728,6 +769,7 @@ func (r *runner) finish() error {
 		addCounts(res.ErrorReasons, rep.Reasons)
 		addCounts(res.Closes, rep.Closes)
 		addCounts(res.UnexpectedCloses, rep.UnexpectedCloses)
+		mergeNodes(res.Nodes, rep.Nodes)
 		if err := mergeHists(hists, rep.Hists); err != nil {
 			problems = append(problems, fmt.Errorf("worker %d histograms: %w", p.index, err))
 		}
@@ -745,18 +787,35 @@ func (r *runner) finish() error {
 	}
 	c := res.Counts
 	res.UnexpectedTotal = c["unexpected_closes"]
+	if r.watch != nil {
+		r.watch.fill(res.Nodes)
+		var surviving, away int64
+		for _, n := range res.Nodes {
+			if n.WentAway {
+				away += n.UnexpectedCloses
+			} else {
+				surviving += n.UnexpectedCloses
+			}
+		}
+		res.UnexpectedOnSurviving, res.UnexpectedOnLost = &surviving, &away
+	}
 	if r.cfg.Scenario == "dm" {
 		m := &MessagesResult{
 			Sent: c["sent"], Acked: c["acked"], Delivered: c["delivered"], SendErrors: c["send_errors"],
 			Duplicates: c["duplicates"], Skipped: c["skipped"],
 		}
 		m.Unacked = m.Sent - m.Acked - m.SendErrors
-		m.Undelivered = m.Acked - m.Delivered
+		m.CaughtUp = c["caught_up"]
+		m.Undelivered = m.Acked - m.Delivered - m.CaughtUp
+		m.SentCrossNode = c["sent_cross_node"]
 		if d := r.phaseSeconds(); d > 0 {
 			m.SentPerSecond = float64(m.Sent) / d
 		}
 		m.WarmupSent = c["warmup_sent"]
 		res.Messages = m
+		if r.cfg.ledger() {
+			res.Reconnect = reconnectResult(c, res.Latency)
+		}
 	}
 	if rm := res.Rooms; rm != nil && rm.AtEnd != nil {
 		if rm.AtStart != nil {

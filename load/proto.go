@@ -19,10 +19,13 @@ type Account struct {
 
 // workerSpec is one worker's share of a run.
 type workerSpec struct {
-	Index     int           `json:"index"`
-	Scenario  string        `json:"scenario"`
-	Target    string        `json:"target"` // rewind, centrifugo
-	URL       string        `json:"url"`    // the gateway's ws:// URL, path and version included
+	Index    int    `json:"index"`
+	Scenario string `json:"scenario"`
+	Target   string `json:"target"` // rewind, centrifugo
+	// URLs are the nodes' gateway URLs, path and version included; Homes
+	// the node (index into URLs) each of Accounts starts on.
+	URLs      []string      `json:"urls"`
+	Homes     []int         `json:"homes"`
 	SourceIPs []string      `json:"source_ips"`
 	Offset    int           `json:"offset"` // global index of Accounts[0], which picks its source address
 	Accounts  []Account     `json:"accounts"`
@@ -40,10 +43,14 @@ type workerSpec struct {
 	DialTimeout        time.Duration `json:"dial_timeout"`
 	ConnectTimeout     time.Duration `json:"connect_timeout"` // bound of the first connect phase
 	Reconnect          bool          `json:"reconnect"`       // reconnect after the server closed or lost a session
-	Backoff            time.Duration `json:"backoff"`
-	BackoffMax         time.Duration `json:"backoff_max"`
-	Drain              time.Duration `json:"drain"`
-	Progress           time.Duration `json:"progress"`
+	// Ledger: dm with --reconnect: keep every acknowledged and delivered
+	// message id, catch up on history after a loss, count what never
+	// arrived.
+	Ledger     bool          `json:"ledger"`
+	Backoff    time.Duration `json:"backoff"`
+	BackoffMax time.Duration `json:"backoff_max"`
+	Drain      time.Duration `json:"drain"`
+	Progress   time.Duration `json:"progress"`
 	// Deadline is when the worker stops by itself whatever it is told
 	// (unix nanoseconds).
 	Deadline int64 `json:"deadline"`
@@ -94,5 +101,7 @@ type workerReport struct {
 	UnexpectedCloses map[string]int64 `json:"unexpected,omitempty"`
 	CPUSeconds       float64          `json:"cpu_seconds,omitempty"`
 	MaxRSS           int64            `json:"max_rss,omitempty"`
-	Error            string           `json:"error,omitempty"`
+	// Nodes are the per-node counts, in URLs order.
+	Nodes []map[string]int64 `json:"nodes,omitempty"`
+	Error string             `json:"error,omitempty"`
 }

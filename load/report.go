@@ -32,19 +32,36 @@ type Result struct {
 	// delivery_warmup are the dm messages sent in the first --warmup of the
 	// sending, ack_after_warmup and delivery_after_warmup the rest (ack and
 	// delivery are the whole run). first_ack and first_delivery are the
-	// storm's first messages.
+	// storm's first messages. With two nodes or more, ack_same_node,
+	// ack_cross_node, delivery_same_node and delivery_cross_node (each
+	// delivery one with its _warmup and _after_warmup) split the dm
+	// messages by whether their two sides were on one node or on two when
+	// sent. With a ledger (dm --reconnect), reconnect_first_delivery and
+	// reconnect_caught_up are per reconnection after an unexpected close:
+	// from the close to the first live delivery on the new connection, and
+	// to the end of its catch-up on history.
 	Latency  map[string]Latency `json:"latency_us"`
 	Messages *MessagesResult    `json:"messages,omitempty"`
 	Rooms    *RoomsResult       `json:"rooms,omitempty"`
 	Churn    *ChurnResult       `json:"churn,omitempty"`
 	Storm    *StormResult       `json:"storm,omitempty"`
 	First    *FirstResult       `json:"first_messages,omitempty"`
+	// Reconnect is the ledger's accounting (dm --reconnect).
+	Reconnect *ReconnectResult `json:"reconnect,omitempty"`
+	// Nodes are the figures per node, in --server order (one entry for a
+	// single server).
+	Nodes []NodeResult `json:"nodes"`
 
 	Errors           map[string]int64 `json:"errors_by_code"`
 	ErrorReasons     map[string]int64 `json:"errors_by_reason"`
 	Closes           map[string]int64 `json:"closes_by_code"` // every ended connection; "lost": no close frame; "dial_failed"
 	UnexpectedCloses map[string]int64 `json:"unexpected_closes_by_code"`
 	UnexpectedTotal  int64            `json:"unexpected_closes"`
+	// Two nodes or more: the unexpected closes of connections to the nodes
+	// that stayed up through the scenario, and to those that went away
+	// (NodeResult.WentAway).
+	UnexpectedOnSurviving *int64 `json:"unexpected_closes_on_surviving_nodes,omitempty"`
+	UnexpectedOnLost      *int64 `json:"unexpected_closes_on_nodes_gone,omitempty"`
 
 	Server  ServerResult  `json:"server"`
 	Harness HarnessResult `json:"harness"`
@@ -55,23 +72,27 @@ type Result struct {
 
 // Params are the settings of the run.
 type Params struct {
-	Target             string  `json:"target,omitempty"` // rewind (also when absent), centrifugo
-	URL                string  `json:"url"`
-	Sessions           int     `json:"sessions"`
-	Pairs              int     `json:"pairs,omitempty"`
-	Rate               float64 `json:"rate,omitempty"`
-	Size               int     `json:"size,omitempty"`
-	WarmupSeconds      float64 `json:"warmup_seconds,omitempty"`
-	WarmRooms          bool    `json:"warm_rooms,omitempty"`
-	Churn              float64 `json:"churn,omitempty"`
-	HoldSeconds        float64 `json:"hold_seconds,omitempty"`
-	DurationSeconds    float64 `json:"duration_seconds"`
-	HeartbeatSeconds   float64 `json:"heartbeat_seconds"`
-	WSVersion          int     `json:"ws_version"`
-	ConnectConcurrency int     `json:"connect_concurrency"`
-	Reconnect          bool    `json:"reconnect"`
-	AfterRestart       bool    `json:"after_restart,omitempty"`
-	ServerPID          int     `json:"server_pid,omitempty"`
+	Target string `json:"target,omitempty"` // rewind (also when absent), centrifugo
+	URL    string `json:"url"`
+	// Nodes are the gateway URLs of --server (two or more); URL is the
+	// first.
+	Nodes              []string `json:"nodes,omitempty"`
+	CrossNode          bool     `json:"cross_node,omitempty"`
+	Sessions           int      `json:"sessions"`
+	Pairs              int      `json:"pairs,omitempty"`
+	Rate               float64  `json:"rate,omitempty"`
+	Size               int      `json:"size,omitempty"`
+	WarmupSeconds      float64  `json:"warmup_seconds,omitempty"`
+	WarmRooms          bool     `json:"warm_rooms,omitempty"`
+	Churn              float64  `json:"churn,omitempty"`
+	HoldSeconds        float64  `json:"hold_seconds,omitempty"`
+	DurationSeconds    float64  `json:"duration_seconds"`
+	HeartbeatSeconds   float64  `json:"heartbeat_seconds"`
+	WSVersion          int      `json:"ws_version"`
+	ConnectConcurrency int      `json:"connect_concurrency"`
+	Reconnect          bool     `json:"reconnect"`
+	AfterRestart       bool     `json:"after_restart,omitempty"`
+	ServerPID          int      `json:"server_pid,omitempty"`
 }
 
 // SessionsResult is the first connect phase.
@@ -91,9 +112,11 @@ type MessagesResult struct {
 	Delivered     int64   `json:"delivered"`
 	SendErrors    int64   `json:"send_errors"`
 	Unacked       int64   `json:"unacknowledged"` // sent, neither echoed nor refused
-	Undelivered   int64   `json:"undelivered"`    // acknowledged minus delivered
+	Undelivered   int64   `json:"undelivered"`    // acknowledged minus delivered and caught up
 	Duplicates    int64   `json:"duplicates"`
-	Skipped       int64   `json:"skipped"` // not sent: a side was not connected
+	CaughtUp      int64   `json:"caught_up"`       // received in a catch-up on history, not live
+	SentCrossNode int64   `json:"sent_cross_node"` // of Sent, while the two sides were on different nodes
+	Skipped       int64   `json:"skipped"`         // not sent: a side was not connected
 	SentPerSecond float64 `json:"sent_per_second"`
 	// WarmupSent is how many of the sent messages went in the warm-up (the
 	// count of its delivery histogram is those delivered).
@@ -129,6 +152,51 @@ type FirstResult struct {
 	AllDelivered bool    `json:"all_delivered"`
 	Ack          Latency `json:"ack_us"`
 	Delivery     Latency `json:"delivery_us"`
+}
+
+// ReconnectResult is what a dm run with --reconnect did about lost
+// sessions: reconnected (to another node when there are several),
+// authenticated again and caught up on the DM's history since the last
+// message seen, deduplicated by message id against live deliveries.
+type ReconnectResult struct {
+	Lost        int64 `json:"lost"`        // unexpected closes
+	Reconnected int64 `json:"reconnected"` // connections authenticated again after one
+	Moved       int64 `json:"moved"`       // ... on another node than the one lost
+	StillDown   int64 `json:"still_down"`  // sessions not back when the run ended
+	// Catch-ups on history: finished, refused or cut by the connection's
+	// end (started again after the next reconnection), stopped at the
+	// page bound (10,000 messages) before the last seen message.
+	CatchUps         int64 `json:"catch_ups"`
+	CatchUpFailed    int64 `json:"catch_up_failed"`
+	CatchUpTruncated int64 `json:"catch_up_truncated"`
+	// CaughtUp: messages first received in a catch-up; Overlap: seen both
+	// in a catch-up and live, counted once.
+	CaughtUp int64 `json:"caught_up"`
+	Overlap  int64 `json:"catch_up_overlap"`
+	// Missing: acknowledged dm messages their peer never received, live or
+	// caught up, when the run ended; nil when a worker's sessions did not
+	// end in time (its ledger was not checked). AllDelivered: Missing is 0.
+	Missing      *int64 `json:"acknowledged_never_delivered"`
+	AllDelivered bool   `json:"every_acknowledged_delivered"`
+	// Per reconnection: close → first live delivery on the new connection,
+	// close → catch-up finished.
+	FirstDelivery Latency `json:"close_to_first_delivery_us"`
+	CaughtUpAfter Latency `json:"close_to_caught_up_us"`
+}
+
+func reconnectResult(c map[string]int64, lat map[string]Latency) *ReconnectResult {
+	rc := &ReconnectResult{
+		Lost: c["unexpected_closes"], Reconnected: c["reconnected"], Moved: c["moved"], StillDown: c["still_down"],
+		CatchUps: c["catch_ups"], CatchUpFailed: c["catch_up_failed"], CatchUpTruncated: c["catch_up_truncated"],
+		CaughtUp: c["caught_up"], Overlap: c["catch_up_overlap"],
+		FirstDelivery: lat[hReconnectFirst], CaughtUpAfter: lat[hReconnectCaughtUp],
+	}
+	if c["ledger_unchecked"] == 0 {
+		n := c["missing"]
+		rc.Missing = &n
+		rc.AllDelivered = n == 0
+	}
+	return rc
 }
 
 // ChurnResult is the churn accounting.
@@ -207,6 +275,9 @@ func newResult(cfg *Config, sources []string) *Result {
 		},
 		Sessions: SessionsResult{Target: int64(cfg.Sessions)},
 	}
+	if len(cfg.nodes) > 1 {
+		r.Params.Nodes, r.Params.CrossNode = cfg.gatewayURLs(), cfg.CrossNode
+	}
 	switch cfg.Scenario {
 	case "dm":
 		r.Params.Rate, r.Params.Size = cfg.Rate, cfg.Size
@@ -251,6 +322,14 @@ func printSummary(w io.Writer, res *Result) {
 			head += fmt.Sprintf(", %d pairs", p.Pairs)
 		}
 	}
+	if len(p.Nodes) > 1 {
+		head += fmt.Sprintf(" on %d nodes", len(p.Nodes))
+		if p.Pairs > 0 && p.CrossNode {
+			head += " (pairs across nodes)"
+		} else if p.Pairs > 0 {
+			head += " (pairs within a node)"
+		}
+	}
 	head += fmt.Sprintf(" for %s; %d worker(s), %d source address(es)", time.Duration(p.DurationSeconds*float64(time.Second)), res.Workers, len(res.SourceIPs))
 	if res.Interrupted {
 		head += "; INTERRUPTED"
@@ -284,6 +363,9 @@ func printSummary(w io.Writer, res *Result) {
 			m.Sent, m.SentPerSecond, m.Acked, m.Delivered, m.SendErrors)
 		fmt.Fprintf(tw, "\tunacknowledged %d, acknowledged but undelivered %d, duplicates %d, skipped %d\n",
 			m.Unacked, m.Undelivered, m.Duplicates, m.Skipped)
+		if len(p.Nodes) > 1 {
+			fmt.Fprintf(tw, "\t%d sent while both sides were on one node, %d across nodes\n", m.Sent-m.SentCrossNode, m.SentCrossNode)
+		}
 		fmt.Fprintf(tw, "warm-up\tthe first %s of the sending: %d sent, %d delivered; after it: %d sent, %d delivered\n",
 			seconds(p.WarmupSeconds), m.WarmupSent, res.Latency[hDeliveryWarm].Count, m.Sent-m.WarmupSent, res.Latency[hDeliveryAfter].Count)
 	}
@@ -318,7 +400,25 @@ func printSummary(w io.Writer, res *Result) {
 	}
 	fmt.Fprintf(tw, "closes\t%s\n", tallyLine(res.Closes, "none"))
 	fmt.Fprintf(tw, "unexpected closes\t%d %s\n", res.UnexpectedTotal, tallyLine(res.UnexpectedCloses, ""))
+	if res.UnexpectedOnSurviving != nil {
+		fmt.Fprintf(tw, "\t%d on surviving nodes, %d on nodes that went away\n", *res.UnexpectedOnSurviving, *res.UnexpectedOnLost)
+	}
+	if rc := res.Reconnect; rc != nil {
+		fmt.Fprintf(tw, "reconnect\t%d lost, %d reconnected (%d to another node), %d still down at the end\n",
+			rc.Lost, rc.Reconnected, rc.Moved, rc.StillDown)
+		fmt.Fprintf(tw, "catch-up\t%d done (%d failed, %d truncated): %d messages caught up from history, %d of them also live (counted once)\n",
+			rc.CatchUps, rc.CatchUpFailed, rc.CatchUpTruncated, rc.CaughtUp, rc.Overlap)
+		switch {
+		case rc.Missing == nil:
+			fmt.Fprintln(tw, "acknowledged never delivered\tNOT CHECKED (a worker's sessions did not end)")
+		case rc.AllDelivered:
+			fmt.Fprintln(tw, "acknowledged never delivered\t0: every acknowledged message delivered")
+		default:
+			fmt.Fprintf(tw, "acknowledged never delivered\t%d: NOT every acknowledged message delivered\n", *rc.Missing)
+		}
+	}
 	tw.Flush()
+	printNodes(w, res)
 
 	if len(res.Latency) > 0 {
 		fmt.Fprintln(w)
@@ -365,12 +465,36 @@ func printSummary(w io.Writer, res *Result) {
 	tw.Flush()
 }
 
+// printNodes writes the per-node table of a run on two nodes or more.
+func printNodes(w io.Writer, res *Result) {
+	if len(res.Nodes) < 2 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "node\tgateway\tsessions\tauth'd\tmoved in\topen at end\tsent\tacked\tdelivered\tcaught up\tunexpected\tdial failed\tprobes failed\tstate\t")
+	for _, n := range res.Nodes {
+		state := "up"
+		if n.WentAway {
+			state = fmt.Sprintf("WENT AWAY at %.1f s", n.WentAwayAt.Sub(res.Start).Seconds())
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d/%d\t%s\t\n",
+			n.Index, n.Gateway, n.Sessions, n.Authenticated, n.MovedIn, n.OpenAtEnd, n.Sent, n.Acked, n.Delivered, n.CaughtUp,
+			n.UnexpectedCloses, n.ConnectFailed, n.ProbeFailures, n.Probes, state)
+	}
+	tw.Flush()
+}
+
 var histLabel = map[string]string{
 	hConnect: "connect+auth", hReauth: "drop→re-auth", hAck: "send→ack", hDelivery: "send→delivery",
 	hAckWarm: "send→ack warm-up", hAckAfter: "send→ack after warm-up",
 	hDeliveryWarm: "send→delivery warm-up", hDeliveryAfter: "send→delivery after warm-up",
 	hFirstAck: "first msg send→ack", hFirstDelivery: "first msg send→delivery",
 	hSendLag: "send lag", hChurn: "churn session",
+	hAckSame: "send→ack same node", hAckCross: "send→ack cross-node",
+	hDeliverySame: "send→delivery same node", hDeliverySameWarm: "same node warm-up", hDeliverySameAfter: "same node after warm-up",
+	hDeliveryCross: "send→delivery cross-node", hDeliveryCrossWarm: "cross-node warm-up", hDeliveryCrossAfter: "cross-node after warm-up",
+	hReconnectFirst: "close→first delivery", hReconnectCaughtUp: "close→caught up",
 }
 
 // roomsLines say whether the run began with warm rooms and how many the

@@ -48,6 +48,9 @@ type session struct {
 	churn  bool     // a churn session: leaves after spec.Hold
 	id     atomic.Int64
 	authed atomic.Bool
+	// node is the node of the current connection, or of the last one
+	// (an index into the worker's urls).
+	node atomic.Int32
 
 	mu      sync.Mutex
 	conn    net.Conn // the current connection; nil between connections
@@ -74,6 +77,13 @@ type session struct {
 	lostAt      time.Time // when the last connection ended, while it is not back
 	lostCounted bool      // the loss is counted in the worker's losses
 	stormed     bool      // the last connection was closed by a storm
+	// lostNode is the node whose connection ended unexpectedly while the
+	// session reconnects (-1: it is not reconnecting after a loss).
+	lostNode int
+	// firstAfter is the loss before the current connection while its
+	// first live dm delivery is awaited (dm with a ledger).
+	firstAfter time.Time
+	ledger     *ledger // dm with --reconnect; nil otherwise
 	// churnSettled: the churn session authenticated or failed (rather than
 	// being cut short by the end of the run).
 	churnSettled bool
@@ -105,6 +115,9 @@ func (s *session) run(first func(ok bool)) {
 	}
 	attempt := 0
 	for !w.stopped() {
+		if s.lostNode >= 0 {
+			s.node.Store(int32(reconnectNode(s.lostNode, s.index, max(attempt, 1), len(w.urls))))
+		}
 		r, t0, err := s.connect()
 		if err != nil {
 			s.churnSettled = !errors.Is(err, errStopped)
@@ -123,10 +136,27 @@ func (s *session) run(first func(ok bool)) {
 		w.hists[hConnect].record(now.Sub(t0))
 		w.c.add(cAuthenticated, 1)
 		w.c.add(cOpen, 1)
+		nc := s.nodeC()
+		nc.add(nAuthenticated, 1)
+		nc.add(nOpen, 1)
 		s.authed.Store(true)
+		lostAt := s.lostAt
 		if !s.lostAt.IsZero() {
 			w.hists[hReauth].record(now.Sub(s.lostAt))
 			s.lostAt = time.Time{}
+		}
+		if s.lostNode >= 0 {
+			// Back after an unexpected close.
+			w.c.add(cReconnected, 1)
+			if int(s.node.Load()) != s.lostNode {
+				w.c.add(cMoved, 1)
+				nc.add(nMovedIn, 1)
+			}
+			s.lostNode = -1
+			if s.ledger != nil {
+				s.firstAfter = lostAt
+				s.startCatchUp(lostAt)
+			}
 		}
 		if s.lostCounted {
 			s.lostCounted = false
@@ -150,6 +180,11 @@ func (s *session) run(first func(ok bool)) {
 		}
 		s.authed.Store(false)
 		w.c.add(cOpen, -1)
+		nc.add(nOpen, -1)
+		if l := s.ledger; l != nil && l.catch != nil {
+			w.c.add(cCatchUpFailed, 1) // cut by the connection's end
+			l.catch = nil
+		}
 		s.mu.Lock()
 		expected, storm := s.closing, s.storm
 		s.storm = false
@@ -160,7 +195,11 @@ func (s *session) run(first func(ok bool)) {
 		w.c.add(cCloses, 1)
 		if !expected {
 			w.c.add(cUnexpected, 1)
+			nc.add(nUnexpected, 1)
 			w.unexpected.add(cerr.key())
+			if s.ledger != nil {
+				s.ledger.lost()
+			}
 			s.lostAt = time.Now()
 			s.lostCounted = true
 			w.lost()
@@ -179,6 +218,7 @@ func (s *session) run(first func(ok bool)) {
 			continue
 		case !expected && w.spec.Reconnect && !w.stopped():
 			w.c.add(cReconnects, 1)
+			s.lostNode = int(s.node.Load())
 			attempt = 1
 			if !w.sleep(s.backoff(attempt)) {
 				return
@@ -188,6 +228,9 @@ func (s *session) run(first func(ok bool)) {
 		return
 	}
 }
+
+// nodeC is the counters of the session's current node.
+func (s *session) nodeC() *nodeCounters { return &s.w.nodes[s.node.Load()] }
 
 // reconnecting reports whether the session is coming back from a loss or
 // a storm, when failed attempts are retried whatever spec.Reconnect says.
@@ -229,12 +272,13 @@ func (s *session) handshake() (*reader, error) {
 	w := s.w
 	ctx, cancel := context.WithTimeout(w.ctx, w.spec.DialTimeout)
 	defer cancel()
-	conn, br, _, err := s.dial.Dial(ctx, w.url)
+	conn, br, _, err := s.dial.Dial(ctx, w.urls[s.node.Load()])
 	if err != nil {
 		if w.stopped() {
 			return nil, errStopped
 		}
 		w.c.add(cConnectFailed, 1)
+		s.nodeC().add(nConnectFailed, 1)
 		w.closes.add("dial_failed")
 		return nil, err
 	}
@@ -375,8 +419,16 @@ func (s *session) handle(p []byte) {
 		w.c.add(cHeartbeatsAnswered, 1)
 	case "chat":
 		if nonce, ok := frameNonce(p); ok {
-			if kind, _, nanos, ok := parseKindStamp(nonce); ok {
-				w.acked(kind, nanos)
+			if isHistory(nonce) {
+				s.historyItem(p)
+				return
+			}
+			if kind, cross, _, nanos, ok := parseKindStamp(nonce); ok {
+				var id int64
+				if s.ledger != nil && kind == kindDM {
+					id, _, _ = chatIDs(p)
+				}
+				s.acked(kind, cross, nanos, id)
 			}
 			return
 		}
@@ -384,7 +436,15 @@ func (s *session) handle(p []byte) {
 			return
 		}
 		if content, ok := stringAfter(p, len(chatSendKind), contentPrefix); ok {
-			s.delivered(content)
+			var id int64
+			if s.ledger != nil {
+				id, _, _ = chatIDs(p)
+			}
+			s.delivered(content, id)
+		}
+	case "load":
+		if nonce, ok := frameNonce(p); ok && isHistory(nonce) {
+			s.historyEnd(p)
 		}
 	case "error":
 		code, reason := errorCode(p)
@@ -393,7 +453,11 @@ func (s *session) handle(p []byte) {
 		if !ok {
 			return
 		}
-		if kind, _, _, ok := parseKindStamp(nonce); ok {
+		if isHistory(nonce) {
+			s.historyError()
+			return
+		}
+		if kind, _, _, _, ok := parseKindStamp(nonce); ok {
 			w.refused(kind)
 			return
 		}
@@ -405,20 +469,57 @@ func (s *session) handle(p []byte) {
 	}
 }
 
+// acked counts the echo of a message of kind sent at nanos; id is its
+// message id for the ledger (0: none kept).
+func (s *session) acked(kind byte, cross bool, nanos int64, id int64) {
+	s.w.acked(kind, cross, nanos)
+	if kind == kindDM {
+		s.nodeC().add(nAcked, 1)
+		if s.ledger != nil {
+			s.ledger.ack(id)
+		}
+	}
+}
+
 // delivered counts a message received by this session from the content
-// (stamp first) of its event.
-func (s *session) delivered(content []byte) {
+// (stamp first) of its event; id is its message id for the ledger (0:
+// none kept).
+func (s *session) delivered(content []byte, id int64) {
 	w := s.w
-	kind, seq, nanos, ok := parseKindStamp(content)
+	kind, cross, seq, nanos, ok := parseKindStamp(content)
 	if !ok {
 		return
 	}
 	d := time.Duration(w.now() - nanos)
 	switch kind {
 	case kindDM:
+		if l := s.ledger; l != nil {
+			switch l.live(id) {
+			case seenLive:
+				w.c.add(cDuplicates, 1)
+				return
+			case seenCaughtUp:
+				w.c.add(cCatchUpOverlap, 1) // counted when caught up
+				return
+			}
+			if !s.firstAfter.IsZero() {
+				w.hists[hReconnectFirst].record(time.Since(s.firstAfter))
+				s.firstAfter = time.Time{}
+			}
+		}
 		w.c.add(cDelivered, 1)
+		s.nodeC().add(nDelivered, 1)
 		w.hists[hDelivery].record(d)
 		w.byPhase(nanos, hDeliveryWarm, hDeliveryAfter).record(d)
+		if w.multi {
+			if cross {
+				w.hists[hDeliveryCross].record(d)
+				w.byPhase(nanos, hDeliveryCrossWarm, hDeliveryCrossAfter).record(d)
+			} else {
+				w.hists[hDeliverySame].record(d)
+				w.byPhase(nanos, hDeliverySameWarm, hDeliverySameAfter).record(d)
+			}
+		}
 		if seq <= s.lastSeq {
 			w.c.add(cDuplicates, 1)
 		} else {
@@ -585,6 +686,10 @@ func (s *session) send(fb *frameBuf, kind byte) bool {
 	if kind == kindDM {
 		seq = s.sendSeq + 1
 	}
+	// Where the two sides are now: the peer's node is that of its current
+	// connection, or of its last one while it reconnects.
+	node := s.node.Load()
+	cross := node != s.peer.node.Load()
 	nanos := w.now()
 	if w.centrifugo {
 		if !s.centPublish(fb, kind, seq, nanos) {
@@ -596,7 +701,7 @@ func (s *session) send(fb *frameBuf, kind byte) bool {
 		fb.b = append(fb.b, s.chatID...)
 		fb.b = append(fb.b, `","content":"`...)
 		start := len(fb.b)
-		fb.b = appendKindStamp(fb.b, kind, seq, nanos)
+		fb.b = appendKindStamp(fb.b, kind, cross, seq, nanos)
 		stamp := len(fb.b) - start
 		fb.b = appendPadding(fb.b, stamp, w.spec.Size)
 		fb.b = append(fb.b, `"},"nonce":"`...)
@@ -610,6 +715,10 @@ func (s *session) send(fb *frameBuf, kind byte) bool {
 	case kindDM:
 		s.sendSeq = seq
 		w.c.add(cSent, 1)
+		w.nodes[node].add(nSent, 1)
+		if cross {
+			w.c.add(cSentCross, 1)
+		}
 		if nanos < w.warmEnd.Load() {
 			w.c.add(cWarmupSent, 1)
 		}
@@ -728,11 +837,11 @@ func (s *session) centTake(m centMsg) {
 			return
 		}
 		if ok {
-			w.acked(p.kind, p.nanos)
+			s.acked(p.kind, false, p.nanos, 0)
 		}
 	case centPush:
 		if m.content != nil {
-			s.delivered(m.content)
+			s.delivered(m.content, 0)
 		}
 	}
 }
@@ -753,7 +862,7 @@ func (s *session) centPublish(fb *frameBuf, kind byte, seq uint64, nanos int64) 
 	fb.reset()
 	fb.b = appendCentPublishHead(fb.b, id, channel, s.chatID)
 	start := len(fb.b)
-	fb.b = appendKindStamp(fb.b, kind, seq, nanos)
+	fb.b = appendKindStamp(fb.b, kind, false, seq, nanos)
 	fb.b = appendPadding(fb.b, len(fb.b)-start, w.spec.Size)
 	fb.b = append(fb.b, centPublishTail...)
 	if s.pending == nil {

@@ -45,6 +45,17 @@ const (
 	cFirstErrors                       // ... refused
 	cPings                             // centrifugo: server pings answered
 	cWarmupSent                        // dm sends written during the warm-up (of cSent)
+	cSentCross                         // dm sends between sessions on different nodes (of cSent)
+	cReconnected                       // connections authenticated again after an unexpected close
+	cMoved                             // ... on another node than the one that lost them
+	cCatchUps                          // ledger: catch-ups on history finished
+	cCatchUpFailed                     // ... refused, or cut by the connection's end
+	cCatchUpTruncated                  // ... stopped at maxCatchUpPages before the last seen message
+	cCaughtUp                          // ledger: dm messages first seen in a catch-up
+	cCatchUpOverlap                    // ... seen both in a catch-up and live (counted once)
+	cMissing                           // ledger: acknowledged dm messages the peer never got, at the end
+	cStillDown                         // sessions lost and not back when the run ended
+	cLedgerUnchecked                   // workers whose sessions did not end: their ledger was not checked
 	nCounters
 )
 
@@ -56,7 +67,9 @@ var counterNames = [nCounters]string{
 	"churn_started", "churn_completed", "churn_cut", "befriended",
 	"warm_sent", "warm_acked", "warm_delivered", "warm_errors",
 	"first_sent", "first_acked", "first_delivered", "first_errors",
-	"pings_answered", "warmup_sent",
+	"pings_answered", "warmup_sent", "sent_cross_node",
+	"reconnected", "moved", "catch_ups", "catch_up_failed", "catch_up_truncated",
+	"caught_up", "catch_up_overlap", "missing", "still_down", "ledger_unchecked",
 }
 
 // counters are one worker's figures.
@@ -101,12 +114,34 @@ const (
 	// storm --pairs: the one message per pair sent once every session is back.
 	hFirstAck      = "first_ack"
 	hFirstDelivery = "first_delivery"
+
+	// Two nodes or more: the dm latencies of messages sent while both
+	// sides were on one node, or on two (the stamp says which), with the
+	// same warm-up split for delivery.
+	hAckSame            = "ack_same_node"
+	hAckCross           = "ack_cross_node"
+	hDeliverySame       = "delivery_same_node"
+	hDeliverySameWarm   = "delivery_same_node_warmup"
+	hDeliverySameAfter  = "delivery_same_node_after_warmup"
+	hDeliveryCross      = "delivery_cross_node"
+	hDeliveryCrossWarm  = "delivery_cross_node_warmup"
+	hDeliveryCrossAfter = "delivery_cross_node_after_warmup"
+
+	// dm with --reconnect, per reconnection after an unexpected close:
+	// from the close to the first live delivery on the new connection,
+	// and to the end of its catch-up on history.
+	hReconnectFirst    = "reconnect_first_delivery"
+	hReconnectCaughtUp = "reconnect_caught_up"
 )
 
 // histNames is also the order of the summary's latency table.
 var histNames = []string{
 	hConnect, hReauth,
 	hAck, hAckWarm, hAckAfter, hDelivery, hDeliveryWarm, hDeliveryAfter,
+	hAckSame, hAckCross,
+	hDeliverySame, hDeliverySameWarm, hDeliverySameAfter,
+	hDeliveryCross, hDeliveryCrossWarm, hDeliveryCrossAfter,
+	hReconnectFirst, hReconnectCaughtUp,
 	hFirstAck, hFirstDelivery, hSendLag, hChurn,
 }
 

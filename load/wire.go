@@ -221,7 +221,43 @@ var (
 	reasonPrefix  = []byte(`"reason":"`)
 	selfIDPrefix  = []byte(`"self_user":{"id":"`)
 	chatSendKind  = []byte(`{"type":"chat","payload":{"type":"send"`)
+	chatLoadKind  = []byte(`{"type":"chat","payload":{"type":"load"`)
+	idPrefix      = []byte(`,"id":"`)
+	authorPrefix  = []byte(`,"user_id":"`)
+	countPrefix   = []byte(`"count":`)
 )
+
+// chatIDs reads a chat frame's message id and author (user_id), which the
+// server writes first in the payload (protocol.AppendChat).
+func chatIDs(b []byte) (id, author int64, ok bool) {
+	v, ok := stringAfter(b, 0, idPrefix)
+	if !ok {
+		return 0, 0, false
+	}
+	x, n := parseDigits(v)
+	if n == 0 || n != len(v) {
+		return 0, 0, false
+	}
+	a, ok := stringAfter(b, 0, authorPrefix)
+	if !ok {
+		return 0, 0, false
+	}
+	y, m := parseDigits(a)
+	if m == 0 || m != len(a) {
+		return 0, 0, false
+	}
+	return int64(x), int64(y), true
+}
+
+// loadCount reads the count of a history load's end marker.
+func loadCount(b []byte) (int, bool) {
+	i := bytes.Index(b, countPrefix)
+	if i < 0 {
+		return 0, false
+	}
+	v, n := parseDigits(b[i+len(countPrefix):])
+	return int(v), n > 0
+}
 
 // frameType is the frame's "type".
 func frameType(b []byte) string {
@@ -327,8 +363,19 @@ const (
 	kindFirst byte = 'f' // storm --pairs: the message per pair once all are back
 )
 
-// appendKindStamp is appendStamp with kind's letter in front.
-func appendKindStamp(dst []byte, kind byte, seq uint64, nanos int64) []byte {
+// crossMark, in front of a stamp's kind, says the message was sent while
+// its two sides were connected to different nodes.
+const crossMark byte = 'c'
+
+// historyMark starts the nonce of a catch-up's history load.
+const historyMark byte = 'h'
+
+// appendKindStamp is appendStamp with the cross mark and kind's letter in
+// front.
+func appendKindStamp(dst []byte, kind byte, cross bool, seq uint64, nanos int64) []byte {
+	if cross {
+		dst = append(dst, crossMark)
+	}
 	if kind != kindDM {
 		dst = append(dst, kind)
 	}
@@ -336,12 +383,15 @@ func appendKindStamp(dst []byte, kind byte, seq uint64, nanos int64) []byte {
 }
 
 // parseKindStamp reads a stamp of any kind.
-func parseKindStamp(b []byte) (kind byte, seq uint64, nanos int64, ok bool) {
+func parseKindStamp(b []byte) (kind byte, cross bool, seq uint64, nanos int64, ok bool) {
+	if len(b) > 0 && b[0] == crossMark {
+		cross, b = true, b[1:]
+	}
 	if len(b) > 0 && (b[0] == kindWarm || b[0] == kindFirst) {
 		kind, b = b[0], b[1:]
 	}
 	seq, nanos, ok = parseStamp(b)
-	return kind, seq, nanos, ok
+	return kind, cross, seq, nanos, ok
 }
 
 // parseStamp reads a stamp at the start of b (content may be padded after

@@ -183,19 +183,25 @@ process_cpu_seconds_total 3.5
 
 func TestKindStamps(t *testing.T) {
 	for _, kind := range []byte{kindDM, kindWarm, kindFirst} {
-		b := appendKindStamp(nil, kind, 12, 3456)
-		k, seq, nanos, ok := parseKindStamp(append(b, "xxx"...))
-		require.True(t, ok, "%s", b)
-		require.Equal(t, kind, k)
-		require.EqualValues(t, 12, seq)
-		require.EqualValues(t, 3456, nanos)
+		for _, cross := range []bool{false, true} {
+			b := appendKindStamp(nil, kind, cross, 12, 3456)
+			k, c, seq, nanos, ok := parseKindStamp(append(b, "xxx"...))
+			require.True(t, ok, "%s", b)
+			require.Equal(t, kind, k)
+			require.Equal(t, cross, c, "%s", b)
+			require.EqualValues(t, 12, seq)
+			require.EqualValues(t, 3456, nanos)
+		}
 	}
-	require.Equal(t, "w0.5", string(appendKindStamp(nil, kindWarm, 0, 5)))
-	// The befriending nonces are no stamps.
-	for _, nonce := range []string{"f1", "f2", "w", "f.1"} {
-		_, _, _, ok := parseKindStamp([]byte(nonce))
+	require.Equal(t, "w0.5", string(appendKindStamp(nil, kindWarm, false, 0, 5)))
+	require.Equal(t, "c7.5", string(appendKindStamp(nil, kindDM, true, 7, 5)))
+	// The befriending and history nonces are no stamps.
+	for _, nonce := range []string{"f1", "f2", "w", "f.1", "h1", "c", "cf1"} {
+		_, _, _, _, ok := parseKindStamp([]byte(nonce))
 		require.False(t, ok, nonce)
 	}
+	require.True(t, isHistory([]byte("h12")))
+	require.False(t, isHistory(nil))
 }
 
 // Deliveries between two samples come from each worker's reports.

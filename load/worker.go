@@ -53,12 +53,14 @@ func WorkerMain(in io.Reader, out, errOut io.Writer) int {
 // worker runs its share of the sessions of a run.
 type worker struct {
 	spec       workerSpec
-	url        string
-	centrifugo bool // --target centrifugo
+	urls       []string // the nodes' gateway URLs
+	multi      bool     // two nodes or more: dm latencies also same-node and cross-node
+	centrifugo bool     // --target centrifugo
 	epoch      time.Time
 	out        *reportWriter
 
 	c          counters
+	nodes      []nodeCounters // by node
 	hists      map[string]*hist
 	errs       tally // error frames by code
 	reasons    tally // by "code reason"
@@ -97,7 +99,9 @@ type worker struct {
 func newWorker(spec workerSpec, out io.Writer) *worker {
 	w := &worker{
 		spec:       spec,
-		url:        spec.URL,
+		urls:       spec.URLs,
+		multi:      len(spec.URLs) > 1,
+		nodes:      make([]nodeCounters, max(1, len(spec.URLs))),
 		centrifugo: spec.Target == "centrifugo",
 		epoch:      time.Now(),
 		out:        &reportWriter{w: bufio.NewWriter(out)},
@@ -106,6 +110,9 @@ func newWorker(spec workerSpec, out io.Writer) *worker {
 		doneCh:     make(chan struct{}),
 		churning:   make(map[*session]struct{}),
 		readyCh:    make(chan struct{}),
+	}
+	if len(w.urls) == 0 {
+		w.urls = []string{""}
 	}
 	for _, n := range histNames {
 		w.hists[n] = newHist()
@@ -158,6 +165,22 @@ func (w *worker) countError(code int, reason string) {
 	w.c.add(cErrors, 1)
 	w.errs.add(strconv.Itoa(code))
 	w.reasons.add(strconv.Itoa(code) + " " + reason)
+}
+
+// home is the node Accounts[i] starts on.
+func (w *worker) home(i int) int {
+	if i < len(w.spec.Homes) && w.spec.Homes[i] < len(w.urls) {
+		return w.spec.Homes[i]
+	}
+	return 0
+}
+
+// newSession makes the session of Accounts[i] (global index index), on its
+// home node.
+func (w *worker) newSession(i, index int, churn bool) *session {
+	s := &session{w: w, acct: &w.spec.Accounts[i], dial: w.dialerFor(index - w.spec.Offset), index: index, churn: churn, lostNode: -1}
+	s.node.Store(int32(w.home(i)))
+	return s
 }
 
 // dialerFor returns the dialer of global session index i: sessions take
@@ -230,11 +253,15 @@ func (w *worker) startSessions() {
 	n := len(w.spec.Accounts)
 	w.sessions = make([]*session, n)
 	for i := range n {
-		w.sessions[i] = &session{w: w, acct: &w.spec.Accounts[i], dial: w.dialerFor(i), index: w.spec.Offset + i}
+		w.sessions[i] = w.newSession(i, w.spec.Offset+i, false)
+		w.sessions[i].nodeC().add(nSessions, 1)
 	}
 	for i := 0; i < w.spec.Pairs && 2*i+1 < n; i++ {
 		a, b := w.sessions[2*i], w.sessions[2*i+1]
 		a.peer, b.peer = b, a
+		if w.spec.Ledger {
+			a.ledger, b.ledger = newLedger(), newLedger()
+		}
 	}
 	w.pending.Store(int64(n))
 	if n == 0 {
@@ -318,7 +345,9 @@ func ask(s *session, name, nonce string) bool {
 
 // sendLoop sends the dm messages at spec.Rate, the pairs' two directions in
 // turn, open loop: a send that falls behind its schedule is made at once
-// (and its lag recorded), never dropped.
+// (and its lag recorded), never dropped. A send is skipped when its author
+// is not connected, and without a ledger also when its peer is not: with
+// one, the peer catches up on what it missed once back.
 func (w *worker) sendLoop() {
 	defer close(w.senderDone)
 	var dirs []*session
@@ -342,7 +371,7 @@ func (w *worker) sendLoop() {
 			n++
 			s := dirs[k]
 			k = (k + 1) % len(dirs)
-			if !s.authed.Load() || !s.peer.authed.Load() || !s.send(fb, kindDM) {
+			if !s.authed.Load() || !w.spec.Ledger && !s.peer.authed.Load() || !s.send(fb, kindDM) {
 				w.c.add(cSkipped, 1)
 				continue
 			}
@@ -389,14 +418,22 @@ func (w *worker) byPhase(nanos int64, warm, after string) *hist {
 	return w.hists[after]
 }
 
-// acked counts the echo of a message of kind sent at nanos.
-func (w *worker) acked(kind byte, nanos int64) {
+// acked counts the echo of a message of kind sent at nanos, between sides
+// on different nodes when cross.
+func (w *worker) acked(kind byte, cross bool, nanos int64) {
 	d := time.Duration(w.now() - nanos)
 	switch kind {
 	case kindDM:
 		w.c.add(cAcked, 1)
 		w.hists[hAck].record(d)
 		w.byPhase(nanos, hAckWarm, hAckAfter).record(d)
+		if w.multi {
+			if cross {
+				w.hists[hAckCross].record(d)
+			} else {
+				w.hists[hAckSame].record(d)
+			}
+		}
 	case kindWarm:
 		w.c.add(cWarmAcked, 1)
 	case kindFirst:
@@ -430,7 +467,8 @@ func (w *worker) churnLoop() {
 		due := int64(float64(time.Since(start))/per) + 1
 		for ; n < due && !w.stopped(); n++ {
 			i := int(n % int64(len(w.spec.Accounts)))
-			s := &session{w: w, acct: &w.spec.Accounts[i], dial: w.dialerFor(int(n)), churn: true}
+			s := w.newSession(i, w.spec.Offset+int(n), true)
+			s.node.Store(int32(int(n) % len(w.urls))) // churn sessions take the nodes in turn
 			w.churnMu.Lock()
 			w.churning[s] = struct{}{}
 			w.churnMu.Unlock()
@@ -503,12 +541,17 @@ func (w *worker) stop() {
 		<-w.senderDone
 		deadline := time.Now().Add(w.spec.Drain)
 		for time.Now().Before(deadline) {
-			sent, acked, errs, delivered := w.c.get(cSent), w.c.get(cAcked), w.c.get(cSendErrors), w.c.get(cDelivered)
+			sent, acked, errs, delivered := w.c.get(cSent), w.c.get(cAcked), w.c.get(cSendErrors), w.c.get(cDelivered)+w.c.get(cCaughtUp)
 			if acked+errs >= sent && delivered >= acked {
 				break
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
+	}
+	// The sessions open on each node when the run ends, before they close.
+	open := make([]int64, len(w.nodes))
+	for i := range w.nodes {
+		open[i] = w.nodes[i][nOpen].Load()
 	}
 	for _, s := range w.sessions {
 		s.close()
@@ -520,6 +563,7 @@ func (w *worker) stop() {
 	w.churnMu.Unlock()
 	done := make(chan struct{})
 	go func() { w.wg.Wait(); close(done) }()
+	ended := true
 	select {
 	case <-done:
 	case <-time.After(closeWait + 2*time.Second):
@@ -534,10 +578,27 @@ func (w *worker) stop() {
 		select {
 		case <-done:
 		case <-time.After(2 * time.Second):
+			ended = false
+		}
+	}
+	// Every session goroutine is over: their own state can be read.
+	switch {
+	case !ended:
+		if w.spec.Ledger {
+			w.c.add(cLedgerUnchecked, 1)
+		}
+	default:
+		w.c.add(cStillDown, w.down.Load())
+		if w.spec.Ledger {
+			w.checkLedgers()
 		}
 	}
 	close(w.doneCh)
-	w.emit(w.result())
+	r := w.result()
+	for i := range r.Nodes {
+		r.Nodes[i]["open"] = open[i]
+	}
+	w.emit(r)
 }
 
 func (w *worker) result() workerReport {
@@ -546,6 +607,10 @@ func (w *worker) result() workerReport {
 		Hists:  make(map[string]string, len(w.hists)),
 		Errors: w.errs.snapshot(), Reasons: w.reasons.snapshot(),
 		Closes: w.closes.snapshot(), UnexpectedCloses: w.unexpected.snapshot(),
+		Nodes: make([]map[string]int64, len(w.nodes)),
+	}
+	for i := range w.nodes {
+		r.Nodes[i] = w.nodes[i].snapshot()
 	}
 	for name, h := range w.hists {
 		e, err := h.encode()

@@ -309,6 +309,90 @@ func TestStormAfterRestart(t *testing.T) {
 	require.EqualValues(t, 20, res.Sessions.FirstAuthenticated)
 }
 
+// TestDMTwoNodes lists one server twice as two "nodes": with --cross-node
+// every pair has a side on each, and the figures say so per node and in
+// the cross-node latencies.
+func TestDMTwoNodes(t *testing.T) {
+	s := startServer(t)
+	base := "http://" + s.cfg.Addr
+	res := runHarness(t, "--server", base+","+base, "--cross-node", "--scenario", "dm", "--pairs", "10", "--rate", "200",
+		"--duration", "2s", "--warmup", "500ms", "--database-url", s.db)
+	requireClean(t, res, 20)
+	require.Equal(t, []string{"ws://" + s.cfg.Addr + "/ws", "ws://" + s.cfg.Addr + "/ws"}, res.Params.Nodes)
+	require.True(t, res.Params.CrossNode)
+	m := res.Messages
+	require.Positive(t, m.Sent)
+	require.Equal(t, m.Sent, m.SentCrossNode, "every pair across the nodes")
+	require.Equal(t, m.Acked, m.Delivered)
+	require.Equal(t, m.Delivered, res.Latency["delivery_cross_node"].Count)
+	require.Zero(t, res.Latency["delivery_same_node"].Count)
+	require.Equal(t, res.Latency["delivery_warmup"].Count, res.Latency["delivery_cross_node_warmup"].Count)
+	require.Equal(t, m.Acked, res.Latency["ack_cross_node"].Count)
+	require.Len(t, res.Nodes, 2)
+	var sent, delivered int64
+	for _, n := range res.Nodes {
+		require.EqualValues(t, 10, n.Sessions)
+		require.EqualValues(t, 10, n.Authenticated)
+		require.EqualValues(t, 10, n.OpenAtEnd)
+		require.False(t, n.WentAway)
+		require.Positive(t, n.Probes)
+		sent += n.Sent
+		delivered += n.Delivered
+	}
+	require.Equal(t, m.Sent, sent)
+	require.Equal(t, m.Delivered, delivered)
+	require.NotNil(t, res.UnexpectedOnSurviving)
+	require.Zero(t, *res.UnexpectedOnSurviving)
+}
+
+// TestDMReconnect restarts the server under a dm run with --reconnect on
+// two "nodes" (the server listed twice): every session moves to the other
+// node, authenticates again, catches up on history, and every
+// acknowledged message is delivered.
+func TestDMReconnect(t *testing.T) {
+	s := startServer(t)
+	restarted := make(chan struct{})
+	go func() {
+		defer close(restarted)
+		s.waitConnections(20, 15*time.Second)
+		time.Sleep(1500 * time.Millisecond) // sending for a while
+		s.stop()
+		time.Sleep(1500 * time.Millisecond) // long enough for the probes to see it
+		s.start()
+	}()
+	base := "http://" + s.cfg.Addr
+	res := runHarness(t, "--server", base+","+base, "--scenario", "dm", "--pairs", "10", "--rate", "100",
+		"--duration", "7s", "--reconnect", "--backoff", "100ms", "--backoff-max", "500ms", "--database-url", s.db)
+	<-restarted
+	require.EqualValues(t, 20, res.UnexpectedCloses["1001"], "closed 1001 by the shutdown")
+	rc := res.Reconnect
+	require.NotNil(t, rc)
+	require.EqualValues(t, 20, rc.Lost)
+	require.EqualValues(t, 20, rc.Reconnected)
+	// To the other node first; a session whose attempt there failed (the
+	// server is down for both) tries its own again next.
+	require.Positive(t, rc.Moved)
+	require.Zero(t, rc.StillDown)
+	require.EqualValues(t, 20, rc.CatchUps+rc.CatchUpFailed)
+	require.NotNil(t, rc.Missing)
+	require.True(t, rc.AllDelivered, "acknowledged never delivered: %d", *rc.Missing)
+	require.Positive(t, rc.CaughtUpAfter.Count)
+	require.Positive(t, rc.FirstDelivery.Count)
+	m := res.Messages
+	require.Positive(t, m.Acked)
+	// A message sent as the server went down may be stored and delivered
+	// without its echo ever arriving: more received than acknowledged.
+	require.LessOrEqual(t, m.Acked, m.Delivered+m.CaughtUp)
+	var movedIn int64
+	for _, n := range res.Nodes {
+		movedIn += n.MovedIn
+		require.True(t, n.WentAway, "node %d: the server was down %d of %d probes", n.Index, n.ProbeFailures, n.Probes)
+	}
+	require.Equal(t, rc.Moved, movedIn)
+	require.EqualValues(t, 20, *res.UnexpectedOnLost)
+	require.Zero(t, *res.UnexpectedOnSurviving)
+}
+
 // requireFirstMessages checks a storm's first messages: one per pair once
 // every session was back, each acknowledged and delivered.
 func requireFirstMessages(t *testing.T, res load.Result, pairs int) {
@@ -361,6 +445,8 @@ func TestUsage(t *testing.T) {
 		{"--url", "ws://10.0.0.1:8080", "--database-url", "sqlite:x"},
 		{"--scenario", "idle"}, // no way to make accounts
 		{"--scenario", "dm", "--pairs", "5", "--sessions", "4", "--database-url", "sqlite:x"},
+		{"--server", "http://127.0.0.1:8081", "--url", "ws://127.0.0.1:8081", "--database-url", "sqlite:x"},
+		{"--cross-node", "--database-url", "sqlite:x"},
 	} {
 		stderr.Reset()
 		require.Equal(t, 2, run(args, nil, &stdout, &stderr), "%v", args)
