@@ -83,4 +83,55 @@
 //     directory spawns with; TestRoomFailureIsReplaced,
 //     TestUserFailureIsReplaced). What the failed actor held is answered
 //     5000 if it was never handed on, 5001 if it may have been applied.
+//
+// # In a cluster
+//
+// With REWIND_CLUSTER_ETCD, user and room actors are cluster grains
+// (directory.NewClustered; kinds "user" and "room", identities the user id
+// and "low-high", placed by disthash); sessions stay on the node that
+// holds their socket and are reached by PID over protoactor's remote. A
+// room grain hands its writes to the writer of the node it runs on. What
+// holds while a node joins or leaves:
+//
+//   - Echo means stored, whichever activation made the write: a room
+//     answers only after its own commit; a write whose room stopped or
+//     whose answer was lost is answered 5001 by the session's
+//     RequestTimeout, and a retry with the same nonce stores it once or
+//     answers the stored message (TestClusterNodeLeavesDuringTraffic in
+//     server: every acknowledged message in history exactly once).
+//   - No message is lost to a stale PID: a directory forgets a grain's
+//     PID when protoactor broadcasts its ActivationTerminated or its
+//     member leaves; a message that still reaches a stopped grain (a dead
+//     letter on its node) or was left in its mailbox as it stopped
+//     (directory.GrainMailbox) is sent again by identity, which activates
+//     the grain afresh (TestClusterChat: a room retired by idleness and
+//     used again from another node, three times, echoed and delivered).
+//   - Lookups never block an actor or the directory's lock: a grain whose
+//     PID is not known yet gets its messages queued, in order, behind one
+//     lookup in a goroutine.
+//   - Soft state only (protoactor-go#799: one identity can briefly live on
+//     two nodes): a room grain loads its state from the store as a local
+//     room does; a user grain's set of sessions is rebuilt by the nodes,
+//     each of which attaches every one of its sessions again every
+//     re-attach interval (directory.DefaultReattach, 5 s), and a grain
+//     forgets a session not attached again within
+//     directory.ReattachForget (3) intervals. So a user grain activated
+//     anew (its node left, a node joined) knows its sessions at most one
+//     interval plus its activation later; until then events to that user
+//     may be missed (protocol.md §2.8: found again by the catch-up), but
+//     an echo still reaches its sender, as it travels with the session's
+//     PID. A user grain with no session stops after user.DefaultIdle.
+//   - Logout on any node reaches the user's grain, which closes the
+//     user's sessions on every node with 4000 and refuses a session whose
+//     token check began before the logout (TestClusterChat).
+//   - REWIND_WS_MAX_SESSIONS is enforced per node: each node counts the
+//     sessions it holds.
+//   - A node's leave (SIGTERM): stop accepting, close its sessions 1001,
+//     drain its writer (every write it was handed commits), leave the
+//     cluster (its grains stop; the others take their identities over
+//     within tens of milliseconds; protoactor also stops the actor system
+//     then), close the store (TestClusterNodeLeavesDuringTraffic).
+//   - A second node with a held REWIND_NODE_ID refuses to start, in one
+//     line (TestClusterSecondNodeWithTheSameIDRefused); a node that loses
+//     its claim exits.
 package actors

@@ -418,9 +418,16 @@ func (x *CloseSession) GetReason() string {
 }
 
 // SessionAttached tells a user actor that one of its user's sessions came.
+// In a cluster each node sends it again for each of its sessions every
+// re-attach interval (actors/directory), so that a user grain activated
+// anew learns its sessions (soft state).
 type SessionAttached struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Session       *actor.PID             `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Session *actor.PID             `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	// When the session began the token check that let it attach, in Unix
+	// nanoseconds (0: not known): a user grain closes a session whose check
+	// began before the user's last logout.
+	SinceUnixNano int64 `protobuf:"varint,2,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -460,6 +467,13 @@ func (x *SessionAttached) GetSession() *actor.PID {
 		return x.Session
 	}
 	return nil
+}
+
+func (x *SessionAttached) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
 }
 
 // SessionDetached tells a user actor that one of its user's sessions went.
@@ -509,7 +523,10 @@ func (x *SessionDetached) GetSession() *actor.PID {
 
 // Logout closes every session of the user with 4000.
 type Logout struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When the logout happened, in Unix nanoseconds (0: now): a user grain
+	// refuses the sessions whose token check began before it.
+	AtUnixNano    int64 `protobuf:"varint,1,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -542,6 +559,13 @@ func (x *Logout) ProtoReflect() protoreflect.Message {
 // Deprecated: Use Logout.ProtoReflect.Descriptor instead.
 func (*Logout) Descriptor() ([]byte, []int) {
 	return file_messages_messages_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Logout) GetAtUnixNano() int64 {
+	if x != nil {
+		return x.AtUnixNano
+	}
+	return 0
 }
 
 // FriendOp is a mutual_users request (protocol.md §2.5), handled by the
@@ -881,14 +905,17 @@ const file_messages_messages_proto_rawDesc = "" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1a.rewind.messages.EventKindR\x04kind\":\n" +
 	"\fCloseSession\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"7\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"_\n" +
 	"\x0fSessionAttached\x12$\n" +
 	"\asession\x18\x01 \x01(\v2\n" +
-	".actor.PIDR\asession\"7\n" +
+	".actor.PIDR\asession\x12&\n" +
+	"\x0fsince_unix_nano\x18\x02 \x01(\x03R\rsinceUnixNano\"7\n" +
 	"\x0fSessionDetached\x12$\n" +
 	"\asession\x18\x01 \x01(\v2\n" +
-	".actor.PIDR\asession\"\b\n" +
-	"\x06Logout\"\x8d\x01\n" +
+	".actor.PIDR\asession\"*\n" +
+	"\x06Logout\x12 \n" +
+	"\fat_unix_nano\x18\x01 \x01(\x03R\n" +
+	"atUnixNano\"\x8d\x01\n" +
 	"\bFriendOp\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1f\n" +
 	"\vtarget_name\x18\x02 \x01(\tR\n" +

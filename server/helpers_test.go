@@ -75,6 +75,15 @@ type node struct {
 // through a real SMTP server in this process. edit adjusts the config.
 func startNode(t *testing.T, databaseURL string, edit ...func(*server.Config)) *node {
 	t.Helper()
+	n := newNode(t, databaseURL, edit...)
+	n.start()
+	return n
+}
+
+// newNode is startNode without the start: the config, SMTP receiver and
+// log of a node.
+func newNode(t *testing.T, databaseURL string, edit ...func(*server.Config)) *node {
+	t.Helper()
 	mail, err := smtpd.Start("127.0.0.1:0", 16)
 	require.NoError(t, err)
 	t.Cleanup(func() { mail.Close() })
@@ -93,7 +102,6 @@ func startNode(t *testing.T, databaseURL string, edit ...func(*server.Config)) *
 	for _, e := range edit {
 		e(&n.cfg)
 	}
-	n.start()
 	return n
 }
 

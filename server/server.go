@@ -9,17 +9,21 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 	_ "time/tzdata" // the zones (default Asia/Seoul) load on machines without a zone database
 
 	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/bwmarrin/snowflake"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -33,6 +37,7 @@ import (
 	"github.com/rewind-chat/rewind/actors/user"
 	"github.com/rewind-chat/rewind/actors/writer"
 	"github.com/rewind-chat/rewind/auth"
+	"github.com/rewind-chat/rewind/cluster"
 	"github.com/rewind-chat/rewind/messages"
 	"github.com/rewind-chat/rewind/net/certs"
 	"github.com/rewind-chat/rewind/net/clientaddr"
@@ -104,6 +109,9 @@ type Config struct {
 	DebugAddr string
 	// Gateway settings of protocol.md §2.
 	Gateway GatewayConfig
+	// Cluster joins the node to a cluster of nodes; without Etcd the
+	// node runs alone, as ever (no remote, no etcd).
+	Cluster ClusterConfig
 	// Logger; default a disabled logger.
 	Logger *zerolog.Logger
 	// Now is the clock; default time.Now.
@@ -179,6 +187,34 @@ type GatewayConfig struct {
 	// arrival to its commit; default writer.DefaultTimeout (tests shorten
 	// it).
 	ChatWriteTimeout time.Duration
+	// RequestTimeout bounds a session's wait for a room or user actor, past
+	// which it answers 5001; default session.DefaultRequestTimeout (tests
+	// shorten it).
+	RequestTimeout time.Duration
+}
+
+// ClusterConfig joins a node to a cluster (package cluster): user and room
+// actors become cluster grains, sessions stay on their node. The nodes of
+// one cluster share one PostgreSQL database (SQLite cannot be shared).
+type ClusterConfig struct {
+	// Etcd (REWIND_CLUSTER_ETCD) are the etcd endpoints; none: no cluster.
+	Etcd []string
+	// Name (REWIND_CLUSTER_NAME); default cluster.DefaultName.
+	Name string
+	// Addr (REWIND_CLUSTER_ADDR) is this node's remote address, host:port,
+	// reachable by the other nodes; port 0 takes a free port (tests).
+	Addr string
+	// Reattach is how often this node re-attaches its sessions to their
+	// user grains; default directory.DefaultReattach (5s).
+	Reattach time.Duration
+	// UserIdle is how long a user grain without sessions lives; default
+	// user.DefaultIdle (30s).
+	UserIdle time.Duration
+	// OnLost is called when the node's membership is lost while it is not
+	// shutting down (its node-id claim ran out: another node may take the
+	// id, so this one must stop making ids). Default: the process exits
+	// with status 1, after logging why.
+	OnLost func()
 }
 
 // Server is a running node.
@@ -196,6 +232,9 @@ type Server struct {
 	debugAddr string
 	ln        net.Listener
 	served    chan error
+	dir       *directory.Directory
+	node      *cluster.Node // nil for a node alone
+	leaving   atomic.Bool
 	stop      context.CancelFunc // ends background work (the registration sweeper)
 }
 
@@ -254,6 +293,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: log, store: store, certs: reloader, ln: ln, served: make(chan error, 1)}
 	if err := s.start(ctx, ids); err != nil {
+		if s.node != nil {
+			_ = s.node.Shutdown(context.WithoutCancel(ctx))
+		}
 		ln.Close()
 		store.Close()
 		return nil, err
@@ -265,9 +307,6 @@ func (s *Server) start(ctx context.Context, ids *snowflake.Node) error {
 	secret, err := auth.Secret(ctx, s.store, s.cfg.TokenSecret)
 	if err != nil {
 		return err
-	}
-	if s.cfg.TokenSecret == "" {
-		s.log.Warn().Msg("the token secret is kept in the database: a copy of the database is enough to forge tokens; set REWIND_TOKEN_SECRET or REWIND_TOKEN_SECRET_FILE")
 	}
 	// protoactor logs through slog; send its warnings and errors to ours.
 	actorLog := s.log.Level(max(s.log.GetLevel(), zerolog.WarnLevel)).With().Str("component", "actor").Logger()
@@ -288,7 +327,15 @@ func (s *Server) start(ctx context.Context, ids *snowflake.Node) error {
 	}
 
 	tokens := auth.NewTokens(secret, s.cfg.TokenTTL, s.store, s.cfg.Now)
-	dir := s.startActors(reg, tokens, ids)
+	dir, err := s.startActors(ctx, reg, tokens, ids)
+	if err != nil {
+		return err
+	}
+	// After the cluster's start: a node refused its node id says so in
+	// one line and nothing else.
+	if s.cfg.TokenSecret == "" {
+		s.log.Warn().Msg("the token secret is kept in the database: a copy of the database is enough to forge tokens; set REWIND_TOKEN_SECRET or REWIND_TOKEN_SECRET_FILE")
+	}
 	api, err := httpapi.New(httpapi.Config{
 		Store:             s.store,
 		Tokens:            tokens,
@@ -313,6 +360,18 @@ func (s *Server) start(ctx context.Context, ids *snowflake.Node) error {
 	mux := http.NewServeMux()
 	mux.Handle("/ws", s.ws)
 	mux.Handle("/", api)
+	if s.node != nil {
+		mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+			if !s.node.Joined() {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = io.WriteString(w, `{"type":"error","payload":{"message":"not joined to the cluster."}}`+"\n")
+				return
+			}
+			api.ServeHTTP(w, r)
+		})
+		go s.watchLost()
+	}
 	// HTTP/1.1 only: /ws hijacks the connection, which an HTTP/2 stream
 	// cannot give (a browser offered RFC 8441 WebSockets would fail).
 	var protocols http.Protocols
@@ -342,9 +401,10 @@ func (s *Server) start(ctx context.Context, ids *snowflake.Node) error {
 	return nil
 }
 
-// startActors spawns the writer and the gateway, and returns the
-// directory through which sessions, users and rooms find each other.
-func (s *Server) startActors(reg prometheus.Registerer, tokens *auth.Tokens, ids *snowflake.Node) *directory.Directory {
+// startActors spawns the writer and the gateway, joins the cluster when
+// one is configured, and returns the directory through which sessions,
+// users and rooms find each other.
+func (s *Server) startActors(ctx context.Context, reg prometheus.Registerer, tokens *auth.Tokens, ids *snowflake.Node) (*directory.Directory, error) {
 	g := s.cfg.Gateway
 	loc := cmp.Or(g.Timezone, DefaultTimezone)
 	root := s.system.Root
@@ -371,18 +431,49 @@ func (s *Server) startActors(reg prometheus.Registerer, tokens *auth.Tokens, ids
 	newID := func() int64 { return ids.Generate().Int64() }
 	log := s.log.With().Str("component", "gateway").Logger()
 	var dir *directory.Directory
-	userDeps := user.NewDeps(user.Deps{Store: s.store, Now: s.cfg.Now, Log: log})
+	clustered := len(s.cfg.Cluster.Etcd) > 0
+	userDeps := user.NewDeps(user.Deps{Store: s.store, Now: s.cfg.Now, Log: log, Reattach: s.cfg.Cluster.Reattach, Idle: s.cfg.Cluster.UserIdle})
 	roomDeps := room.NewDeps(room.Deps{
 		Loader: loader, NewID: newID, Location: loc, Now: s.cfg.Now,
 		Idle: g.RoomIdle, Activations: activations, Log: log,
 	})
-	dir = directory.New(root, directory.Config{
+	dcfg := directory.Config{
 		User:        func(id int64) actor.Producer { return func() actor.Actor { return user.New(id, userDeps) } },
 		Room:        func(k messages.RoomKey) actor.Producer { return func() actor.Actor { return room.New(k, roomDeps) } },
 		Writers:     []*actor.PID{s.writer},
 		MaxSessions: g.MaxSessions,
-	})
+	}
+	if clustered {
+		dir = directory.NewClustered(root, dcfg, directory.ClusterConfig{
+			Reattach: s.cfg.Cluster.Reattach, Log: s.log.With().Str("component", "directory").Logger(),
+		})
+	} else {
+		dir = directory.New(root, dcfg)
+	}
 	userDeps.Directory, roomDeps.Directory = dir, dir
+	s.dir = dir
+	if clustered {
+		// Before any session starts: a session's PID must carry the
+		// remote address. The grains' producers run on the node that
+		// hosts them, so a room grain uses its own node's writer.
+		mailbox := dir.GrainMailbox()
+		kinds := []*pcluster.Kind{
+			pcluster.NewKind(directory.UserKind, actor.PropsFromProducer(func() actor.Actor { return user.NewGrain(userDeps) }, actor.WithMailbox(mailbox))),
+			pcluster.NewKind(directory.RoomKind, actor.PropsFromProducer(func() actor.Actor { return room.NewGrain(roomDeps) }, actor.WithMailbox(mailbox))),
+		}
+		node, err := cluster.Start(ctx, s.system, cluster.Config{
+			Name: s.cfg.Cluster.Name, Etcd: s.cfg.Cluster.Etcd, Addr: s.cfg.Cluster.Addr,
+			NodeID: s.cfg.NodeID, Kinds: kinds,
+		})
+		if err != nil {
+			return nil, err
+		}
+		s.node = node
+		dir.Join(node.Cluster())
+		reg.MustRegister(node.Collectors()...)
+		s.log.Info().Str("cluster", cmp.Or(s.cfg.Cluster.Name, cluster.DefaultName)).Str("address", node.Address()).
+			Int64("node_id", node.NodeID()).Msg("cluster: member")
+	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "rewind_users_online", Help: "Users with at least one authenticated session.",
 	}, func() float64 { return float64(dir.Online()) }))
@@ -393,6 +484,7 @@ func (s *Server) startActors(reg prometheus.Registerer, tokens *auth.Tokens, ids
 		Config: session.Config{
 			HeartbeatInterval: g.HeartbeatInterval, HeartbeatGrace: g.HeartbeatGrace,
 			AuthTimeout: g.AuthTimeout, Rate: g.Rate, Burst: g.Burst, Location: loc,
+			RequestTimeout: g.RequestTimeout,
 		},
 		Store: s.store, Tokens: tokens, Directory: dir, Log: log,
 	})
@@ -410,8 +502,27 @@ func (s *Server) startActors(reg prometheus.Registerer, tokens *auth.Tokens, ids
 	}, func(c *gateway.Conn, version int) gateway.Peer {
 		return session.Start(sessions, c, version, sessionDeps)
 	})
-	return dir
+	return dir, nil
 }
+
+// watchLost stops the process when the node's membership is lost while
+// it is not shutting down: another node may then take its node id.
+func (s *Server) watchLost() {
+	<-s.node.Lost()
+	if s.leaving.Load() {
+		return
+	}
+	s.log.Error().Int64("node_id", s.node.NodeID()).
+		Msg("cluster: this node's node-id claim was lost (etcd out of reach longer than its lease), so another node may take its id: stopping")
+	if s.cfg.Cluster.OnLost != nil {
+		s.cfg.Cluster.OnLost()
+		return
+	}
+	os.Exit(1)
+}
+
+// Node is the node's cluster membership, nil for a node alone.
+func (s *Server) Node() *cluster.Node { return s.node }
 
 // serveDebug serves the pprof handlers on DebugAddr.
 func (s *Server) serveDebug() error {
@@ -492,7 +603,12 @@ func (s *Server) sweepRegistrations(ctx context.Context) {
 // Shutdown stops accepting, lets in-flight requests finish (until ctx
 // ends), closes every WebSocket session with 1001, lets the writer commit
 // what it was handed, sends the queued mails and closes the store.
+//
+// In a cluster the node then leaves it (its grains stop, the others take
+// their identities over), which also shuts the actor system down; then
+// the store closes.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.leaving.Store(true)
 	s.log.Info().Msg("shutting down")
 	err := s.http.Shutdown(ctx)
 	if serveErr := <-s.served; !errors.Is(serveErr, http.ErrServerClosed) {
@@ -507,7 +623,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.stop()
 	err = errors.Join(err, mailer.Stop(s.system.Root, s.mailer, remaining(ctx, 10*time.Second)))
-	s.system.Shutdown()
+	if s.node != nil {
+		// protoactor's cluster shuts the actor system down itself.
+		err = errors.Join(err, s.node.Shutdown(ctx))
+		s.dir.Close()
+	} else {
+		s.system.Shutdown()
+	}
 	return errors.Join(err, s.store.Close())
 }
 

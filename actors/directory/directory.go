@@ -1,8 +1,12 @@
 // Package directory is the one way code finds user and room actors. It
 // spawns them on demand and retires them, under one lock, so that a message
 // is never sent to an actor that has already been retired: every send to a
-// user or room actor goes through here. In a cluster these lookups become
-// grain lookups; callers do not change.
+// user or room actor goes through here.
+//
+// Two backends, chosen at construction: New keeps the actors in this
+// process (a node alone); NewClustered makes them cluster grains (kinds
+// UserKind and RoomKind, cluster.go), found by identity on whichever node
+// hosts them. Callers do not change.
 package directory
 
 import (
@@ -66,6 +70,11 @@ type Directory struct {
 	// logouts lists them in that order, to forget them.
 	loggedOut map[int64]time.Time
 	logouts   []logout
+
+	// grains is the cluster backend, nil for a node alone; local then
+	// holds this node's sessions of each user (users is not used).
+	grains *grains
+	local  map[int64]*localUser
 }
 
 type logout struct {
@@ -124,6 +133,9 @@ func (d *Directory) userActor(userID int64, e *userEntry) *actor.PID {
 // so either way no session outlives a logout
 // (TestAuthDuringLogoutDoesNotSurvive in server).
 func (d *Directory) Attach(userID int64, since time.Time, session *actor.PID) AttachResult {
+	if d.grains != nil {
+		return d.attachClustered(userID, since, session)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := time.Now()
@@ -155,6 +167,10 @@ func (d *Directory) Attach(userID int64, since time.Time, session *actor.PID) At
 // before) and keeps sessions whose token check began before now from
 // attaching, for LogoutMemory.
 func (d *Directory) Logout(userID int64) {
+	if d.grains != nil {
+		d.logoutClustered(userID)
+		return
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := time.Now()
@@ -190,6 +206,10 @@ func (d *Directory) forgetLogouts(now time.Time) {
 // Detach takes session out; the last one out retires the user's actor,
 // which handles what it was sent before and then stops.
 func (d *Directory) Detach(userID int64, session *actor.PID) {
+	if d.grains != nil {
+		d.detachClustered(userID, session)
+		return
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	e := d.users[userID]
@@ -216,6 +236,10 @@ func (d *Directory) Detach(userID int64, session *actor.PID) {
 // failure while its user is still online, the next message for the user
 // starts a fresh actor.
 func (d *Directory) UserStopped(userID int64, pid *actor.PID) {
+	if d.grains != nil {
+		d.grains.forget(UserKind, UserIdentity(userID), pid)
+		return
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if e := d.users[userID]; e != nil && e.pid != nil && e.pid.Equal(pid) {
@@ -224,8 +248,13 @@ func (d *Directory) UserStopped(userID int64, pid *actor.PID) {
 }
 
 // SendToUser sends msg to userID's actor when the user is online and
-// reports whether it was.
+// reports whether it was. Clustered, it cannot know without asking: it
+// sends to the user's grain and reports true.
 func (d *Directory) SendToUser(userID int64, msg any) bool {
+	if d.grains != nil {
+		d.grains.send(UserKind, UserIdentity(userID), msg)
+		return true
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	e := d.users[userID]
@@ -237,6 +266,10 @@ func (d *Directory) SendToUser(userID int64, msg any) bool {
 
 // SendToRoom sends msg to the room's actor, starting it if needed.
 func (d *Directory) SendToRoom(key messages.RoomKey, msg any) {
+	if d.grains != nil {
+		d.grains.send(RoomKind, RoomIdentity(key), msg)
+		return
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	pid := d.rooms[key]
@@ -248,7 +281,13 @@ func (d *Directory) SendToRoom(key messages.RoomKey, msg any) {
 }
 
 // NotifyRoom sends msg to the room's actor only if it is running.
+// Clustered, it cannot know whether the room's grain runs on some node,
+// so it sends to it (activating it: friendship changes are rare).
 func (d *Directory) NotifyRoom(key messages.RoomKey, msg any) {
+	if d.grains != nil {
+		d.grains.send(RoomKind, RoomIdentity(key), msg)
+		return
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if pid := d.rooms[key]; pid != nil {
@@ -260,7 +299,16 @@ func (d *Directory) NotifyRoom(key messages.RoomKey, msg any) {
 // it is forgotten and sent last, after which no message reaches it through
 // the directory; the next send starts a new actor. It reports whether pid
 // was retired.
+//
+// Clustered, a room grain is its identity's only activation as far as
+// this node knows: last is sent to it, and a message that reaches it
+// after it stopped is sent again by identity (grains).
 func (d *Directory) RetireRoom(key messages.RoomKey, pid *actor.PID, last any) bool {
+	if d.grains != nil {
+		d.grains.forget(RoomKind, RoomIdentity(key), pid)
+		d.root.Send(pid, last)
+		return true
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if cur := d.rooms[key]; cur == nil || !cur.Equal(pid) {
@@ -275,6 +323,10 @@ func (d *Directory) RetireRoom(key messages.RoomKey, pid *actor.PID, last any) b
 // a failure, not retired, is forgotten, so that the next send starts a
 // fresh one.
 func (d *Directory) RoomStopped(key messages.RoomKey, pid *actor.PID) {
+	if d.grains != nil {
+		d.grains.forget(RoomKind, RoomIdentity(key), pid)
+		return
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if cur := d.rooms[key]; cur != nil && cur.Equal(pid) {
@@ -295,15 +347,23 @@ func (d *Directory) Writer(key messages.RoomKey) *actor.PID {
 	return d.cfg.Writers[h.Sum64()%uint64(len(d.cfg.Writers))]
 }
 
-// Online counts the users with an actor.
+// Online counts the users with an actor; clustered, the users with a
+// session on this node.
 func (d *Directory) Online() int {
+	if d.grains != nil {
+		return d.onlineClustered()
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return len(d.users)
 }
 
-// Rooms counts the live room actors.
+// Rooms counts the live room actors; clustered, the room grains this
+// node hosts.
 func (d *Directory) Rooms() int {
+	if d.grains != nil {
+		return d.roomsClustered()
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return len(d.rooms)

@@ -8,6 +8,13 @@
 // exist, whether they are friends and what the room's id is, and writes
 // that arrive meanwhile queue behind it in order. An edit needs no read of
 // its own: the writer's transaction checks the message and its author.
+//
+// Made with NewGrain a room is a cluster grain (kind directory.RoomKind)
+// that learns its key from its identity (directory.RoomIdentity); it runs
+// on the node disthash places it on and hands its writes to that node's
+// writer. Its state is loaded from the store as a local room's is, so a
+// second activation during a membership change (cluster's doc) is
+// harmless: each write is acknowledged only after its own commit.
 package room
 
 import (
@@ -15,6 +22,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
@@ -93,6 +101,12 @@ func New(key messages.RoomKey, deps *Deps) *Actor {
 	return &Actor{key: key, deps: deps, inflight: map[uint64]*messages.ChatWrite{}}
 }
 
+// NewGrain returns a room grain, which learns its key from its cluster
+// identity.
+func NewGrain(deps *Deps) *Actor {
+	return &Actor{deps: deps, inflight: map[uint64]*messages.ChatWrite{}}
+}
+
 // Receive implements actor.Actor.
 func (a *Actor) Receive(ctx actor.Context) {
 	if _, ok := ctx.Message().(*idleCheck); !ok {
@@ -107,14 +121,27 @@ func (a *Actor) Receive(ctx actor.Context) {
 			self, root := ctx.Self(), ctx.ActorSystem().Root
 			a.idle = time.AfterFunc(a.deps.Idle, func() { root.Send(self, &idleCheck{}) })
 		}
+	case *pcluster.ClusterInit:
+		directory.TagGrain(ctx, directory.RoomKind, m.Identity.GetIdentity())
+		if key, err := directory.ParseRoomIdentity(m.Identity.GetIdentity()); err == nil {
+			a.key = key
+		}
 	case *actor.Stopping:
 		a.abandon(ctx)
+	case *actor.Restarting: // a grain that failed: its parent restarts it blank
+		a.abandon(ctx)
+		if a.idle != nil {
+			a.idle.Stop()
+		}
 	case *actor.Stopped:
 		if a.idle != nil {
 			a.idle.Stop()
 		}
 		a.deps.Directory.RoomStopped(a.key, ctx.Self())
 	case *idleCheck:
+		if a.idle == nil {
+			return
+		}
 		switch left := a.deps.Idle - time.Since(a.active); {
 		case left > 0:
 			a.idle.Reset(left)

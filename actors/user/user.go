@@ -1,6 +1,14 @@
 // Package user is the actor of one online user: the set of that user's
 // sessions, the fan-out of events to all of them, and the user's friend
 // and profile operations, serialized.
+//
+// Made with New it is a local actor, which the directory starts with its
+// user's first session and poisons after the last. Made with NewGrain it
+// is a cluster grain (kind directory.UserKind) whose identity is its
+// user's id: its set of sessions is soft state, attached again by each
+// node every Deps.Reattach and forgotten ReattachForget intervals after the
+// last attach; it stops itself once it has had no session and nothing to
+// do for Deps.Idle.
 package user
 
 import (
@@ -9,6 +17,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/rs/zerolog"
 
 	"github.com/rewind-chat/rewind/actors/directory"
@@ -28,8 +37,18 @@ type Deps struct {
 	// Timeout bounds one operation's store calls; default DefaultTimeout
 	// (10s).
 	Timeout time.Duration
-	Log     zerolog.Logger
+	// Reattach is the re-attach interval of a grain's sessions
+	// (directory.ClusterConfig.Reattach); default
+	// directory.DefaultReattach. Only grains use it.
+	Reattach time.Duration
+	// Idle is how long a grain with no session waits before it stops;
+	// default DefaultIdle (30s). Only grains use it.
+	Idle time.Duration
+	Log  zerolog.Logger
 }
+
+// DefaultIdle is the default of Deps.Idle.
+const DefaultIdle = 30 * time.Second
 
 // DefaultTimeout is the default of Deps.Timeout.
 const DefaultTimeout = 10 * time.Second
@@ -41,6 +60,12 @@ func NewDeps(d Deps) *Deps {
 	}
 	if d.Now == nil {
 		d.Now = time.Now
+	}
+	if d.Reattach <= 0 {
+		d.Reattach = directory.DefaultReattach
+	}
+	if d.Idle <= 0 {
+		d.Idle = DefaultIdle
 	}
 	return &d
 }
@@ -57,7 +82,20 @@ type Actor struct {
 	// in a goroutine so that deliveries go on while one waits on the store;
 	// jobs[0] is running.
 	jobs []job
+
+	// A grain's own: when each session was last attached, when the user
+	// last logged out (Unix nanoseconds), when the last message other
+	// than sweep came, and the timer that sends sweep.
+	grain       bool
+	seen        map[sessionKey]time.Time
+	loggedOutAt int64
+	active      time.Time
+	sweeper     *time.Timer
 }
+
+// sweep makes a grain forget the sessions not attached again and stop
+// when it has been idle.
+type sweep struct{}
 
 // sessionKey names a session by its PID's address and id: ids alone are
 // unique only within a node, and in a cluster a user's sessions are on
@@ -83,23 +121,67 @@ func New(id int64, deps *Deps) *Actor {
 	return &Actor{id: id, deps: deps, sessions: map[sessionKey]*actor.PID{}}
 }
 
+// NewGrain returns the grain of a user, which learns its user's id from
+// its cluster identity (directory.UserIdentity).
+func NewGrain(deps *Deps) *Actor {
+	return &Actor{deps: deps, sessions: map[sessionKey]*actor.PID{}, grain: true, seen: map[sessionKey]time.Time{}}
+}
+
 // Receive implements actor.Actor.
 func (a *Actor) Receive(ctx actor.Context) {
+	if _, ok := ctx.Message().(*sweep); !ok && a.grain {
+		a.active = time.Now()
+	}
 	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		if a.grain {
+			self, root := ctx.Self(), ctx.ActorSystem().Root
+			a.sweeper = time.AfterFunc(a.deps.Reattach, func() { root.Send(self, &sweep{}) })
+		}
+	case *pcluster.ClusterInit:
+		directory.TagGrain(ctx, directory.UserKind, m.Identity.GetIdentity())
+		if id, err := directory.ParseUserIdentity(m.Identity.GetIdentity()); err == nil {
+			a.id = id
+		}
 	case *actor.Stopping:
 		a.abandon(ctx)
+	case *actor.Restarting: // a grain that failed: its parent restarts it blank
+		a.abandon(ctx)
+		a.stopSweeper()
 	case *actor.Stopped:
+		a.stopSweeper()
 		a.deps.Directory.UserStopped(a.id, ctx.Self())
+	case *sweep:
+		a.sweep(ctx)
 	case *messages.SessionAttached:
-		a.sessions[keyOf(m.Session)] = m.Session
+		k := keyOf(m.Session)
+		if a.grain {
+			if a.loggedOutAt != 0 && m.SinceUnixNano != 0 && m.SinceUnixNano <= a.loggedOutAt {
+				// Its token check began before the logout: the token
+				// may be revoked (directory.Attach, on one node).
+				delete(a.sessions, k)
+				delete(a.seen, k)
+				ctx.Send(m.Session, closeLoggedOut)
+				return
+			}
+			a.seen[k] = time.Now()
+		}
+		a.sessions[k] = m.Session
 	case *messages.SessionDetached:
 		delete(a.sessions, keyOf(m.Session))
+		delete(a.seen, keyOf(m.Session))
 	case *messages.Deliver:
 		a.deliver(ctx, &messages.Push{Frame: m.Frame, Kind: m.Kind}, m.Except)
 		if m.Echo != nil {
 			ctx.Send(m.Except, m.Echo)
 		}
 	case *messages.Logout:
+		if a.grain {
+			a.loggedOutAt = m.AtUnixNano
+			if a.loggedOutAt == 0 {
+				a.loggedOutAt = time.Now().UnixNano()
+			}
+		}
 		for _, s := range a.sessions {
 			ctx.Send(s, closeLoggedOut)
 		}
@@ -113,6 +195,31 @@ func (a *Actor) Receive(ctx actor.Context) {
 		a.jobs = a.jobs[1:]
 		a.start(ctx)
 	}
+}
+
+func (a *Actor) stopSweeper() {
+	if a.sweeper != nil {
+		a.sweeper.Stop()
+	}
+}
+
+// sweep forgets the sessions not attached again within ReattachForget
+// intervals (their node died, or their detach was lost), and stops the
+// grain once it has had no session and no job for Idle. Poison, not Stop:
+// what is already in the mailbox is handled first.
+func (a *Actor) sweep(ctx actor.Context) {
+	forget := time.Now().Add(-directory.ReattachForget * a.deps.Reattach)
+	for k, at := range a.seen {
+		if at.Before(forget) {
+			delete(a.seen, k)
+			delete(a.sessions, k)
+		}
+	}
+	if len(a.sessions) == 0 && len(a.jobs) == 0 && time.Since(a.active) >= a.deps.Idle {
+		ctx.Poison(ctx.Self())
+		return
+	}
+	a.sweeper.Reset(min(a.deps.Reattach, a.deps.Idle))
 }
 
 // queue adds j behind the running job, starting it if none runs.

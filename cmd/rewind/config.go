@@ -19,6 +19,7 @@ import (
 	"github.com/rewind-chat/rewind/actors/session"
 	"github.com/rewind-chat/rewind/actors/writer"
 	"github.com/rewind-chat/rewind/auth"
+	"github.com/rewind-chat/rewind/cluster"
 	"github.com/rewind-chat/rewind/net/certs"
 	"github.com/rewind-chat/rewind/net/clientaddr"
 	"github.com/rewind-chat/rewind/net/gateway"
@@ -177,6 +178,9 @@ func serveSettings() *settings {
 	s.add("REWIND_WS_AUTH_TIMEOUT", durationDefault(session.DefaultAuthTimeout), "time a WebSocket has to authenticate after its upgrade before it is closed with 4001")
 	s.add("REWIND_WS_MAX_UNAUTHENTICATED_PER_IP", itoa(gateway.DefaultMaxUnauthenticatedPerIP), "WebSockets from one address not yet authenticated; past it upgrades are refused with 429; 0 turns the limit off")
 	s.add("REWIND_MAX_CONNECTIONS", "", fmt.Sprintf("WebSockets per process; past it upgrades are refused with 503; 0 turns the limit off (default the open-files limit less %d)", gateway.DescriptorReserve))
+	s.add("REWIND_CLUSTER_ETCD", "", "comma-separated etcd endpoints of the cluster to join, e.g. http://10.0.0.5:2379; empty: the node runs alone")
+	s.add("REWIND_CLUSTER_NAME", cluster.DefaultName, "name of the cluster (letters, digits, - and _)")
+	s.add("REWIND_CLUSTER_ADDR", "", "this node's cluster address host:port, which the other nodes reach (required with REWIND_CLUSTER_ETCD)")
 	s.add("REWIND_DEBUG_ADDR", "", "address for net/http/pprof profiles, e.g. 127.0.0.1:6060; empty: off")
 	s.add("REWIND_LOG_LEVEL", "info", "trace, debug, info, warn or error")
 	s.add("REWIND_LOG_FORMAT", "console", "console or json")
@@ -302,6 +306,21 @@ func serveConfig(s *settings) (server.Config, error) {
 		n, err = s.integer("REWIND_MAX_CONNECTIONS", 0, 1<<30)
 		check(err)
 		g.MaxConnections = off(int(n))
+	}
+	if etcd := s.get("REWIND_CLUSTER_ETCD"); etcd != "" {
+		for _, e := range strings.Split(etcd, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				c.Cluster.Etcd = append(c.Cluster.Etcd, e)
+			}
+		}
+		c.Cluster.Name = s.get("REWIND_CLUSTER_NAME")
+		c.Cluster.Addr = s.get("REWIND_CLUSTER_ADDR")
+		if c.Cluster.Addr == "" {
+			check(s.invalid("REWIND_CLUSTER_ADDR", errors.New("required with REWIND_CLUSTER_ETCD")))
+		}
+		if strings.HasPrefix(c.DatabaseURL, "sqlite:") {
+			check(s.invalid("REWIND_DATABASE_URL", errors.New("the nodes of a cluster share one PostgreSQL database: SQLite cannot be shared")))
+		}
 	}
 	if len(errs) > 0 {
 		return c, errs[0]

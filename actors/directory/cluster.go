@@ -1,0 +1,509 @@
+package directory
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/eventstream"
+	"github.com/rs/zerolog"
+
+	"github.com/rewind-chat/rewind/messages"
+)
+
+// The grain kinds of a cluster (cluster.Config.Kinds): a user grain's
+// identity is the user id in decimal (UserIdentity), a room grain's the
+// room's two member ids, "low-high" (RoomIdentity).
+const (
+	UserKind = "user"
+	RoomKind = "room"
+)
+
+// DefaultReattach is the default of ClusterConfig.Reattach.
+const DefaultReattach = 5 * time.Second
+
+// ReattachForget is how many re-attach intervals a user grain keeps a
+// session that was not attached again: a session of a node that died
+// without detaching it is forgotten after that.
+const ReattachForget = 3
+
+// DefaultLookupTimeout is the default of ClusterConfig.LookupTimeout.
+const DefaultLookupTimeout = 10 * time.Second
+
+// activatorPrefix is how disthash names the grains it spawns:
+// partition-activator/<identity>$<n>.
+const activatorPrefix = "partition-activator/"
+
+// UserIdentity is the grain identity of user id.
+func UserIdentity(id int64) string { return strconv.FormatInt(id, 10) }
+
+// RoomIdentity is the grain identity of room k.
+func RoomIdentity(k messages.RoomKey) string { return fmt.Sprintf("%d-%d", k.Low, k.High) }
+
+// ParseUserIdentity reads UserIdentity.
+func ParseUserIdentity(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) }
+
+// ParseRoomIdentity reads RoomIdentity.
+func ParseRoomIdentity(s string) (messages.RoomKey, error) {
+	// The ids are positive snowflakes, but a made-up chat_id can make a
+	// negative one: split at the '-' after the first character.
+	i := strings.IndexByte(s[min(1, len(s)):], '-') + min(1, len(s))
+	if i <= 0 || i >= len(s) {
+		return messages.RoomKey{}, fmt.Errorf("room identity %q: want low-high", s)
+	}
+	low, err1 := strconv.ParseInt(s[:i], 10, 64)
+	high, err2 := strconv.ParseInt(s[i+1:], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return messages.RoomKey{}, fmt.Errorf("room identity %q: %w", s, err)
+	}
+	return messages.RoomKey{Low: low, High: high}, nil
+}
+
+// ClusterConfig is what a clustered directory adds to Config.
+type ClusterConfig struct {
+	// Reattach is how often this node tells the user grains of its
+	// sessions again; default DefaultReattach (5s). A user grain forgets
+	// a session not attached again within ReattachForget intervals.
+	Reattach time.Duration
+	// LookupTimeout bounds how long messages to a grain wait for its
+	// lookup before they are dropped (and logged); default
+	// DefaultLookupTimeout (10s).
+	LookupTimeout time.Duration
+	Log           zerolog.Logger
+}
+
+// grains is the cluster backend of a Directory: it finds grains by kind
+// and identity. Lookups (Cluster.Get, which may wait up to 5 s) run in a
+// goroutine, never under a lock or in an actor's Receive: messages to a
+// grain whose PID is not known yet queue, in order, behind one lookup.
+//
+// A PID it knows stops being used when the grain's activation ends:
+// protoactor broadcasts ActivationTerminated to every member when a grain
+// stops (idle passivation, a move, a failure), and a member that leaves
+// takes its PIDs with it. A message that still reaches a stopped grain
+// (sent before that news arrived) becomes a dead letter on the node it
+// reached, and that node sends it again by identity, which activates the
+// grain afresh: no message is lost to a stale PID.
+type grains struct {
+	root *actor.RootContext
+	cfg  ClusterConfig
+
+	ready   chan struct{} // closed by Join
+	cluster *pcluster.Cluster
+	sub     *eventstream.Subscription
+	stop    chan struct{} // closed by Close
+
+	mu     sync.Mutex
+	routes map[string]*route // by kind/identity
+	closed bool
+
+	// events holds what the event stream published, for the one goroutine
+	// that handles it: subscribers run on the publisher's goroutine, which
+	// may hold mu (a send to a dead local PID publishes a dead letter).
+	evMu   sync.Mutex
+	events []any
+	wake   chan struct{}
+}
+
+// route is one grain: its PID once looked up, and the messages waiting
+// for the lookup.
+type route struct {
+	kind, identity string
+	pid            *actor.PID
+	pending        []any
+	resolving      bool
+}
+
+// users of a clustered directory: this node's sessions of each user.
+type localUser struct {
+	sessions map[string]localSession // by PID id
+}
+
+type localSession struct {
+	pid   *actor.PID
+	since int64 // SessionAttached.SinceUnixNano
+}
+
+// NewClustered returns an empty directory whose user and room actors are
+// cluster grains (UserKind, RoomKind). Config.User and Config.Room are not
+// used (the grains' producers are the cluster kinds'). Call Join once the
+// node's cluster has started; messages sent before wait for it.
+// MaxSessions is enforced per node.
+func NewClustered(root *actor.RootContext, cfg Config, ccfg ClusterConfig) *Directory {
+	d := New(root, cfg)
+	if ccfg.Reattach <= 0 {
+		ccfg.Reattach = DefaultReattach
+	}
+	if ccfg.LookupTimeout <= 0 {
+		ccfg.LookupTimeout = DefaultLookupTimeout
+	}
+	d.grains = &grains{
+		root: root, cfg: ccfg, ready: make(chan struct{}), stop: make(chan struct{}),
+		routes: map[string]*route{}, wake: make(chan struct{}, 1),
+	}
+	d.local = map[int64]*localUser{}
+	return d
+}
+
+// Join gives a clustered directory its started cluster: lookups begin,
+// and so does the re-attach of this node's sessions.
+func (d *Directory) Join(c *pcluster.Cluster) {
+	g := d.grains
+	g.cluster = c
+	g.sub = c.ActorSystem.EventStream.Subscribe(g.publish)
+	close(g.ready)
+	go g.handleEvents()
+	go d.reattach()
+}
+
+// Close stops a clustered directory's lookups, re-attach and redelivery:
+// messages sent after it are dropped. The server closes it as the node
+// leaves.
+func (d *Directory) Close() {
+	g := d.grains
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return
+	}
+	g.closed = true
+	g.mu.Unlock()
+	close(g.stop)
+	if g.sub != nil {
+		g.cluster.ActorSystem.EventStream.Unsubscribe(g.sub)
+	}
+}
+
+// Reattach is the interval at which this node re-attaches its sessions
+// (0 for a directory that is not clustered).
+func (d *Directory) Reattach() time.Duration {
+	if d.grains == nil {
+		return 0
+	}
+	return d.grains.cfg.Reattach
+}
+
+// send sends msg to the grain, looking it up first when its PID is not
+// known. It never blocks.
+func (g *grains) send(kind, identity string, msg any) {
+	k := kind + "/" + identity
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return
+	}
+	r := g.routes[k]
+	if r == nil {
+		r = &route{kind: kind, identity: identity}
+		g.routes[k] = r
+	}
+	if r.pid != nil {
+		g.root.Send(r.pid, msg)
+		return
+	}
+	r.pending = append(r.pending, msg)
+	if !r.resolving {
+		r.resolving = true
+		go g.resolve(k, r)
+	}
+}
+
+// resolve looks r up, retrying within LookupTimeout, then sends it what
+// waited.
+func (g *grains) resolve(k string, r *route) {
+	select {
+	case <-g.ready:
+	case <-g.stop:
+		return
+	}
+	deadline := time.Now().Add(g.cfg.LookupTimeout)
+	var pid *actor.PID
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
+		if pid = g.cluster.Get(r.identity, r.kind); pid != nil || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-g.stop:
+			return
+		case <-time.After(wait):
+		}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r.resolving = false
+	if pid == nil {
+		g.cfg.Log.Warn().Str("kind", r.kind).Str("identity", r.identity).Int("dropped", len(r.pending)).
+			Msg("directory: grain lookup failed")
+		r.pending = nil
+		if g.routes[k] == r {
+			delete(g.routes, k)
+		}
+		return
+	}
+	if g.closed {
+		return
+	}
+	r.pid = pid
+	for i, m := range r.pending {
+		g.root.Send(pid, m)
+		r.pending[i] = nil
+	}
+	r.pending = nil
+}
+
+// forget drops the route of kind/identity if it is pid.
+func (g *grains) forget(kind, identity string, pid *actor.PID) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	k := kind + "/" + identity
+	if r := g.routes[k]; r != nil && r.pid != nil && r.pid.Equal(pid) {
+		delete(g.routes, k)
+	}
+}
+
+// forgetAddress drops the routes to grains on a member that left.
+func (g *grains) forgetAddress(address string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for k, r := range g.routes {
+		if r.pid != nil && r.pid.Address == address {
+			delete(g.routes, k)
+		}
+	}
+}
+
+// publish takes an event of the stream for handleEvents.
+func (g *grains) publish(ev any) {
+	switch e := ev.(type) {
+	case *pcluster.ActivationTerminated, *pcluster.ClusterTopology:
+	case *actor.DeadLetterEvent:
+		if e.Sender != nil || e.PID == nil || !strings.HasPrefix(e.PID.Id, activatorPrefix) {
+			return
+		}
+	default:
+		return
+	}
+	g.evMu.Lock()
+	g.events = append(g.events, ev)
+	g.evMu.Unlock()
+	select {
+	case g.wake <- struct{}{}:
+	default:
+	}
+}
+
+// handleEvents forgets the PIDs of grains that stopped or moved, and
+// sends the messages that reached a stopped grain again, by identity.
+func (g *grains) handleEvents() {
+	for {
+		select {
+		case <-g.stop:
+			return
+		case <-g.wake:
+		}
+		g.evMu.Lock()
+		events := g.events
+		g.events = nil
+		g.evMu.Unlock()
+		for _, ev := range events {
+			switch e := ev.(type) {
+			case *pcluster.ActivationTerminated:
+				if id := e.GetClusterIdentity(); id != nil {
+					g.forget(id.Kind, id.Identity, e.Pid)
+				}
+			case *pcluster.ClusterTopology:
+				for _, m := range e.Left {
+					g.forgetAddress(m.Address())
+				}
+			case *actor.DeadLetterEvent:
+				g.redeliver(e)
+			}
+		}
+	}
+}
+
+// redeliver sends a message that reached a stopped grain to the grain's
+// identity again.
+func (g *grains) redeliver(e *actor.DeadLetterEvent) {
+	identity := strings.TrimPrefix(e.PID.Id, activatorPrefix)
+	if i := strings.LastIndexByte(identity, '$'); i >= 0 {
+		identity = identity[:i]
+	}
+	kind := UserKind
+	if _, err := ParseUserIdentity(identity); err != nil {
+		kind = RoomKind
+	}
+	switch e.Message.(type) {
+	case *messages.ChatWrite, *messages.FriendshipChanged,
+		*messages.Deliver, *messages.SessionAttached, *messages.SessionDetached,
+		*messages.Logout, *messages.FriendOp, *messages.SetProfile:
+	default:
+		return // protoactor's own, or a grain's message to itself
+	}
+	g.forget(kind, identity, e.PID)
+	g.cfg.Log.Debug().Str("kind", kind).Str("identity", identity).Str("message", fmt.Sprintf("%T", e.Message)).
+		Msg("directory: message to a stopped grain sent again")
+	g.send(kind, identity, e.Message)
+}
+
+// The clustered versions of Directory's methods.
+
+func (d *Directory) attachClustered(userID int64, since time.Time, session *actor.PID) AttachResult {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := time.Now()
+	d.forgetLogouts(now)
+	if at, ok := d.loggedOut[userID]; (ok && !at.Before(since)) || now.Sub(since) >= LogoutMemory {
+		return LoggedOut
+	}
+	u := d.local[userID]
+	if u == nil {
+		u = &localUser{sessions: map[string]localSession{}}
+		d.local[userID] = u
+	}
+	if _, ok := u.sessions[session.Id]; ok {
+		return Attached
+	}
+	if d.cfg.MaxSessions > 0 && len(u.sessions) >= d.cfg.MaxSessions {
+		if len(u.sessions) == 0 {
+			delete(d.local, userID)
+		}
+		return TooManySessions
+	}
+	s := localSession{pid: session, since: since.UnixNano()}
+	u.sessions[session.Id] = s
+	d.grains.send(UserKind, UserIdentity(userID), &messages.SessionAttached{Session: session, SinceUnixNano: s.since})
+	return Attached
+}
+
+func (d *Directory) detachClustered(userID int64, session *actor.PID) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	u := d.local[userID]
+	if u == nil {
+		return
+	}
+	if _, ok := u.sessions[session.Id]; !ok {
+		return
+	}
+	delete(u.sessions, session.Id)
+	if len(u.sessions) == 0 {
+		delete(d.local, userID)
+	}
+	d.grains.send(UserKind, UserIdentity(userID), &messages.SessionDetached{Session: session})
+}
+
+func (d *Directory) logoutClustered(userID int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := time.Now()
+	d.forgetLogouts(now)
+	d.loggedOut[userID] = now
+	d.logouts = append(d.logouts, logout{userID, now})
+	// The grain closes the user's sessions on every node, and refuses
+	// those whose token check began before now.
+	d.grains.send(UserKind, UserIdentity(userID), &messages.Logout{AtUnixNano: now.UnixNano()})
+}
+
+// reattach tells the user grains of this node's sessions every Reattach.
+func (d *Directory) reattach() {
+	g := d.grains
+	t := time.NewTicker(g.cfg.Reattach)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.stop:
+			return
+		case <-t.C:
+		}
+		d.mu.Lock()
+		for id, u := range d.local {
+			identity := UserIdentity(id)
+			for _, s := range u.sessions {
+				g.send(UserKind, identity, &messages.SessionAttached{Session: s.pid, SinceUnixNano: s.since})
+			}
+		}
+		d.mu.Unlock()
+	}
+}
+
+func (d *Directory) onlineClustered() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.local)
+}
+
+func (d *Directory) roomsClustered() int {
+	g := d.grains
+	select {
+	case <-g.ready:
+	default:
+		return 0
+	}
+	if k := g.cluster.GetClusterKind(RoomKind); k != nil {
+		return int(k.Count())
+	}
+	return 0
+}
+
+// GrainMailbox is the mailbox of the grain kinds: a grain's mailbox that
+// outlives its actor sends what it still held to the grain's identity
+// again. protoactor drops the messages left in a stopped actor's mailbox
+// without a dead letter; a grain that stops while messages to it are on
+// their way (an idle room retiring as a send arrives) would lose them.
+func (d *Directory) GrainMailbox() actor.MailboxProducer {
+	return func() actor.Mailbox { return actor.Unbounded(&tomb{g: d.grains})() }
+}
+
+// TagGrain tells the grain's mailbox (GrainMailbox) its kind and
+// identity; a grain calls it on cluster.ClusterInit.
+func TagGrain(ctx actor.Context, kind, identity string) {
+	ctx.Send(ctx.Self(), &grainTag{kind: kind, identity: identity})
+}
+
+type grainTag struct{ kind, identity string }
+
+// tomb is a grain mailbox's middleware. Its methods run on the mailbox's
+// goroutine, one at a time, after the actor handled each message: once it
+// handled Stop (a grain has no children, so it has stopped), every later
+// message was dropped, and goes to the identity again.
+type tomb struct {
+	g              *grains
+	kind, identity string
+	dead           bool
+}
+
+func (t *tomb) MailboxStarted()   {}
+func (t *tomb) MessagePosted(any) {}
+func (t *tomb) MailboxEmpty()     {}
+func (t *tomb) MessageReceived(msg any) {
+	switch m := msg.(type) {
+	case *grainTag:
+		t.kind, t.identity = m.kind, m.identity
+		return
+	case *actor.Stop:
+		t.dead = true
+		return
+	}
+	if !t.dead || t.g == nil || t.identity == "" {
+		return
+	}
+	_, m, sender := actor.UnwrapEnvelope(msg)
+	if sender != nil {
+		return
+	}
+	switch m.(type) {
+	case *messages.ChatWrite, *messages.FriendshipChanged,
+		*messages.Deliver, *messages.SessionAttached, *messages.SessionDetached,
+		*messages.Logout, *messages.FriendOp, *messages.SetProfile:
+		t.g.send(t.kind, t.identity, m)
+	}
+}
