@@ -16,7 +16,7 @@ FUZZ := ./protocol:FuzzDecodeRequest:100000x ./protocol:FuzzParseDatetime:100000
 	./net/gateway:FuzzReadMessage:3000x ./net/gateway:FuzzCheckUTF8:30000x ./auth:FuzzName:50000x
 FUZZTIME ?=
 
-.PHONY: run build test lint bench fuzz proto
+.PHONY: run build test lint bench bench-cluster fuzz proto
 
 run: build
 	bin/rewind serve
@@ -48,6 +48,13 @@ fuzz:
 # local server (bench/run.sh; results in bench-results/).
 bench:
 	bash bench/run.sh
+
+# rewind-load against a local cluster: etcd, a fresh PostgreSQL database and
+# NODES nodes (default 5); idle, cross-node dm and dm with a node killed
+# (bench/cluster.sh; scale by NODES, SESSIONS_PER_NODE, PAIRS, RATE, DURATION;
+# results in bench-results/cluster/; docs/benchmarks.md §8).
+bench-cluster:
+	bash bench/cluster.sh
 
 # Regenerates messages/messages.pb.go, committed, from messages.proto:
 # protoc from Debian's protobuf-compiler, protoc-gen-go the tool pinned in
