@@ -94,11 +94,29 @@
 // holds while a node joins or leaves:
 //
 //   - Echo means stored, whichever activation made the write: a room
-//     answers only after its own commit; a write whose room stopped or
-//     whose answer was lost is answered 5001 by the session's
+//     answers only after its own commit; a write whose room's node died
+//     or whose answer was lost is answered 5001 by the session's
 //     RequestTimeout, and a retry with the same nonce stores it once or
 //     answers the stored message (TestClusterNodeLeavesDuringTraffic in
 //     server: every acknowledged message in history exactly once).
+//   - A graceful leave drops no request and answers none 5000/5001
+//     (TestClusterGracefulLeaveDropsNothing: a steady stream into rooms on
+//     the leaving node, none answered later than 1 s;
+//     TestClusterNodeLeavesDuringTraffic). The leaving node's directory
+//     first routes nothing to its own grains and tells every other
+//     node's directory (messages.MemberLeaving to DirectoryActor), which
+//     does the same and answers; the answer comes on the stream that
+//     carried what that node sent before, so once all answered nothing
+//     is on its way to the leaving node, whose grains still run. Then
+//     its key leaves etcd and its grains stop: a grain hands what it has
+//     not started (a write waiting for its room's state, a queued friend
+//     or profile operation) to its identity's next activation, and a
+//     room has the next activation retry the writes it had handed to the
+//     writer (a send with a nonce is stored once, an edit sets the same
+//     content; only a send without a nonce is answered 5001). Lookups of
+//     a node that leaves, or whose leave it was told, place identities
+//     over the other members and ask the owner's placement actor
+//     directly, as the others will once etcd tells them.
 //   - No message is lost to a stale PID: a directory forgets a grain's
 //     PID when protoactor broadcasts its ActivationTerminated or its
 //     member leaves; a message that still reaches a stopped grain (a dead
@@ -127,10 +145,12 @@
 //   - REWIND_WS_MAX_SESSIONS is enforced per node: each node counts the
 //     sessions it holds.
 //   - A node's leave (SIGTERM): stop accepting, close its sessions 1001,
-//     drain its writer (every write it was handed commits), leave the
-//     cluster (its grains stop; the others take their identities over
-//     within tens of milliseconds; protoactor also stops the actor system
-//     then), close the store (TestClusterNodeLeavesDuringTraffic).
+//     directory.Leave (above), its key out of etcd (cluster.Node.Leave:
+//     its grains stop; the others take their identities over within tens
+//     of milliseconds), drain its writer (every write it was handed
+//     commits and is answered), stop the remote (protoactor also stops
+//     the actor system then), close the store
+//     (TestClusterNodeLeavesDuringTraffic).
 //   - A second node with a held REWIND_NODE_ID refuses to start, in one
 //     line (TestClusterSecondNodeWithTheSameIDRefused); a node that loses
 //     its claim exits.

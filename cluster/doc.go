@@ -17,8 +17,11 @@
 //
 // The server calls Start (after creating its actor system, before
 // spawning actors whose PIDs cross nodes), exports Collectors on /metrics,
-// answers /readyz from Joined, stops when Lost closes, and calls Shutdown
-// before its store closes (Shutdown stops this node's grains).
+// answers /readyz from Joined, stops when Lost closes, and leaves in two
+// steps: Leave (its key out of etcd, so the others place its identities
+// elsewhere, while its remote still carries what its grains hand on:
+// actors/doc.go "In a cluster"), then Shutdown before its store closes
+// (Shutdown stops this node's grains and its remote).
 //
 // # Invariants, and the tests that guard them
 //

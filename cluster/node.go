@@ -299,6 +299,22 @@ func (n *Node) Request(kind, identity string, msg proto.Message, timeout time.Du
 		pcluster.WithTimeout(timeout), pcluster.WithContext(n.system.Root))
 }
 
+// Leave is the first step of a graceful leave: this node's member key
+// leaves etcd, so the others, seeing it within tens of milliseconds,
+// place its identities elsewhere, while its grains and its remote go on
+// (what still reaches them is handed on: directory.Leave). It is no
+// longer Joined. Shutdown then stops the grains and the remote. Calling
+// it again, or Shutdown without it, is fine.
+func (n *Node) Leave() error {
+	n.leaving.Store(true)
+	// The provider's own Shutdown deregisters and stops its watch; the
+	// cluster's Shutdown calls it again, which then does nothing.
+	if err := n.cluster.Config.ClusterProvider.Shutdown(true); err != nil {
+		return fmt.Errorf("cluster: leaving: %w", err)
+	}
+	return nil
+}
+
 // Shutdown leaves the cluster gracefully: this node's key leaves etcd (the
 // others place its identities elsewhere at once), its grains are stopped
 // (each gets Stopping and Stopped), the remote stops; then the node id is

@@ -14,9 +14,10 @@
 // messages between sessions, user actors and room actors cross nodes, and
 // so do the directory's notices to user and room actors: Reply, Deliver,
 // Push, CloseSession, SessionAttached, SessionDetached, Logout, FriendOp,
-// SetProfile, ChatWrite and FriendshipChanged. A room's writer shard and
-// room-state loader run on the room's node, so Write, Written, OpenRoom
-// and RoomOpened stay Go structs (they carry persistence values and
+// SetProfile, ChatWrite and FriendshipChanged, and the directories'
+// notices to each other: MemberLeaving, MemberLeavingSeen. A room's
+// writer shard and room-state loader run on the room's node, so Write,
+// Written, OpenRoom and RoomOpened stay Go structs (they carry persistence values and
 // errors), as do an actor's messages to itself (timers, the outcomes of
 // its goroutines) and the directory's RoomKey, a map key. A new message
 // that a session, user or room actor sends to another of them goes in

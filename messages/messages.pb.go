@@ -879,6 +879,93 @@ func (*FriendshipChanged) Descriptor() ([]byte, []int) {
 	return file_messages_messages_proto_rawDescGZIP(), []int{11}
 }
 
+// MemberLeaving tells a node's directory (its actor "rewind-directory")
+// that the member at address leaves the cluster: route nothing more to
+// it, and place its identities over the other members. The directory
+// answers MemberLeavingSeen once it does; the answer travels behind what
+// that node sent to the leaving one before, so the leaving node then
+// holds all of it (actors/directory Leave).
+type MemberLeaving struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Address       string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberLeaving) Reset() {
+	*x = MemberLeaving{}
+	mi := &file_messages_messages_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberLeaving) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberLeaving) ProtoMessage() {}
+
+func (x *MemberLeaving) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_messages_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberLeaving.ProtoReflect.Descriptor instead.
+func (*MemberLeaving) Descriptor() ([]byte, []int) {
+	return file_messages_messages_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *MemberLeaving) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+// MemberLeavingSeen answers MemberLeaving.
+type MemberLeavingSeen struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberLeavingSeen) Reset() {
+	*x = MemberLeavingSeen{}
+	mi := &file_messages_messages_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberLeavingSeen) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberLeavingSeen) ProtoMessage() {}
+
+func (x *MemberLeavingSeen) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_messages_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberLeavingSeen.ProtoReflect.Descriptor instead.
+func (*MemberLeavingSeen) Descriptor() ([]byte, []int) {
+	return file_messages_messages_proto_rawDescGZIP(), []int{13}
+}
+
 var File_messages_messages_proto protoreflect.FileDescriptor
 
 const file_messages_messages_proto_rawDesc = "" +
@@ -947,7 +1034,10 @@ const file_messages_messages_proto_rawDesc = "" +
 	"\x03seq\x18\t \x01(\x04R\x03seq\x12,\n" +
 	"\x12received_unix_nano\x18\n" +
 	" \x01(\x03R\x10receivedUnixNano\"\x13\n" +
-	"\x11FriendshipChanged*\xa6\x01\n" +
+	"\x11FriendshipChanged\")\n" +
+	"\rMemberLeaving\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\"\x13\n" +
+	"\x11MemberLeavingSeen*\xa6\x01\n" +
 	"\tEventKind\x12\x1a\n" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14EVENT_KIND_CHAT_SEND\x10\x01\x12\x18\n" +
@@ -969,7 +1059,7 @@ func file_messages_messages_proto_rawDescGZIP() []byte {
 }
 
 var file_messages_messages_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_messages_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_messages_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_messages_messages_proto_goTypes = []any{
 	(EventKind)(0),            // 0: rewind.messages.EventKind
 	(*User)(nil),              // 1: rewind.messages.User
@@ -984,19 +1074,21 @@ var file_messages_messages_proto_goTypes = []any{
 	(*SetProfile)(nil),        // 10: rewind.messages.SetProfile
 	(*ChatWrite)(nil),         // 11: rewind.messages.ChatWrite
 	(*FriendshipChanged)(nil), // 12: rewind.messages.FriendshipChanged
-	(*actor.PID)(nil),         // 13: actor.PID
+	(*MemberLeaving)(nil),     // 13: rewind.messages.MemberLeaving
+	(*MemberLeavingSeen)(nil), // 14: rewind.messages.MemberLeavingSeen
+	(*actor.PID)(nil),         // 15: actor.PID
 }
 var file_messages_messages_proto_depIdxs = []int32{
 	1,  // 0: rewind.messages.Reply.user:type_name -> rewind.messages.User
 	0,  // 1: rewind.messages.Deliver.kind:type_name -> rewind.messages.EventKind
-	13, // 2: rewind.messages.Deliver.except:type_name -> actor.PID
+	15, // 2: rewind.messages.Deliver.except:type_name -> actor.PID
 	2,  // 3: rewind.messages.Deliver.echo:type_name -> rewind.messages.Reply
 	0,  // 4: rewind.messages.Push.kind:type_name -> rewind.messages.EventKind
-	13, // 5: rewind.messages.SessionAttached.session:type_name -> actor.PID
-	13, // 6: rewind.messages.SessionDetached.session:type_name -> actor.PID
-	13, // 7: rewind.messages.FriendOp.session:type_name -> actor.PID
-	13, // 8: rewind.messages.SetProfile.session:type_name -> actor.PID
-	13, // 9: rewind.messages.ChatWrite.session:type_name -> actor.PID
+	15, // 5: rewind.messages.SessionAttached.session:type_name -> actor.PID
+	15, // 6: rewind.messages.SessionDetached.session:type_name -> actor.PID
+	15, // 7: rewind.messages.FriendOp.session:type_name -> actor.PID
+	15, // 8: rewind.messages.SetProfile.session:type_name -> actor.PID
+	15, // 9: rewind.messages.ChatWrite.session:type_name -> actor.PID
 	10, // [10:10] is the sub-list for method output_type
 	10, // [10:10] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name
@@ -1017,7 +1109,7 @@ func file_messages_messages_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_messages_messages_proto_rawDesc), len(file_messages_messages_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

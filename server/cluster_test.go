@@ -264,10 +264,10 @@ func TestClusterChat(t *testing.T) {
 }
 
 // TestClusterNodeLeavesDuringTraffic: while users on nodes 1 and 2 chat,
-// node 3 (hosting some of their grains) shuts down gracefully. Every
-// acknowledged message is in history exactly once, nothing is stored
-// twice, and the survivors go on chatting, their grains re-activated on
-// the survivors.
+// node 3 (hosting some of their grains) shuts down gracefully. No request
+// is answered 5000/5001 or waits a second, every acknowledged message is
+// in history exactly once, nothing is stored twice, and the survivors go
+// on chatting, their grains re-activated on the survivors.
 func TestClusterNodeLeavesDuringTraffic(t *testing.T) {
 	if etcdtest.WithoutRace(t) {
 		return
@@ -348,6 +348,10 @@ func TestClusterNodeLeavesDuringTraffic(t *testing.T) {
 		require.NoError(t, o.err, "pair %d", i)
 		t.Logf("pair %d: %d acknowledged, %d retried, longest wait between acks %v", i, len(o.acked), o.retries, o.maxGap.Round(time.Millisecond))
 		require.NotEmpty(t, o.acked)
+		// A graceful leave drops nothing and answers nothing 5000/5001
+		// (directory.Leave; TestClusterGracefulLeaveDropsNothing).
+		require.Zero(t, o.retries, "pair %d: requests answered 5000/5001 during a graceful leave", i)
+		require.Less(t, o.maxGap, time.Second, "pair %d: a request waited during a graceful leave", i)
 		roomID, err := store.FindDMRoom(context.Background(), ps[i].from.ID, ps[i].to.ID)
 		require.NoError(t, err)
 		history, err := store.History(context.Background(), roomID, persistence.Cursor{Time: time.Now().Add(time.Hour)}, 10000)

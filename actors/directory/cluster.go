@@ -3,9 +3,12 @@ package directory
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -37,7 +40,10 @@ const DefaultLookupTimeout = 10 * time.Second
 
 // activatorPrefix is how disthash names the grains it spawns:
 // partition-activator/<identity>$<n>.
-const activatorPrefix = "partition-activator/"
+const activatorPrefix = activatorName + "/"
+
+// activatorName is the name of disthash's placement actor on each member.
+const activatorName = "partition-activator"
 
 // UserIdentity is the grain identity of user id.
 func UserIdentity(id int64) string { return strconv.FormatInt(id, 10) }
@@ -101,6 +107,16 @@ type grains struct {
 	mu     sync.Mutex
 	routes map[string]*route // by kind/identity
 	closed bool
+	// self is this node's remote address; members the latest topology's
+	// members (nil before the first). away holds the members that leave
+	// (MemberLeaving; self after Leave), until a topology no longer
+	// lists them: lookups place identities over the other members, and
+	// nothing is routed to a grain on one of them. leaving is set by
+	// Leave.
+	self    string
+	members pcluster.Members
+	away    map[string]bool
+	leaving atomic.Bool
 
 	// events holds what the event stream published, for the one goroutine
 	// that handles it: subscribers run on the publisher's goroutine, which
@@ -144,7 +160,7 @@ func NewClustered(root *actor.RootContext, cfg Config, ccfg ClusterConfig) *Dire
 	}
 	d.grains = &grains{
 		root: root, cfg: ccfg, ready: make(chan struct{}), stop: make(chan struct{}),
-		routes: map[string]*route{}, wake: make(chan struct{}, 1),
+		routes: map[string]*route{}, wake: make(chan struct{}, 1), away: map[string]bool{},
 	}
 	d.local = map[int64]*localUser{}
 	return d
@@ -155,7 +171,12 @@ func NewClustered(root *actor.RootContext, cfg Config, ccfg ClusterConfig) *Dire
 func (d *Directory) Join(c *pcluster.Cluster) {
 	g := d.grains
 	g.cluster = c
+	g.self = c.ActorSystem.Address()
 	g.sub = c.ActorSystem.EventStream.Subscribe(g.publish)
+	// The other nodes' Leave tells this node's directory through it.
+	if _, err := g.root.SpawnNamed(actor.PropsFromFunc(g.receive), DirectoryActor); err != nil {
+		g.cfg.Log.Error().Err(err).Msg("directory: spawning its actor")
+	}
 	close(g.ready)
 	go g.handleEvents()
 	go d.reattach()
@@ -182,6 +203,86 @@ func (d *Directory) Close() {
 	}
 }
 
+// DirectoryActor is the name of each node's directory actor, which the
+// other nodes' Leave tells that they leave (messages.MemberLeaving).
+const DirectoryActor = "rewind-directory"
+
+// LeaveTimeout bounds how long Leave waits for each other node's answer.
+const LeaveTimeout = 2 * time.Second
+
+// Leave is the first step of this node's graceful leave, before its
+// member key leaves etcd (cluster.Node.Leave). From now on this node
+// routes nothing to its own grains: a lookup places the identity over the
+// other members, as they will once they see the leave, and asks the
+// owner's placement actor directly; a message that reaches one of this
+// node's grains is handed there by the grain (Leaving), and one that
+// reaches a stopped grain (a dead letter, or left in its mailbox) is sent
+// there again.
+//
+// Then it tells every other node's directory (MemberLeaving), which does
+// the same for this node's address, and waits for their answers (within
+// LeaveTimeout each). An answer travels on the stream that carried what
+// its node sent here before, so once all have answered nothing more is
+// on its way to this node's grains: when the others then see the leave
+// and close their connections to it, they lose nothing.
+func (d *Directory) Leave() {
+	g := d.grains
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	g.leaving.Store(true)
+	g.awayLocked(g.self)
+	members := g.members
+	g.mu.Unlock()
+	if members == nil {
+		members = g.cluster.MemberList.Members().Members()
+	}
+	var wg sync.WaitGroup
+	for _, m := range members {
+		if m.Address() == g.self {
+			continue
+		}
+		wg.Go(func() {
+			_, err := g.root.RequestFuture(actor.NewPID(m.Address(), DirectoryActor),
+				&messages.MemberLeaving{Address: g.self}, LeaveTimeout).Result()
+			if err != nil {
+				g.cfg.Log.Warn().Err(err).Str("member", m.Address()).Msg("directory: a member did not answer this node's leave")
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// receive is the directory actor's: another node leaves.
+func (g *grains) receive(ctx actor.Context) {
+	if m, ok := ctx.Message().(*messages.MemberLeaving); ok {
+		g.mu.Lock()
+		g.awayLocked(m.Address)
+		g.mu.Unlock()
+		g.cfg.Log.Info().Str("member", m.Address).Msg("directory: a member leaves")
+		ctx.Respond(&messages.MemberLeavingSeen{})
+	}
+}
+
+// awayLocked marks the member at address as leaving and forgets the
+// routes to its grains. Lock must be held.
+func (g *grains) awayLocked(address string) {
+	g.away[address] = true
+	for k, r := range g.routes {
+		if r.pid != nil && r.pid.Address == address {
+			delete(g.routes, k)
+		}
+	}
+}
+
+// Leaving reports whether Leave was called: a grain then forwards what
+// it has not taken on yet to its identity (through the directory, which
+// routes it to another node) rather than start it here.
+func (d *Directory) Leaving() bool {
+	return d.grains != nil && d.grains.leaving.Load()
+}
+
 // Reattach is the interval at which this node re-attaches its sessions
 // (0 for a directory that is not clustered).
 func (d *Directory) Reattach() time.Duration {
@@ -205,6 +306,9 @@ func (g *grains) send(kind, identity string, msg any) {
 		r = &route{kind: kind, identity: identity}
 		g.routes[k] = r
 	}
+	if r.pid != nil && g.away[r.pid.Address] {
+		r.pid = nil // its member leaves since this route was made
+	}
 	if r.pid != nil {
 		g.root.Send(r.pid, msg)
 		return
@@ -225,9 +329,11 @@ func (g *grains) resolve(k string, r *route) {
 		return
 	}
 	deadline := time.Now().Add(g.cfg.LookupTimeout)
-	var pid *actor.PID
 	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
-		if pid = g.cluster.Get(r.identity, r.kind); pid != nil || time.Now().After(deadline) {
+		if pid := g.lookup(r.kind, r.identity); pid != nil && g.found(r, pid) {
+			return
+		}
+		if time.Now().After(deadline) {
 			break
 		}
 		select {
@@ -239,24 +345,91 @@ func (g *grains) resolve(k string, r *route) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	r.resolving = false
-	if pid == nil {
-		g.cfg.Log.Warn().Str("kind", r.kind).Str("identity", r.identity).Int("dropped", len(r.pending)).
-			Msg("directory: grain lookup failed")
-		r.pending = nil
-		if g.routes[k] == r {
-			delete(g.routes, k)
-		}
-		return
+	g.cfg.Log.Warn().Str("kind", r.kind).Str("identity", r.identity).Int("dropped", len(r.pending)).
+		Msg("directory: grain lookup failed")
+	r.pending = nil
+	if g.routes[k] == r {
+		delete(g.routes, k)
 	}
+}
+
+// found makes pid r's PID and sends it what waited, unless pid is one not
+// to use (usable); it reports whether it did.
+func (g *grains) found(r *route, pid *actor.PID) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	if g.closed {
-		return
+		return true
 	}
+	if !g.usable(pid) {
+		return false
+	}
+	r.resolving = false
 	r.pid = pid
 	for i, m := range r.pending {
 		g.root.Send(pid, m)
 		r.pending[i] = nil
 	}
 	r.pending = nil
+	return true
+}
+
+// usable reports whether a PID a lookup found may be used: not one on a
+// member that left since the lookup began (the latest topology does not
+// list it), nor one on a member that leaves (this one too). Lock must be
+// held.
+func (g *grains) usable(pid *actor.PID) bool {
+	if g.away[pid.Address] {
+		return false
+	}
+	return g.members == nil || slices.ContainsFunc(g.members, func(m *pcluster.Member) bool { return m.Address() == pid.Address })
+}
+
+// lookup finds the grain's PID, activating it where it is placed (over
+// the other members while this node leaves); nil when that failed.
+func (g *grains) lookup(kind, identity string) *actor.PID {
+	g.mu.Lock()
+	var away map[string]bool
+	if len(g.away) > 0 {
+		away = maps.Clone(g.away)
+	}
+	members := g.members
+	g.mu.Unlock()
+	if away != nil {
+		return g.lookupElsewhere(kind, identity, away, members)
+	}
+	return g.cluster.Get(identity, kind)
+}
+
+// lookupElsewhere is disthash's lookup over the members but those away:
+// it asks the placement actor of the identity's owner among them to
+// activate it. (disthash's own would still place on them until etcd
+// tells of their leave, and a leaving node's own is never told.)
+func (g *grains) lookupElsewhere(kind, identity string, away map[string]bool, members pcluster.Members) *actor.PID {
+	if members == nil {
+		members = g.cluster.MemberList.Members().Members()
+	}
+	others := make(pcluster.Members, 0, len(members))
+	for _, m := range members {
+		if !away[m.Address()] {
+			others = append(others, m)
+		}
+	}
+	rdv := pcluster.NewRendezvous()
+	rdv.UpdateMembers(others)
+	ci := pcluster.NewClusterIdentity(identity, kind)
+	owner := rdv.GetByClusterIdentity(ci)
+	if owner == "" {
+		return nil
+	}
+	res, err := g.root.RequestFuture(actor.NewPID(owner, activatorName), &pcluster.ActivationRequest{ClusterIdentity: ci}, 5*time.Second).Result()
+	if err != nil {
+		return nil
+	}
+	if a, ok := res.(*pcluster.ActivationResponse); ok {
+		return a.Pid
+	}
+	return nil
 }
 
 // forget drops the route of kind/identity if it is pid.
@@ -320,6 +493,14 @@ func (g *grains) handleEvents() {
 					g.forget(id.Kind, id.Identity, e.Pid)
 				}
 			case *pcluster.ClusterTopology:
+				g.mu.Lock()
+				g.members = e.Members
+				for _, m := range e.Left {
+					if m.Address() != g.self {
+						delete(g.away, m.Address()) // gone: the member check covers it
+					}
+				}
+				g.mu.Unlock()
 				for _, m := range e.Left {
 					g.forgetAddress(m.Address())
 				}

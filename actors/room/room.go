@@ -156,7 +156,16 @@ func (a *Actor) Receive(ctx actor.Context) {
 	case *messages.FriendshipChanged:
 		a.gen++
 		a.loaded = false
+		if a.deps.Directory.Leaving() {
+			a.deps.Directory.NotifyRoom(a.key, m) // to the next activation too
+		}
 	case *messages.ChatWrite:
+		if a.deps.Directory.Leaving() {
+			// This node leaves the cluster: the room's next activation,
+			// on another node, takes the write (directory.Leave).
+			a.deps.Directory.SendToRoom(a.key, m)
+			return
+		}
 		if !a.loaded {
 			a.waiting = append(a.waiting, m)
 			a.load(ctx)
@@ -184,13 +193,27 @@ func (a *Actor) stopIfDone(ctx actor.Context) {
 }
 
 // abandon answers what the room still holds when it stops before it is
-// done, which only a failure does: the waiting writes were never handed
-// to the writer, the inflight ones may have been committed.
+// done, which a failure does, or a grain's node leaving the cluster: the
+// waiting writes were never handed to the writer (5000; a leaving node
+// hands them to the room's next activation), the inflight ones may have
+// been committed (5001; a leaving node has the next activation retry
+// those that can be retried).
 func (a *Actor) abandon(ctx actor.Context) {
+	a.forwardWaiting()
 	for _, w := range a.waiting {
 		a.reply(ctx, w, protocol.ErrorFrame(protocol.ErrUnavailable, w.Nonce))
 	}
+	leaving := a.deps.Directory.Leaving()
 	for _, w := range a.inflight {
+		if leaving && (w.Nonce != "" || w.MessageId != 0) {
+			// The node leaves the cluster and its grains stop (at once,
+			// when it sees its own leave): the room's next activation
+			// retries the write, as the client would on 5001. A send
+			// with a nonce is stored once or answers the stored message
+			// (protocol.md §2.3); an edit sets the same content again.
+			a.deps.Directory.SendToRoom(a.key, w)
+			continue
+		}
 		a.reply(ctx, w, protocol.ErrorFrame(protocol.ErrUnknownResult, w.Nonce))
 	}
 	a.waiting, a.inflight = nil, map[uint64]*messages.ChatWrite{}
@@ -205,6 +228,18 @@ func (a *Actor) other(me int64) int64 {
 		return a.key.High
 	}
 	return a.key.Low
+}
+
+// forwardWaiting hands the writes that wait for the room's state to the
+// room's next activation when this node leaves the cluster.
+func (a *Actor) forwardWaiting() {
+	if !a.deps.Directory.Leaving() {
+		return
+	}
+	for _, w := range a.waiting {
+		a.deps.Directory.SendToRoom(a.key, w)
+	}
+	a.waiting = nil
 }
 
 // load asks the loader for the room's state, unless a load is out.
@@ -236,6 +271,7 @@ func (a *Actor) opened(ctx actor.Context, m *messages.RoomOpened) {
 		return
 	}
 	a.state, a.loaded = m.State, true
+	a.forwardWaiting()
 	waiting := a.waiting
 	a.waiting = nil
 	for _, w := range waiting {

@@ -107,6 +107,7 @@ func keyOf(pid *actor.PID) sessionKey { return sessionKey{pid.Address, pid.Id} }
 // job is one friend or profile operation of a session's request: run does
 // its store work off the actor and returns what to do inside Receive then.
 type job struct {
+	msg     any // the FriendOp or SetProfile
 	run     func(ctx context.Context) func(actor.Context)
 	session *actor.PID
 	seq     uint64
@@ -186,9 +187,15 @@ func (a *Actor) Receive(ctx actor.Context) {
 			ctx.Send(s, closeLoggedOut)
 		}
 	case *messages.FriendOp:
-		a.queue(ctx, job{func(c context.Context) func(actor.Context) { return a.friendOp(c, m) }, m.Session, m.Seq, m.Nonce})
+		if a.forward(m) {
+			return
+		}
+		a.queue(ctx, job{m, func(c context.Context) func(actor.Context) { return a.friendOp(c, m) }, m.Session, m.Seq, m.Nonce})
 	case *messages.SetProfile:
-		a.queue(ctx, job{func(c context.Context) func(actor.Context) { return a.setProfile(c, m) }, m.Session, m.Seq, m.Nonce})
+		if a.forward(m) {
+			return
+		}
+		a.queue(ctx, job{m, func(c context.Context) func(actor.Context) { return a.setProfile(c, m) }, m.Session, m.Seq, m.Nonce})
 	case *jobDone:
 		m.apply(ctx)
 		a.jobs[0] = job{}
@@ -222,6 +229,17 @@ func (a *Actor) sweep(ctx actor.Context) {
 	a.sweeper.Reset(min(a.deps.Reattach, a.deps.Idle))
 }
 
+// forward hands an operation to the user's next activation, on another
+// node, when this grain's node leaves the cluster (directory.Leave), and
+// reports whether it did.
+func (a *Actor) forward(m any) bool {
+	if !a.grain || !a.deps.Directory.Leaving() {
+		return false
+	}
+	a.deps.Directory.SendToUser(a.id, m)
+	return true
+}
+
 // queue adds j behind the running job, starting it if none runs.
 func (a *Actor) queue(ctx actor.Context, j job) {
 	a.jobs = append(a.jobs, j)
@@ -231,10 +249,15 @@ func (a *Actor) queue(ctx actor.Context, j job) {
 }
 
 // abandon answers the jobs still queued when the actor stops, which only a
-// failure does while jobs are queued (the last session's detach comes
-// after its answers): the running one may have been applied.
+// failure, or a grain's node leaving the cluster, does while jobs are
+// queued (the last session's detach comes after its answers): the running
+// one may have been applied; a leaving node hands the others to the
+// user's next activation.
 func (a *Actor) abandon(ctx actor.Context) {
 	for i, j := range a.jobs {
+		if i > 0 && a.forward(j.msg) {
+			continue
+		}
 		err := protocol.ErrUnavailable
 		if i == 0 {
 			err = protocol.ErrUnknownResult
