@@ -139,6 +139,13 @@
 //     may be missed (protocol.md §2.8: found again by the catch-up), but
 //     an echo still reaches its sender, as it travels with the session's
 //     PID. A user grain with no session stops after user.DefaultIdle.
+//   - A friendship change is seen by the next send from any node: the
+//     user grain answers a request, response or delete only after the
+//     DM's room took the change in (directory.ChangeFriendship: the room
+//     answers FriendshipChanged.ack; the wait runs in the operation's
+//     goroutine, bounded by its time limit), so a send after the ok
+//     loads the friendship again (TestClusterUnfriendThenSendAcrossNodes
+//     in server: delete on node 1, then a send from node 2 is 4005).
 //   - Logout on any node reaches the user's grain, which closes the
 //     user's sessions on every node with 4000 and refuses a session whose
 //     token check began before the logout (TestClusterChat).

@@ -844,7 +844,10 @@ func (x *ChatWrite) GetReceivedUnixNano() int64 {
 // FriendshipChanged tells a room actor that its members' friendship
 // changed, so that it checks again before the next send.
 type FriendshipChanged struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Answered FriendshipChangedSeen once the room has taken the change
+	// in: a write it gets after that is checked against the store again.
+	Ack           *actor.PID `protobuf:"bytes,1,opt,name=ack,proto3" json:"ack,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -879,6 +882,50 @@ func (*FriendshipChanged) Descriptor() ([]byte, []int) {
 	return file_messages_messages_proto_rawDescGZIP(), []int{11}
 }
 
+func (x *FriendshipChanged) GetAck() *actor.PID {
+	if x != nil {
+		return x.Ack
+	}
+	return nil
+}
+
+// FriendshipChangedSeen answers FriendshipChanged.ack.
+type FriendshipChangedSeen struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FriendshipChangedSeen) Reset() {
+	*x = FriendshipChangedSeen{}
+	mi := &file_messages_messages_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FriendshipChangedSeen) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FriendshipChangedSeen) ProtoMessage() {}
+
+func (x *FriendshipChangedSeen) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_messages_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FriendshipChangedSeen.ProtoReflect.Descriptor instead.
+func (*FriendshipChangedSeen) Descriptor() ([]byte, []int) {
+	return file_messages_messages_proto_rawDescGZIP(), []int{12}
+}
+
 // MemberLeaving tells a node's directory (its actor "rewind-directory")
 // that the member at address leaves the cluster: route nothing more to
 // it, and place its identities over the other members. The directory
@@ -894,7 +941,7 @@ type MemberLeaving struct {
 
 func (x *MemberLeaving) Reset() {
 	*x = MemberLeaving{}
-	mi := &file_messages_messages_proto_msgTypes[12]
+	mi := &file_messages_messages_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -906,7 +953,7 @@ func (x *MemberLeaving) String() string {
 func (*MemberLeaving) ProtoMessage() {}
 
 func (x *MemberLeaving) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_messages_proto_msgTypes[12]
+	mi := &file_messages_messages_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -919,7 +966,7 @@ func (x *MemberLeaving) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberLeaving.ProtoReflect.Descriptor instead.
 func (*MemberLeaving) Descriptor() ([]byte, []int) {
-	return file_messages_messages_proto_rawDescGZIP(), []int{12}
+	return file_messages_messages_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MemberLeaving) GetAddress() string {
@@ -938,7 +985,7 @@ type MemberLeavingSeen struct {
 
 func (x *MemberLeavingSeen) Reset() {
 	*x = MemberLeavingSeen{}
-	mi := &file_messages_messages_proto_msgTypes[13]
+	mi := &file_messages_messages_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +997,7 @@ func (x *MemberLeavingSeen) String() string {
 func (*MemberLeavingSeen) ProtoMessage() {}
 
 func (x *MemberLeavingSeen) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_messages_proto_msgTypes[13]
+	mi := &file_messages_messages_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +1010,7 @@ func (x *MemberLeavingSeen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberLeavingSeen.ProtoReflect.Descriptor instead.
 func (*MemberLeavingSeen) Descriptor() ([]byte, []int) {
-	return file_messages_messages_proto_rawDescGZIP(), []int{13}
+	return file_messages_messages_proto_rawDescGZIP(), []int{14}
 }
 
 var File_messages_messages_proto protoreflect.FileDescriptor
@@ -1033,8 +1080,11 @@ const file_messages_messages_proto_rawDesc = "" +
 	".actor.PIDR\asession\x12\x10\n" +
 	"\x03seq\x18\t \x01(\x04R\x03seq\x12,\n" +
 	"\x12received_unix_nano\x18\n" +
-	" \x01(\x03R\x10receivedUnixNano\"\x13\n" +
-	"\x11FriendshipChanged\")\n" +
+	" \x01(\x03R\x10receivedUnixNano\"1\n" +
+	"\x11FriendshipChanged\x12\x1c\n" +
+	"\x03ack\x18\x01 \x01(\v2\n" +
+	".actor.PIDR\x03ack\"\x17\n" +
+	"\x15FriendshipChangedSeen\")\n" +
 	"\rMemberLeaving\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\"\x13\n" +
 	"\x11MemberLeavingSeen*\xa6\x01\n" +
@@ -1059,41 +1109,43 @@ func file_messages_messages_proto_rawDescGZIP() []byte {
 }
 
 var file_messages_messages_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_messages_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_messages_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_messages_messages_proto_goTypes = []any{
-	(EventKind)(0),            // 0: rewind.messages.EventKind
-	(*User)(nil),              // 1: rewind.messages.User
-	(*Reply)(nil),             // 2: rewind.messages.Reply
-	(*Deliver)(nil),           // 3: rewind.messages.Deliver
-	(*Push)(nil),              // 4: rewind.messages.Push
-	(*CloseSession)(nil),      // 5: rewind.messages.CloseSession
-	(*SessionAttached)(nil),   // 6: rewind.messages.SessionAttached
-	(*SessionDetached)(nil),   // 7: rewind.messages.SessionDetached
-	(*Logout)(nil),            // 8: rewind.messages.Logout
-	(*FriendOp)(nil),          // 9: rewind.messages.FriendOp
-	(*SetProfile)(nil),        // 10: rewind.messages.SetProfile
-	(*ChatWrite)(nil),         // 11: rewind.messages.ChatWrite
-	(*FriendshipChanged)(nil), // 12: rewind.messages.FriendshipChanged
-	(*MemberLeaving)(nil),     // 13: rewind.messages.MemberLeaving
-	(*MemberLeavingSeen)(nil), // 14: rewind.messages.MemberLeavingSeen
-	(*actor.PID)(nil),         // 15: actor.PID
+	(EventKind)(0),                // 0: rewind.messages.EventKind
+	(*User)(nil),                  // 1: rewind.messages.User
+	(*Reply)(nil),                 // 2: rewind.messages.Reply
+	(*Deliver)(nil),               // 3: rewind.messages.Deliver
+	(*Push)(nil),                  // 4: rewind.messages.Push
+	(*CloseSession)(nil),          // 5: rewind.messages.CloseSession
+	(*SessionAttached)(nil),       // 6: rewind.messages.SessionAttached
+	(*SessionDetached)(nil),       // 7: rewind.messages.SessionDetached
+	(*Logout)(nil),                // 8: rewind.messages.Logout
+	(*FriendOp)(nil),              // 9: rewind.messages.FriendOp
+	(*SetProfile)(nil),            // 10: rewind.messages.SetProfile
+	(*ChatWrite)(nil),             // 11: rewind.messages.ChatWrite
+	(*FriendshipChanged)(nil),     // 12: rewind.messages.FriendshipChanged
+	(*FriendshipChangedSeen)(nil), // 13: rewind.messages.FriendshipChangedSeen
+	(*MemberLeaving)(nil),         // 14: rewind.messages.MemberLeaving
+	(*MemberLeavingSeen)(nil),     // 15: rewind.messages.MemberLeavingSeen
+	(*actor.PID)(nil),             // 16: actor.PID
 }
 var file_messages_messages_proto_depIdxs = []int32{
 	1,  // 0: rewind.messages.Reply.user:type_name -> rewind.messages.User
 	0,  // 1: rewind.messages.Deliver.kind:type_name -> rewind.messages.EventKind
-	15, // 2: rewind.messages.Deliver.except:type_name -> actor.PID
+	16, // 2: rewind.messages.Deliver.except:type_name -> actor.PID
 	2,  // 3: rewind.messages.Deliver.echo:type_name -> rewind.messages.Reply
 	0,  // 4: rewind.messages.Push.kind:type_name -> rewind.messages.EventKind
-	15, // 5: rewind.messages.SessionAttached.session:type_name -> actor.PID
-	15, // 6: rewind.messages.SessionDetached.session:type_name -> actor.PID
-	15, // 7: rewind.messages.FriendOp.session:type_name -> actor.PID
-	15, // 8: rewind.messages.SetProfile.session:type_name -> actor.PID
-	15, // 9: rewind.messages.ChatWrite.session:type_name -> actor.PID
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	16, // 5: rewind.messages.SessionAttached.session:type_name -> actor.PID
+	16, // 6: rewind.messages.SessionDetached.session:type_name -> actor.PID
+	16, // 7: rewind.messages.FriendOp.session:type_name -> actor.PID
+	16, // 8: rewind.messages.SetProfile.session:type_name -> actor.PID
+	16, // 9: rewind.messages.ChatWrite.session:type_name -> actor.PID
+	16, // 10: rewind.messages.FriendshipChanged.ack:type_name -> actor.PID
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_messages_messages_proto_init() }
@@ -1109,7 +1161,7 @@ func file_messages_messages_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_messages_messages_proto_rawDesc), len(file_messages_messages_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

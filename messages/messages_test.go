@@ -39,6 +39,8 @@ func TestCrossingMessagesRoundTrip(t *testing.T) {
 		&messages.ChatWrite{RoomLow: 1, RoomHigh: 2, ChatId: 3, Author: 1, MessageId: 99, Content: "héllo",
 			Nonce: "c", Session: pid, Seq: 16, ReceivedUnixNano: time.Now().UnixNano()},
 		&messages.FriendshipChanged{},
+		&messages.FriendshipChanged{Ack: pid},
+		&messages.FriendshipChangedSeen{},
 		&messages.MemberLeaving{Address: "10.0.0.8:8090"},
 		&messages.MemberLeavingSeen{},
 	}

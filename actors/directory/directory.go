@@ -295,6 +295,34 @@ func (d *Directory) NotifyRoom(key messages.RoomKey, msg any) {
 	}
 }
 
+// ChangeFriendship tells the room of key that its members' friendship
+// changed and waits, within timeout, for the room to take the change in
+// (FriendshipChanged.ack): a write the room gets after that is checked
+// against the store again, whichever node it comes from. It blocks: call
+// it off any actor. A node alone tells only a running room (one that is
+// not running loads its state afresh anyway); a cluster tells the room's
+// grain, activating it. It reports whether the room answered in time (or
+// no room was running).
+func (d *Directory) ChangeFriendship(key messages.RoomKey, timeout time.Duration) bool {
+	f := actor.NewFuture(d.root.ActorSystem(), timeout)
+	msg := &messages.FriendshipChanged{Ack: f.PID()}
+	if d.grains != nil {
+		d.grains.send(RoomKind, RoomIdentity(key), msg)
+	} else {
+		d.mu.Lock()
+		pid := d.rooms[key]
+		if pid != nil {
+			d.root.Send(pid, msg)
+		}
+		d.mu.Unlock()
+		if pid == nil {
+			return true
+		}
+	}
+	_, err := f.Result()
+	return err == nil
+}
+
 // RetireRoom is how an idle room stops: if pid is still the room's actor
 // it is forgotten and sent last, after which no message reaches it through
 // the directory; the next send starts a new actor. It reports whether pid

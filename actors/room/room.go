@@ -156,8 +156,11 @@ func (a *Actor) Receive(ctx actor.Context) {
 	case *messages.FriendshipChanged:
 		a.gen++
 		a.loaded = false
-		if a.deps.Directory.Leaving() {
-			a.deps.Directory.NotifyRoom(a.key, m) // to the next activation too
+		switch {
+		case a.deps.Directory.Leaving():
+			a.deps.Directory.NotifyRoom(a.key, m) // the next activation answers
+		case m.Ack != nil:
+			ctx.Send(m.Ack, &messages.FriendshipChangedSeen{})
 		}
 	case *messages.ChatWrite:
 		if a.deps.Directory.Leaving() {

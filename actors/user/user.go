@@ -361,14 +361,22 @@ func (a *Actor) friendOp(c context.Context, op *messages.FriendOp) func(actor.Co
 	if err != nil {
 		return fail(a.unavailable(err))
 	}
+	if changed {
+		// Before the answer, so that a send made after it, from any
+		// node, is checked against the change (protocol.md §2.5: changes
+		// are stored before the answer): the room has taken it in.
+		wait := a.deps.Timeout
+		if d, ok := c.Deadline(); ok {
+			wait = max(time.Until(d), time.Millisecond)
+		}
+		if !a.deps.Directory.ChangeFriendship(messages.DMKey(a.id, target.ID), wait) {
+			a.deps.Log.Warn().Int64("user", a.id).Int64("target", target.ID).Msg("user: the room did not answer a friendship change in time")
+		}
+	}
 	toTarget := protocol.Frame("mutual_users", protocol.FriendEvent{Type: event, User: protocol.UserOf(me)}, "")
 	toMine := protocol.Frame("mutual_users", protocol.FriendEvent{Type: event, User: protocol.UserOf(target), Origin: "self"}, "")
 	ok := fail(nil)
 	return func(ctx actor.Context) {
-		if changed {
-			// Before the answer, so that a send made after it sees the change.
-			a.deps.Directory.NotifyRoom(messages.DMKey(a.id, target.ID), &messages.FriendshipChanged{})
-		}
 		a.deps.Directory.SendToUser(target.ID, &messages.Deliver{Frame: toTarget, Kind: messages.EventFriend})
 		a.deliver(ctx, &messages.Push{Frame: toMine, Kind: messages.EventFriendSelf}, op.Session)
 		ok(ctx)
