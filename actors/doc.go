@@ -94,10 +94,17 @@
 // holds while a node joins or leaves:
 //
 //   - Echo means stored, whichever activation made the write: a room
-//     answers only after its own commit; a write whose room's node died
-//     or whose answer was lost is answered 5001 by the session's
-//     RequestTimeout, and a retry with the same nonce stores it once or
-//     answers the stored message (TestClusterNodeLeavesDuringTraffic in
+//     answers only after its own commit; a request in flight when the
+//     node of its grain dies is answered as soon as the directory that
+//     sent it there sees that member leave (or its lookup fails): 5001,
+//     outcome unknown (messages.RequestLost to the session, which treats
+//     it as its timeout), or, for the echo of a committed write that went
+//     to the author's user grain there, that echo (measured: 2.3–2.6 s
+//     after a SIGKILL, the dead member's etcd lease; clustertest's
+//     TestKilledNodeDuringTraffic asserts 8 s); a request whose answer is
+//     lost otherwise is answered 5001 by the session's RequestTimeout;
+//     a retry with the same nonce stores it once or answers the stored
+//     message (TestClusterNodeLeavesDuringTraffic in
 //     server: every acknowledged message in history exactly once).
 //   - A graceful leave drops no request and answers none 5000/5001
 //     (TestClusterGracefulLeaveDropsNothing: a steady stream into rooms on
@@ -129,16 +136,25 @@
 //     lookup in a goroutine.
 //   - Soft state only (protoactor-go#799: one identity can briefly live on
 //     two nodes): a room grain loads its state from the store as a local
-//     room does; a user grain's set of sessions is rebuilt by the nodes,
-//     each of which attaches every one of its sessions again every
-//     re-attach interval (directory.DefaultReattach, 5 s), and a grain
-//     forgets a session not attached again within
-//     directory.ReattachForget (3) intervals. So a user grain activated
-//     anew (its node left, a node joined) knows its sessions at most one
-//     interval plus its activation later; until then events to that user
-//     may be missed (protocol.md §2.8: found again by the catch-up), but
-//     an echo still reaches its sender, as it travels with the session's
-//     PID. A user grain with no session stops after user.DefaultIdle.
+//     room does; a user grain's set of sessions is rebuilt by the nodes.
+//     A node re-attaches its sessions of a user at once when the user's
+//     grain may have moved or restarted: on a membership change (a
+//     member left, leaves or joined) for every user whose identity is now
+//     placed on another member (the directory's placement, disthash's
+//     rendezvous over the members but those leaving), and on the
+//     ActivationTerminated of the user's identity. Besides, as the safety
+//     net against what no event tells (#799), every node attaches all its
+//     sessions again every re-attach interval (directory.DefaultReattach,
+//     30 s), and a grain forgets a session not attached again within
+//     directory.ReattachForget (3) intervals (90 s). So a user grain that
+//     moved or restarted knows its sessions within its activation after
+//     the membership change reaches each node (measured: under 1 s after
+//     a graceful leave, TestClusterNodeLeavesDuringTraffic; after a
+//     SIGKILL, once the survivors see the member gone, clustertest's
+//     TestKilledNodeDuringTraffic), or else within one re-attach
+//     interval; until then events to that user may be missed
+//     (protocol.md §2.8: found again by the catch-up), but an echo still
+//     reaches its sender, as it travels with the session's PID. A user grain with no session stops after user.DefaultIdle.
 //   - A friendship change is seen by the next send from any node: the
 //     user grain answers a request, response or delete only after the
 //     DM's room took the change in (directory.ChangeFriendship: the room

@@ -96,12 +96,14 @@
 //     grains had lived on the killed node, it took 4.1 s. Every such DM
 //     delivers one within 3.0–5.1 s. A
 //     delivery to a user whose user grain lived on the killed node waits
-//     until that user's sessions attach to the new grain (they attach
-//     again every 5 s): 5–10 s after the kill. A send in flight at the
-//     kill to a room or user grain on the killed node is never answered
-//     (the session answers 5001 only after its 30 s RequestTimeout), so
-//     every chatter resent once, after SendTimeout (5 s), on a new
-//     session. 2–116 events of 244–455 were missed; the catch-up found
+//     until that user's sessions attach to the new grain (before: every
+//     5 s, 5–10 s after the kill; now at once when the survivors see the
+//     member gone: 2.4–2.7 s after the kill). A send in flight at the
+//     kill to a room or user grain on the killed node was never answered
+//     before the session's 30 s RequestTimeout, so every chatter resent
+//     after SendTimeout (5 s); now it is answered 5001 (or its echo) when
+//     the survivors see the member gone, 2.3–2.6 s after the kill, and
+//     the survivors' chatters (waiting 8 s) never time out. 2–116 events of 244–455 were missed; the catch-up found
 //     them all.
 //   - Join: the third node is ready 1.10–1.19 s after its start
 //     (protoactor's StartMember sleeps 1 s). While grains move to it,

@@ -20,6 +20,10 @@ const (
 	// on the surviving nodes is delivered, within it of a SIGKILL (the
 	// dead node stays a member until its etcd lease, 3 s, ends).
 	recoveryBound = 15 * time.Second
+	// lostBound: a send in flight when the node of its room or of its
+	// author's user grain is killed is answered (5001, or its echo)
+	// within it.
+	lostBound = 8 * time.Second
 	// drainBound: a node sent SIGTERM exits 0 within it.
 	drainBound = 15 * time.Second
 	// settle is how long the delivery checks wait for events still on
@@ -41,6 +45,19 @@ func TestKilledNodeDuringTraffic(t *testing.T) {
 	w := newWorld(t, c, nodes, 2)
 	const killed = 2
 	ps := w.probes(killed)
+	// A send in flight at the kill to a grain on the killed node is
+	// answered 5001 as soon as the survivors see it gone (RequestLost),
+	// not after the session's RequestTimeout: the survivors' chatters
+	// wait longer than that for an answer, and never time out.
+	var survivors []*clustertest.Chatter
+	for i := range nodes {
+		if i != killed {
+			survivors = append(survivors, w.onNode(i)...)
+		}
+	}
+	for _, ch := range survivors {
+		ch.Timeout = lostBound
+	}
 
 	tr := run(t, w.chatters)
 	w.waitAcks(150, 20*time.Second)
@@ -83,11 +100,10 @@ func TestKilledNodeDuringTraffic(t *testing.T) {
 	require.NotZero(t, firstDelivery, "no message between users on the surviving nodes was delivered after the kill")
 	require.Less(t, firstDelivery, recoveryBound)
 	require.Less(t, slowest, recoveryBound, "a DM answered only after %v", slowest)
-	var survivors []*clustertest.Chatter
-	for i := range nodes {
-		if i != killed {
-			survivors = append(survivors, w.onNode(i)...)
-		}
+	for _, ch := range survivors {
+		st := ch.Stats()
+		require.Zero(t, st.Timeouts, "%s: a send not answered within %v", ch.Name, lostBound)
+		require.Less(t, st.Slowest, lostBound, "%s: a send answered only after %v", ch.Name, st.Slowest)
 	}
 	requireNoUnexpectedClose(t, survivors)
 	for _, p := range ps {

@@ -1013,6 +1013,55 @@ func (*MemberLeavingSeen) Descriptor() ([]byte, []int) {
 	return file_messages_messages_proto_rawDescGZIP(), []int{14}
 }
 
+// RequestLost tells a session that its request seq may never be answered:
+// the directory that sent it to a grain saw the grain's member leave the
+// cluster without handing it on (it died), or could not find the grain.
+// The session answers it 5001 (outcome unknown), as at its
+// RequestTimeout, unless it was answered already.
+type RequestLost struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestLost) Reset() {
+	*x = RequestLost{}
+	mi := &file_messages_messages_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestLost) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestLost) ProtoMessage() {}
+
+func (x *RequestLost) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_messages_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestLost.ProtoReflect.Descriptor instead.
+func (*RequestLost) Descriptor() ([]byte, []int) {
+	return file_messages_messages_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RequestLost) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 var File_messages_messages_proto protoreflect.FileDescriptor
 
 const file_messages_messages_proto_rawDesc = "" +
@@ -1087,7 +1136,9 @@ const file_messages_messages_proto_rawDesc = "" +
 	"\x15FriendshipChangedSeen\")\n" +
 	"\rMemberLeaving\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\"\x13\n" +
-	"\x11MemberLeavingSeen*\xa6\x01\n" +
+	"\x11MemberLeavingSeen\"\x1f\n" +
+	"\vRequestLost\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq*\xa6\x01\n" +
 	"\tEventKind\x12\x1a\n" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14EVENT_KIND_CHAT_SEND\x10\x01\x12\x18\n" +
@@ -1109,7 +1160,7 @@ func file_messages_messages_proto_rawDescGZIP() []byte {
 }
 
 var file_messages_messages_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_messages_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_messages_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_messages_messages_proto_goTypes = []any{
 	(EventKind)(0),                // 0: rewind.messages.EventKind
 	(*User)(nil),                  // 1: rewind.messages.User
@@ -1127,20 +1178,21 @@ var file_messages_messages_proto_goTypes = []any{
 	(*FriendshipChangedSeen)(nil), // 13: rewind.messages.FriendshipChangedSeen
 	(*MemberLeaving)(nil),         // 14: rewind.messages.MemberLeaving
 	(*MemberLeavingSeen)(nil),     // 15: rewind.messages.MemberLeavingSeen
-	(*actor.PID)(nil),             // 16: actor.PID
+	(*RequestLost)(nil),           // 16: rewind.messages.RequestLost
+	(*actor.PID)(nil),             // 17: actor.PID
 }
 var file_messages_messages_proto_depIdxs = []int32{
 	1,  // 0: rewind.messages.Reply.user:type_name -> rewind.messages.User
 	0,  // 1: rewind.messages.Deliver.kind:type_name -> rewind.messages.EventKind
-	16, // 2: rewind.messages.Deliver.except:type_name -> actor.PID
+	17, // 2: rewind.messages.Deliver.except:type_name -> actor.PID
 	2,  // 3: rewind.messages.Deliver.echo:type_name -> rewind.messages.Reply
 	0,  // 4: rewind.messages.Push.kind:type_name -> rewind.messages.EventKind
-	16, // 5: rewind.messages.SessionAttached.session:type_name -> actor.PID
-	16, // 6: rewind.messages.SessionDetached.session:type_name -> actor.PID
-	16, // 7: rewind.messages.FriendOp.session:type_name -> actor.PID
-	16, // 8: rewind.messages.SetProfile.session:type_name -> actor.PID
-	16, // 9: rewind.messages.ChatWrite.session:type_name -> actor.PID
-	16, // 10: rewind.messages.FriendshipChanged.ack:type_name -> actor.PID
+	17, // 5: rewind.messages.SessionAttached.session:type_name -> actor.PID
+	17, // 6: rewind.messages.SessionDetached.session:type_name -> actor.PID
+	17, // 7: rewind.messages.FriendOp.session:type_name -> actor.PID
+	17, // 8: rewind.messages.SetProfile.session:type_name -> actor.PID
+	17, // 9: rewind.messages.ChatWrite.session:type_name -> actor.PID
+	17, // 10: rewind.messages.FriendshipChanged.ack:type_name -> actor.PID
 	11, // [11:11] is the sub-list for method output_type
 	11, // [11:11] is the sub-list for method input_type
 	11, // [11:11] is the sub-list for extension type_name
@@ -1161,7 +1213,7 @@ func file_messages_messages_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_messages_messages_proto_rawDesc), len(file_messages_messages_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -43,6 +43,7 @@ func TestCrossingMessagesRoundTrip(t *testing.T) {
 		&messages.FriendshipChangedSeen{},
 		&messages.MemberLeaving{Address: "10.0.0.8:8090"},
 		&messages.MemberLeavingSeen{},
+		&messages.RequestLost{Seq: 17},
 	}
 	covered := map[protoreflect.FullName]bool{}
 	for _, m := range samples {

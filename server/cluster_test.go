@@ -29,8 +29,14 @@ import (
 // run protoactor's cluster, which has data races of its own, so each runs
 // without the race detector (etcdtest.WithoutRace).
 
-// testReattach is the re-attach interval of the cluster tests' nodes.
-const testReattach = time.Second
+// testReattach is the periodic re-attach interval of the cluster tests'
+// nodes: longer than any test waits, so that a test passes only when the
+// re-attach on a move (a member leaves, a grain stops) made it true.
+const testReattach = time.Minute
+
+// moveBound is how soon after a member's leave a user grain placed anew
+// knows the sessions of the other nodes (actors/doc.go).
+const moveBound = time.Second
 
 // clusterConfig makes a node of the cluster at etcd named name.
 func clusterConfig(etcd, name string, id int64, edit ...func(*server.Config)) func(*server.Config) {
@@ -369,8 +375,9 @@ func TestClusterNodeLeavesDuringTraffic(t *testing.T) {
 	}
 
 	// The survivors go on: once their user grains know their sessions
-	// again (one re-attach interval), events reach them too.
-	time.Sleep(testReattach + 500*time.Millisecond)
+	// again (re-attached on the leave, not by the periodic re-attach),
+	// events reach them too.
+	time.Sleep(moveBound)
 	for i, p := range ps {
 		drain(p.cTo)
 		echo := sendEcho(t, p.cFrom, chatID(p.from, p.to), fmt.Sprintf("pair %d after the leave", i))

@@ -205,7 +205,8 @@ type ClusterConfig struct {
 	// reachable by the other nodes; port 0 takes a free port (tests).
 	Addr string
 	// Reattach is how often this node re-attaches its sessions to their
-	// user grains; default directory.DefaultReattach (5s).
+	// user grains besides at once on a move; default
+	// directory.DefaultReattach (30s).
 	Reattach time.Duration
 	// UserIdle is how long a user grain without sessions lives; default
 	// user.DefaultIdle (30s).
@@ -362,13 +363,22 @@ func (s *Server) start(ctx context.Context, ids *snowflake.Node) error {
 	mux.Handle("/", api)
 	if s.node != nil {
 		mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+			if r.Context().Err() != nil {
+				// Its client went away (a probe's timeout, while the
+				// node was still joining): nobody reads the answer.
+				s.log.Debug().Err(r.Context().Err()).Msg("readiness: the prober went away")
+				return
+			}
 			if !s.node.Joined() {
+				s.log.Debug().Msg("readiness: not joined to the cluster")
 				w.Header().Set("Content-Type", "application/json")
 				w.WriteHeader(http.StatusServiceUnavailable)
 				_, _ = io.WriteString(w, `{"type":"error","payload":{"message":"not joined to the cluster."}}`+"\n")
 				return
 			}
-			api.ServeHTTP(w, r)
+			// The database's answer, not whether the prober still waits:
+			// a prober that goes away mid-ping is no database failure.
+			api.ServeHTTP(w, r.WithContext(context.WithoutCancel(r.Context())))
 		})
 		go s.watchLost()
 	}
@@ -486,7 +496,7 @@ func (s *Server) startActors(ctx context.Context, reg prometheus.Registerer, tok
 			AuthTimeout: g.AuthTimeout, Rate: g.Rate, Burst: g.Burst, Location: loc,
 			RequestTimeout: g.RequestTimeout,
 		},
-		Store: s.store, Tokens: tokens, Directory: dir, Log: log,
+		Store: s.store, Tokens: tokens, Directory: dir, Log: log, Draining: s.leaving.Load,
 	})
 	sessions := session.NewRoot(s.system)
 	s.ws = gateway.New(gateway.Config{

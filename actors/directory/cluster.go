@@ -27,8 +27,13 @@ const (
 	RoomKind = "room"
 )
 
-// DefaultReattach is the default of ClusterConfig.Reattach.
-const DefaultReattach = 5 * time.Second
+// DefaultReattach is the default of ClusterConfig.Reattach: the safety
+// net's interval. A node re-attaches a user's sessions at once when the
+// user's grain may have moved or restarted (a member left, leaves or
+// joined and the identity is now placed elsewhere; its
+// ActivationTerminated); the periodic re-attach only covers what no event
+// tells (protoactor-go#799: two activations of one identity).
+const DefaultReattach = 30 * time.Second
 
 // ReattachForget is how many re-attach intervals a user grain keeps a
 // session that was not attached again: a session of a node that died
@@ -73,7 +78,8 @@ func ParseRoomIdentity(s string) (messages.RoomKey, error) {
 // ClusterConfig is what a clustered directory adds to Config.
 type ClusterConfig struct {
 	// Reattach is how often this node tells the user grains of its
-	// sessions again; default DefaultReattach (5s). A user grain forgets
+	// sessions again, besides at once on a move (DefaultReattach);
+	// default DefaultReattach (30s). A user grain forgets
 	// a session not attached again within ReattachForget intervals.
 	Reattach time.Duration
 	// LookupTimeout bounds how long messages to a grain wait for its
@@ -97,6 +103,7 @@ type ClusterConfig struct {
 // grain afresh: no message is lost to a stale PID.
 type grains struct {
 	root *actor.RootContext
+	dir  *Directory
 	cfg  ClusterConfig
 
 	ready   chan struct{} // closed by Join
@@ -117,6 +124,10 @@ type grains struct {
 	members pcluster.Members
 	away    map[string]bool
 	leaving atomic.Bool
+	// asked holds the requests sent to grains on other members, by
+	// member address, oldest first, for AskedMemory: if the member leaves
+	// without handing them on (it died), they are answered lost.
+	asked map[string][]asked
 
 	// events holds what the event stream published, for the one goroutine
 	// that handles it: subscribers run on the publisher's goroutine, which
@@ -159,8 +170,9 @@ func NewClustered(root *actor.RootContext, cfg Config, ccfg ClusterConfig) *Dire
 		ccfg.LookupTimeout = DefaultLookupTimeout
 	}
 	d.grains = &grains{
-		root: root, cfg: ccfg, ready: make(chan struct{}), stop: make(chan struct{}),
+		root: root, dir: d, cfg: ccfg, ready: make(chan struct{}), stop: make(chan struct{}),
 		routes: map[string]*route{}, wake: make(chan struct{}, 1), away: map[string]bool{},
+		asked: map[string][]asked{},
 	}
 	d.local = map[int64]*localUser{}
 	return d
@@ -258,17 +270,22 @@ func (d *Directory) Leave() {
 func (g *grains) receive(ctx actor.Context) {
 	if m, ok := ctx.Message().(*messages.MemberLeaving); ok {
 		g.mu.Lock()
+		before := g.placementLocked()
 		g.awayLocked(m.Address)
+		after := g.placementLocked()
 		g.mu.Unlock()
+		g.dir.reattachMoved(before, after)
 		g.cfg.Log.Info().Str("member", m.Address).Msg("directory: a member leaves")
 		ctx.Respond(&messages.MemberLeavingSeen{})
 	}
 }
 
 // awayLocked marks the member at address as leaving and forgets the
-// routes to its grains. Lock must be held.
+// routes to its grains. Its grains hand on what they were asked, so the
+// requests sent there are not answered lost. Lock must be held.
 func (g *grains) awayLocked(address string) {
 	g.away[address] = true
+	delete(g.asked, address)
 	for k, r := range g.routes {
 		if r.pid != nil && r.pid.Address == address {
 			delete(g.routes, k)
@@ -311,6 +328,7 @@ func (g *grains) send(kind, identity string, msg any) {
 	}
 	if r.pid != nil {
 		g.root.Send(r.pid, msg)
+		g.trackLocked(r.pid.Address, msg)
 		return
 	}
 	r.pending = append(r.pending, msg)
@@ -347,6 +365,11 @@ func (g *grains) resolve(k string, r *route) {
 	r.resolving = false
 	g.cfg.Log.Warn().Str("kind", r.kind).Str("identity", r.identity).Int("dropped", len(r.pending)).
 		Msg("directory: grain lookup failed")
+	for _, m := range r.pending {
+		if a, ok := request(m); ok {
+			g.lose(a)
+		}
+	}
 	r.pending = nil
 	if g.routes[k] == r {
 		delete(g.routes, k)
@@ -368,6 +391,7 @@ func (g *grains) found(r *route, pid *actor.PID) bool {
 	r.pid = pid
 	for i, m := range r.pending {
 		g.root.Send(pid, m)
+		g.trackLocked(pid.Address, m)
 		r.pending[i] = nil
 	}
 	r.pending = nil
@@ -491,18 +515,43 @@ func (g *grains) handleEvents() {
 			case *pcluster.ActivationTerminated:
 				if id := e.GetClusterIdentity(); id != nil {
 					g.forget(id.Kind, id.Identity, e.Pid)
+					if id.Kind == UserKind {
+						// The grain stopped: its next activation knows
+						// the sessions of this node only once told.
+						if uid, err := ParseUserIdentity(id.Identity); err == nil {
+							g.dir.reattachUser(uid)
+						}
+					}
 				}
 			case *pcluster.ClusterTopology:
 				g.mu.Lock()
+				before := g.placementLocked()
+				var lost []asked
+				for _, m := range e.Left {
+					if !g.away[m.Address()] {
+						// It left without handing on what it was asked.
+						lost = append(lost, g.asked[m.Address()]...)
+					}
+					delete(g.asked, m.Address())
+				}
 				g.members = e.Members
 				for _, m := range e.Left {
 					if m.Address() != g.self {
 						delete(g.away, m.Address()) // gone: the member check covers it
 					}
 				}
+				after := g.placementLocked()
 				g.mu.Unlock()
 				for _, m := range e.Left {
 					g.forgetAddress(m.Address())
+				}
+				g.dir.reattachMoved(before, after)
+				if len(lost) > 0 {
+					g.cfg.Log.Warn().Int("requests", len(lost)).
+						Msg("directory: requests to grains of a member that left answered lost")
+				}
+				for _, a := range lost {
+					g.lose(a)
 				}
 			case *actor.DeadLetterEvent:
 				g.redeliver(e)
@@ -594,7 +643,142 @@ func (d *Directory) logoutClustered(userID int64) {
 	d.grains.send(UserKind, UserIdentity(userID), &messages.Logout{AtUnixNano: now.UnixNano()})
 }
 
-// reattach tells the user grains of this node's sessions every Reattach.
+// AskedMemory is how long the directory keeps a request it sent to a
+// grain on another member, to answer it lost if that member dies: a
+// session's default RequestTimeout, past which it answered 5001 itself.
+const AskedMemory = 30 * time.Second
+
+// asked is a request sent to a grain: the session waiting for its answer
+// and the request's seq; for a Deliver, the echo its room sent after the
+// commit, which is the answer.
+type asked struct {
+	session *actor.PID
+	seq     uint64
+	echo    *messages.Reply
+	at      time.Time
+}
+
+// request is the asked of msg, if it is a request a session waits for.
+func request(msg any) (asked, bool) {
+	switch m := msg.(type) {
+	case *messages.ChatWrite:
+		return asked{session: m.Session, seq: m.Seq}, m.Session != nil
+	case *messages.FriendOp:
+		return asked{session: m.Session, seq: m.Seq}, m.Session != nil
+	case *messages.SetProfile:
+		return asked{session: m.Session, seq: m.Seq}, m.Session != nil
+	case *messages.Deliver:
+		return asked{session: m.Except, echo: m.Echo}, m.Echo != nil && m.Except != nil
+	}
+	return asked{}, false
+}
+
+// trackLocked keeps msg, sent to a grain at address, if it is a request
+// and address is another member's; it forgets those older than
+// AskedMemory. Lock must be held.
+func (g *grains) trackLocked(address string, msg any) {
+	if address == g.self {
+		return // this node's grains die only with its sessions
+	}
+	a, ok := request(msg)
+	if !ok {
+		return
+	}
+	a.at = time.Now()
+	l := g.asked[address]
+	i := 0
+	for i < len(l) && a.at.Sub(l[i].at) > AskedMemory {
+		i++
+	}
+	clear(l[:i])
+	g.asked[address] = append(l[i:], a)
+}
+
+// lose answers a request whose grain is lost: a Deliver's echo (its write
+// committed) goes to its session; any other request is answered lost
+// (RequestLost: 5001, outcome unknown). A session that was answered
+// already ignores it.
+func (g *grains) lose(a asked) {
+	if a.echo != nil {
+		g.root.Send(a.session, a.echo)
+		return
+	}
+	g.root.Send(a.session, &messages.RequestLost{Seq: a.seq})
+}
+
+// placement is where lookups place identities: over the members but
+// those away.
+type placement struct {
+	rdv *pcluster.Rendezvous
+}
+
+// owner is the member address a user identity is placed on ("" when none).
+func (p placement) owner(identity string) string {
+	if p.rdv == nil {
+		return ""
+	}
+	return p.rdv.GetByClusterIdentity(&pcluster.ClusterIdentity{Identity: identity, Kind: UserKind})
+}
+
+// placementLocked is the current placement; its zero value before the
+// first topology. Lock must be held.
+func (g *grains) placementLocked() placement {
+	if g.members == nil {
+		return placement{}
+	}
+	others := make(pcluster.Members, 0, len(g.members))
+	for _, m := range g.members {
+		if !g.away[m.Address()] {
+			others = append(others, m)
+		}
+	}
+	rdv := pcluster.NewRendezvous()
+	rdv.UpdateMembers(others)
+	return placement{rdv: rdv}
+}
+
+// reattachMoved re-attaches this node's sessions of every user whose
+// identity before placed on another member than after does: its grain
+// moves, and its next activation knows no session. Nothing before the
+// first topology (this node has no session yet then).
+func (d *Directory) reattachMoved(before, after placement) {
+	if before.rdv == nil || after.rdv == nil {
+		return
+	}
+	g := d.grains
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for id, u := range d.local {
+		identity := UserIdentity(id)
+		if before.owner(identity) == after.owner(identity) {
+			continue
+		}
+		n++
+		for _, s := range u.sessions {
+			g.send(UserKind, identity, &messages.SessionAttached{Session: s.pid, SinceUnixNano: s.since})
+		}
+	}
+	if n > 0 {
+		g.cfg.Log.Debug().Int("users", n).Msg("directory: sessions re-attached to moved user grains")
+	}
+}
+
+// reattachUser re-attaches this node's sessions of userID.
+func (d *Directory) reattachUser(userID int64) {
+	g := d.grains
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if u := d.local[userID]; u != nil {
+		identity := UserIdentity(userID)
+		for _, s := range u.sessions {
+			g.send(UserKind, identity, &messages.SessionAttached{Session: s.pid, SinceUnixNano: s.since})
+		}
+	}
+}
+
+// reattach tells the user grains of this node's sessions every Reattach:
+// the safety net (DefaultReattach).
 func (d *Directory) reattach() {
 	g := d.grains
 	t := time.NewTicker(g.cfg.Reattach)

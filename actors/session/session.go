@@ -120,6 +120,10 @@ type Deps struct {
 	Tokens    *auth.Tokens
 	Directory *directory.Directory
 	Log       zerolog.Logger
+	// Draining reports whether the server shuts down (nil: never): its
+	// gateway closes every connection with 1001 then, and a frame that no
+	// longer fits is not a slow consumer's.
+	Draining func() bool
 }
 
 // NewDeps returns d with the zero values of its Config resolved.
@@ -336,6 +340,13 @@ func (a *Actor) Receive(ctx actor.Context) {
 			a.authenticated(m)
 			a.next()
 		}
+	case *messages.RequestLost:
+		// The grain's member died with it, or the grain was not found
+		// (actors/directory): as at the timeout, but sooner.
+		if a.answered(m.Seq) {
+			a.send(protocol.ErrorFrame(protocol.ErrUnknownResult, a.waitingNonce))
+			a.next()
+		}
 	case *requestTimeout:
 		if m.seq == a.waiting {
 			// The request may have been applied, or may be yet.
@@ -455,6 +466,11 @@ func (a *Actor) send(frame []byte) {
 	}
 	if !a.conn.Send(frame) {
 		a.closed = true
+		if a.deps.Draining != nil && a.deps.Draining() {
+			// The connection is closing with 1001 already.
+			a.deps.Log.Debug().Int64("user", a.user.ID).Msg("session: closed by the shutdown (1001)")
+			return
+		}
 		a.deps.Log.Info().Int64("user", a.user.ID).Msg("session: slow consumer")
 		a.conn.Abort(protocol.CloseSlow, protocol.ReasonSlow)
 	}

@@ -6,8 +6,9 @@
 // user's first session and poisons after the last. Made with NewGrain it
 // is a cluster grain (kind directory.UserKind) whose identity is its
 // user's id: its set of sessions is soft state, attached again by each
-// node every Deps.Reattach and forgotten ReattachForget intervals after the
-// last attach; it stops itself once it has had no session and nothing to
+// node when the grain may have moved or restarted and every Deps.Reattach
+// (the safety net), and forgotten ReattachForget intervals after the last
+// attach; it stops itself once it has had no session and nothing to
 // do for Deps.Idle.
 package user
 
