@@ -38,6 +38,8 @@ KILL_NODE=${KILL_NODE:-2}
 RUNS=${RUNS:-1}
 SCENARIOS=${SCENARIOS:-idle dm kill}
 PROFILE_SECONDS=${PROFILE_SECONDS:-20}
+QUIET_LOAD=${QUIET_LOAD:-} # e.g. 1.5: before each run, wait (up to QUIET_MAX s) for a quiet machine
+QUIET_MAX=${QUIET_MAX:-900}
 PG_POOL=${PG_POOL:-10} # per node: 5 nodes × 10 stay under max_connections 100
 OUT=${OUT:-bench-results/cluster}
 PG_ADMIN=${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}
@@ -172,6 +174,22 @@ wait_phase() {
 	done
 }
 
+# probe DIR: every 2 s, each node's /readyz answer (code and body) into
+# DIR/readyz.txt, to tell a node that left the cluster (503 "not joined")
+# from a slow database check, and the members it sees (DIR/members.txt).
+probe() {
+	local dir=$1 i
+	while :; do
+		for i in $(seq "$NODES"); do
+			printf '%s node%d %s\n' "$(date +%T)" "$i" \
+				"$(curl -s -m 2 -w ' %{http_code}' "http://127.0.0.1:$((18100 + i))/readyz" 2>&1 | tr -d '\n')"
+			printf '%s node%d %s\n' "$(date +%T)" "$i" \
+				"$(curl -s -m 2 "http://127.0.0.1:$((18100 + i))/metrics" 2> /dev/null | grep -E '^rewind_cluster_(members|joined) ' | tr '\n' ' ')" >> "$dir/members.txt"
+		done >> "$dir/readyz.txt"
+		sleep 2
+	done
+}
+
 servers() {
 	local i list=
 	for i in $(seq "$NODES"); do list+=${list:+,}http://127.0.0.1:$((18100 + i)); done
@@ -224,6 +242,7 @@ run_idle() {
 	snap "$dir/snap-connected.txt"
 	sleep $((idle_s > 10 ? idle_s - 5 : idle_s / 2))
 	snap "$dir/snap-steady.txt"
+	others > "$dir/others-steady.txt"
 	ss -s > "$dir/ss.txt"
 	wait "$load_pid" || echo "rewind-load exited $?"
 	grep -v '^ *[0-9.]*s ' "$dir/${dir##*/}-idle.out" || true
@@ -278,15 +297,40 @@ run_kill() {
 	node_errors "$dir"
 }
 
-: > "$OUT/summary.txt"
+# quiet: with QUIET_LOAD, wait until the 1-minute load is below it and no
+# test binary runs (other work on the machine), at most QUIET_MAX seconds.
+quiet() {
+	[[ -n $QUIET_LOAD ]] || return 0
+	local deadline=$((SECONDS + QUIET_MAX))
+	while ((SECONDS < deadline)); do
+		if awk -v max="$QUIET_LOAD" '{exit !($1 < max)}' /proc/loadavg && ! pgrep -f "go test|\\.test( |$)" > /dev/null; then
+			return 0
+		fi
+		sleep 5
+	done
+	echo "   (not quiet after ${QUIET_MAX}s: running anyway)"
+}
+
+# others: what else ran on the machine (test binaries, load), for the notes.
+others() {
+	echo "$(date -u +%T) load $(cut -d' ' -f1-3 /proc/loadavg), test processes: $(pgrep -fc "go test|\\.test( |$)" || true)"
+}
+
 for scenario in $SCENARIOS; do
 	for n in $(seq "$RUNS"); do
 		dir=$OUT/$scenario-$n
 		rm -rf "$dir"
 		mkdir -p "$dir"
+		quiet | tee -a "$OUT/summary.txt"
+		echo "$(date -u +%FT%TZ) $scenario-$n start: $(others)" | tee -a "$OUT/summary.txt"
 		start_nodes "$dir" "${scenario}_$n"
-		echo "$(date -u +%FT%TZ) $scenario-$n: load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/summary.txt"
+		probe "$dir" &
+		probe_pid=$!
+		bg_pids+=("$probe_pid")
 		"run_$scenario" "$dir" "$n" > >(tee "$dir/report.txt") 2>&1
+		kill "$probe_pid"
+		wait "$probe_pid" 2> /dev/null || true
+		echo "$(date -u +%FT%TZ) $scenario-$n end: $(others); /readyz not 200: $(grep -cv ' 200$' "$dir/readyz.txt" || true) of $(wc -l < "$dir/readyz.txt")" | tee -a "$OUT/summary.txt"
 		stop_nodes
 	done
 done
