@@ -138,23 +138,28 @@
 //     two nodes): a room grain loads its state from the store as a local
 //     room does; a user grain's set of sessions is rebuilt by the nodes.
 //     A node re-attaches its sessions of a user at once when the user's
-//     grain may have moved or restarted: on a membership change (a
-//     member left, leaves or joined) for every user whose identity is now
-//     placed on another member (the directory's placement, disthash's
-//     rendezvous over the members but those leaving), and on the
-//     ActivationTerminated of the user's identity. Besides, as the safety
-//     net against what no event tells (#799), every node attaches all its
-//     sessions again every re-attach interval (directory.DefaultReattach,
+//     grain may have moved or restarted: on a membership change (a member
+//     left, leaves or joined) for every user whose identity is now placed
+//     on another member (the directory's placement: disthash's rendezvous
+//     over the members but those leaving), and on the ActivationTerminated
+//     of the user's identity (a user grain that fails stops rather than
+//     restart blank, so that its activation ends too). As the safety net
+//     against what no event tells (#799), every node also attaches all
+//     its sessions again every re-attach interval (directory.DefaultReattach,
 //     30 s), and a grain forgets a session not attached again within
 //     directory.ReattachForget (3) intervals (90 s). So a user grain that
-//     moved or restarted knows its sessions within its activation after
-//     the membership change reaches each node (measured: under 1 s after
-//     a graceful leave, TestClusterNodeLeavesDuringTraffic; after a
-//     SIGKILL, once the survivors see the member gone, clustertest's
-//     TestKilledNodeDuringTraffic), or else within one re-attach
-//     interval; until then events to that user may be missed
-//     (protocol.md §2.8: found again by the catch-up), but an echo still
-//     reaches its sender, as it travels with the session's PID. A user grain with no session stops after user.DefaultIdle.
+//     moved or restarted knows its sessions within a lookup (tens of
+//     milliseconds) of each node seeing the change: within 1 s of a
+//     graceful leave (TestClusterNodeLeavesDuringTraffic, whose nodes
+//     re-attach periodically only every minute); after a SIGKILL, within
+//     the dead member's etcd lease (3 s) plus a lookup (measured
+//     2.4–3.4 s, clustertest's TestKilledNodeDuringTraffic, nodes at the
+//     default);
+//     in what no event tells, within one re-attach interval. Until then
+//     events to that user may be missed (protocol.md §2.8: found again by
+//     the catch-up), but an echo still reaches its sender, as it travels
+//     with the session's PID. A user grain with no session stops after
+//     user.DefaultIdle.
 //   - A friendship change is seen by the next send from any node: the
 //     user grain answers a request, response or delete only after the
 //     DM's room took the change in (directory.ChangeFriendship: the room

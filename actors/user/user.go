@@ -150,6 +150,15 @@ func (a *Actor) Receive(ctx actor.Context) {
 	case *actor.Restarting: // a grain that failed: its parent restarts it blank
 		a.abandon(ctx)
 		a.stopSweeper()
+		if a.grain {
+			// Blank, it would know neither its sessions nor its user (no
+			// second ClusterInit): it stops once restarted, which ends
+			// its activation. The nodes re-attach on the
+			// ActivationTerminated (directory), and the next message
+			// activates it afresh; its mailbox sends what it still held
+			// there (directory.GrainMailbox).
+			ctx.Stop(ctx.Self())
+		}
 	case *actor.Stopped:
 		a.stopSweeper()
 		a.deps.Directory.UserStopped(a.id, ctx.Self())
