@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -259,7 +258,7 @@ func (c *Cluster) Launch(id int64, env Env) (*Node, error) {
 }
 
 func (c *Cluster) launch(id int64, env Env) (*Node, error) {
-	ports, err := freePorts(2)
+	ports, err := etcdtest.FreePorts(2)
 	if err != nil {
 		return nil, err
 	}
@@ -476,26 +475,6 @@ func (n *Node) describeExit() string {
 		return "running"
 	}
 	return n.state.String()
-}
-
-// freePorts returns n loopback ports that were free a moment ago.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // tailBuffer keeps the last max bytes written to it.

@@ -113,7 +113,7 @@ func Start(t testing.TB) *Etcd {
 // start makes one attempt; early reports that etcd exited by itself (a
 // port taken, most likely) rather than not answering in time.
 func start(t testing.TB, version string, deadline time.Time) (_ *Etcd, early bool, _ error) {
-	ports, err := freePorts(2)
+	ports, err := FreePorts(2)
 	if err != nil {
 		return nil, false, err
 	}
@@ -223,8 +223,9 @@ func (e *Etcd) stop() {
 	// Not signalled again once reaped: the group id could be reused.
 }
 
-// freePorts returns n loopback ports that were free a moment ago.
-func freePorts(n int) ([]int, error) {
+// FreePorts returns n loopback ports that were free a moment ago (etcd's
+// and, in clustertest, each node's).
+func FreePorts(n int) ([]int, error) {
 	var ports []int
 	var lns []net.Listener
 	defer func() {
