@@ -74,18 +74,7 @@ func TestClusterGracefulLeaveDropsNothing(t *testing.T) {
 	}
 	nodes := startCluster(t, 3, noRateLimit, func(c *server.Config) { c.Gateway.RequestTimeout = 3 * time.Second })
 	const pairs = 12
-	type pair struct {
-		from, to   account
-		cFrom, cTo *client.Client
-	}
-	ps := make([]pair, pairs)
-	for i := range ps {
-		p := &ps[i]
-		p.from, p.to = nodes[0].newAccount(fmt.Sprintf("gs%d", i)), nodes[0].newAccount(fmt.Sprintf("gr%d", i))
-		p.cFrom, _ = nodes[0].connect(p.from, 2)
-		p.cTo, _ = nodes[1].connect(p.to, 2)
-		befriend(t, p.cFrom, p.from, p.cTo, p.to)
-	}
+	ps := crossPairs(t, nodes, pairs, "g")
 	const bound = time.Second
 	stop := time.Now().Add(5 * time.Second)
 	streams := make([]*leaveStream, pairs)

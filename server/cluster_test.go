@@ -51,6 +51,27 @@ func clusterConfig(etcd, name string, id int64, edit ...func(*server.Config)) fu
 	}
 }
 
+// crossPair is two friends: the sender on node 1, the receiver on node 2.
+type crossPair struct {
+	from, to   account
+	cFrom, cTo *client.Client
+}
+
+// crossPairs makes n cross-node pairs, their names prefix+"s"/"r" and the
+// pair's index.
+func crossPairs(t *testing.T, nodes []*node, n int, prefix string) []crossPair {
+	t.Helper()
+	ps := make([]crossPair, n)
+	for i := range ps {
+		p := &ps[i]
+		p.from, p.to = nodes[0].newAccount(fmt.Sprintf("%ss%d", prefix, i)), nodes[0].newAccount(fmt.Sprintf("%sr%d", prefix, i))
+		p.cFrom, _ = nodes[0].connect(p.from, 2)
+		p.cTo, _ = nodes[1].connect(p.to, 2)
+		befriend(t, p.cFrom, p.from, p.cTo, p.to)
+	}
+	return ps
+}
+
 // startCluster starts n nodes over one database and etcd, and waits until
 // each is joined and sees all. The first starts alone (it makes the token
 // secret the others read), the others at once; they stop together.
@@ -280,18 +301,7 @@ func TestClusterNodeLeavesDuringTraffic(t *testing.T) {
 	}
 	nodes := startCluster(t, 3, noRateLimit, func(c *server.Config) { c.Gateway.RequestTimeout = 3 * time.Second })
 	const pairs = 4
-	type pair struct {
-		from, to   account
-		cFrom, cTo *client.Client
-	}
-	ps := make([]pair, pairs)
-	for i := range ps {
-		p := &ps[i]
-		p.from, p.to = nodes[0].newAccount(fmt.Sprintf("s%d", i)), nodes[0].newAccount(fmt.Sprintf("r%d", i))
-		p.cFrom, _ = nodes[0].connect(p.from, 2)
-		p.cTo, _ = nodes[1].connect(p.to, 2)
-		befriend(t, p.cFrom, p.from, p.cTo, p.to)
-	}
+	ps := crossPairs(t, nodes, pairs, "")
 
 	// Each sender sends for 5 s, one message at a time, retrying a 5000
 	// or 5001 with the same nonce (protocol.md §2.1); node 3 leaves 1 s in.
