@@ -160,6 +160,14 @@ func Start(ctx context.Context, system *actor.ActorSystem, cfg Config) (*Node, e
 	// small start loses nothing.
 	opts := append(n.remoteOptions(), remote.WithEndpointWriterQueueSize(endpointQueueSize))
 	remoteCfg := remote.Configure(host, port, opts...)
+	// A peer's endpoint writer tries to connect MaxRetryCount times,
+	// sleeping 2 s inside the actor after each failure, and only then
+	// hands what it holds to the dead letters (which the directory sends
+	// again by identity). protoactor's 5 held every message to a killed
+	// node for ~10 s (docs/benchmarks.md §8); the member list drops such a
+	// node within its 3 s etcd lease, so one try is enough: a new writer
+	// is made for the next message, should the peer be alive after all.
+	remoteCfg.MaxRetryCount = endpointConnectTries
 	clusterCfg := pcluster.Configure(cfg.Name, provider, disthash.New(), remoteCfg,
 		pcluster.WithKinds(cfg.Kinds...), pcluster.WithRequestTimeout(cfg.RequestTimeout))
 	n.cluster = pcluster.New(system, clusterCfg)
@@ -230,6 +238,10 @@ func splitAddr(addr string) (string, int, error) {
 
 // endpointQueueSize is the initial size of the queue of messages to one peer.
 const endpointQueueSize = 4096
+
+// endpointConnectTries is how often a peer's endpoint writer tries to
+// connect before it gives up what it holds.
+const endpointConnectTries = 1
 
 // onTopology records a topology the member list published. It runs on
 // the publisher's goroutine (the provider's watch).
