@@ -58,7 +58,15 @@ type Config struct {
 	RequestTimeout time.Duration
 	// DialTimeout bounds connecting to etcd; default DefaultDialTimeout.
 	DialTimeout time.Duration
+	// ExpelGrace is how long a node that was a member may miss from its
+	// own member list before Expelled closes; default DefaultExpelGrace.
+	ExpelGrace time.Duration
 }
+
+// DefaultExpelGrace is the default of Config.ExpelGrace: well above a
+// member list's brief changes, well below the time clients would keep
+// talking to a node that no one routes to.
+const DefaultExpelGrace = 10 * time.Second
 
 // Node is this process's member of the cluster: its node-id claim, its
 // protoactor remote and cluster, and what it has seen of the membership.
@@ -69,9 +77,12 @@ type Node struct {
 	claim   *NodeIDClaim
 	sub     *eventstream.Subscription
 
-	started  atomic.Bool  // StartMember returned: this node's key is in etcd
-	leaving  atomic.Bool  // Shutdown began
-	inView   atomic.Bool  // the last topology lists this node
+	started  atomic.Bool // StartMember returned: this node's key is in etcd
+	leaving  atomic.Bool // Shutdown began
+	inView   atomic.Bool // the last topology lists this node
+	expel    *time.Timer // runs from the topology that left this node out; under mu
+	expelled chan struct{}
+	expelOne sync.Once
 	members  atomic.Int64 // members in the last topology
 	mu       sync.Mutex
 	topology []string // member addresses of the last topology, sorted
@@ -124,6 +135,9 @@ func Start(ctx context.Context, system *actor.ActorSystem, cfg Config) (*Node, e
 	if cfg.DialTimeout == 0 {
 		cfg.DialTimeout = DefaultDialTimeout
 	}
+	if cfg.ExpelGrace == 0 {
+		cfg.ExpelGrace = DefaultExpelGrace
+	}
 	claim, err := ClaimNodeID(ctx, ClaimConfig{
 		Cluster: cfg.Name, Etcd: cfg.Etcd, NodeID: cfg.NodeID, Holder: cfg.Addr,
 		TTL: cfg.ClaimTTL, Wait: cfg.ClaimWait, DialTimeout: cfg.DialTimeout,
@@ -131,7 +145,7 @@ func Start(ctx context.Context, system *actor.ActorSystem, cfg Config) (*Node, e
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, system: system, claim: claim}
+	n := &Node{cfg: cfg, system: system, claim: claim, expelled: make(chan struct{})}
 	n.metrics()
 	// fail undoes what Start did before err (the process exits after a
 	// failed start, so a remote that may be listening is left to it).
@@ -252,12 +266,34 @@ func (n *Node) onTopology(t *pcluster.ClusterTopology) {
 		addrs = append(addrs, m.Address())
 	}
 	slices.Sort(addrs)
+	in := slices.Contains(addrs, self)
 	n.mu.Lock()
+	defer n.mu.Unlock()
 	n.topology = addrs
-	n.mu.Unlock()
 	n.members.Store(int64(len(addrs)))
-	n.inView.Store(slices.Contains(addrs, self))
+	was := n.inView.Swap(in)
+	switch {
+	case in && n.expel != nil:
+		n.expel.Stop()
+		n.expel = nil
+	case was && !in && n.expel == nil:
+		n.expel = time.AfterFunc(n.cfg.ExpelGrace, func() {
+			if !n.inView.Load() && !n.leaving.Load() {
+				n.expelOne.Do(func() { close(n.expelled) })
+			}
+		})
+	}
 }
+
+// Expelled is closed when this node, after it had joined, has been missing
+// from its own member list for Config.ExpelGrace while not shutting down:
+// its etcd key expired (etcd out of reach, or the process stalled longer
+// than the provider's 3 s lease) and protoactor keeps it out for good (see
+// Joined). No one routes to it any more, so it must stop and be restarted.
+func (n *Node) Expelled() <-chan struct{} { return n.expelled }
+
+// ExpelGrace is Config.ExpelGrace as resolved.
+func (n *Node) ExpelGrace() time.Duration { return n.cfg.ExpelGrace }
 
 // Cluster is protoactor's cluster of this node, for grain lookups.
 func (n *Node) Cluster() *pcluster.Cluster { return n.cluster }
@@ -277,7 +313,8 @@ func (n *Node) NodeID() int64 { return n.claim.NodeID() }
 // own key gone from etcd when etcd was out of reach longer than the
 // provider's 3 s lease) does not come back: protoactor's member list then
 // keeps it out for good (the others block its member id, and its own
-// provider skips its own key). Such a node must be restarted.
+// provider skips its own key). Such a node must be restarted: Expelled
+// tells when.
 func (n *Node) Joined() bool {
 	if !n.started.Load() || !n.inView.Load() || n.leaving.Load() {
 		return false

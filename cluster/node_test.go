@@ -21,6 +21,8 @@ import (
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/rewind-chat/rewind/cluster/etcdtest"
@@ -104,6 +106,7 @@ func startNode(t *testing.T, etcd []string, name string, id int64) (*testNode, e
 	defer cancel()
 	n, err := Start(ctx, quietSystem(), Config{
 		Name: name, Etcd: etcd, Addr: "127.0.0.1:0", NodeID: id, Kinds: []*pcluster.Kind{newEchoKind(e)},
+		ExpelGrace: time.Second,
 	})
 	if err != nil {
 		return nil, err
@@ -525,4 +528,50 @@ func TestKilledNodeIdentitiesMove(t *testing.T) {
 	require.NoError(t, err)
 	t.Logf("the killed node's id was claimed again %v after the kill", time.Since(killed).Round(time.Millisecond))
 	require.NoError(t, c.Release(t.Context()))
+}
+
+// TestExpelledNodeStops: a member whose etcd key goes away, as when its
+// lease expires while etcd is out of reach or the process stalls, is kept
+// out for good by protoactor; Expelled closes after ExpelGrace (1 s here)
+// so that the server stops it rather than hold sessions no one routes to.
+func TestExpelledNodeStops(t *testing.T) {
+	if etcdtest.WithoutRace(t) {
+		return
+	}
+	e := etcdtest.Start(t)
+	name := uniqueName(t)
+	nodes := startNodes(t, e.Endpoints(), name, 1, 2)
+	waitFor(t, 10*time.Second, "two members", allMembers(nodes, 2))
+
+	c, err := clientv3.New(clientv3.Config{Endpoints: e.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	require.NoError(t, err)
+	defer c.Close()
+	resp, err := c.Get(t.Context(), membersKey(name), clientv3.WithPrefix())
+	require.NoError(t, err)
+	_, port, _ := strings.Cut(nodes[1].Address(), ":")
+	var key string
+	for _, kv := range resp.Kvs {
+		if strings.Contains(string(kv.Value), port) {
+			key = string(kv.Key)
+		}
+	}
+	require.NotEmpty(t, key, "node 2's member key among %d", len(resp.Kvs))
+	_, err = c.Delete(t.Context(), key)
+	require.NoError(t, err)
+
+	waitFor(t, 10*time.Second, "node 2 expelled", func() bool {
+		select {
+		case <-nodes[1].Expelled():
+			return true
+		default:
+			return false
+		}
+	})
+	require.False(t, nodes[1].Joined())
+	waitFor(t, 10*time.Second, "node 1 alone", allMembers(nodes[:1], 1))
+	select {
+	case <-nodes[0].Expelled():
+		t.Fatal("node 1, still a member, expelled")
+	default:
+	}
 }

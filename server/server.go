@@ -213,8 +213,9 @@ type ClusterConfig struct {
 	UserIdle time.Duration
 	// OnLost is called when the node's membership is lost while it is not
 	// shutting down (its node-id claim ran out: another node may take the
-	// id, so this one must stop making ids). Default: the process exits
-	// with status 1, after logging why.
+	// id, so this one must stop making ids; or it has been out of the
+	// member list for cluster.DefaultExpelGrace and cannot join again).
+	// Default: the process exits with status 1, after logging why.
 	OnLost func()
 }
 
@@ -516,14 +517,20 @@ func (s *Server) startActors(ctx context.Context, reg prometheus.Registerer, tok
 }
 
 // watchLost stops the process when the node's membership is lost while
-// it is not shutting down: another node may then take its node id.
+// it is not shutting down: another node may then take its node id, or no
+// other node routes to it any more.
 func (s *Server) watchLost() {
-	<-s.node.Lost()
+	msg := "cluster: this node's node-id claim was lost (etcd out of reach longer than its lease), so another node may take its id: stopping"
+	select {
+	case <-s.node.Lost():
+	case <-s.node.Expelled():
+		msg = "cluster: this node has been out of its cluster's member list for " + s.node.ExpelGrace().String() +
+			" (its etcd key expired: etcd out of reach, or the process stalled longer than the lease) and cannot join again: stopping"
+	}
 	if s.leaving.Load() {
 		return
 	}
-	s.log.Error().Int64("node_id", s.node.NodeID()).
-		Msg("cluster: this node's node-id claim was lost (etcd out of reach longer than its lease), so another node may take its id: stopping")
+	s.log.Error().Int64("node_id", s.node.NodeID()).Msg(msg)
 	if s.cfg.Cluster.OnLost != nil {
 		s.cfg.Cluster.OnLost()
 		return
