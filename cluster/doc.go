@@ -50,7 +50,13 @@
 //     then its identities move (TestKilledNodeIdentitiesMove).
 //   - Joined means: registered in etcd, seen by itself in the member list,
 //     holding its node id, and not shutting down. A node that stopped
-//     being a member does not become one again (see Node.Joined).
+//     being a member does not become one again (see Node.Joined), so one
+//     missing from its own member list for ExpelGrace (10 s) sees Expelled
+//     close, and the server stops as on Lost (TestExpelledNodeStops).
+//   - A message to a peer that is gone waits at most one connect attempt
+//     and its 2 s pause in protoactor's endpoint writer (MaxRetryCount 1,
+//     not 5: ~10 s), then goes to the dead letters, which the directory
+//     sends again by identity (docs/benchmarks.md §8).
 //
 // # Grains keep soft state only
 //
