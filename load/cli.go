@@ -104,6 +104,9 @@ targets:
               --reconnect a session whose connection is lost moves to another node (bounded backoff),
               authenticates again and catches up on the DM's history since its last seen message
               (deduplicated by message id); the report counts acknowledged messages never delivered
+              (live or caught up) and, by a last look at the DM's history over the sessions still
+              connected once the drain is over (30 s at most), which of them are found in history
+              at the end, missing from history, or not checked
   centrifugo  dm only: a Centrifugo v4+ node over its bidirectional JSON protocol at the full
               --url; each session subscribes to its own channel u<i> and publishes into its
               peer's (start Centrifugo with client.insecure; no accounts are made)
@@ -180,7 +183,7 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs.IntVar(&c.WSVersion, "ws-version", 1, "gateway protocol version: 1 (/ws) or 2 (/ws?v=2)")
 	fs.DurationVar(&c.Drain, "drain", 10*time.Second, "dm: after the last send, how long to wait for outstanding echoes and deliveries")
 	fs.BoolVar(&c.AfterRestart, "after-restart", false, "storm: wait for the server to drop the sessions (restart it) instead of closing them")
-	fs.BoolVar(&c.Reconnect, "reconnect", false, "reconnect sessions the server closed or lost, with backoff and jitter, to another node when there are several; dm: then catch up on history (default: on for storm)")
+	fs.BoolVar(&c.Reconnect, "reconnect", false, "reconnect sessions the server closed or lost, with backoff and jitter, to another node when there are several; dm: then catch up on history, and at the end look the acknowledged messages never delivered up in history (found, missing, not checked; up to 30 s more) (default: on for storm)")
 	fs.DurationVar(&c.Backoff, "backoff", 500*time.Millisecond, "first reconnect backoff bound (doubles per failed attempt, full jitter)")
 	fs.DurationVar(&c.BackoffMax, "backoff-max", 5*time.Second, "largest reconnect backoff")
 	fs.StringVar(&c.DatabaseURL, "database-url", os.Getenv("REWIND_DATABASE_URL"), "the server's database, to create accounts in (default $REWIND_DATABASE_URL)")

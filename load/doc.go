@@ -41,7 +41,14 @@
 // had seen, counting each message once by id whether it came live, in
 // history or both; once every session goroutine has ended, the worker
 // counts the acknowledged messages the peer never received (TestCatchUp,
-// TestDMReconnect).
+// TestDMReconnect). Acknowledged means stored, so before that, once the
+// sending and the drain are over, a final check tells a lost live event
+// from a lost message: each session still connected whose peer has
+// acknowledged messages it never saw loads the DM's history again (back
+// past the oldest of them, at most 100 pages, 64 DMs at once per worker,
+// 30 s in all), and each such message counts as found in history at the
+// end, missing from history, or not checked (session down, check
+// unfinished or out of time; TestFinalCheck, TestAtEnd).
 //
 // Each session costs one goroutine (it dials, then reads every frame); its
 // heartbeats come from one wheel goroutine per worker and dm sends from one

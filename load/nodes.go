@@ -114,12 +114,18 @@ const (
 	nCaughtUp                         // dm messages caught up from history there
 	nUnexpected                       // unexpected closes of its connections
 	nConnectFailed                    // dials that failed
+	// the final check, by the receiving session's last node: found in
+	// history, missing from it, not checked
+	nFoundAtEnd
+	nMissingAtEnd
+	nUncheckedAtEnd
 	nNodeCounters
 )
 
 var nodeCounterNames = [nNodeCounters]string{
 	"sessions", "authenticated", "open", "moved_in", "sent", "acked", "delivered", "caught_up",
 	"unexpected_closes", "connect_failed",
+	"found_in_history_at_end", "missing_from_history_at_end", "not_checked_at_end",
 }
 
 // nodeCounters are one worker's figures of one node.
@@ -155,6 +161,12 @@ type NodeResult struct {
 	CaughtUp         int64 `json:"caught_up"`
 	UnexpectedCloses int64 `json:"unexpected_closes"`
 	ConnectFailed    int64 `json:"connect_failed"`
+	// dm --reconnect: the acknowledged messages never delivered to its
+	// sessions (by the node each was last connected to), as the final
+	// check left them (ReconnectResult).
+	FoundAtEnd     int64 `json:"found_in_history_at_end"`
+	MissingAtEnd   int64 `json:"missing_from_history_at_end"`
+	UncheckedAtEnd int64 `json:"not_checked_at_end"`
 	// Probes of /readyz every probeInterval while the scenario ran (only
 	// with two nodes or more); the node went away when two in a row
 	// failed, first at WentAwayAt.
@@ -273,5 +285,8 @@ func mergeNodes(into []NodeResult, counts []map[string]int64) {
 		n.CaughtUp += c["caught_up"]
 		n.UnexpectedCloses += c["unexpected_closes"]
 		n.ConnectFailed += c["connect_failed"]
+		n.FoundAtEnd += c["found_in_history_at_end"]
+		n.MissingAtEnd += c["missing_from_history_at_end"]
+		n.UncheckedAtEnd += c["not_checked_at_end"]
 	}
 }

@@ -203,6 +203,9 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 		p.in.Close()
 	}
 	stopBy := time.Now().Add(cfg.Drain + closeWait + 15*time.Second)
+	if cfg.ledger() {
+		stopBy = stopBy.Add(finalCheckTime) // the final check on history
+	}
 	r.waitUntil(stopBy, true, func() bool {
 		for _, p := range r.procs {
 			if !p.exited {

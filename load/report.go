@@ -178,6 +178,21 @@ type ReconnectResult struct {
 	// end in time (its ledger was not checked). AllDelivered: Missing is 0.
 	Missing      *int64 `json:"acknowledged_never_delivered"`
 	AllDelivered bool   `json:"every_acknowledged_delivered"`
+	// The final check: once the sending and the drain were over, each
+	// receiving session still connected loaded its DM's history for
+	// those of Missing it was sent. They add up to Missing: found in
+	// history at the end (a lost live event), missing from history (the
+	// check went back past it and did not find it: a lost message), not
+	// checked (the session was down, the check was refused, cut, out of
+	// time or stopped at the page bound before it, or it was acknowledged
+	// after the check began); nil with Missing. FinalChecks: the DM
+	// histories loaded (one per receiving session); FinalUnfinished: of
+	// those, refused, cut or out of time.
+	FoundAtEnd      *int64 `json:"found_in_history_at_end"`
+	MissingAtEnd    *int64 `json:"missing_from_history_at_end"`
+	UncheckedAtEnd  *int64 `json:"not_checked_at_end"`
+	FinalChecks     int64  `json:"final_checks"`
+	FinalUnfinished int64  `json:"final_checks_unfinished"`
 	// Per reconnection: close → first live delivery on the new connection,
 	// close → catch-up finished.
 	FirstDelivery Latency `json:"close_to_first_delivery_us"`
@@ -189,12 +204,15 @@ func reconnectResult(c map[string]int64, lat map[string]Latency) *ReconnectResul
 		Lost: c["unexpected_closes"], Reconnected: c["reconnected"], Moved: c["moved"], StillDown: c["still_down"],
 		CatchUps: c["catch_ups"], CatchUpFailed: c["catch_up_failed"], CatchUpTruncated: c["catch_up_truncated"],
 		CaughtUp: c["caught_up"], Overlap: c["catch_up_overlap"],
+		FinalChecks: c["final_checks"], FinalUnfinished: c["final_checks_unfinished"],
 		FirstDelivery: lat[hReconnectFirst], CaughtUpAfter: lat[hReconnectCaughtUp],
 	}
 	if c["ledger_unchecked"] == 0 {
 		n := c["missing"]
 		rc.Missing = &n
 		rc.AllDelivered = n == 0
+		found, absent, unchecked := c["found_in_history_at_end"], c["missing_from_history_at_end"], c["not_checked_at_end"]
+		rc.FoundAtEnd, rc.MissingAtEnd, rc.UncheckedAtEnd = &found, &absent, &unchecked
 	}
 	return rc
 }
@@ -416,6 +434,10 @@ func printSummary(w io.Writer, res *Result) {
 		default:
 			fmt.Fprintf(tw, "acknowledged never delivered\t%d: NOT every acknowledged message delivered\n", *rc.Missing)
 		}
+		if rc.Missing != nil {
+			fmt.Fprintf(tw, "\tof those, by the final history check: %d found in history at the end, %d missing from history, %d not checked (final checks: %d, %d of them unfinished)\n",
+				*rc.FoundAtEnd, *rc.MissingAtEnd, *rc.UncheckedAtEnd, rc.FinalChecks, rc.FinalUnfinished)
+		}
 	}
 	tw.Flush()
 	printNodes(w, res)
@@ -472,15 +494,26 @@ func printNodes(w io.Writer, res *Result) {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "node\tgateway\tsessions\tauth'd\tmoved in\topen at end\tsent\tacked\tdelivered\tcaught up\tunexpected\tdial failed\tprobes failed\tstate\t")
+	// With the ledger: the acknowledged messages never delivered to the
+	// node's sessions, found/missing/not checked by the final check.
+	ledger := res.Reconnect != nil && res.Reconnect.Missing != nil
+	head := "node\tgateway\tsessions\tauth'd\tmoved in\topen at end\tsent\tacked\tdelivered\tcaught up\t"
+	if ledger {
+		head += "end: found/missing/unchecked\t"
+	}
+	fmt.Fprintln(tw, head+"unexpected\tdial failed\tprobes failed\tstate\t")
 	for _, n := range res.Nodes {
 		state := "up"
 		if n.WentAway {
 			state = fmt.Sprintf("WENT AWAY at %.1f s", n.WentAwayAt.Sub(res.Start).Seconds())
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d/%d\t%s\t\n",
+		atEnd := ""
+		if ledger {
+			atEnd = fmt.Sprintf("%d/%d/%d\t", n.FoundAtEnd, n.MissingAtEnd, n.UncheckedAtEnd)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s%d\t%d\t%d/%d\t%s\t\n",
 			n.Index, n.Gateway, n.Sessions, n.Authenticated, n.MovedIn, n.OpenAtEnd, n.Sent, n.Acked, n.Delivered, n.CaughtUp,
-			n.UnexpectedCloses, n.ConnectFailed, n.ProbeFailures, n.Probes, state)
+			atEnd, n.UnexpectedCloses, n.ConnectFailed, n.ProbeFailures, n.Probes, state)
 	}
 	tw.Flush()
 }

@@ -191,6 +191,7 @@ func (s *session) run(first func(ok bool)) {
 		s.conn.Close()
 		s.conn = nil
 		s.mu.Unlock()
+		s.finalGiveUp() // cut by the connection's end (after conn is nil: see startFinal)
 		w.closes.add(cerr.key())
 		w.c.add(cCloses, 1)
 		if !expected {
@@ -423,6 +424,10 @@ func (s *session) handle(p []byte) {
 				s.historyItem(p)
 				return
 			}
+			if isFinal(nonce) {
+				s.finalItem(p)
+				return
+			}
 			if kind, cross, _, nanos, ok := parseKindStamp(nonce); ok {
 				var id int64
 				if s.ledger != nil && kind == kindDM {
@@ -445,6 +450,8 @@ func (s *session) handle(p []byte) {
 	case "load":
 		if nonce, ok := frameNonce(p); ok && isHistory(nonce) {
 			s.historyEnd(p)
+		} else if ok && isFinal(nonce) {
+			s.finalEnd(p)
 		}
 	case "error":
 		code, reason := errorCode(p)
@@ -455,6 +462,10 @@ func (s *session) handle(p []byte) {
 		}
 		if isHistory(nonce) {
 			s.historyError()
+			return
+		}
+		if isFinal(nonce) {
+			s.finalGiveUp() // refused
 			return
 		}
 		if kind, _, _, _, ok := parseKindStamp(nonce); ok {

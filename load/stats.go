@@ -56,6 +56,11 @@ const (
 	cMissing                           // ledger: acknowledged dm messages the peer never got, at the end
 	cStillDown                         // sessions lost and not back when the run ended
 	cLedgerUnchecked                   // workers whose sessions did not end: their ledger was not checked
+	cFoundAtEnd                        // of cMissing: found in the DM's history by the final check
+	cMissingAtEnd                      // ... not there, where the final check went back past them
+	cUncheckedAtEnd                    // ... not checked (session down, check unfinished, out of time)
+	cFinalChecks                       // final checks made (one per receiving session)
+	cFinalUnfinished                   // ... refused, cut, out of time (the rest ended by themselves)
 	nCounters
 )
 
@@ -70,6 +75,7 @@ var counterNames = [nCounters]string{
 	"pings_answered", "warmup_sent", "sent_cross_node",
 	"reconnected", "moved", "catch_ups", "catch_up_failed", "catch_up_truncated",
 	"caught_up", "catch_up_overlap", "missing", "still_down", "ledger_unchecked",
+	"found_in_history_at_end", "missing_from_history_at_end", "not_checked_at_end", "final_checks", "final_checks_unfinished",
 }
 
 // counters are one worker's figures.

@@ -370,6 +370,9 @@ const crossMark byte = 'c'
 // historyMark starts the nonce of a catch-up's history load.
 const historyMark byte = 'h'
 
+// finalMark starts the nonce of a final check's history load.
+const finalMark byte = 'e'
+
 // appendKindStamp is appendStamp with the cross mark and kind's letter in
 // front.
 func appendKindStamp(dst []byte, kind byte, cross bool, seq uint64, nanos int64) []byte {

@@ -532,8 +532,9 @@ func (w *worker) back() {
 }
 
 // stop ends the run: no more sends or churn; outstanding dm messages get
-// spec.Drain to be acknowledged and delivered; every session is closed
-// normally; the result is reported.
+// spec.Drain to be acknowledged and delivered; with a ledger, the final
+// check looks for those still unseen in history (finalCheckTime at most);
+// every session is closed normally; the result is reported.
 func (w *worker) stop() {
 	w.stopOnce.Do(func() { close(w.stopCh) })
 	w.cancel() // dials in flight are not needed any more
@@ -546,6 +547,10 @@ func (w *worker) stop() {
 				break
 			}
 			time.Sleep(10 * time.Millisecond)
+		}
+		if w.spec.Ledger {
+			// What is acknowledged and still unseen: in history, or not?
+			w.checkHistory(finalCheckTime)
 		}
 	}
 	// The sessions open on each node when the run ends, before they close.
