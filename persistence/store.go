@@ -1,6 +1,39 @@
 // Package persistence defines the storage contract of REWIND. The two
 // implementations, persistence/sqlite and persistence/postgres, pass the
 // same conformance suite (persistence/storetest).
+//
+// # Chat sequence numbers
+//
+// Every room numbers its changes 1, 2, 3, ... (protocol.md §4.1): a send
+// takes the room's next number as Message.Seq, an edit or a delete as
+// Message.EditSeq (a message keeps only its latest). The store assigns them,
+// never the caller, in the transaction that writes the change, from a
+// counter in the room's row (rooms.seq, with rooms.activity_at, the time of
+// the latest change) that the same transaction raises.
+//
+// No holes: a number is taken by the statement that writes its change, and
+// only for a change that is written. An op that changes nothing (a refused
+// op, an edit of a missing or deleted message or by another author, a nonce
+// duplicate) takes none; a statement, savepoint or transaction that rolls
+// back takes its numbers and the counter's rise back with it. The PostgreSQL
+// store leaves nonce duplicates out before it numbers a run of sends,
+// rather than letting the insert skip them after.
+//
+// No duplicates, though two writers may write one room at once (two
+// activations of a room actor in a cluster; the writer's concurrent
+// transactions): a transaction numbers a room only while it holds the
+// room's row lock until its commit (PostgreSQL: SELECT ... FOR NO KEY UPDATE
+// of the batch's rooms in id order, so that two batches cannot deadlock;
+// SQLite: its single write transaction at a time). The next writer of the
+// room waits, then reads the counter that the first committed (each
+// PostgreSQL statement of a READ COMMITTED transaction sees what committed
+// before it started, so everything committed under the lock). The unique
+// indexes on (room_id, seq) and (room_id, coalesce(edit_seq, seq)) are the
+// database's own guarantee: a number taken twice fails the write.
+//
+// A message that is changed after position n is one that Changes returns
+// for n; Chats lists a user's rooms by the time of their latest change;
+// MarkRead keeps a read position per user and room (§4.2).
 package persistence
 
 import (
@@ -23,7 +56,14 @@ var (
 	// ErrTooManyMails: the email address had its MailQuota of
 	// verification mails; nothing was stored.
 	ErrTooManyMails = errors.New("persistence: too many verification mails")
+	// ErrSeqAhead: MarkRead of a position beyond the room's latest change;
+	// nothing was stored.
+	ErrSeqAhead = errors.New("persistence: seq beyond the room's latest change")
 )
+
+// UnreadCap bounds ChatSummary.Unread (protocol.md §4.2): counting stops
+// there, so that a long unread chat costs no more than this many rows.
+const UnreadCap = 1000
 
 // User is a verified account.
 type User struct {
@@ -168,6 +208,8 @@ type DMState struct {
 	// RoomID is the room's id; 0 when there is no room, which happens only
 	// when they are not friends.
 	RoomID int64
+	// Seq is the number of the room's latest change (0: none, or no room).
+	Seq int64
 }
 
 // Message is one direct message. A deleted message keeps its row (with
@@ -181,6 +223,38 @@ type Message struct {
 	CreatedAt time.Time
 	EditedAt  *time.Time
 	DeletedAt *time.Time
+	// Seq is the number of the change that created the message in its
+	// room, EditSeq that of its latest edit or delete (0: never edited);
+	// see the package comment. The store assigns both; WriteMessages
+	// ignores them in its ops.
+	Seq, EditSeq int64
+}
+
+// ChangeSeq is the number of m's latest change: EditSeq, or else Seq.
+func (m Message) ChangeSeq() int64 {
+	if m.EditSeq != 0 {
+		return m.EditSeq
+	}
+	return m.Seq
+}
+
+// ChatSummary is one chat of Chats.
+type ChatSummary struct {
+	RoomID int64
+	// Low < High are the DM's members.
+	Low, High int64
+	// Seq is the number of the room's latest change; ReadSeq the user's
+	// read position (0 when never marked).
+	Seq, ReadSeq int64
+	// Unread counts the messages after ReadSeq that the user did not
+	// write and that are not deleted, up to UnreadCap.
+	Unread int
+	// LastMessage is the room's newest message (highest Seq) that is not
+	// deleted; nil when there is none.
+	LastMessage *Message
+	// Activity is the time of the room's latest change (the send's
+	// CreatedAt, the edit's EditedAt).
+	Activity time.Time
 }
 
 // MessageOpKind is what a MessageOp does.
@@ -264,7 +338,7 @@ type ChatStore interface {
 	// an error.
 	EnsureDMRoom(ctx context.Context, a, b, newID int64) (int64, error)
 	// OpenDMs answers each DMOpen (Low < High) in one round trip: whether
-	// both users exist, whether they are friends, and the room's id,
+	// both users exist, whether they are friends, the room's id and Seq,
 	// creating the room with NewID when they are friends and it has none
 	// (concurrent callers get one id). It is how a room actor activates;
 	// the activations of many rooms share one call.
@@ -280,6 +354,9 @@ type ChatStore interface {
 	// never fails another's. An error of the call means nothing was applied,
 	// unless it wraps ErrOutcomeUnknown (the commit may have happened); an
 	// op of unknown Kind and an edit without EditedAt are such errors.
+	// Each send that inserts and each edit that applies takes its room's
+	// next number (Message.Seq, Message.EditSeq; the package comment), the
+	// ops of one room in op order; an op that changes nothing takes none.
 	WriteMessages(ctx context.Context, ops []MessageOp) ([]MessageResult, error)
 	// MessageByID returns message id of room roomID, deleted or not;
 	// ErrNotFound when it is not in that room.
@@ -287,6 +364,29 @@ type ChatStore interface {
 	// History returns up to limit (> 0) messages of roomID that are older
 	// than before and not deleted, newest first.
 	History(ctx context.Context, roomID int64, before Cursor, limit int) ([]Message, error)
+	// Changes returns current, the number of roomID's latest change (0
+	// when there is no such room), and up to limit (> 0) messages of the
+	// room changed after since, in the order of their latest change
+	// (Message.ChangeSeq), from one snapshot: protocol.md §4.1's catch-up.
+	// A message created after since (Seq > since, which the caller sends as
+	// a send) is left out if it is deleted by now; one created at or
+	// before since and changed after it (an edit) comes deleted or not.
+	// since > current is the caller's error to report; the store answers
+	// no messages and current.
+	Changes(ctx context.Context, roomID, since int64, limit int) (msgs []Message, current int64, err error)
+	// Chats returns up to limit (> 0) of userID's DM rooms that have a
+	// change (Seq > 0), most recent activity first (ChatSummary.Activity,
+	// then room id, both descending). before, a room id, continues after
+	// that room in this order (0: from the newest); ErrNotFound when it is
+	// not a room of userID; none when it has no change.
+	Chats(ctx context.Context, userID, before int64, limit int) ([]ChatSummary, error)
+	// MarkRead moves userID's read position in roomID forward to seq
+	// (protocol.md §4.2) and returns the position stored after the call and
+	// whether it moved: a seq at or below it changes nothing. ErrSeqAhead,
+	// storing nothing, when seq is beyond the room's latest change;
+	// ErrNotFound when there is no such room or userID is not one of its
+	// members.
+	MarkRead(ctx context.Context, userID, roomID, seq int64) (readSeq int64, moved bool, err error)
 
 	// FriendLists returns the users who asked userID to be friends, the
 	// users userID asked, and userID's friends, each oldest first (by the

@@ -55,7 +55,8 @@ const openDMs = `WITH input AS (
 		SELECT i.*,
 			(SELECT count(*) FROM users WHERE id IN (i.low, i.high)) = 2 AS members,
 			coalesce((SELECT true FROM friendships WHERE user_id = i.low AND friend_id = i.high), false) AS friends,
-			(SELECT id FROM rooms WHERE kind = $4::smallint AND member_low = i.low AND member_high = i.high) AS room_id
+			(SELECT id FROM rooms WHERE kind = $4::smallint AND member_low = i.low AND member_high = i.high) AS room_id,
+			(SELECT seq FROM rooms WHERE kind = $4::smallint AND member_low = i.low AND member_high = i.high) AS room_seq
 		FROM input i
 	), created AS (
 		INSERT INTO rooms (id, kind, member_low, member_high, created_at)
@@ -63,9 +64,9 @@ const openDMs = `WITH input AS (
 		WHERE room_id IS NULL AND members AND friends
 		ORDER BY low, high, ord
 		ON CONFLICT (kind, member_low, member_high) DO UPDATE SET kind = EXCLUDED.kind
-		RETURNING id, member_low, member_high
+		RETURNING id, member_low, member_high, seq
 	)
-	SELECT f.members, f.friends, coalesce(f.room_id, c.id, 0)
+	SELECT f.members, f.friends, coalesce(f.room_id, c.id, 0), coalesce(f.room_seq, c.seq, 0)
 	FROM found f LEFT JOIN created c ON c.member_low = f.low AND c.member_high = f.high
 	ORDER BY f.ord`
 
@@ -90,7 +91,7 @@ func (s *Store) OpenDMs(ctx context.Context, dms []persistence.DMOpen) ([]persis
 	b.Queue(`SET LOCAL plan_cache_mode = force_generic_plan`)
 	b.Queue(openDMs, lows, highs, newIDs, kindDM, ts(time.Now())).Query(func(rows pgx.Rows) error {
 		var st persistence.DMState
-		_, err := pgx.ForEachRow(rows, []any{&st.Members, &st.Friends, &st.RoomID}, func() error {
+		_, err := pgx.ForEachRow(rows, []any{&st.Members, &st.Friends, &st.RoomID, &st.Seq}, func() error {
 			states = append(states, st)
 			return nil
 		})
@@ -113,51 +114,83 @@ func (s *Store) FindDMRoom(ctx context.Context, a, b int64) (int64, error) {
 	return id, translate(err)
 }
 
-const messageColumns = `id, room_id, author_id, content, coalesce(nonce, ''), created_at, edited_at, deleted_at`
+// messageColumns are the columns of persistence.Message as scanMessage
+// reads them, named so that a CTE can read them from RETURNING.
+const messageColumns = `id, room_id, author_id, content, coalesce(nonce, '') AS nonce, created_at, edited_at, deleted_at,
+	seq, coalesce(edit_seq, 0) AS edit_seq`
+
+// lockRooms locks the rows of a batch's rooms, in id order so that two
+// batches cannot deadlock, as the first statement of its transaction: a
+// room is numbered only under its lock (the persistence package comment),
+// and every later statement of the transaction, a new snapshot in READ
+// COMMITTED, sees all that the room's earlier writers committed. FOR NO
+// KEY UPDATE, the lock of UPDATE rooms SET seq, leaves the KEY SHARE locks
+// of foreign key checks alone.
+const lockRooms = `SELECT FROM rooms WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE`
+
+// sendRunCTEs insert a run of sends from one array per column and number
+// them; their text does not depend on the number of rows, so each
+// statement that uses them stays one prepared statement. m marks dup the
+// sends whose author used the nonce in the room before
+// (migrations/0004_nonce_per_room.sql): under the room locks the
+// snapshot holds every row of the room, so the check is exact, and those
+// sends never reach the insert, nor take a number. The others take the
+// room's next numbers in op order (row_number over the room's sends of
+// the run, from the counter), and counted raises each room's counter to
+// its last number and sets its activity. The insert has no ON CONFLICT: a
+// nonce that the check missed (a row of a writer that did not lock the
+// room) fails the statement, which rolls its numbers back, rather than
+// skipping a row that has its number already. A send to a room that does
+// not exist keeps its row (LEFT JOIN), for the foreign key to refuse.
+const sendRunCTEs = `m AS MATERIALIZED (
+		SELECT u.*, u.nonce <> '' AND EXISTS (
+			SELECT FROM messages x WHERE x.author_id = u.author_id AND x.room_id = u.room_id AND x.nonce = u.nonce
+		) AS dup
+		FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::timestamptz[])
+			WITH ORDINALITY AS u (id, room_id, author_id, content, nonce, created_at, ord)
+	), inserted AS (
+		INSERT INTO messages (id, room_id, author_id, content, nonce, created_at, seq)
+		SELECT m.id, m.room_id, m.author_id, m.content, nullif(m.nonce, ''), m.created_at,
+			coalesce(r.seq, 0) + row_number() OVER (PARTITION BY m.room_id ORDER BY m.ord)
+		FROM m LEFT JOIN rooms r ON r.id = m.room_id
+		WHERE NOT m.dup
+		RETURNING ` + messageColumns + `
+	), counted AS (
+		UPDATE rooms SET seq = l.seq, activity_at = l.created_at
+		FROM (SELECT DISTINCT ON (room_id) room_id, seq, created_at FROM inserted ORDER BY room_id, seq DESC) AS l
+		WHERE rooms.id = l.room_id
+	)`
 
 const (
-	// insertMessages inserts a run of sends from one array per column; a
-	// nonce that the author used before in the room skips its row
-	// (migrations/0004_nonce_per_room.sql). It returns the ids it inserted.
-	// Its text does not depend on the number of rows, so it stays one
-	// prepared statement.
-	insertMessages = `INSERT INTO messages (id, room_id, author_id, content, nonce, created_at)
-		SELECT id, room_id, author_id, content, nullif(nonce, ''), created_at
-		FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::timestamptz[])
-			AS m (id, room_id, author_id, content, nonce, created_at)
-		ON CONFLICT (author_id, room_id, nonce) WHERE nonce IS NOT NULL DO NOTHING
-		RETURNING id`
-	// insertMessagesSeen inserts as insertMessages does and returns, for
-	// each send that inserted nothing, the stored row with its author, room
-	// and nonce, then the send's id. Skipped is materialized so that only
-	// those sends reach the lookup. A stored row that the statement's
-	// snapshot cannot see (a concurrent transaction inserted it) raises
-	// nonceUnseen instead (the CASE makes sure that nothing else does).
-	insertMessagesSeen = `WITH m AS (
-			SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::timestamptz[])
-				AS m (id, room_id, author_id, content, nonce, created_at)
-		), inserted AS (
-			INSERT INTO messages (id, room_id, author_id, content, nonce, created_at)
-			SELECT id, room_id, author_id, content, nullif(nonce, ''), created_at FROM m
-			ON CONFLICT (author_id, room_id, nonce) WHERE nonce IS NOT NULL DO NOTHING
-			RETURNING id
-		), skipped AS MATERIALIZED (
-			SELECT id, room_id, author_id, nonce FROM m WHERE nonce <> '' AND id NOT IN (SELECT id FROM inserted)
-		)
-		SELECT s.*, k.id FROM skipped k LEFT JOIN LATERAL (
-			SELECT ` + messageColumns + ` FROM messages WHERE author_id = k.author_id AND room_id = k.room_id AND nonce = k.nonce
+	// insertMessages inserts a run of sends and returns the ids and
+	// numbers of those it inserted.
+	insertMessages = `WITH ` + sendRunCTEs + ` SELECT id, seq FROM inserted`
+	// insertMessagesSeen inserts a run of sends and returns a row for each:
+	// the inserted row, or for a duplicate the stored row with its author,
+	// room and nonce (the same snapshot as the check, so it is there); then
+	// whether it is a duplicate and the send's place in the run (1, 2, ...;
+	// among the inserted rows, ids are unique, or the insert fails).
+	insertMessagesSeen = `WITH ` + sendRunCTEs + `
+		SELECT i.*, false, m.ord FROM inserted i JOIN m ON m.id = i.id AND NOT m.dup
+		UNION ALL
+		SELECT s.*, true, m.ord FROM m JOIN LATERAL (
+			SELECT ` + messageColumns + ` FROM messages WHERE author_id = m.author_id AND room_id = m.room_id AND nonce = m.nonce
 		) AS s ON true
-		WHERE CASE WHEN s.id IS NULL THEN rewind_nonce_unseen(k.author_id, k.nonce) ELSE true END`
+		WHERE m.dup`
 	// editMessage applies an edit if its author, when given ($5 <> 0), wrote
-	// the message. It returns the edited row, or else the row it did not
-	// edit for another author; its last column tells which.
+	// the message, numbering it from the room's counter (locked), which
+	// counted raises to it. It returns the edited row, or else the row it
+	// did not edit for another author; its last column tells which.
 	editMessage = `WITH target AS (
 			SELECT ` + messageColumns + ` FROM messages WHERE id = $3 AND room_id = $4 AND deleted_at IS NULL
 		), edited AS (
 			UPDATE messages
-			SET content = $1, edited_at = $2, deleted_at = CASE WHEN $1 = '' THEN $2::timestamptz END
+			SET content = $1, edited_at = $2, deleted_at = CASE WHEN $1 = '' THEN $2::timestamptz END,
+				edit_seq = (SELECT seq + 1 FROM rooms WHERE id = $4)
 			WHERE id = $3 AND room_id = $4 AND deleted_at IS NULL AND ($5::bigint = 0 OR author_id = $5)
 			RETURNING ` + messageColumns + `
+		), counted AS (
+			UPDATE rooms SET seq = e.edit_seq, activity_at = e.edited_at FROM edited e WHERE rooms.id = e.room_id
 		)
 		SELECT *, false FROM edited
 		UNION ALL
@@ -172,15 +205,12 @@ var errBadText = fmt.Errorf("%w: postgres: text that is not valid UTF-8 or holds
 // storable reports whether s is valid UTF-8 without U+0000.
 func storable(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
 
-// nonceUnseen is the SQLSTATE that rewind_nonce_unseen raises
-// (migrations/0002_nonce_unseen.sql).
-const nonceUnseen = "RW001"
-
 // refusal reports whether err is the database refusing the values of a
 // statement: a data exception (SQLSTATE class 22: U+0000 or invalid UTF-8
 // in a string, 22021), an integrity constraint (23: a room or author that
-// does not exist, an id taken) or a program limit (54). Only the op whose
-// values they are is at fault.
+// does not exist, an id taken, a nonce held by a row that the duplicate
+// check could not see) or a program limit (54). Only the op whose values
+// they are is at fault.
 func refusal(err error) bool {
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || len(pe.Code) != 5 {
@@ -211,26 +241,23 @@ func afterCommit(err error) error {
 	return fmt.Errorf("%w: %w", persistence.ErrOutcomeUnknown, err)
 }
 
-// WriteMessages sends BEGIN, all ops and COMMIT in one pipelined batch, one
-// round trip: each run of consecutive sends is one multi-row insert (nearly
-// twice as fast as a statement per row) that also returns the rows its
-// duplicates repeat, each edit one statement, so that the ops apply in
-// order. Two things make that transaction fail before its COMMIT, applying
-// nothing, and then the batch runs again as writeMessagesCareful does: the
-// database refusing an op (refusal; the multi-row insert does not tell
-// which row), and a duplicate of a row that a concurrent transaction
-// inserted, which the insert cannot see.
+// WriteMessages sends BEGIN, the room locks (lockRooms), all ops and
+// COMMIT in one pipelined batch, one round trip: each run of consecutive
+// sends is one multi-row insert (nearly twice as fast as a statement per
+// row) that numbers its rows and also returns the rows its duplicates
+// repeat, each edit one statement, so that the ops apply and take their
+// numbers in order. When the database refuses an op, that transaction
+// fails before its COMMIT, applying nothing (the multi-row insert does not
+// tell which row), and the batch runs again as writeMessagesCareful does.
 func (s *Store) WriteMessages(ctx context.Context, ops []persistence.MessageOp) ([]persistence.MessageResult, error) {
 	p, err := planOps(ops)
 	if err != nil {
 		return nil, err
 	}
 	results, err := s.writeMessages(ctx, ops, p)
-	switch pe := (*pgconn.PgError)(nil); {
+	switch {
 	case err == nil:
 		return results, nil
-	case errors.As(err, &pe) && pe.Code == nonceUnseen:
-		return s.writeMessagesCareful(ctx, ops, p, false)
 	case refusal(err):
 		return s.writeMessagesCareful(ctx, ops, p, true)
 	}
@@ -245,6 +272,8 @@ type opPlan struct {
 	// send of the batch to that send: it is its duplicate without asking
 	// the database, and it is not queued.
 	repeats map[int]int
+	// rooms are the rooms of the queued ops, ascending, for lockRooms.
+	rooms []int64
 }
 
 // planOps checks ops and plans them.
@@ -274,7 +303,10 @@ func planOps(ops []persistence.MessageOp) (opPlan, error) {
 			return p, fmt.Errorf("postgres: message op of unknown kind %d", op.Kind)
 		}
 		p.queued = append(p.queued, i)
+		p.rooms = append(p.rooms, m.RoomID)
 	}
+	slices.Sort(p.rooms)
+	p.rooms = slices.Compact(p.rooms)
 	return p, nil
 }
 
@@ -285,16 +317,18 @@ func (s *Store) writeMessages(ctx context.Context, ops []persistence.MessageOp, 
 	results := make([]persistence.MessageResult, len(ops))
 	b := &pgx.Batch{}
 	b.BeginTx(pgx.TxOptions{})
+	b.Queue(lockRooms, p.rooms)
 	queueOps(b, ops, p.queued, results, func(run sendRun) {
 		b.Queue(insertMessagesSeen, run.args()...).Query(func(rows pgx.Rows) error {
 			defer rows.Close()
 			for rows.Next() {
-				var id int64
-				m, err := scanMessage(rows, &id)
+				var dup bool
+				var ord int
+				m, err := scanMessage(rows, &dup, &ord)
 				if err != nil {
 					return err
 				}
-				results[run.ops[slices.Index(run.ids, id)]] = persistence.MessageResult{Message: m, Duplicate: true}
+				results[run.ops[ord-1]] = persistence.MessageResult{Message: m, Duplicate: dup}
 			}
 			return rows.Err()
 		})
@@ -314,10 +348,7 @@ func (s *Store) writeMessages(ctx context.Context, ops []persistence.MessageOp, 
 	}
 
 	dups := len(p.repeats) > 0
-	for i, op := range ops {
-		if op.Kind == persistence.OpSend && !results[i].Duplicate {
-			results[i].Message = sent(op.Message)
-		}
+	for i := range results {
 		dups = dups || results[i].Duplicate
 	}
 	if !dups {
@@ -349,21 +380,20 @@ func (s *Store) writeMessages(ctx context.Context, ops []persistence.MessageOp, 
 
 // writeMessagesCareful is WriteMessages in more round trips, for a batch
 // that the one-round-trip path could not apply. Ops whose strings
-// PostgreSQL cannot store fail at once, without a round trip. BEGIN goes
-// with the first part. Each part of the ops runs in a savepoint; a part
-// that the database refuses is rolled back to its savepoint and halved,
-// down to the ops it refuses, which fail alone while the others apply:
-// such an op costs about 2·log2(len(ops)) round trips, and the common path
-// none. split starts with halves (the whole batch was refused already,
-// and Go found nothing to take out of it). Sends that
-// inserted nothing are looked up after every op, in a round trip that
-// only duplicates cost: in the same transaction, so that an error there
-// applies nothing and the rows show the batch's edits, and after the ops,
-// so that a later snapshot sees rows that concurrent transactions
-// committed meanwhile. Then COMMIT.
+// PostgreSQL cannot store fail at once, without a round trip. BEGIN and
+// the room locks go with the first part. Each part of the ops runs in a
+// savepoint; a part that the database refuses is rolled back to its
+// savepoint, numbers and counters included, and halved, down to the ops
+// it refuses, which fail alone while the others apply: such an op costs
+// about 2·log2(len(ops)) round trips, and the common path none. split
+// starts with halves (the whole batch was refused already, and Go found
+// nothing to take out of it). Sends that inserted nothing are looked up
+// after every op, in a round trip that only duplicates cost: in the same
+// transaction, so that an error there applies nothing and the rows show
+// the batch's edits. Then COMMIT.
 func (s *Store) writeMessagesCareful(ctx context.Context, ops []persistence.MessageOp, p opPlan, split bool) ([]persistence.MessageResult, error) {
 	results := make([]persistence.MessageResult, len(ops))
-	inserted := make(map[int64]bool, len(ops))
+	inserted := make(map[int64]int64, len(ops)) // id → seq
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
@@ -383,14 +413,15 @@ func (s *Store) writeMessagesCareful(ctx context.Context, ops []persistence.Mess
 		b := &pgx.Batch{}
 		if tx == nil {
 			b.BeginTx(pgx.TxOptions{})
+			b.Queue(lockRooms, p.rooms)
 		}
 		b.Queue("SAVEPOINT part")
-		ins := make(map[int64]bool, len(part))
+		ins := make(map[int64]int64, len(part))
 		queueOps(b, ops, part, results, func(run sendRun) {
 			b.Queue(insertMessages, run.args()...).Query(func(rows pgx.Rows) error {
-				var id int64
-				_, err := pgx.ForEachRow(rows, []any{&id}, func() error {
-					ins[id] = true
+				var id, seq int64
+				_, err := pgx.ForEachRow(rows, []any{&id, &seq}, func() error {
+					ins[id] = seq
 					return nil
 				})
 				return err
@@ -458,12 +489,13 @@ func (s *Store) writeMessagesCareful(ctx context.Context, ops []persistence.Mess
 		}
 		m, r := op.Message, &results[i]
 		j, repeat := p.repeats[i]
+		seq, ok := inserted[m.ID]
 		switch {
 		case repeat && results[j].Err != nil:
 			*r = persistence.MessageResult{Err: results[j].Err} // the send it repeats was refused
 		case r.Err != nil: // refused
-		case !repeat && inserted[m.ID]:
-			r.Message = sent(m)
+		case !repeat && ok:
+			r.Message = sent(m, seq)
 		default:
 			r.Duplicate = true
 			dups.Queue(messageByNonce, m.AuthorID, m.RoomID, m.Nonce).QueryRow(func(row pgx.Row) (err error) {
@@ -526,7 +558,7 @@ func queueOps(b *pgx.Batch, ops []persistence.MessageOp, idx []int, results []pe
 }
 
 // sendRun is a run of sends (ops, their indexes in the batch) as the column
-// arrays of insertMessages.
+// arrays of sendRunCTEs.
 type sendRun struct {
 	ops                 []int
 	ids, rooms, authors []int64
@@ -548,8 +580,8 @@ func (r *sendRun) args() []any {
 	return []any{r.ids, r.rooms, r.authors, r.contents, r.nonces, r.times}
 }
 
-// sent is the row that OpSend stores from m.
-func sent(m persistence.Message) persistence.Message {
+// sent is the row that OpSend stores from m as change seq.
+func sent(m persistence.Message, seq int64) persistence.Message {
 	return persistence.Message{
 		ID:        m.ID,
 		RoomID:    m.RoomID,
@@ -557,6 +589,7 @@ func sent(m persistence.Message) persistence.Message {
 		Content:   m.Content,
 		Nonce:     m.Nonce,
 		CreatedAt: ts(m.CreatedAt),
+		Seq:       seq,
 	}
 }
 
@@ -584,10 +617,173 @@ func (s *Store) History(ctx context.Context, roomID int64, before persistence.Cu
 	return pgx.AppendRows(ms, rows, func(row pgx.CollectableRow) (persistence.Message, error) { return scanMessage(row) })
 }
 
+// changesQuery reads messages_room_change_key from since on, in the order
+// of the messages' latest changes: a page costs its size (and the messages
+// created after since and deleted, which it skips), not the room's
+// (TestChangesPlan).
+const changesQuery = `SELECT ` + messageColumns + ` FROM messages
+	WHERE room_id = $1 AND coalesce(edit_seq, seq) > $2 AND (seq <= $2 OR deleted_at IS NULL)
+	ORDER BY coalesce(edit_seq, seq) LIMIT $3`
+
+// Changes reads the counter and the page in one REPEATABLE READ
+// transaction, one snapshot, in one round trip.
+func (s *Store) Changes(ctx context.Context, roomID, since int64, limit int) ([]persistence.Message, int64, error) {
+	if limit <= 0 {
+		return nil, 0, fmt.Errorf("postgres: changes limit %d", limit)
+	}
+	var current int64
+	var ms []persistence.Message
+	b := &pgx.Batch{}
+	b.BeginTx(pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	b.Queue(`SELECT coalesce((SELECT seq FROM rooms WHERE id = $1), 0)`, roomID).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&current)
+	})
+	b.Queue(changesQuery, roomID, since, limit).Query(func(rows pgx.Rows) error {
+		var err error
+		ms, err = pgx.AppendRows(ms, rows, func(row pgx.CollectableRow) (persistence.Message, error) { return scanMessage(row) })
+		return err
+	})
+	b.Queue(`COMMIT`)
+	br := s.pool.SendBatch(ctx, b)
+	defer br.Tx().Rollback(ctx) // after the COMMIT, only releases the connection
+	if err := br.Close(); err != nil {
+		return nil, 0, translate(err)
+	}
+	return ms, current, nil
+}
+
+// chatsQuery is one page of Chats ($1 the user, $2 before or 0, $3 the
+// limit, $4 persistence.UnreadCap), one statement and so one snapshot.
+// bound is the cursor: before's (activity_at, id), or above every room;
+// nothing when before is not the user's room. The user's rooms are two
+// ranges, by member_low and member_high, each read in order from the bound
+// on through rooms_low_activity_idx and rooms_high_activity_idx, at most
+// $3 rows each (channels will be one more such branch); their merge is
+// the page. For each room of the page, read_states gives the read position
+// by its key; the unread count reads messages_room_live_seq_idx from it,
+// at most $4 entries that are not the user's; the last message is that
+// index's last entry (TestChatsPlan). Kind and seq are literals, so that
+// every plan, generic ones too, can use the partial indexes.
+const chatsQuery = `WITH bound AS (
+		SELECT 'infinity'::timestamptz AS at, 9223372036854775807::bigint AS id WHERE $2::bigint = 0
+		UNION ALL
+		SELECT activity_at, id FROM rooms WHERE id = $2 AND $2 <> 0 AND kind = ` + kindDMText + ` AND $1::bigint IN (member_low, member_high)
+	), page AS (
+		SELECT * FROM (
+			(SELECT id, member_low, member_high, seq, activity_at FROM rooms
+			WHERE member_low = $1 AND kind = ` + kindDMText + ` AND seq > 0
+				AND (activity_at, id) < ((SELECT at FROM bound), (SELECT id FROM bound))
+			ORDER BY activity_at DESC, id DESC LIMIT $3)
+			UNION ALL
+			(SELECT id, member_low, member_high, seq, activity_at FROM rooms
+			WHERE member_high = $1 AND kind = ` + kindDMText + ` AND seq > 0
+				AND (activity_at, id) < ((SELECT at FROM bound), (SELECT id FROM bound))
+			ORDER BY activity_at DESC, id DESC LIMIT $3)
+		) AS mine
+		ORDER BY activity_at DESC, id DESC LIMIT $3
+	)
+	SELECT p.id, p.member_low, p.member_high, p.seq, coalesce(rs.read_seq, 0),
+		(SELECT count(*) FROM (
+			SELECT FROM messages
+			WHERE room_id = p.id AND seq > coalesce(rs.read_seq, 0) AND deleted_at IS NULL AND author_id <> $1
+			LIMIT $4) AS unread),
+		p.activity_at,
+		l.id, l.room_id, l.author_id, l.content, l.nonce, l.created_at, l.edited_at, l.deleted_at, l.seq, l.edit_seq
+	FROM page p
+	LEFT JOIN read_states rs ON rs.user_id = $1 AND rs.room_id = p.id
+	LEFT JOIN LATERAL (
+		SELECT ` + messageColumns + ` FROM messages WHERE room_id = p.id AND deleted_at IS NULL ORDER BY seq DESC LIMIT 1
+	) AS l ON true
+	ORDER BY p.activity_at DESC, p.id DESC`
+
+// kindDMText is kindDM in SQL text.
+const kindDMText = "1"
+
+func (s *Store) Chats(ctx context.Context, userID, before int64, limit int) ([]persistence.ChatSummary, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("postgres: chats limit %d", limit)
+	}
+	rows, err := s.pool.Query(ctx, chatsQuery, userID, before, limit, persistence.UnreadCap)
+	if err != nil {
+		return nil, err
+	}
+	chats, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (persistence.ChatSummary, error) {
+		var c persistence.ChatSummary
+		var l struct {
+			id, room, author, seq, editSeq *int64
+			content, nonce                 *string
+			created, edited, deleted       *time.Time
+		}
+		if err := row.Scan(&c.RoomID, &c.Low, &c.High, &c.Seq, &c.ReadSeq, &c.Unread, &c.Activity,
+			&l.id, &l.room, &l.author, &l.content, &l.nonce, &l.created, &l.edited, &l.deleted, &l.seq, &l.editSeq); err != nil {
+			return c, err
+		}
+		c.Activity = c.Activity.UTC()
+		if l.id != nil {
+			c.LastMessage = &persistence.Message{
+				ID: *l.id, RoomID: *l.room, AuthorID: *l.author, Content: *l.content, Nonce: *l.nonce,
+				CreatedAt: l.created.UTC(), EditedAt: utc(l.edited), DeletedAt: utc(l.deleted),
+				Seq: *l.seq, EditSeq: *l.editSeq,
+			}
+		}
+		return c, nil
+	})
+	if err != nil || len(chats) > 0 || before == 0 {
+		return chats, err
+	}
+	// An empty page: is before a room of the user at all? Its members
+	// never change, so another snapshot answers alike.
+	var mine bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM rooms WHERE id = $1 AND kind = `+kindDMText+`
+		AND $2::bigint IN (member_low, member_high))`, before, userID).Scan(&mine); err != nil {
+		return nil, err
+	}
+	if !mine {
+		return nil, persistence.ErrNotFound
+	}
+	return chats, nil
+}
+
+// markRead moves the read position ($3) of user $1 in room $2 forward, if
+// the user is a member and the room has change $3. It returns the room's
+// counter and whether the position moved; no row when the room is not
+// the user's. Of two concurrent calls, the second waits for the first's
+// row and compares with what it committed.
+const markRead = `WITH r AS (
+		SELECT seq FROM rooms WHERE id = $2 AND kind = ` + kindDMText + ` AND $1::bigint IN (member_low, member_high)
+	), moved AS (
+		INSERT INTO read_states (user_id, room_id, read_seq)
+		SELECT $1, $2, $3 FROM r WHERE $3::bigint > 0 AND $3 <= r.seq
+		ON CONFLICT (user_id, room_id) DO UPDATE SET read_seq = EXCLUDED.read_seq
+			WHERE read_states.read_seq < EXCLUDED.read_seq
+		RETURNING read_seq
+	)
+	SELECT r.seq, EXISTS (SELECT FROM moved) FROM r`
+
+func (s *Store) MarkRead(ctx context.Context, userID, roomID, seq int64) (int64, bool, error) {
+	var current int64
+	var moved bool
+	if err := s.pool.QueryRow(ctx, markRead, userID, roomID, seq).Scan(&current, &moved); err != nil {
+		return 0, false, translate(err)
+	}
+	switch {
+	case moved:
+		return seq, true, nil
+	case seq > current:
+		return 0, false, persistence.ErrSeqAhead
+	}
+	// Not moved: a later statement sees what a concurrent call committed.
+	var read int64
+	err := s.pool.QueryRow(ctx, `SELECT coalesce((SELECT read_seq FROM read_states WHERE user_id = $1 AND room_id = $2), 0)`,
+		userID, roomID).Scan(&read)
+	return read, false, err
+}
+
 // scanMessage scans messageColumns, then extra.
 func scanMessage(row pgx.Row, extra ...any) (persistence.Message, error) {
 	var m persistence.Message
-	dest := append([]any{&m.ID, &m.RoomID, &m.AuthorID, &m.Content, &m.Nonce, &m.CreatedAt, &m.EditedAt, &m.DeletedAt}, extra...)
+	dest := append([]any{&m.ID, &m.RoomID, &m.AuthorID, &m.Content, &m.Nonce, &m.CreatedAt, &m.EditedAt, &m.DeletedAt,
+		&m.Seq, &m.EditSeq}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return persistence.Message{}, translate(err)
 	}

@@ -181,56 +181,81 @@ func TestUniqueViolation(t *testing.T) {
 }
 
 // TestNonceHeldConcurrently sends a nonce that a concurrent transaction
-// inserted and commits while the send waits for it: the insert's snapshot
-// cannot see that row, so WriteMessages runs the batch again the slow way
-// and answers the duplicate with the row.
+// inserted and commits while the send waits for it. A writer that numbers
+// the room holds its row lock, so the batch waits at lockRooms and then
+// sees the row. A writer that does not (raw SQL here) leaves the row
+// invisible to the duplicate check: the insert waits at the nonce index and
+// then fails, and WriteMessages runs the batch again the slow way, which
+// sees the row. Either way the duplicate is answered with the row, and no
+// number is lost.
 func TestNonceHeldConcurrently(t *testing.T) {
-	s := open(t, pgtest.NewSchemaURL(t))
-	require.NoError(t, s.Migrate(t.Context()))
-	ctx := t.Context()
-	for _, id := range []int64{1, 2} {
-		require.NoError(t, s.CreateUser(ctx, persistence.User{ID: id, Name: fmt.Sprint("user", id), Email: fmt.Sprint("user", id, "@example.com")}))
+	tests := []struct {
+		name        string
+		locks       bool  // the concurrent writer numbers the room
+		holderSeq   int64 // the number of its row
+		wantSeq     int64 // the number of the batch's other send
+		wantCounter int64 // the room's counter after
+	}{
+		{"writer numbering the room", true, 1, 2, 2},
+		{"writer without the room lock", false, 1000, 1, 1},
 	}
-	room, err := s.EnsureDMRoom(ctx, 1, 2, 100)
-	require.NoError(t, err)
-	at := time.Date(2031, 5, 6, 7, 8, 9, 0, time.UTC)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := open(t, pgtest.NewSchemaURL(t))
+			require.NoError(t, s.Migrate(t.Context()))
+			ctx := t.Context()
+			for _, id := range []int64{1, 2} {
+				require.NoError(t, s.CreateUser(ctx, persistence.User{ID: id, Name: fmt.Sprint("user", id), Email: fmt.Sprint("user", id, "@example.com")}))
+			}
+			room, err := s.EnsureDMRoom(ctx, 1, 2, 100)
+			require.NoError(t, err)
+			at := time.Date(2031, 5, 6, 7, 8, 9, 0, time.UTC)
 
-	tx, err := s.pool.Begin(ctx)
-	require.NoError(t, err)
-	defer tx.Rollback(ctx)
-	_, err = tx.Exec(ctx, `INSERT INTO messages (id, room_id, author_id, content, nonce, created_at)
-		VALUES (10, $1, 1, 'first', 'n', $2)`, room, at)
-	require.NoError(t, err)
-	var holder uint32
-	require.NoError(t, tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&holder))
+			tx, err := s.pool.Begin(ctx)
+			require.NoError(t, err)
+			defer tx.Rollback(ctx)
+			if tt.locks {
+				_, err = tx.Exec(ctx, `UPDATE rooms SET seq = $2, activity_at = $3 WHERE id = $1`, room, tt.holderSeq, at)
+				require.NoError(t, err)
+			}
+			_, err = tx.Exec(ctx, `INSERT INTO messages (id, room_id, author_id, content, nonce, created_at, seq)
+				VALUES (10, $1, 1, 'first', 'n', $2, $3)`, room, at, tt.holderSeq)
+			require.NoError(t, err)
+			var holder uint32
+			require.NoError(t, tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&holder))
 
-	var results []persistence.MessageResult
-	done := make(chan error)
-	go func() {
-		var err error
-		results, err = s.WriteMessages(ctx, []persistence.MessageOp{
-			{Kind: persistence.OpSend, Message: persistence.Message{ID: 11, RoomID: room, AuthorID: 2, Content: "before", CreatedAt: at}},
-			{Kind: persistence.OpSend, Message: persistence.Message{ID: 12, RoomID: room, AuthorID: 1, Content: "retry", Nonce: "n", CreatedAt: at}},
+			var results []persistence.MessageResult
+			done := make(chan error)
+			go func() {
+				var err error
+				results, err = s.WriteMessages(ctx, []persistence.MessageOp{
+					{Kind: persistence.OpSend, Message: persistence.Message{ID: 11, RoomID: room, AuthorID: 2, Content: "before", CreatedAt: at}},
+					{Kind: persistence.OpSend, Message: persistence.Message{ID: 12, RoomID: room, AuthorID: 1, Content: "retry", Nonce: "n", CreatedAt: at}},
+				})
+				done <- err
+			}()
+			// Commit once the send waits for the transaction.
+			require.Eventually(t, func() bool {
+				var waiting bool
+				require.NoError(t, s.pool.QueryRow(ctx,
+					`SELECT EXISTS (SELECT FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid)))`, holder).Scan(&waiting))
+				return waiting
+			}, 10*time.Second, time.Millisecond)
+			require.NoError(t, tx.Commit(ctx))
+			require.NoError(t, <-done)
+
+			first := persistence.Message{ID: 10, RoomID: room, AuthorID: 1, Content: "first", Nonce: "n", CreatedAt: at, Seq: tt.holderSeq}
+			require.Equal(t, []persistence.MessageResult{
+				{Message: persistence.Message{ID: 11, RoomID: room, AuthorID: 2, Content: "before", CreatedAt: at, Seq: tt.wantSeq}},
+				{Message: first, Duplicate: true},
+			}, results)
+			_, err = s.MessageByID(ctx, room, 11)
+			require.NoError(t, err, "the batch applied once")
+			_, err = s.MessageByID(ctx, room, 12)
+			require.ErrorIs(t, err, persistence.ErrNotFound)
+			var counter int64
+			require.NoError(t, s.pool.QueryRow(ctx, `SELECT seq FROM rooms WHERE id = $1`, room).Scan(&counter))
+			require.Equal(t, tt.wantCounter, counter)
 		})
-		done <- err
-	}()
-	// Commit once the send waits for the transaction.
-	require.Eventually(t, func() bool {
-		var waiting bool
-		require.NoError(t, s.pool.QueryRow(ctx,
-			`SELECT EXISTS (SELECT FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid)))`, holder).Scan(&waiting))
-		return waiting
-	}, 10*time.Second, time.Millisecond)
-	require.NoError(t, tx.Commit(ctx))
-	require.NoError(t, <-done)
-
-	first := persistence.Message{ID: 10, RoomID: room, AuthorID: 1, Content: "first", Nonce: "n", CreatedAt: at}
-	require.Equal(t, []persistence.MessageResult{
-		{Message: persistence.Message{ID: 11, RoomID: room, AuthorID: 2, Content: "before", CreatedAt: at}},
-		{Message: first, Duplicate: true},
-	}, results)
-	_, err = s.MessageByID(ctx, room, 11)
-	require.NoError(t, err, "the batch applied once")
-	_, err = s.MessageByID(ctx, room, 12)
-	require.ErrorIs(t, err, persistence.ErrNotFound)
+	}
 }

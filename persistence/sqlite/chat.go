@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -39,7 +40,8 @@ func (s *Store) EnsureDMRoom(ctx context.Context, a, b, newID int64) (int64, err
 const dmState = `SELECT
 	(SELECT count(*) FROM users WHERE id IN (?1, ?2)) = 2,
 	EXISTS (SELECT 1 FROM friendships WHERE user_id = ?1 AND friend_id = ?2),
-	coalesce((SELECT id FROM rooms WHERE kind = ?3 AND member_low = ?1 AND member_high = ?2), 0)`
+	coalesce((SELECT id FROM rooms WHERE kind = ?3 AND member_low = ?1 AND member_high = ?2), 0),
+	coalesce((SELECT seq FROM rooms WHERE kind = ?3 AND member_low = ?1 AND member_high = ?2), 0)`
 
 // OpenDMs reads every state in one transaction on a reader. Only when some
 // friends have no room does it take the writer, and there it reads their
@@ -103,7 +105,7 @@ func (s *Store) OpenDMs(ctx context.Context, dms []persistence.DMOpen) ([]persis
 }
 
 func scanDMState(row scanner) (st persistence.DMState, err error) {
-	err = row.Scan(&st.Members, &st.Friends, &st.RoomID)
+	err = row.Scan(&st.Members, &st.Friends, &st.RoomID, &st.Seq)
 	return st, err
 }
 
@@ -115,19 +117,30 @@ func (s *Store) FindDMRoom(ctx context.Context, a, b int64) (int64, error) {
 	return id, translate(err)
 }
 
-const messageColumns = `id, room_id, author_id, content, coalesce(nonce, ''), created_at, edited_at, deleted_at`
+const messageColumns = `id, room_id, author_id, content, coalesce(nonce, ''), created_at, edited_at, deleted_at,
+	seq, coalesce(edit_seq, 0)`
 
-// The statements of WriteMessages.
+// The statements of WriteMessages. The single write transaction at a time
+// is the room lock of the persistence package comment: a send or an edit
+// reads the room's counter and raises it (bumpRoom) in that transaction,
+// only when it changed a row, so an op that changes nothing takes no
+// number.
 const (
 	// A nonce that the author used before in the room makes the insert do
-	// nothing (migrations/0004_nonce_per_room.sql).
-	insertMessage = `INSERT INTO messages (id, room_id, author_id, content, nonce, created_at)
-		VALUES (?, ?, ?, ?, nullif(?, ''), ?)
-		ON CONFLICT (author_id, room_id, nonce) WHERE nonce IS NOT NULL DO NOTHING`
+	// nothing (migrations/0004_nonce_per_room.sql) and return no row. A
+	// room that does not exist gets number 1, for the foreign key to
+	// refuse.
+	insertMessage = `INSERT INTO messages (id, room_id, author_id, content, nonce, created_at, seq)
+		VALUES (?1, ?2, ?3, ?4, nullif(?5, ''), ?6, coalesce((SELECT seq FROM rooms WHERE id = ?2), 0) + 1)
+		ON CONFLICT (author_id, room_id, nonce) WHERE nonce IS NOT NULL DO NOTHING
+		RETURNING seq`
 	// An author, when given (?5 <> 0), must have written the message.
-	editMessage = `UPDATE messages SET content = ?1, edited_at = ?2, deleted_at = CASE WHEN ?1 = '' THEN ?2 END
+	editMessage = `UPDATE messages SET content = ?1, edited_at = ?2, deleted_at = CASE WHEN ?1 = '' THEN ?2 END,
+			edit_seq = (SELECT seq + 1 FROM rooms WHERE id = ?4)
 		WHERE id = ?3 AND room_id = ?4 AND deleted_at IS NULL AND (?5 = 0 OR author_id = ?5)
 		RETURNING ` + messageColumns
+	// bumpRoom records change ?2, at ?3, as room ?1's latest.
+	bumpRoom = `UPDATE rooms SET seq = ?2, activity_at = ?3 WHERE id = ?1`
 	// editable tells an edit by someone else, which changed nothing, from
 	// one of a message that is not there or is deleted.
 	editable       = `SELECT EXISTS (SELECT 1 FROM messages WHERE id = ? AND room_id = ? AND deleted_at IS NULL)`
@@ -158,24 +171,26 @@ func refused(err error) persistence.MessageResult {
 	return persistence.MessageResult{Err: fmt.Errorf("%w: %w", persistence.ErrRefused, err)}
 }
 
-// WriteMessages runs one statement per op, prepared once per batch, in a
-// single write transaction: SQLite has no network round trip to save, and
-// the commit (one fsync) is what a batch shares. A statement that SQLite
-// refuses is rolled back alone, so its op fails alone; strings that the
-// PostgreSQL store could not hold are refused before they reach SQLite.
+// WriteMessages runs one statement per op, prepared once per batch, and
+// one bumpRoom per op that changed a row, in a single write transaction:
+// SQLite has no network round trip to save, and the commit (one fsync) is
+// what a batch shares. A statement that SQLite refuses is rolled back
+// alone, so its op fails alone (and the bumpRoom that did not run takes
+// no number); strings that the PostgreSQL store could not hold are
+// refused before they reach SQLite.
 func (s *Store) WriteMessages(ctx context.Context, ops []persistence.MessageOp) ([]persistence.MessageResult, error) {
 	results := make([]persistence.MessageResult, len(ops))
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		insert, err := tx.PrepareContext(ctx, insertMessage)
-		if err != nil {
-			return err
+		var stmts [3]*sql.Stmt
+		for i, q := range []string{insertMessage, editMessage, bumpRoom} {
+			st, err := tx.PrepareContext(ctx, q)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			stmts[i] = st
 		}
-		defer insert.Close()
-		edit, err := tx.PrepareContext(ctx, editMessage)
-		if err != nil {
-			return err
-		}
-		defer edit.Close()
+		insert, edit, bump := stmts[0], stmts[1], stmts[2]
 
 		for i, op := range ops {
 			m, r := op.Message, &results[i]
@@ -185,18 +200,22 @@ func (s *Store) WriteMessages(ctx context.Context, ops []persistence.MessageOp) 
 					r.Err = errBadText
 					continue
 				}
-				res, err := insert.ExecContext(ctx, m.ID, m.RoomID, m.AuthorID, m.Content, m.Nonce, micros(m.CreatedAt))
-				if refusal(err) {
+				var seq int64
+				err := insert.QueryRowContext(ctx, m.ID, m.RoomID, m.AuthorID, m.Content, m.Nonce, micros(m.CreatedAt)).Scan(&seq)
+				switch {
+				case errors.Is(err, sql.ErrNoRows):
+					r.Duplicate = true
+					continue
+				case refusal(err):
 					*r = refused(translate(err))
 					continue
-				}
-				n, err := changed(res, err)
-				if err != nil {
+				case err != nil:
 					return err
 				}
-				if r.Duplicate = n == 0; !r.Duplicate {
-					r.Message = sent(m)
+				if _, err := bump.ExecContext(ctx, m.RoomID, seq, micros(m.CreatedAt)); err != nil {
+					return err
 				}
+				r.Message = sent(m, seq)
 			case persistence.OpEdit:
 				if m.EditedAt == nil {
 					return fmt.Errorf("sqlite: edit of message %d without EditedAt", m.ID)
@@ -210,10 +229,16 @@ func (s *Store) WriteMessages(ctx context.Context, ops []persistence.MessageOp) 
 					*r = refused(r.Err)
 					continue
 				}
-				if r.Err != nil && !errors.Is(r.Err, persistence.ErrNotFound) {
+				if r.Err == nil {
+					if _, err := bump.ExecContext(ctx, m.RoomID, r.Message.EditSeq, micros(*m.EditedAt)); err != nil {
+						return err
+					}
+					continue
+				}
+				if !errors.Is(r.Err, persistence.ErrNotFound) {
 					return r.Err
 				}
-				if r.Err != nil && m.AuthorID != 0 {
+				if m.AuthorID != 0 {
 					var ok bool
 					if err := tx.QueryRowContext(ctx, editable, m.ID, m.RoomID).Scan(&ok); err != nil {
 						return err
@@ -230,6 +255,7 @@ func (s *Store) WriteMessages(ctx context.Context, ops []persistence.MessageOp) 
 		for i := range results {
 			if r := &results[i]; r.Duplicate {
 				m := ops[i].Message
+				var err error
 				if r.Message, err = scanMessage(tx.QueryRowContext(ctx, messageByNonce, m.AuthorID, m.RoomID, m.Nonce)); err != nil {
 					return err
 				}
@@ -243,8 +269,8 @@ func (s *Store) WriteMessages(ctx context.Context, ops []persistence.MessageOp) 
 	return results, nil
 }
 
-// sent is the row that OpSend stores from m.
-func sent(m persistence.Message) persistence.Message {
+// sent is the row that OpSend stores from m as change seq.
+func sent(m persistence.Message, seq int64) persistence.Message {
 	return persistence.Message{
 		ID:        m.ID,
 		RoomID:    m.RoomID,
@@ -252,6 +278,7 @@ func sent(m persistence.Message) persistence.Message {
 		Content:   m.Content,
 		Nonce:     m.Nonce,
 		CreatedAt: fromMicros(micros(m.CreatedAt)),
+		Seq:       seq,
 	}
 }
 
@@ -275,6 +302,12 @@ func (s *Store) History(ctx context.Context, roomID int64, before persistence.Cu
 	if err != nil {
 		return nil, err
 	}
+	return scanMessages(rows)
+}
+
+// scanMessages scans and closes rows of messageColumns; nil when there is
+// none.
+func scanMessages(rows *sql.Rows) ([]persistence.Message, error) {
 	defer rows.Close()
 	var ms []persistence.Message
 	for rows.Next() {
@@ -287,6 +320,168 @@ func (s *Store) History(ctx context.Context, roomID int64, before persistence.Cu
 	return ms, rows.Err()
 }
 
+// changesQuery reads messages_room_change_key from since on, in the order
+// of the messages' latest changes: a page costs its size (and the messages
+// created after since and deleted, which it skips), not the room's
+// (TestChangesPlan).
+const changesQuery = `SELECT ` + messageColumns + ` FROM messages
+	WHERE room_id = ?1 AND coalesce(edit_seq, seq) > ?2 AND (seq <= ?2 OR deleted_at IS NULL)
+	ORDER BY coalesce(edit_seq, seq) LIMIT ?3`
+
+// Changes reads the counter and the page in one read transaction, one
+// snapshot.
+func (s *Store) Changes(ctx context.Context, roomID, since int64, limit int) ([]persistence.Message, int64, error) {
+	if limit <= 0 {
+		return nil, 0, fmt.Errorf("sqlite: changes limit %d", limit)
+	}
+	var current int64
+	var ms []persistence.Message
+	err := s.readTx(ctx, func(tx *sql.Tx) error {
+		if err := tx.QueryRowContext(ctx, `SELECT coalesce((SELECT seq FROM rooms WHERE id = ?), 0)`, roomID).Scan(&current); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, changesQuery, roomID, since, limit)
+		if err != nil {
+			return err
+		}
+		ms, err = scanMessages(rows)
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return ms, current, nil
+}
+
+// kindDMText is kindDM in SQL text: a partial index serves a query only
+// when the query names its condition's value, not a parameter.
+const kindDMText = "1"
+
+// chatsQuery is one page of Chats (?1 the user, ?2 and ?3 the cursor's
+// activity_at and id, ?4 the limit, ?5 persistence.UnreadCap). The user's
+// rooms are two ranges, by member_low and member_high, each read in order
+// from the cursor on through rooms_low_activity_idx and
+// rooms_high_activity_idx, at most ?4 rows each (channels will be one more
+// such branch); their merge is the page. For each room of the page,
+// read_states gives the read position by its key; the unread count reads
+// messages_room_live_seq_idx from it, at most ?5 entries that are not the
+// user's; the last message is that index's last entry (TestChatsPlan).
+const chatsQuery = `SELECT p.id, p.member_low, p.member_high, p.seq, coalesce(rs.read_seq, 0),
+		(SELECT count(*) FROM (
+			SELECT 1 FROM messages
+			WHERE room_id = p.id AND seq > coalesce(rs.read_seq, 0) AND deleted_at IS NULL AND author_id <> ?1
+			LIMIT ?5)),
+		p.activity_at,
+		l.id, l.room_id, l.author_id, l.content, coalesce(l.nonce, ''), l.created_at, l.edited_at, l.deleted_at,
+		l.seq, coalesce(l.edit_seq, 0)
+	FROM (
+		SELECT * FROM (
+			SELECT id, member_low, member_high, seq, activity_at FROM rooms
+			WHERE member_low = ?1 AND kind = ` + kindDMText + ` AND seq > 0 AND (activity_at, id) < (?2, ?3)
+			ORDER BY activity_at DESC, id DESC LIMIT ?4)
+		UNION ALL
+		SELECT * FROM (
+			SELECT id, member_low, member_high, seq, activity_at FROM rooms
+			WHERE member_high = ?1 AND kind = ` + kindDMText + ` AND seq > 0 AND (activity_at, id) < (?2, ?3)
+			ORDER BY activity_at DESC, id DESC LIMIT ?4)
+		ORDER BY activity_at DESC, id DESC LIMIT ?4
+	) AS p
+	LEFT JOIN read_states rs ON rs.user_id = ?1 AND rs.room_id = p.id
+	LEFT JOIN messages l ON l.id = (
+		SELECT id FROM messages WHERE room_id = p.id AND deleted_at IS NULL ORDER BY seq DESC LIMIT 1)
+	ORDER BY p.activity_at DESC, p.id DESC`
+
+// Chats reads the cursor and the page in one read transaction.
+func (s *Store) Chats(ctx context.Context, userID, before int64, limit int) ([]persistence.ChatSummary, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("sqlite: chats limit %d", limit)
+	}
+	var chats []persistence.ChatSummary
+	err := s.readTx(ctx, func(tx *sql.Tx) error {
+		at, id := int64(math.MaxInt64), int64(math.MaxInt64)
+		if before != 0 {
+			var activity sql.NullInt64
+			err := tx.QueryRowContext(ctx, `SELECT activity_at FROM rooms WHERE id = ?1 AND kind = `+kindDMText+`
+				AND ?2 IN (member_low, member_high)`, before, userID).Scan(&activity)
+			if err != nil {
+				return translate(err)
+			}
+			if !activity.Valid { // a room without a change: listed nowhere, nothing after it
+				return nil
+			}
+			at, id = activity.Int64, before
+		}
+		rows, err := tx.QueryContext(ctx, chatsQuery, userID, at, id, limit, persistence.UnreadCap)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var c persistence.ChatSummary
+			var activity int64
+			var l struct {
+				id, room, author, created, seq, editSeq sql.NullInt64
+				content, nonce                          sql.NullString
+				edited, deleted                         sql.NullInt64
+			}
+			if err := rows.Scan(&c.RoomID, &c.Low, &c.High, &c.Seq, &c.ReadSeq, &c.Unread, &activity,
+				&l.id, &l.room, &l.author, &l.content, &l.nonce, &l.created, &l.edited, &l.deleted, &l.seq, &l.editSeq); err != nil {
+				return err
+			}
+			c.Activity = fromMicros(activity)
+			if l.id.Valid {
+				c.LastMessage = &persistence.Message{
+					ID: l.id.Int64, RoomID: l.room.Int64, AuthorID: l.author.Int64, Content: l.content.String, Nonce: l.nonce.String,
+					CreatedAt: fromMicros(l.created.Int64), EditedAt: fromNullMicros(l.edited), DeletedAt: fromNullMicros(l.deleted),
+					Seq: l.seq.Int64, EditSeq: l.editSeq.Int64,
+				}
+			}
+			chats = append(chats, c)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return chats, nil
+}
+
+// MarkRead runs on the writer, whose one transaction at a time orders
+// concurrent calls.
+func (s *Store) MarkRead(ctx context.Context, userID, roomID, seq int64) (int64, bool, error) {
+	var read int64
+	var moved bool
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var current int64
+		err := tx.QueryRowContext(ctx, `SELECT seq FROM rooms WHERE id = ?1 AND kind = `+kindDMText+`
+			AND ?2 IN (member_low, member_high)`, roomID, userID).Scan(&current)
+		if err != nil {
+			return translate(err)
+		}
+		if seq > current {
+			return persistence.ErrSeqAhead
+		}
+		if seq > 0 {
+			err := tx.QueryRowContext(ctx, `INSERT INTO read_states (user_id, room_id, read_seq) VALUES (?1, ?2, ?3)
+				ON CONFLICT (user_id, room_id) DO UPDATE SET read_seq = excluded.read_seq WHERE read_seq < excluded.read_seq
+				RETURNING read_seq`, userID, roomID, seq).Scan(&read)
+			if err == nil {
+				moved = true
+				return nil
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+		}
+		return tx.QueryRowContext(ctx, `SELECT coalesce((SELECT read_seq FROM read_states WHERE user_id = ? AND room_id = ?), 0)`,
+			userID, roomID).Scan(&read)
+	})
+	if err != nil {
+		return 0, false, err
+	}
+	return read, moved, nil
+}
+
 // scanner is *sql.Row or *sql.Rows.
 type scanner interface{ Scan(dest ...any) error }
 
@@ -294,7 +489,8 @@ func scanMessage(row scanner) (persistence.Message, error) {
 	var m persistence.Message
 	var created int64
 	var edited, deleted sql.NullInt64
-	if err := row.Scan(&m.ID, &m.RoomID, &m.AuthorID, &m.Content, &m.Nonce, &created, &edited, &deleted); err != nil {
+	if err := row.Scan(&m.ID, &m.RoomID, &m.AuthorID, &m.Content, &m.Nonce, &created, &edited, &deleted,
+		&m.Seq, &m.EditSeq); err != nil {
 		return persistence.Message{}, translate(err)
 	}
 	m.CreatedAt = fromMicros(created)

@@ -107,17 +107,18 @@ func requireDMRoom(t *testing.T, s persistence.Store, a, b, id int64) {
 	require.Equal(t, id, got, "room of %d and %d", a, b)
 }
 
-// sent is what a store keeps of the send op.
-func sent(op persistence.MessageOp) persistence.Message {
+// sent is what a store keeps of the send op, numbered seq in its room.
+func sent(op persistence.MessageOp, seq int64) persistence.Message {
 	m := op.Message
 	m.CreatedAt = stored(m.CreatedAt)
+	m.Seq = seq
 	return m
 }
 
-// edited is m after the edit op.
-func edited(m persistence.Message, op persistence.MessageOp) persistence.Message {
+// edited is m after the edit op, numbered editSeq in its room.
+func edited(m persistence.Message, op persistence.MessageOp, editSeq int64) persistence.Message {
 	at := stored(*op.Message.EditedAt)
-	m.Content, m.EditedAt = op.Message.Content, &at
+	m.Content, m.EditedAt, m.EditSeq = op.Message.Content, &at, editSeq
 	if m.Content == "" {
 		m.DeletedAt = &at
 	}
@@ -392,9 +393,10 @@ func testSend(t *testing.T, open func(t *testing.T) persistence.Store) {
 		send(r12, 2, 13, "another author's nonce", "n1", now),
 		send(r13, 1, 14, "another room, another nonce", "n2", now.Add(-time.Hour)),
 	}
+	seqs := []int64{1, 2, 3, 4, 1} // each room numbers its own
 	results := write(t, s, ops...)
 	for i, op := range ops {
-		want := persistence.MessageResult{Message: sent(op)}
+		want := persistence.MessageResult{Message: sent(op, seqs[i])}
 		require.Equal(t, want, results[i], "op %d", i)
 		requireMessage(t, s, want.Message)
 	}
@@ -414,14 +416,14 @@ func testSendDuplicate(t *testing.T, open func(t *testing.T) persistence.Store) 
 	other := send(r12, 2, 14, "other author", "n", at)
 	results := write(t, s, retry, m1, m2, other)
 	require.Equal(t, []persistence.MessageResult{
-		{Message: sent(earlier), Duplicate: true},
-		{Message: sent(m1)},
-		{Message: sent(m1), Duplicate: true},
-		{Message: sent(other)},
-	}, results)
+		{Message: sent(earlier, 1), Duplicate: true},
+		{Message: sent(m1, 2)},
+		{Message: sent(m1, 2), Duplicate: true},
+		{Message: sent(other, 3)},
+	}, results, "a duplicate takes no number")
 	requireNoMessage(t, s, r12, 11)
 	requireNoMessage(t, s, r12, 13)
-	requireMessage(t, s, sent(earlier))
+	requireMessage(t, s, sent(earlier, 1))
 
 	t.Run("shows the batch's edits", func(t *testing.T) {
 		k := send(r12, 2, 20, "k", "k", at)
@@ -431,11 +433,11 @@ func testSendDuplicate(t *testing.T, open func(t *testing.T) persistence.Store) 
 		deleteEarlier := edit(r12, 10, "", at.Add(time.Second))
 		results := write(t, s, k, editK, kAgain, retryAgain, deleteEarlier)
 		require.Equal(t, []persistence.MessageResult{
-			{Message: sent(k)},
-			{Message: edited(sent(k), editK)},
-			{Message: edited(sent(k), editK), Duplicate: true},
-			{Message: edited(sent(earlier), deleteEarlier), Duplicate: true}, // deleted later in the batch
-			{Message: edited(sent(earlier), deleteEarlier)},
+			{Message: sent(k, 4)},
+			{Message: edited(sent(k, 4), editK, 5)},
+			{Message: edited(sent(k, 4), editK, 5), Duplicate: true},
+			{Message: edited(sent(earlier, 1), deleteEarlier, 6), Duplicate: true}, // deleted later in the batch
+			{Message: edited(sent(earlier, 1), deleteEarlier, 6)},
 		}, results)
 	})
 }
@@ -478,20 +480,20 @@ func testSendNoncePerRoom(t *testing.T, open func(t *testing.T) persistence.Stor
 	s := open(t)
 	r12, r13 := chatRooms(t, s)
 	in12 := send(r12, 1, 10, "to two", "n", now)
-	require.Equal(t, []persistence.MessageResult{{Message: sent(in12)}}, write(t, s, in12))
+	require.Equal(t, []persistence.MessageResult{{Message: sent(in12, 1)}}, write(t, s, in12))
 
 	at := now.Add(time.Minute)
 	in13 := send(r13, 1, 11, "to three", "n", at)
 	retry12, retry13 := send(r12, 1, 12, "retry to two", "n", at), send(r13, 1, 13, "retry to three", "n", at)
 	other12 := send(r12, 2, 14, "another author", "n", at)
 	require.Equal(t, []persistence.MessageResult{
-		{Message: sent(in13)},
-		{Message: sent(in12), Duplicate: true},
-		{Message: sent(in13), Duplicate: true},
-		{Message: sent(other12)},
+		{Message: sent(in13, 1)},
+		{Message: sent(in12, 1), Duplicate: true},
+		{Message: sent(in13, 1), Duplicate: true},
+		{Message: sent(other12, 2)},
 	}, write(t, s, in13, retry12, retry13, other12))
-	requireMessage(t, s, sent(in12))
-	requireMessage(t, s, sent(in13))
+	requireMessage(t, s, sent(in12, 1))
+	requireMessage(t, s, sent(in13, 1))
 	requireNoMessage(t, s, r12, 12)
 	requireNoMessage(t, s, r13, 13)
 }
@@ -529,16 +531,20 @@ func testEdit(t *testing.T, open func(t *testing.T) persistence.Store) {
 			other := send(r12, 1, 12, "in the same batch", "", at)
 
 			results := write(t, s, tt.op, other)
-			require.Equal(t, persistence.MessageResult{Message: sent(other)}, results[1], "the other op applies")
-			requireMessage(t, s, sent(other))
-			requireMessage(t, s, edited(sent(m11), deleteM11)) // deleted, still there
+			otherSeq := int64(5) // after the edit's 4
+			if tt.wantErr != nil {
+				otherSeq = 4 // a failed edit takes no number
+			}
+			require.Equal(t, persistence.MessageResult{Message: sent(other, otherSeq)}, results[1], "the other op applies")
+			requireMessage(t, s, sent(other, otherSeq))
+			requireMessage(t, s, edited(sent(m11, 2), deleteM11, 3)) // deleted, still there
 			if tt.wantErr != nil {
 				require.ErrorIs(t, results[0].Err, tt.wantErr)
 				require.Zero(t, results[0].Message)
-				requireMessage(t, s, sent(m10))
+				requireMessage(t, s, sent(m10, 1))
 				return
 			}
-			want := edited(sent(m10), tt.op)
+			want := edited(sent(m10, 1), tt.op, 4)
 			require.Equal(t, persistence.MessageResult{Message: want}, results[0])
 			requireMessage(t, s, want)
 		})
@@ -561,19 +567,19 @@ func testEditAuthorInBatch(t *testing.T, open func(t *testing.T) persistence.Sto
 	retry10, retry21 := send(r12, 2, 22, "retry", "n10", at), send(r12, 2, 23, "retry", "n21", at)
 	results := write(t, s, m20, byOther20, byAuthor20, m21, byOther10, byAuthor10, byOther21, retry10, retry21)
 
-	want20, want10 := edited(sent(m20), byAuthor20), edited(sent(m10), byAuthor10)
-	require.Equal(t, persistence.MessageResult{Message: sent(m20)}, results[0])
+	want20, want10 := edited(sent(m20, 2), byAuthor20, 3), edited(sent(m10, 1), byAuthor10, 5)
+	require.Equal(t, persistence.MessageResult{Message: sent(m20, 2)}, results[0])
 	require.Equal(t, persistence.MessageResult{Err: persistence.ErrNotAuthor}, results[1])
 	require.Equal(t, persistence.MessageResult{Message: want20}, results[2])
-	require.Equal(t, persistence.MessageResult{Message: sent(m21)}, results[3])
+	require.Equal(t, persistence.MessageResult{Message: sent(m21, 4)}, results[3])
 	require.Equal(t, persistence.MessageResult{Err: persistence.ErrNotAuthor}, results[4])
 	require.Equal(t, persistence.MessageResult{Message: want10}, results[5])
 	require.Equal(t, persistence.MessageResult{Err: persistence.ErrNotAuthor}, results[6])
 	require.Equal(t, persistence.MessageResult{Message: want10, Duplicate: true}, results[7])
-	require.Equal(t, persistence.MessageResult{Message: sent(m21), Duplicate: true}, results[8])
+	require.Equal(t, persistence.MessageResult{Message: sent(m21, 4), Duplicate: true}, results[8])
 	requireMessage(t, s, want20)
 	requireMessage(t, s, want10)
-	requireMessage(t, s, sent(m21))
+	requireMessage(t, s, sent(m21, 4))
 }
 
 // testWriteOrder checks that ops apply in order within a batch.
@@ -586,14 +592,14 @@ func testWriteOrder(t *testing.T, open func(t *testing.T) persistence.Store) {
 	delete10, edit10Again := edit(r12, 10, "", at.Add(time.Second)), edit(r12, 10, "too late", at.Add(2*time.Second))
 	results := write(t, s, m10, edit10, edit11, m11, delete10, edit10Again)
 
-	require.Equal(t, persistence.MessageResult{Message: sent(m10)}, results[0])
-	require.Equal(t, persistence.MessageResult{Message: edited(sent(m10), edit10)}, results[1], "edit after the send")
+	require.Equal(t, persistence.MessageResult{Message: sent(m10, 1)}, results[0])
+	require.Equal(t, persistence.MessageResult{Message: edited(sent(m10, 1), edit10, 2)}, results[1], "edit after the send")
 	require.ErrorIs(t, results[2].Err, persistence.ErrNotFound, "edit before the send")
-	require.Equal(t, persistence.MessageResult{Message: sent(m11)}, results[3])
-	require.Equal(t, persistence.MessageResult{Message: edited(edited(sent(m10), edit10), delete10)}, results[4])
+	require.Equal(t, persistence.MessageResult{Message: sent(m11, 3)}, results[3])
+	require.Equal(t, persistence.MessageResult{Message: edited(edited(sent(m10, 1), edit10, 2), delete10, 4)}, results[4])
 	require.ErrorIs(t, results[5].Err, persistence.ErrNotFound, "edit after the delete")
 	requireMessage(t, s, results[4].Message)
-	requireMessage(t, s, sent(m11))
+	requireMessage(t, s, sent(m11, 3))
 }
 
 // testWriteAtomic checks that an op the caller got wrong fails its batch,
@@ -624,7 +630,7 @@ func testWriteAtomic(t *testing.T, open func(t *testing.T) persistence.Store) {
 			require.NotErrorIs(t, err, persistence.ErrOutcomeUnknown)
 			requireNoMessage(t, s, r12, 30)
 			requireNoMessage(t, s, r12, 31)
-			requireMessage(t, s, sent(kept))
+			requireMessage(t, s, sent(kept, 1))
 		})
 	}
 }
@@ -666,14 +672,14 @@ func testWriteRefusedAlone(t *testing.T, open func(t *testing.T) persistence.Sto
 			require.ErrorIs(t, results[1].Err, persistence.ErrRefused)
 			require.Zero(t, results[1].Message)
 			require.False(t, results[1].Duplicate)
-			want10 := edited(sent(m10), editTen)
-			require.Equal(t, persistence.MessageResult{Message: sent(before)}, results[0])
-			require.Equal(t, persistence.MessageResult{Message: sent(neighbour)}, results[2])
+			want10 := edited(sent(m10, 1), editTen, 4)
+			require.Equal(t, persistence.MessageResult{Message: sent(before, 2)}, results[0])
+			require.Equal(t, persistence.MessageResult{Message: sent(neighbour, 3)}, results[2], "a refused op takes no number")
 			require.Equal(t, persistence.MessageResult{Message: want10}, results[3])
 			require.Equal(t, persistence.MessageResult{Message: want10, Duplicate: true}, results[4])
-			require.Equal(t, persistence.MessageResult{Message: sent(after)}, results[5])
-			for _, op := range []persistence.MessageOp{before, neighbour, after} {
-				requireMessage(t, s, sent(op))
+			require.Equal(t, persistence.MessageResult{Message: sent(after, 1)}, results[5])
+			for _, r := range []persistence.MessageResult{results[0], results[2], results[5]} {
+				requireMessage(t, s, r.Message)
 			}
 			requireMessage(t, s, want10)
 			requireNoMessage(t, s, r12, 33)
@@ -704,14 +710,17 @@ func testWriteRefusedMany(t *testing.T, open func(t *testing.T) persistence.Stor
 		ops = append(ops, send(room, author, int64(1000+i), content, fmt.Sprint("n", i), at))
 	}
 	results := write(t, s, ops...)
+	seqs := map[int64]int64{} // room → its last number
 	for i, op := range ops {
 		if bad[i] {
 			require.ErrorIs(t, results[i].Err, persistence.ErrRefused, "op %d", i)
 			requireNoMessage(t, s, op.Message.RoomID, op.Message.ID)
 			continue
 		}
-		require.Equal(t, persistence.MessageResult{Message: sent(op)}, results[i], "op %d", i)
-		requireMessage(t, s, sent(op))
+		seqs[op.Message.RoomID]++
+		want := sent(op, seqs[op.Message.RoomID])
+		require.Equal(t, persistence.MessageResult{Message: want}, results[i], "op %d", i)
+		requireMessage(t, s, want)
 	}
 }
 
@@ -765,7 +774,7 @@ func testHistory(t *testing.T, open func(t *testing.T) persistence.Store) {
 		{"zone of the cursor", 100, persistence.Cursor{Time: t1.In(time.FixedZone("UTC-5", -5*3600)), ID: 12}, 1, all[3:4]},
 		{"nothing older", 100, persistence.Cursor{Time: t0}, 100, nil},
 		{"another room", 200, persistence.Cursor{Time: now.Add(time.Hour)}, 100, []persistence.Message{{
-			ID: 16, RoomID: 200, AuthorID: 1, Content: "another room", CreatedAt: t1,
+			ID: 16, RoomID: 200, AuthorID: 1, Content: "another room", CreatedAt: t1, Seq: 1,
 		}}},
 		{"unknown room", 999, persistence.Cursor{Time: now.Add(time.Hour)}, 100, nil},
 	}
