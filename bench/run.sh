@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # `make bench`: the Go micro-benchmarks (with allocations), then short
-# rewind-load runs (idle and dm) against a freshly started local server on
+# rewind-load runs (idle, dm and resume) against a freshly started local server on
 # SQLite and, when it answers, PostgreSQL. Writes every result to $BENCH_OUT
 # (default bench-results/) as JSON and ends with a comparison table, whose
 # dm rows also split delivery p99 into the first second of sending (warm-up)
 # and the rest, count the rooms the server activated (cold rooms), and give
-# CPU-s per 1,000 messages (PostgreSQL's too, sampled from /proc).
+# CPU-s per 1,000 messages (PostgreSQL's too, sampled from /proc). The
+# resume run (protocol v2) drops half of the pairs' receiving sides for 3 s
+# while their peers send, edit and delete, then has them catch up with
+# load changes: its rows give the catch-up p99, the messages/edits
+# acknowledged but never seen (must be 0/0) and the views equal to the
+# history of those checked.
 # docs/benchmarks.md explains the figures and has the long runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +19,8 @@ out=${BENCH_OUT:-bench-results}
 idle_sessions=${BENCH_IDLE_SESSIONS:-5000}
 dm_pairs=${BENCH_DM_PAIRS:-500}
 dm_rate=${BENCH_DM_RATE:-2000}
+resume_pairs=${BENCH_RESUME_PAIRS:-200}
+resume_rate=${BENCH_RESUME_RATE:-1000}
 mkdir -p "$out/bin"
 rm -f "$out"/*.json
 
@@ -40,6 +47,9 @@ run_store() {
 	"$out/bin/rewind-load" --scenario idle --sessions "$idle_sessions" --duration 45s "${common[@]}" --json "$out/$name-idle.json"
 	echo "== $name: dm, $dm_pairs pairs at $dm_rate msg/s for 20 s"
 	"$out/bin/rewind-load" --scenario dm --pairs "$dm_pairs" --rate "$dm_rate" --duration 20s --warmup 1s "${common[@]}" --json "$out/$name-dm.json"
+	echo "== $name: resume, $resume_pairs pairs at $resume_rate msg/s for 12 s, half the receiving sides away from 4 s to 7 s"
+	"$out/bin/rewind-load" --scenario resume --pairs "$resume_pairs" --rate "$resume_rate" --duration 12s --drop-at 4s --down 3s \
+		"${common[@]}" --json "$out/$name-resume.json"
 	kill -TERM "$pid"
 	wait "$pid" || true
 }

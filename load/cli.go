@@ -16,7 +16,7 @@ import (
 
 // Config is one run of the harness; Main fills it from the command line.
 type Config struct {
-	Scenario string // idle, dm, churn, storm
+	Scenario string // idle, dm, churn, storm, resume
 	Target   string // rewind, centrifugo
 	URL      string // the gateway base, ws://host:port (/ws is added); centrifugo: the full URL
 	HTTP     string // the HTTP API base, http://host:port
@@ -35,6 +35,18 @@ type Config struct {
 	Warmup    time.Duration
 	WarmRooms bool // dm: one unmeasured message per pair before the run
 	PGCPU     bool // sample PostgreSQL's processes' CPU too
+
+	// resume: the receiving sides of Drop pairs close at DropAt (after the
+	// sending began) and come back Down later; every EditEvery-th send of
+	// an author is followed by an edit, every DeleteEvery-th by a delete;
+	// CheckViews dropped sessions compare their view with the history at
+	// the end.
+	Drop        int
+	DropAt      time.Duration
+	Down        time.Duration
+	EditEvery   int
+	DeleteEvery int
+	CheckViews  int
 
 	Workers            int
 	SourceIPs          int
@@ -74,11 +86,12 @@ type Config struct {
 	urlSet       bool
 	httpSet      bool
 	pgCPUSet     bool
+	wsVersionSet bool
 }
 
 const usageHead = `rewind-load drives real protocol traffic at a REWIND server and measures it.
 
-usage: rewind-load --scenario idle|dm|churn|storm [flags]
+usage: rewind-load --scenario idle|dm|churn|storm|resume [flags]
        rewind-load --target centrifugo --url ws://127.0.0.1:8000/connection/websocket --scenario dm [flags]
        rewind-load --server http://127.0.0.1:8081,http://127.0.0.1:8082 [--cross-node] --scenario dm [flags]
        rewind-load compare RESULT.json...   (one table row per --json results file)
@@ -94,6 +107,16 @@ scenarios:
           until the server drops them (restart it during the run) and reconnect with backoff;
           with --pairs P (sessions 2P, befriended), once all are back every pair sends one
           message at once, whose send→ack and send→delivery are reported
+  resume  protocol v2: the --pairs chat as in dm (--rate), and each author follows every
+          --edit-every-th send with an edit and every --delete-every-th with a delete of one of
+          its own messages picked at random; at --drop-at the receiving sides of --drop pairs
+          close (1000) while their peers go on; --down later they reconnect, auth (the v2 answer
+          lists the chats with their seq) and catch up with load changes since the highest seq
+          or edit_seq they saw, page after page while more. Reported: reconnect→auth→caught up,
+          what the peers had acknowledged while they were down against what they recovered,
+          "missing" (acknowledged to the peer, never seen live nor caught up: must be 0),
+          duplicates (seen live and caught up), and at the end the views of --check-views
+          dropped sessions (id → content) against the chat's history loaded afresh
 
 targets:
   rewind      (default) a REWIND server, or with --server a,b,… the nodes of a cluster: sessions are
@@ -157,7 +180,7 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 	c := &Config{}
 	fs := flag.NewFlagSet("rewind-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.Scenario, "scenario", "idle", "idle, dm, churn or storm")
+	fs.StringVar(&c.Scenario, "scenario", "idle", "idle, dm, churn, storm or resume")
 	fs.StringVar(&c.Target, "target", "rewind", "rewind or centrifugo (dm only)")
 	fs.StringVar(&c.URL, "url", "ws://127.0.0.1:8080", "the server's WebSocket base URL (/ws is added); centrifugo: the full URL (default ws://127.0.0.1:8000/connection/websocket)")
 	fs.StringVar(&c.HTTP, "http", "http://127.0.0.1:8080", "the server's HTTP base URL (login, registration, /metrics); centrifugo: default from --url")
@@ -171,6 +194,12 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs.BoolVar(&c.WarmRooms, "warm-rooms", false, "dm: before the measured run, each pair exchanges one unmeasured message (the run starts with warm rooms)")
 	fs.BoolVar(&c.PGCPU, "pg-cpu", false, "also sample the CPU of every process named postgres on this machine (default: on when --database-url is postgres:// on a loopback host)")
 	fs.DurationVar(&c.Duration, "duration", 30*time.Second, "how long the scenario runs once the sessions are up (storm: the longest wait for them to come back)")
+	fs.IntVar(&c.Drop, "drop", 0, "resume: pairs whose receiving side (B) drops, spread over the pairs (default: half of --pairs, at least 1)")
+	fs.DurationVar(&c.DropAt, "drop-at", 5*time.Second, "resume: when the drop is made, after the sending began")
+	fs.DurationVar(&c.Down, "down", 3*time.Second, "resume: how long the dropped sessions stay away")
+	fs.IntVar(&c.EditEvery, "edit-every", 10, "resume: every n-th send of an author is followed, once acknowledged, by an edit of one of its own messages picked at random (0: no edits)")
+	fs.IntVar(&c.DeleteEvery, "delete-every", 25, "resume: every n-th send of an author is followed, once acknowledged, by a delete of one of its own messages picked at random (0: no deletes)")
+	fs.IntVar(&c.CheckViews, "check-views", 100, "resume: at the end, this many dropped sessions compare their view of the DM with its history loaded afresh (0: none)")
 	fs.Float64Var(&c.Churn, "churn", 100, "churn: sessions started per second")
 	fs.DurationVar(&c.Hold, "hold", time.Second, "churn: how long each session stays")
 	fs.IntVar(&c.Workers, "workers", 0, "worker processes (0: one per 9,000 sockets)")
@@ -180,7 +209,7 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs.DurationVar(&c.ConnectTimeout, "connect-timeout", 2*time.Minute, "bound of the first connect phase")
 	fs.DurationVar(&c.DialTimeout, "dial-timeout", 30*time.Second, "bound of one connection's dial, upgrade, heartbeat and auth")
 	fs.DurationVar(&c.Heartbeat, "heartbeat", 40*time.Second, "heartbeat interval: the server's REWIND_HEARTBEAT_INTERVAL (lower only when told)")
-	fs.IntVar(&c.WSVersion, "ws-version", 1, "gateway protocol version: 1 (/ws) or 2 (/ws?v=2)")
+	fs.IntVar(&c.WSVersion, "ws-version", 1, "gateway protocol version: 1 (/ws) or 2 (/ws?v=2); resume: always 2")
 	fs.DurationVar(&c.Drain, "drain", 10*time.Second, "dm: after the last send, how long to wait for outstanding echoes and deliveries")
 	fs.BoolVar(&c.AfterRestart, "after-restart", false, "storm: wait for the server to drop the sessions (restart it) instead of closing them")
 	fs.BoolVar(&c.Reconnect, "reconnect", false, "reconnect sessions the server closed or lost, with backoff and jitter, to another node when there are several; dm: then catch up on history, and at the end look the acknowledged messages never delivered up in history (found, missing, not checked; up to 30 s more) (default: on for storm)")
@@ -224,6 +253,8 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 			c.httpSet = true
 		case "pg-cpu":
 			c.pgCPUSet = true
+		case "ws-version":
+			c.wsVersionSet = true
 		}
 	})
 	return c, c.check()
@@ -250,11 +281,11 @@ func (c *Config) check() error {
 	default:
 		return fmt.Errorf("--target %q: use rewind or centrifugo", c.Target)
 	}
-	paired := c.Scenario == "dm" || c.Scenario == "storm" && c.pairsSet
+	paired := c.chatting() || c.Scenario == "storm" && c.pairsSet
 	switch c.Scenario {
-	case "idle", "churn", "storm", "dm":
+	case "idle", "churn", "storm", "dm", "resume":
 	default:
-		return fmt.Errorf("--scenario %q: use idle, dm, churn or storm", c.Scenario)
+		return fmt.Errorf("--scenario %q: use idle, dm, churn, storm or resume", c.Scenario)
 	}
 	if paired {
 		if c.Pairs < 1 {
@@ -269,14 +300,17 @@ func (c *Config) check() error {
 	} else {
 		c.Pairs = 0
 	}
-	if c.Scenario == "dm" && c.Rate <= 0 {
+	if c.chatting() && c.Rate <= 0 {
 		return errors.New("--rate must be positive")
 	}
 	if c.Warmup < 0 {
 		return errors.New("--warmup must not be negative")
 	}
-	if c.Scenario != "dm" {
+	if !c.chatting() {
 		c.WarmRooms = false
+	}
+	if err := c.checkResume(); err != nil {
+		return err
 	}
 	if c.Sessions < 1 {
 		return errors.New("--sessions must be at least 1")
@@ -475,4 +509,48 @@ func (c *Config) gatewayURL(base string) string {
 		u += "?v=2"
 	}
 	return u
+}
+
+// chatting reports whether the scenario sends dm traffic: dm and resume.
+func (c *Config) chatting() bool { return c.Scenario == "dm" || c.Scenario == "resume" }
+
+// checkResume validates the resume settings (and speaks v2 for resume).
+func (c *Config) checkResume() error {
+	if c.Scenario != "resume" {
+		c.Drop, c.DropAt, c.Down, c.EditEvery, c.DeleteEvery, c.CheckViews = 0, 0, 0, 0, 0, 0
+		return nil
+	}
+	if c.wsVersionSet && c.WSVersion != 2 {
+		return errors.New("resume speaks protocol v2: --ws-version 2 (the default for resume)")
+	}
+	c.WSVersion = 2
+	if c.Drop == 0 {
+		c.Drop = max(1, c.Pairs/2)
+	}
+	switch {
+	case c.Drop < 0 || c.Drop > c.Pairs:
+		return fmt.Errorf("--drop %d: between 1 and --pairs %d", c.Drop, c.Pairs)
+	case c.DropAt <= 0 || c.Down < 0:
+		return errors.New("--drop-at must be positive and --down not negative")
+	case c.DropAt+c.Down >= c.Duration:
+		return fmt.Errorf("--drop-at %s + --down %s must end before --duration %s (leave time for the catch-up)", c.DropAt, c.Down, c.Duration)
+	case c.EditEvery < 0 || c.DeleteEvery < 0 || c.CheckViews < 0:
+		return errors.New("--edit-every, --delete-every and --check-views must not be negative")
+	}
+	return nil
+}
+
+// resumeShare is the resume spec of a worker holding pairs pairs from
+// pair first on, after workers holding before drops: its drops, and its
+// share of the state checks (spread over the workers by their drops).
+func (c *Config) resumeShare(first, pairs, before int) *resumeSpec {
+	rs := &resumeSpec{DropAt: c.DropAt, Down: c.Down, EditEvery: c.EditEvery, DeleteEvery: c.DeleteEvery}
+	for j := range pairs {
+		if dropped(first+j, c.Drop, c.Pairs) {
+			rs.Drops = append(rs.Drops, j)
+		}
+	}
+	checks, d := min(c.CheckViews, c.Drop), max(c.Drop, 1)
+	rs.CheckViews = checks*(before+len(rs.Drops))/d - checks*before/d
+	return rs
 }

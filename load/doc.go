@@ -1,7 +1,8 @@
 // Package load is rewind-load, REWIND's load-testing harness: it creates
 // load accounts (directly in the server's store, or through the real
 // register → mail → verify → login path), opens sessions that follow the
-// gateway protocol exactly, runs a scenario (idle, dm, churn, storm) and
+// gateway protocol exactly, runs a scenario (idle, dm, churn, storm,
+// resume) and
 // measures it: connect+auth latency and rate, send→echo and send→delivery
 // latency as HdrHistograms (for the whole run, its warm-up and the rest),
 // counts by error and close code, the rooms the server activated, and the
@@ -49,6 +50,33 @@
 // 30 s in all), and each such message counts as found in history at the
 // end, missing from history, or not checked (session down, check
 // unfinished or out of time; TestFinalCheck, TestAtEnd).
+//
+// The resume scenario (resume.go) speaks protocol v2 (/ws?v=2): the pairs
+// chat as in dm, and each author follows every --edit-every-th send (10)
+// with an edit and every --delete-every-th (25) with a delete of one of
+// its own messages picked at random, once the send is acknowledged. At
+// --drop-at after the sending began, the receiving sides (B) of --drop
+// pairs, spread over the pairs, stop sending, wait for their answers
+// (2 s at most) and close cleanly (1000); their peers go on. --down after
+// the drop they reconnect: heartbeat, auth, whose v2 answer lists the
+// chats with their seq (protocol.md §4.1), and when the DM's seq is above
+// the session's position (the highest seq or edit_seq it saw, its own
+// echoes included) `load changes` since it, page after page while the end
+// marker says more (1,000 pages at most). Each session keeps its view of
+// the DM (id → content hash, latest change, deleted) and the changes
+// acknowledged to it; a change seen twice (live and caught up) is a
+// duplicate, applied once. Live deliveries are also timed by when they
+// were sent: before the drop, while down, after the reconnect. Once the
+// sending stops, the drain lasts until every change acknowledged to a
+// peer reached every session connected (or --drain); then the dropped
+// sessions (up to --check-views) load the DM's history afresh (load chat,
+// 100 a page) and compare it with their views (absent, extra, stale; 64 at
+// once per worker, 30 s in all), and once every session has ended every
+// acknowledged send is looked up in the other side's view: seen (live or
+// caught up), deleted before it was seen (a catch-up leaves it out), or
+// missing; acknowledged edits and deletes likewise (TestResumeWorker and
+// TestResumeWorkerFaults run a worker against a simulated v2 server,
+// fakev2_test.go).
 //
 // Each session costs one goroutine (it dials, then reads every frame); its
 // heartbeats come from one wheel goroutine per worker and dm sends from one

@@ -165,7 +165,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	}
 	r.smp = newSampler(cfg.ServerPID, cfg.HTTP+"/metrics", r.start, r.open.Load, pg)
 	r.web = &http.Client{Timeout: 3 * time.Second}
-	if cfg.Scenario == "dm" {
+	if cfg.chatting() {
 		r.res.Rooms = &RoomsResult{Pairs: cfg.Pairs, Warmed: cfg.WarmRooms}
 		r.res.Rooms.AtStart = r.roomsCounter()
 	}
@@ -203,8 +203,8 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 		p.in.Close()
 	}
 	stopBy := time.Now().Add(cfg.Drain + closeWait + 15*time.Second)
-	if cfg.ledger() {
-		stopBy = stopBy.Add(finalCheckTime) // the final check on history
+	if cfg.ledger() || cfg.Scenario == "resume" {
+		stopBy = stopBy.Add(finalCheckTime) // the final check on history, the state check
 	}
 	r.waitUntil(stopBy, true, func() bool {
 		for _, p := range r.procs {
@@ -244,6 +244,7 @@ func (r *runner) spawn(accounts []Account, sources []string, befriend bool) erro
 	if per%2 == 1 {
 		per++
 	}
+	drops := 0 // resume: the drops of the workers so far
 	deadline := time.Now().Add(cfg.ConnectTimeout + cfg.Duration + cfg.Drain + time.Minute)
 	if cfg.WarmRooms || cfg.Scenario == "storm" && cfg.Pairs > 0 {
 		deadline = deadline.Add(cfg.Drain) // the warming or the first messages' wait
@@ -264,8 +265,12 @@ func (r *runner) spawn(accounts []Account, sources []string, befriend bool) erro
 			Drain: cfg.Drain, Progress: time.Second, Deadline: deadline.UnixNano(),
 		}
 		share := float64(hi-lo) / float64(n)
-		if cfg.Scenario == "dm" {
+		if cfg.chatting() {
 			spec.Rate = cfg.Rate * float64(pairs) / float64(cfg.Pairs)
+		}
+		if cfg.Scenario == "resume" {
+			spec.Resume = cfg.resumeShare(lo/2, pairs, drops)
+			drops += len(spec.Resume.Drops)
 		}
 		if cfg.Scenario == "churn" {
 			spec.Churn = cfg.Churn * share
@@ -535,7 +540,7 @@ func (r *runner) scenario() {
 	case "idle":
 		r.setPhase("holding")
 		r.sleep(cfg.Duration)
-	case "dm":
+	case "dm", "resume":
 		if cfg.WarmRooms {
 			r.setPhase("warming rooms")
 			r.broadcast(cmdWarm)
@@ -550,6 +555,18 @@ func (r *runner) scenario() {
 		r.res.phaseStart = time.Now()
 		r.setPhase("sending")
 		r.broadcastCmd(command{Cmd: cmdDM, At: r.res.phaseStart.UnixNano()})
+		if cfg.Scenario == "resume" {
+			// The workers drop and bring back their sessions themselves;
+			// the phases are for the progress line.
+			if r.sleep(cfg.DropAt) {
+				r.setPhase("down")
+				if r.sleep(cfg.Down) {
+					r.setPhase("resumed")
+					r.sleep(cfg.Duration - cfg.DropAt - cfg.Down)
+				}
+			}
+			return
+		}
 		r.sleep(cfg.Duration)
 	case "storm":
 		if cfg.AfterRestart {
@@ -722,8 +739,11 @@ func (r *runner) progress(force bool) {
 	line := fmt.Sprintf("%5.1fs %-12s open %d/%d auth %d fail %d",
 		time.Since(r.start).Seconds(), r.phase, t["open"], r.cfg.Sessions, t["authenticated"],
 		t["connect_failed"]+t["auth_failed"]+t["setup_failed"])
-	if r.cfg.Scenario == "dm" {
+	if r.cfg.chatting() {
 		line += fmt.Sprintf(" | sent %d ack %d dlv %d", t["sent"], t["acked"], t["delivered"])
+	}
+	if r.cfg.Scenario == "resume" {
+		line += fmt.Sprintf(" | edits %d deletes %d dropped %d back %d caught up %d", t["edits_acked"], t["deletes_acked"], t["dropped"], t["resumed"], t["resume_catch_ups"])
 	}
 	if r.cfg.Scenario == "churn" {
 		line += fmt.Sprintf(" | churn %d done %d", t["churn_started"], t["churn_completed"])
@@ -802,14 +822,14 @@ func (r *runner) finish() error {
 		}
 		res.UnexpectedOnSurviving, res.UnexpectedOnLost = &surviving, &away
 	}
-	if r.cfg.Scenario == "dm" {
+	if r.cfg.chatting() {
 		m := &MessagesResult{
 			Sent: c["sent"], Acked: c["acked"], Delivered: c["delivered"], SendErrors: c["send_errors"],
 			Duplicates: c["duplicates"], Skipped: c["skipped"],
 		}
 		m.Unacked = m.Sent - m.Acked - m.SendErrors
 		m.CaughtUp = c["caught_up"]
-		m.Undelivered = m.Acked - m.Delivered - m.CaughtUp
+		m.Undelivered = m.Acked - m.Delivered - m.CaughtUp - c["deleted_unseen"]
 		m.SentCrossNode = c["sent_cross_node"]
 		if d := r.phaseSeconds(); d > 0 {
 			m.SentPerSecond = float64(m.Sent) / d
@@ -818,6 +838,9 @@ func (r *runner) finish() error {
 		res.Messages = m
 		if r.cfg.ledger() {
 			res.Reconnect = reconnectResult(c, res.Latency)
+		}
+		if r.cfg.Scenario == "resume" {
+			res.Resume = resumeResult(r.cfg, c, res.Latency)
 		}
 	}
 	if rm := res.Rooms; rm != nil && rm.AtEnd != nil {
@@ -891,7 +914,7 @@ func (r *runner) serverFigures() {
 		s.PhaseCPUSeconds = phaseCPU1 - phaseCPU0
 		s.PhaseSeconds = dt
 		s.PhaseCPUPercent = 100 * s.PhaseCPUSeconds / dt
-		if r.cfg.Scenario == "dm" {
+		if r.cfg.chatting() {
 			s.PhaseDelivered = r.deliveredAt(r.sampleTime(phase1)) - r.deliveredAt(r.sampleTime(phase0))
 		}
 		per1000 = func(cpu float64) *float64 {

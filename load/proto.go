@@ -46,7 +46,10 @@ type workerSpec struct {
 	// Ledger: dm with --reconnect: keep every acknowledged and delivered
 	// message id, catch up on history after a loss, count what never
 	// arrived.
-	Ledger     bool          `json:"ledger"`
+	Ledger bool `json:"ledger"`
+	// Resume: the resume scenario's drops, edits and state checks (nil:
+	// another scenario).
+	Resume     *resumeSpec   `json:"resume,omitempty"`
 	Backoff    time.Duration `json:"backoff"`
 	BackoffMax time.Duration `json:"backoff_max"`
 	Drain      time.Duration `json:"drain"`

@@ -39,7 +39,12 @@ type Result struct {
 	// sent. With a ledger (dm --reconnect), reconnect_first_delivery and
 	// reconnect_caught_up are per reconnection after an unexpected close:
 	// from the close to the first live delivery on the new connection, and
-	// to the end of its catch-up on history.
+	// to the end of its catch-up on history. resume: delivery_before_drop,
+	// delivery_while_down and delivery_after_reconnect split the live
+	// deliveries by when the message was sent (before the drop, while the
+	// dropped sessions were down, from when they were to come back on);
+	// resume_reconnect_to_auth, resume_reconnect_to_caught_up and
+	// resume_auth_to_caught_up are per reconnection (ResumeResult).
 	Latency  map[string]Latency `json:"latency_us"`
 	Messages *MessagesResult    `json:"messages,omitempty"`
 	Rooms    *RoomsResult       `json:"rooms,omitempty"`
@@ -48,6 +53,8 @@ type Result struct {
 	First    *FirstResult       `json:"first_messages,omitempty"`
 	// Reconnect is the ledger's accounting (dm --reconnect).
 	Reconnect *ReconnectResult `json:"reconnect,omitempty"`
+	// Resume is the resume scenario's accounting.
+	Resume *ResumeResult `json:"resume,omitempty"`
 	// Nodes are the figures per node, in --server order (one entry for a
 	// single server).
 	Nodes []NodeResult `json:"nodes"`
@@ -92,7 +99,14 @@ type Params struct {
 	ConnectConcurrency int      `json:"connect_concurrency"`
 	Reconnect          bool     `json:"reconnect"`
 	AfterRestart       bool     `json:"after_restart,omitempty"`
-	ServerPID          int      `json:"server_pid,omitempty"`
+	// resume
+	Drop          int     `json:"drop,omitempty"`
+	DropAtSeconds float64 `json:"drop_at_seconds,omitempty"`
+	DownSeconds   float64 `json:"down_seconds,omitempty"`
+	EditEvery     int     `json:"edit_every,omitempty"`
+	DeleteEvery   int     `json:"delete_every,omitempty"`
+	CheckViews    int     `json:"check_views,omitempty"`
+	ServerPID     int     `json:"server_pid,omitempty"`
 }
 
 // SessionsResult is the first connect phase.
@@ -297,9 +311,13 @@ func newResult(cfg *Config, sources []string) *Result {
 		r.Params.Nodes, r.Params.CrossNode = cfg.gatewayURLs(), cfg.CrossNode
 	}
 	switch cfg.Scenario {
-	case "dm":
+	case "dm", "resume":
 		r.Params.Rate, r.Params.Size = cfg.Rate, cfg.Size
 		r.Params.WarmupSeconds, r.Params.WarmRooms = cfg.Warmup.Seconds(), cfg.WarmRooms
+		if cfg.Scenario == "resume" {
+			r.Params.Drop, r.Params.DropAtSeconds, r.Params.DownSeconds = cfg.Drop, cfg.DropAt.Seconds(), cfg.Down.Seconds()
+			r.Params.EditEvery, r.Params.DeleteEvery, r.Params.CheckViews = cfg.EditEvery, cfg.DeleteEvery, cfg.CheckViews
+		}
 	case "churn":
 		r.Params.Churn, r.Params.HoldSeconds = cfg.Churn, cfg.Hold.Seconds()
 	}
@@ -330,6 +348,8 @@ func printSummary(w io.Writer, res *Result) {
 	switch res.Scenario {
 	case "dm":
 		head += fmt.Sprintf(", %d pairs at %.0f msg/s", p.Pairs, p.Rate)
+	case "resume":
+		head += fmt.Sprintf(", %d pairs at %.0f msg/s, %d receiving sides dropped at %s for %s", p.Pairs, p.Rate, p.Drop, seconds(p.DropAtSeconds), seconds(p.DownSeconds))
 	case "churn":
 		head += fmt.Sprintf(" as accounts, %.0f connects/s holding %.1f s", p.Churn, p.HoldSeconds)
 	case "storm":
@@ -439,6 +459,9 @@ func printSummary(w io.Writer, res *Result) {
 				*rc.FoundAtEnd, *rc.MissingAtEnd, *rc.UncheckedAtEnd, rc.FinalChecks, rc.FinalUnfinished)
 		}
 	}
+	if rs := res.Resume; rs != nil {
+		printResume(tw, rs)
+	}
 	tw.Flush()
 	printNodes(w, res)
 
@@ -528,6 +551,8 @@ var histLabel = map[string]string{
 	hDeliverySame: "send→delivery same node", hDeliverySameWarm: "same node warm-up", hDeliverySameAfter: "same node after warm-up",
 	hDeliveryCross: "send→delivery cross-node", hDeliveryCrossWarm: "cross-node warm-up", hDeliveryCrossAfter: "cross-node after warm-up",
 	hReconnectFirst: "close→first delivery", hReconnectCaughtUp: "close→caught up",
+	hDeliveryBeforeDrop: "send→delivery before drop", hDeliveryWhileDown: "send→delivery while down", hDeliveryAfterDrop: "send→delivery after reconnect",
+	hResumeAuth: "reconnect→auth", hResumeLoad: "auth→caught up", hResumeCaughtUp: "reconnect→caught up",
 }
 
 // roomsLines say whether the run began with warm rooms and how many the

@@ -58,6 +58,8 @@ type session struct {
 	hbCount int64
 	closing bool // the harness closed the current connection
 	storm   bool // ... to reconnect it at once (storm)
+	// dropClose: ... to reconnect it after the resume scenario's down time
+	dropClose bool
 	// closeSent: a close frame went out on the current connection (ours,
 	// or the answer to the server's); no data frame may follow it.
 	closeSent bool
@@ -84,6 +86,11 @@ type session struct {
 	// first live dm delivery is awaited (dm with a ledger).
 	firstAfter time.Time
 	ledger     *ledger // dm with --reconnect; nil otherwise
+	// resume is the resume scenario's state of a paired session (resume.go).
+	resume *resumeState
+	// resuming: dropped by the resume scenario, the session comes back
+	// after the down time (failed attempts are retried).
+	resuming bool
 	// churnSettled: the churn session authenticated or failed (rather than
 	// being cut short by the end of the run).
 	churnSettled bool
@@ -132,6 +139,7 @@ func (s *session) run(first func(ok bool)) {
 			continue
 		}
 		attempt = 0
+		s.resuming = false
 		now := time.Now()
 		w.hists[hConnect].record(now.Sub(t0))
 		w.c.add(cAuthenticated, 1)
@@ -157,6 +165,9 @@ func (s *session) run(first func(ok bool)) {
 				s.firstAfter = lostAt
 				s.startCatchUp(lostAt)
 			}
+		}
+		if s.resume != nil {
+			s.resumeAuthed(t0, now)
 		}
 		if s.lostCounted {
 			s.lostCounted = false
@@ -185,13 +196,15 @@ func (s *session) run(first func(ok bool)) {
 			w.c.add(cCatchUpFailed, 1) // cut by the connection's end
 			l.catch = nil
 		}
+		s.changesFailed() // cut by the connection's end
 		s.mu.Lock()
-		expected, storm := s.closing, s.storm
-		s.storm = false
+		expected, storm, drop := s.closing, s.storm, s.dropClose
+		s.storm, s.dropClose = false, false
 		s.conn.Close()
 		s.conn = nil
 		s.mu.Unlock()
 		s.finalGiveUp() // cut by the connection's end (after conn is nil: see startFinal)
+		s.viewGiveUp()
 		w.closes.add(cerr.key())
 		w.c.add(cCloses, 1)
 		if !expected {
@@ -200,6 +213,9 @@ func (s *session) run(first func(ok bool)) {
 			w.unexpected.add(cerr.key())
 			if s.ledger != nil {
 				s.ledger.lost()
+			}
+			if s.resume != nil {
+				s.resume.down(w.now())
 			}
 			s.lostAt = time.Now()
 			s.lostCounted = true
@@ -215,6 +231,14 @@ func (s *session) run(first func(ok bool)) {
 		case storm && !w.stopped():
 			s.lostAt = w.stormAt()
 			s.stormed = true
+			w.c.add(cReconnects, 1)
+			continue
+		case drop && !w.stopped():
+			// Dropped (resume): back at the drop's time plus the down time.
+			s.resuming = true
+			if !w.sleep(time.Duration(w.backNanos.Load() - w.now())) {
+				return
+			}
 			w.c.add(cReconnects, 1)
 			continue
 		case !expected && w.spec.Reconnect && !w.stopped():
@@ -235,7 +259,7 @@ func (s *session) nodeC() *nodeCounters { return &s.w.nodes[s.node.Load()] }
 
 // reconnecting reports whether the session is coming back from a loss or
 // a storm, when failed attempts are retried whatever spec.Reconnect says.
-func (s *session) reconnecting() bool { return !s.lostAt.IsZero() }
+func (s *session) reconnecting() bool { return !s.lostAt.IsZero() || s.resuming }
 
 // backoff is the wait before attempt n (1, 2, …): full jitter over an
 // exponential bound.
@@ -376,6 +400,9 @@ func (s *session) await(r *reader, typ string) error {
 				if id, ok := selfID(p); ok {
 					s.id.Store(id)
 				}
+				if s.resume != nil {
+					s.resume.authFrame = append(s.resume.authFrame[:0], p...)
+				}
 			}
 			return nil
 		case "error":
@@ -420,6 +447,17 @@ func (s *session) handle(p []byte) {
 		w.c.add(cHeartbeatsAnswered, 1)
 	case "chat":
 		if nonce, ok := frameNonce(p); ok {
+			switch {
+			case isChanges(nonce):
+				s.changesItem(p)
+				return
+			case isEdit(nonce):
+				s.editEcho(p)
+				return
+			case isView(nonce):
+				s.viewItem(p)
+				return
+			}
 			if isHistory(nonce) {
 				s.historyItem(p)
 				return
@@ -428,19 +466,29 @@ func (s *session) handle(p []byte) {
 				s.finalItem(p)
 				return
 			}
-			if kind, cross, _, nanos, ok := parseKindStamp(nonce); ok {
+			if kind, cross, seq, nanos, ok := parseKindStamp(nonce); ok {
 				var id int64
 				if s.ledger != nil && kind == kindDM {
 					id, _, _ = chatIDs(p)
 				}
 				s.acked(kind, cross, nanos, id)
+				if s.resume != nil {
+					s.resumeEcho(p, kind, seq)
+				}
 			}
+			return
+		}
+		if s.resume != nil && bytes.HasPrefix(p, chatEditKind) {
+			s.resumeLive(p, false)
 			return
 		}
 		if !bytes.HasPrefix(p, chatSendKind) {
 			return
 		}
 		if content, ok := stringAfter(p, len(chatSendKind), contentPrefix); ok {
+			if s.resume != nil && !s.resumeLive(p, true) {
+				return // seen before (in a catch-up): a duplicate
+			}
 			var id int64
 			if s.ledger != nil {
 				id, _, _ = chatIDs(p)
@@ -448,10 +496,17 @@ func (s *session) handle(p []byte) {
 			s.delivered(content, id)
 		}
 	case "load":
-		if nonce, ok := frameNonce(p); ok && isHistory(nonce) {
+		nonce, ok := frameNonce(p)
+		switch {
+		case !ok:
+		case isHistory(nonce):
 			s.historyEnd(p)
-		} else if ok && isFinal(nonce) {
+		case isFinal(nonce):
 			s.finalEnd(p)
+		case isChanges(nonce):
+			s.changesEnd(p)
+		case isView(nonce):
+			s.viewEnd(p)
 		}
 	case "error":
 		code, reason := errorCode(p)
@@ -468,8 +523,22 @@ func (s *session) handle(p []byte) {
 			s.finalGiveUp() // refused
 			return
 		}
+		switch {
+		case isChanges(nonce):
+			s.changesFailed() // refused
+			return
+		case isEdit(nonce):
+			s.editError()
+			return
+		case isView(nonce):
+			s.viewGiveUp() // refused
+			return
+		}
 		if kind, _, _, _, ok := parseKindStamp(nonce); ok {
 			w.refused(kind)
+			if s.resume != nil {
+				s.resume.outstanding.Add(-1)
+			}
 			return
 		}
 		s.answer(nonce, p)
@@ -522,6 +591,9 @@ func (s *session) delivered(content []byte, id int64) {
 		s.nodeC().add(nDelivered, 1)
 		w.hists[hDelivery].record(d)
 		w.byPhase(nanos, hDeliveryWarm, hDeliveryAfter).record(d)
+		if w.spec.Resume != nil {
+			w.byDrop(nanos).record(d)
+		}
 		if w.multi {
 			if cross {
 				w.hists[hDeliveryCross].record(d)
@@ -718,7 +790,13 @@ func (s *session) send(fb *frameBuf, kind byte) bool {
 		fb.b = append(fb.b, `"},"nonce":"`...)
 		fb.b = append(fb.b, fb.b[start:start+stamp]...)
 		fb.b = append(fb.b, `"}`...)
+		if s.resume != nil {
+			s.resume.outstanding.Add(1) // before the write: the echo may come before it returns
+		}
 		if s.write(fb.finish(ws.OpText), 0) != nil {
+			if s.resume != nil {
+				s.resume.outstanding.Add(-1)
+			}
 			return false
 		}
 	}

@@ -61,6 +61,54 @@ const (
 	cUncheckedAtEnd                    // ... not checked (session down, check unfinished, out of time)
 	cFinalChecks                       // final checks made (one per receiving session)
 	cFinalUnfinished                   // ... refused, cut, out of time (the rest ended by themselves)
+
+	// The resume scenario (resume.go).
+	cEditsSent           // edits written
+	cEditsAcked          // ... echoed
+	cDeletesSent         // deletes written
+	cDeletesAcked        // ... echoed
+	cEditErrors          // edits and deletes refused
+	cEditsLive           // edit events received live (new to the view)
+	cDeletesLive         // delete events received live (new to the view)
+	cDropped             // sessions closed cleanly at the drop
+	cDropNotConnected    // sessions to drop that were not connected
+	cResumed             // dropped sessions authenticated again
+	cDropStillDown       // dropped sessions not back when the run ended
+	cResumeCatchUps      // load changes catch-ups finished (more false)
+	cResumeCatchUpFailed // ... refused, or cut by the connection's end
+	cResumeTruncated     // ... stopped at maxChangesPages
+	cResumeNotNeeded     // reconnections whose auth answer gave the DM's seq at or below the position
+	cResumePages         // changes pages received
+	cChatsListed         // reconnections whose auth answer listed the DM
+	cChatsWithoutDM      // ... had a chats list without the DM
+	cChatsAbsent         // ... had no chats list
+	cChatsBehind         // the changes the auth answers' seq were ahead of the sessions' positions, added up
+	cOwnRecovered        // a session's own messages first seen in a catch-up (their echo was lost)
+	cEditsRecovered      // edits first seen in a catch-up
+	cDeletesRecovered    // deletes first seen in a catch-up
+	cResumeDuplicates    // changes seen twice (live and in a catch-up), applied once
+	cNoSeq               // chat frames without seq (not v2)
+	cDeletedUnseen       // acknowledged sends never seen by the peer, deleted (acknowledged) before
+	cDownAcked           // sends acknowledged while the peer was down
+	cDownCaughtUp        // ... first seen by it in a catch-up
+	cDownLive            // ... first seen by it live
+	cDownDeleted         // ... never seen, deleted before
+	cDownEdits           // edits acknowledged while the peer was down
+	cDownDeletes         // deletes acknowledged while the peer was down
+	cDroppedMissing      // sends acknowledged to the peer of a dropped session that it never saw
+	cDroppedEditsMissing // edits and deletes acknowledged ... that its view does not hold
+	cOtherMissing        // the same for the sessions never dropped
+	cOtherEditsMissing
+	cResumeUnchecked // workers whose sessions did not end: not counted
+	cViewChecks      // state checks made
+	cViewMatched     // ... complete, the view equal to the history
+	cViewMismatched  // ... complete, not equal
+	cViewUnfinished  // ... refused, cut, out of time, page bound
+	cViewNotChecked  // dropped sessions down or catching up at the end: not checked
+	cViewMessages    // messages in the histories of the complete checks
+	cViewAbsent      // in the history, not in the view
+	cViewExtra       // in the view, not in the history
+	cViewStale       // in both, with another content
 	nCounters
 )
 
@@ -76,6 +124,15 @@ var counterNames = [nCounters]string{
 	"reconnected", "moved", "catch_ups", "catch_up_failed", "catch_up_truncated",
 	"caught_up", "catch_up_overlap", "missing", "still_down", "ledger_unchecked",
 	"found_in_history_at_end", "missing_from_history_at_end", "not_checked_at_end", "final_checks", "final_checks_unfinished",
+	"edits_sent", "edits_acked", "deletes_sent", "deletes_acked", "edit_errors", "edits_live", "deletes_live",
+	"dropped", "drop_not_connected", "resumed", "drop_still_down",
+	"resume_catch_ups", "resume_catch_up_failed", "resume_catch_up_truncated", "resume_catch_up_not_needed", "resume_pages",
+	"chats_listed", "chats_without_dm", "chats_absent", "chats_behind",
+	"own_recovered", "edits_recovered", "deletes_recovered", "resume_duplicates", "frames_without_seq",
+	"deleted_unseen", "down_acked", "down_caught_up", "down_live", "down_deleted_unseen", "down_edits_acked", "down_deletes_acked",
+	"dropped_missing", "dropped_edits_missing", "other_missing", "other_edits_missing", "resume_unchecked",
+	"view_checks", "view_matched", "view_mismatched", "view_unfinished", "view_not_checked", "view_messages",
+	"view_absent", "view_extra", "view_stale",
 }
 
 // counters are one worker's figures.
@@ -138,6 +195,17 @@ const (
 	// and to the end of its catch-up on history.
 	hReconnectFirst    = "reconnect_first_delivery"
 	hReconnectCaughtUp = "reconnect_caught_up"
+
+	// resume: live deliveries by when the message was sent (before the
+	// drop, while the dropped sessions were down, after they were to be
+	// back); per reconnection: dial to auth answered, dial to the last
+	// changes page, auth answered to the last changes page.
+	hDeliveryBeforeDrop = "delivery_before_drop"
+	hDeliveryWhileDown  = "delivery_while_down"
+	hDeliveryAfterDrop  = "delivery_after_reconnect"
+	hResumeAuth         = "resume_reconnect_to_auth"
+	hResumeCaughtUp     = "resume_reconnect_to_caught_up"
+	hResumeLoad         = "resume_auth_to_caught_up"
 )
 
 // histNames is also the order of the summary's latency table.
@@ -148,6 +216,8 @@ var histNames = []string{
 	hDeliverySame, hDeliverySameWarm, hDeliverySameAfter,
 	hDeliveryCross, hDeliveryCrossWarm, hDeliveryCrossAfter,
 	hReconnectFirst, hReconnectCaughtUp,
+	hDeliveryBeforeDrop, hDeliveryWhileDown, hDeliveryAfterDrop,
+	hResumeAuth, hResumeLoad, hResumeCaughtUp,
 	hFirstAck, hFirstDelivery, hSendLag, hChurn,
 }
 

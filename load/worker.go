@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"strconv"
@@ -94,6 +95,13 @@ type worker struct {
 	// message stamped before it counts as sent during the warm-up.
 	warmEnd  atomic.Int64
 	warmDone chan struct{} // closed when the --warm-rooms messages are over
+
+	// resume: when the drop was made and when the dropped sessions are to
+	// come back, in w.now() nanoseconds (math.MaxInt64 until the drop);
+	// the timer of the drop.
+	dropNanos atomic.Int64
+	backNanos atomic.Int64
+	dropTimer *time.Timer
 }
 
 func newWorker(spec workerSpec, out io.Writer) *worker {
@@ -114,6 +122,8 @@ func newWorker(spec workerSpec, out io.Writer) *worker {
 	if len(w.urls) == 0 {
 		w.urls = []string{""}
 	}
+	w.dropNanos.Store(math.MaxInt64)
+	w.backNanos.Store(math.MaxInt64)
 	for _, n := range histNames {
 		w.hists[n] = newHist()
 	}
@@ -224,6 +234,9 @@ func (w *worker) run(cmds <-chan command) {
 					w.warmEnd.Store(int64(at.Sub(w.epoch) + w.spec.Warmup))
 					w.senderDone = make(chan struct{})
 					go w.sendLoop()
+					if rs := w.spec.Resume; rs != nil && len(rs.Drops) > 0 {
+						w.dropTimer = time.AfterFunc(time.Until(at.Add(rs.DropAt)), w.drop)
+					}
 				}
 			case cmdWarm:
 				if w.warmDone == nil && w.senderDone == nil {
@@ -261,6 +274,9 @@ func (w *worker) startSessions() {
 		a.peer, b.peer = b, a
 		if w.spec.Ledger {
 			a.ledger, b.ledger = newLedger(), newLedger()
+		}
+		if w.spec.Resume != nil {
+			a.resume, b.resume = newResumeState(), newResumeState()
 		}
 	}
 	w.pending.Store(int64(n))
@@ -346,8 +362,9 @@ func ask(s *session, name, nonce string) bool {
 // sendLoop sends the dm messages at spec.Rate, the pairs' two directions in
 // turn, open loop: a send that falls behind its schedule is made at once
 // (and its lag recorded), never dropped. A send is skipped when its author
-// is not connected, and without a ledger also when its peer is not: with
-// one, the peer catches up on what it missed once back.
+// is not connected (or, resume, is being dropped), and without a ledger or
+// resume state also when its peer is not: with one, the peer catches up on
+// what it missed once back.
 func (w *worker) sendLoop() {
 	defer close(w.senderDone)
 	var dirs []*session
@@ -371,7 +388,8 @@ func (w *worker) sendLoop() {
 			n++
 			s := dirs[k]
 			k = (k + 1) % len(dirs)
-			if !s.authed.Load() || !w.spec.Ledger && !s.peer.authed.Load() || !s.send(fb, kindDM) {
+			catchesUp := w.spec.Ledger || s.resume != nil
+			if !s.authed.Load() || s.resume != nil && s.resume.dropping.Load() || !catchesUp && !s.peer.authed.Load() || !s.send(fb, kindDM) {
 				w.c.add(cSkipped, 1)
 				continue
 			}
@@ -538,12 +556,24 @@ func (w *worker) back() {
 func (w *worker) stop() {
 	w.stopOnce.Do(func() { close(w.stopCh) })
 	w.cancel() // dials in flight are not needed any more
+	if w.dropTimer != nil {
+		w.dropTimer.Stop()
+	}
 	if w.senderDone != nil {
 		<-w.senderDone
 		deadline := time.Now().Add(w.spec.Drain)
 		for time.Now().Before(deadline) {
 			sent, acked, errs, delivered := w.c.get(cSent), w.c.get(cAcked), w.c.get(cSendErrors), w.c.get(cDelivered)+w.c.get(cCaughtUp)
-			if acked+errs >= sent && delivered >= acked {
+			if w.spec.Resume != nil {
+				// Every send and edit answered, every change acknowledged
+				// to a peer connected arrived there (deleted messages
+				// need not: a catch-up leaves them out).
+				edits := w.c.get(cEditsSent) + w.c.get(cDeletesSent)
+				answered := w.c.get(cEditsAcked) + w.c.get(cDeletesAcked) + w.c.get(cEditErrors)
+				if acked+errs >= sent && answered >= edits && w.resumeSettled() {
+					break
+				}
+			} else if acked+errs >= sent && delivered >= acked {
 				break
 			}
 			time.Sleep(10 * time.Millisecond)
@@ -551,6 +581,10 @@ func (w *worker) stop() {
 		if w.spec.Ledger {
 			// What is acknowledged and still unseen: in history, or not?
 			w.checkHistory(finalCheckTime)
+		}
+		if w.spec.Resume != nil && w.spec.Resume.CheckViews > 0 {
+			// Does each dropped session's view equal the chat's history?
+			w.checkViews(finalCheckTime)
 		}
 	}
 	// The sessions open on each node when the run ends, before they close.
@@ -592,10 +626,16 @@ func (w *worker) stop() {
 		if w.spec.Ledger {
 			w.c.add(cLedgerUnchecked, 1)
 		}
+		if w.spec.Resume != nil {
+			w.c.add(cResumeUnchecked, 1)
+		}
 	default:
 		w.c.add(cStillDown, w.down.Load())
 		if w.spec.Ledger {
 			w.checkLedgers()
+		}
+		if w.spec.Resume != nil {
+			w.checkResume()
 		}
 	}
 	close(w.doneCh)

@@ -447,6 +447,10 @@ func TestUsage(t *testing.T) {
 		{"--scenario", "dm", "--pairs", "5", "--sessions", "4", "--database-url", "sqlite:x"},
 		{"--server", "http://127.0.0.1:8081", "--url", "ws://127.0.0.1:8081", "--database-url", "sqlite:x"},
 		{"--cross-node", "--database-url", "sqlite:x"},
+		{"--scenario", "resume", "--ws-version", "1", "--database-url", "sqlite:x"},
+		{"--scenario", "resume", "--pairs", "4", "--drop", "5", "--database-url", "sqlite:x"},
+		{"--scenario", "resume", "--drop-at", "5s", "--down", "3s", "--duration", "8s", "--database-url", "sqlite:x"},
+		{"--scenario", "resume", "--target", "centrifugo"},
 	} {
 		stderr.Reset()
 		require.Equal(t, 2, run(args, nil, &stdout, &stderr), "%v", args)
@@ -472,14 +476,22 @@ func TestCompare(t *testing.T) {
 	require.NoError(t, os.WriteFile(h, []byte(`{"scenario":"storm","params":{"sessions":4},"sessions":{"authenticated":4},
 		"first_messages":{"pairs":2,"delivered":2,"ack_us":{"count":2,"p99_us":30000},"delivery_us":{"count":2,"p99_us":31000}},
 		"rooms":null,"server":{}}`), 0o644))
+	// resume: catch-up p99, missing messages/edits, views equal of checked.
+	k := filepath.Join(dir, "resume.json")
+	require.NoError(t, os.WriteFile(k, []byte(`{"scenario":"resume","params":{"sessions":4},"sessions":{"authenticated":4},
+		"messages":{"sent":10,"acknowledged":10,"delivered":8,"sent_per_second":5},
+		"resume":{"reconnect_to_caught_up_us":{"count":2,"p99_us":45000},"missing":0,"edits_missing":1,"view_checks":2,"views_matched":1},
+		"server":{}}`), 0o644))
 	var out, errOut bytes.Buffer
-	require.Equal(t, 0, run([]string{"compare", f, g, h}, nil, &out, &errOut), errOut.String())
+	require.Equal(t, 0, run([]string{"compare", f, g, h, k}, nil, &out, &errOut), errOut.String())
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	require.Len(t, lines, 4)
+	require.Len(t, lines, 5)
 	require.Contains(t, lines[0], "dlv p99 warm-up ms")
 	require.Contains(t, lines[0], "dlv p99 after warm-up ms")
-	require.Equal(t, strings.Fields("dm.json dm 4 4 100 5 10 10 1.50 2.50 1.60 2.60 2.70 2.80 - - - 0 - 10.0 12 - - - - - -"), strings.Fields(lines[1]), "an older results file")
-	require.Equal(t, strings.Fields("new.json dm/centrifugo 4 4 100 5 10 10 - - 0.00 2.60 0.00 0.00 9.00 1.20 warm:2+0/2 0 - 0.0 12 0.250 7 0.125 - - -"), strings.Fields(lines[2]))
-	require.Equal(t, strings.Fields("storm.json storm 4 4 0 - - - - - - - - - - - - 0 - 0.0 0 - - - 30.00 31.00 2/2"), strings.Fields(lines[3]))
+	require.Contains(t, lines[0], "catch-up p99 ms")
+	require.Equal(t, strings.Fields("dm.json dm 4 4 100 5 10 10 1.50 2.50 1.60 2.60 2.70 2.80 - - - 0 - 10.0 12 - - - - - - - - -"), strings.Fields(lines[1]), "an older results file")
+	require.Equal(t, strings.Fields("new.json dm/centrifugo 4 4 100 5 10 10 - - 0.00 2.60 0.00 0.00 9.00 1.20 warm:2+0/2 0 - 0.0 12 0.250 7 0.125 - - - - - -"), strings.Fields(lines[2]))
+	require.Equal(t, strings.Fields("storm.json storm 4 4 0 - - - - - - - - - - - - 0 - 0.0 0 - - - 30.00 31.00 2/2 - - -"), strings.Fields(lines[3]))
+	require.Equal(t, strings.Fields("resume.json resume 4 4 0 5 10 8 - - - - - - - - - 0 - 0.0 0 - - - - - - 45.00 0/1 1/2"), strings.Fields(lines[4]))
 	require.Equal(t, 2, run([]string{"compare"}, nil, &out, &errOut))
 }
