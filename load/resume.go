@@ -614,7 +614,7 @@ func (s *session) changesFailed() {
 // drop closes the receiving sides of the pairs of spec.Resume.Drops: each
 // stops sending at once and closes cleanly (1000) once what it sent is
 // answered, or dropQuiet later. They reconnect at the drop's time plus
-// Down (run).
+// Down (run). A worker without drops only notes the times (byDrop).
 func (w *worker) drop() {
 	if w.stopped() {
 		return
@@ -659,28 +659,29 @@ func (w *worker) drop() {
 }
 
 // closeDrop closes the connection cleanly for a drop; it reconnects after
-// the down time.
+// the down time. The session is down from just before its close frame.
 func (s *session) closeDrop() bool {
+	r := s.resume
+	at := s.w.now()
 	s.mu.Lock()
-	gone := s.conn == nil || s.closeSent
-	s.mu.Unlock()
-	if gone {
+	if s.conn == nil || s.closeSent {
+		s.mu.Unlock()
 		return false
 	}
-	s.resume.mu.Lock()
-	s.resume.dropped = true
-	s.resume.mu.Unlock()
-	s.resume.down(s.w.now())
-	s.mu.Lock()
 	s.dropClose = true
 	s.mu.Unlock()
+	// The end of the run may have closed it meanwhile: then it is not
+	// dropped (and does not come back: the worker stopped).
 	if !s.closeWith(false) {
 		s.mu.Lock()
 		s.dropClose = false
 		s.mu.Unlock()
-		s.resume.up(s.w.now())
 		return false
 	}
+	r.mu.Lock()
+	r.dropped = true
+	r.mu.Unlock()
+	r.down(at)
 	return true
 }
 

@@ -197,6 +197,9 @@ func (s *session) run(first func(ok bool)) {
 			l.catch = nil
 		}
 		s.changesFailed() // cut by the connection's end
+		if s.resume != nil {
+			s.resume.outstanding.Store(0) // what was not answered never will be
+		}
 		s.mu.Lock()
 		expected, storm, drop := s.closing, s.storm, s.dropClose
 		s.storm, s.dropClose = false, false

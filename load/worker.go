@@ -234,7 +234,7 @@ func (w *worker) run(cmds <-chan command) {
 					w.warmEnd.Store(int64(at.Sub(w.epoch) + w.spec.Warmup))
 					w.senderDone = make(chan struct{})
 					go w.sendLoop()
-					if rs := w.spec.Resume; rs != nil && len(rs.Drops) > 0 {
+					if rs := w.spec.Resume; rs != nil {
 						w.dropTimer = time.AfterFunc(time.Until(at.Add(rs.DropAt)), w.drop)
 					}
 				}
@@ -573,6 +573,7 @@ func (w *worker) stop() {
 				if acked+errs >= sent && answered >= edits && w.resumeSettled() {
 					break
 				}
+				time.Sleep(40 * time.Millisecond) // resumeSettled reads every view
 			} else if acked+errs >= sent && delivered >= acked {
 				break
 			}
