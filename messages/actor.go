@@ -35,6 +35,8 @@ const (
 	EventFriend     = EventKind_EVENT_KIND_FRIEND
 	EventFriendSelf = EventKind_EVENT_KIND_FRIEND_SELF
 	EventProfile    = EventKind_EVENT_KIND_PROFILE
+	EventTyping     = EventKind_EVENT_KIND_TYPING
+	EventPresence   = EventKind_EVENT_KIND_PRESENCE
 )
 
 // UserOf is u as a Reply carries it.
@@ -49,6 +51,9 @@ func (u *User) Wire() protocol.User {
 
 // Key is the room w is for.
 func (w *ChatWrite) Key() RoomKey { return RoomKey{w.RoomLow, w.RoomHigh} }
+
+// Key is the room t is for.
+func (t *Typing) Key() RoomKey { return RoomKey{t.RoomLow, t.RoomHigh} }
 
 // ReceivedAt is ReceivedUnixNano as a time; zero when it is 0.
 func (w *ChatWrite) ReceivedAt() time.Time {

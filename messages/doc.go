@@ -14,9 +14,10 @@
 // messages between sessions, user actors and room actors cross nodes, and
 // so do the directory's notices to user and room actors: Reply, Deliver,
 // Push, CloseSession, SessionAttached, SessionDetached, Logout, FriendOp,
-// SetProfile, ChatWrite, FriendshipChanged and FriendshipChangedSeen,
-// and the directories'
-// notices to each other: MemberLeaving, MemberLeavingSeen. A room's
+// SetProfile, ChatWrite, Typing, FriendshipChanged,
+// FriendshipChangedSeen and OfflinePending, and the directories' notices
+// to each other: MemberLeaving, MemberLeavingSeen, PresenceQuery,
+// PresenceAnswer and PushToUsers. A room's
 // writer shard and room-state loader run on the room's node, so Write,
 // Written, OpenRoom and RoomOpened stay Go structs (they carry persistence values and
 // errors), as do an actor's messages to itself (timers, the outcomes of

@@ -57,6 +57,11 @@ const (
 	EventKind_EVENT_KIND_FRIEND_SELF EventKind = 4
 	// A user event: a friend's profile changed.
 	EventKind_EVENT_KIND_PROFILE EventKind = 5
+	// A typing event (protocol.md §4.3): the other member of a chat types.
+	EventKind_EVENT_KIND_TYPING EventKind = 6
+	// A presence event (protocol.md §4.4): a friend's first session
+	// started or last one ended.
+	EventKind_EVENT_KIND_PRESENCE EventKind = 7
 )
 
 // Enum value maps for EventKind.
@@ -68,6 +73,8 @@ var (
 		3: "EVENT_KIND_FRIEND",
 		4: "EVENT_KIND_FRIEND_SELF",
 		5: "EVENT_KIND_PROFILE",
+		6: "EVENT_KIND_TYPING",
+		7: "EVENT_KIND_PRESENCE",
 	}
 	EventKind_value = map[string]int32{
 		"EVENT_KIND_UNSPECIFIED": 0,
@@ -76,6 +83,8 @@ var (
 		"EVENT_KIND_FRIEND":      3,
 		"EVENT_KIND_FRIEND_SELF": 4,
 		"EVENT_KIND_PROFILE":     5,
+		"EVENT_KIND_TYPING":      6,
+		"EVENT_KIND_PRESENCE":    7,
 	}
 )
 
@@ -428,6 +437,16 @@ type SessionAttached struct {
 	// nanoseconds (0: not known): a user grain closes a session whose check
 	// began before the user's last logout.
 	SinceUnixNano int64 `protobuf:"varint,2,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	// Set when a node tells the user actor again of a session it told it
+	// of before (a grain that may have moved or restarted, the periodic
+	// re-attach, a local actor started again after a failure): a blank
+	// actor learns from it that its user was online already, and tells no
+	// friend (actors/user: presence).
+	Reattach bool `protobuf:"varint,3,opt,name=reattach,proto3" json:"reattach,omitempty"`
+	// A first attach's: the user's friends as the session's auth read
+	// them, whom the user actor tells online if this is the user's first
+	// session, without reading them again.
+	Friends       []int64 `protobuf:"varint,4,rep,packed,name=friends,proto3" json:"friends,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -474,6 +493,20 @@ func (x *SessionAttached) GetSinceUnixNano() int64 {
 		return x.SinceUnixNano
 	}
 	return 0
+}
+
+func (x *SessionAttached) GetReattach() bool {
+	if x != nil {
+		return x.Reattach
+	}
+	return false
+}
+
+func (x *SessionAttached) GetFriends() []int64 {
+	if x != nil {
+		return x.Friends
+	}
+	return nil
 }
 
 // SessionDetached tells a user actor that one of its user's sessions went.
@@ -841,6 +874,303 @@ func (x *ChatWrite) GetReceivedUnixNano() int64 {
 	return 0
 }
 
+// Typing is a typing request of a chat (protocol.md §4.3), handled by the
+// room actor of (room_low, room_high), which throttles it per author and
+// tells the other member; it answers session with a Reply, without frames
+// unless the request is refused.
+type Typing struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RoomLow       int64                  `protobuf:"varint,1,opt,name=room_low,json=roomLow,proto3" json:"room_low,omitempty"`
+	RoomHigh      int64                  `protobuf:"varint,2,opt,name=room_high,json=roomHigh,proto3" json:"room_high,omitempty"`
+	ChatId        int64                  `protobuf:"varint,3,opt,name=chat_id,json=chatId,proto3" json:"chat_id,omitempty"`
+	Author        int64                  `protobuf:"varint,4,opt,name=author,proto3" json:"author,omitempty"`
+	Nonce         string                 `protobuf:"bytes,5,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	Session       *actor.PID             `protobuf:"bytes,6,opt,name=session,proto3" json:"session,omitempty"`
+	Seq           uint64                 `protobuf:"varint,7,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Typing) Reset() {
+	*x = Typing{}
+	mi := &file_messages_messages_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Typing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Typing) ProtoMessage() {}
+
+func (x *Typing) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_messages_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Typing.ProtoReflect.Descriptor instead.
+func (*Typing) Descriptor() ([]byte, []int) {
+	return file_messages_messages_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Typing) GetRoomLow() int64 {
+	if x != nil {
+		return x.RoomLow
+	}
+	return 0
+}
+
+func (x *Typing) GetRoomHigh() int64 {
+	if x != nil {
+		return x.RoomHigh
+	}
+	return 0
+}
+
+func (x *Typing) GetChatId() int64 {
+	if x != nil {
+		return x.ChatId
+	}
+	return 0
+}
+
+func (x *Typing) GetAuthor() int64 {
+	if x != nil {
+		return x.Author
+	}
+	return 0
+}
+
+func (x *Typing) GetNonce() string {
+	if x != nil {
+		return x.Nonce
+	}
+	return ""
+}
+
+func (x *Typing) GetSession() *actor.PID {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+func (x *Typing) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+// OfflinePending tells a user actor that its user's friends were told
+// online and that the user's last session ended: the actor tells them
+// offline if no session of the user is attached within the offline delay
+// (actors/user: presence). A grain whose node leaves the cluster hands it
+// to the user's next activation; a node alone sends it to a fresh actor
+// when the last session of a user whose actor failed ends.
+type OfflinePending struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OfflinePending) Reset() {
+	*x = OfflinePending{}
+	mi := &file_messages_messages_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OfflinePending) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OfflinePending) ProtoMessage() {}
+
+func (x *OfflinePending) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_messages_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OfflinePending.ProtoReflect.Descriptor instead.
+func (*OfflinePending) Descriptor() ([]byte, []int) {
+	return file_messages_messages_proto_rawDescGZIP(), []int{12}
+}
+
+// PresenceQuery asks a node's directory (its actor "rewind-directory")
+// which of user_ids are online there: with a session on that node, or
+// whose last session there ended within the offline delay. It answers
+// PresenceAnswer. A v2 auth asks every node for its friends' status
+// (protocol.md §4.4), which activates no user grain.
+type PresenceQuery struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserIds       []int64                `protobuf:"varint,1,rep,packed,name=user_ids,json=userIds,proto3" json:"user_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceQuery) Reset() {
+	*x = PresenceQuery{}
+	mi := &file_messages_messages_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceQuery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceQuery) ProtoMessage() {}
+
+func (x *PresenceQuery) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_messages_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceQuery.ProtoReflect.Descriptor instead.
+func (*PresenceQuery) Descriptor() ([]byte, []int) {
+	return file_messages_messages_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PresenceQuery) GetUserIds() []int64 {
+	if x != nil {
+		return x.UserIds
+	}
+	return nil
+}
+
+// PresenceAnswer answers PresenceQuery: the users of the query online on
+// the answering node.
+type PresenceAnswer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Online        []int64                `protobuf:"varint,1,rep,packed,name=online,proto3" json:"online,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceAnswer) Reset() {
+	*x = PresenceAnswer{}
+	mi := &file_messages_messages_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceAnswer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceAnswer) ProtoMessage() {}
+
+func (x *PresenceAnswer) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_messages_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceAnswer.ProtoReflect.Descriptor instead.
+func (*PresenceAnswer) Descriptor() ([]byte, []int) {
+	return file_messages_messages_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *PresenceAnswer) GetOnline() []int64 {
+	if x != nil {
+		return x.Online
+	}
+	return nil
+}
+
+// PushToUsers asks a node's directory to push frame, an event of kind, to
+// its sessions of user_ids: a user's presence goes to its friends this
+// way, one message per node, without activating the grains of friends who
+// are offline.
+type PushToUsers struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserIds       []int64                `protobuf:"varint,1,rep,packed,name=user_ids,json=userIds,proto3" json:"user_ids,omitempty"`
+	Frame         []byte                 `protobuf:"bytes,2,opt,name=frame,proto3" json:"frame,omitempty"`
+	Kind          EventKind              `protobuf:"varint,3,opt,name=kind,proto3,enum=rewind.messages.EventKind" json:"kind,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushToUsers) Reset() {
+	*x = PushToUsers{}
+	mi := &file_messages_messages_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushToUsers) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushToUsers) ProtoMessage() {}
+
+func (x *PushToUsers) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_messages_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushToUsers.ProtoReflect.Descriptor instead.
+func (*PushToUsers) Descriptor() ([]byte, []int) {
+	return file_messages_messages_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *PushToUsers) GetUserIds() []int64 {
+	if x != nil {
+		return x.UserIds
+	}
+	return nil
+}
+
+func (x *PushToUsers) GetFrame() []byte {
+	if x != nil {
+		return x.Frame
+	}
+	return nil
+}
+
+func (x *PushToUsers) GetKind() EventKind {
+	if x != nil {
+		return x.Kind
+	}
+	return EventKind_EVENT_KIND_UNSPECIFIED
+}
+
 // FriendshipChanged tells a room actor that its members' friendship
 // changed, so that it checks again before the next send.
 type FriendshipChanged struct {
@@ -854,7 +1184,7 @@ type FriendshipChanged struct {
 
 func (x *FriendshipChanged) Reset() {
 	*x = FriendshipChanged{}
-	mi := &file_messages_messages_proto_msgTypes[11]
+	mi := &file_messages_messages_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -866,7 +1196,7 @@ func (x *FriendshipChanged) String() string {
 func (*FriendshipChanged) ProtoMessage() {}
 
 func (x *FriendshipChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_messages_proto_msgTypes[11]
+	mi := &file_messages_messages_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -879,7 +1209,7 @@ func (x *FriendshipChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FriendshipChanged.ProtoReflect.Descriptor instead.
 func (*FriendshipChanged) Descriptor() ([]byte, []int) {
-	return file_messages_messages_proto_rawDescGZIP(), []int{11}
+	return file_messages_messages_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FriendshipChanged) GetAck() *actor.PID {
@@ -898,7 +1228,7 @@ type FriendshipChangedSeen struct {
 
 func (x *FriendshipChangedSeen) Reset() {
 	*x = FriendshipChangedSeen{}
-	mi := &file_messages_messages_proto_msgTypes[12]
+	mi := &file_messages_messages_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -910,7 +1240,7 @@ func (x *FriendshipChangedSeen) String() string {
 func (*FriendshipChangedSeen) ProtoMessage() {}
 
 func (x *FriendshipChangedSeen) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_messages_proto_msgTypes[12]
+	mi := &file_messages_messages_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -923,7 +1253,7 @@ func (x *FriendshipChangedSeen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FriendshipChangedSeen.ProtoReflect.Descriptor instead.
 func (*FriendshipChangedSeen) Descriptor() ([]byte, []int) {
-	return file_messages_messages_proto_rawDescGZIP(), []int{12}
+	return file_messages_messages_proto_rawDescGZIP(), []int{17}
 }
 
 // MemberLeaving tells a node's directory (its actor "rewind-directory")
@@ -941,7 +1271,7 @@ type MemberLeaving struct {
 
 func (x *MemberLeaving) Reset() {
 	*x = MemberLeaving{}
-	mi := &file_messages_messages_proto_msgTypes[13]
+	mi := &file_messages_messages_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -953,7 +1283,7 @@ func (x *MemberLeaving) String() string {
 func (*MemberLeaving) ProtoMessage() {}
 
 func (x *MemberLeaving) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_messages_proto_msgTypes[13]
+	mi := &file_messages_messages_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -966,7 +1296,7 @@ func (x *MemberLeaving) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberLeaving.ProtoReflect.Descriptor instead.
 func (*MemberLeaving) Descriptor() ([]byte, []int) {
-	return file_messages_messages_proto_rawDescGZIP(), []int{13}
+	return file_messages_messages_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *MemberLeaving) GetAddress() string {
@@ -985,7 +1315,7 @@ type MemberLeavingSeen struct {
 
 func (x *MemberLeavingSeen) Reset() {
 	*x = MemberLeavingSeen{}
-	mi := &file_messages_messages_proto_msgTypes[14]
+	mi := &file_messages_messages_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -997,7 +1327,7 @@ func (x *MemberLeavingSeen) String() string {
 func (*MemberLeavingSeen) ProtoMessage() {}
 
 func (x *MemberLeavingSeen) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_messages_proto_msgTypes[14]
+	mi := &file_messages_messages_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1010,7 +1340,7 @@ func (x *MemberLeavingSeen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberLeavingSeen.ProtoReflect.Descriptor instead.
 func (*MemberLeavingSeen) Descriptor() ([]byte, []int) {
-	return file_messages_messages_proto_rawDescGZIP(), []int{14}
+	return file_messages_messages_proto_rawDescGZIP(), []int{19}
 }
 
 // RequestLost tells a session that its request seq may never be answered:
@@ -1027,7 +1357,7 @@ type RequestLost struct {
 
 func (x *RequestLost) Reset() {
 	*x = RequestLost{}
-	mi := &file_messages_messages_proto_msgTypes[15]
+	mi := &file_messages_messages_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1039,7 +1369,7 @@ func (x *RequestLost) String() string {
 func (*RequestLost) ProtoMessage() {}
 
 func (x *RequestLost) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_messages_proto_msgTypes[15]
+	mi := &file_messages_messages_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1052,7 +1382,7 @@ func (x *RequestLost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestLost.ProtoReflect.Descriptor instead.
 func (*RequestLost) Descriptor() ([]byte, []int) {
-	return file_messages_messages_proto_rawDescGZIP(), []int{15}
+	return file_messages_messages_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RequestLost) GetSeq() uint64 {
@@ -1088,11 +1418,13 @@ const file_messages_messages_proto_rawDesc = "" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1a.rewind.messages.EventKindR\x04kind\":\n" +
 	"\fCloseSession\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"_\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x95\x01\n" +
 	"\x0fSessionAttached\x12$\n" +
 	"\asession\x18\x01 \x01(\v2\n" +
 	".actor.PIDR\asession\x12&\n" +
-	"\x0fsince_unix_nano\x18\x02 \x01(\x03R\rsinceUnixNano\"7\n" +
+	"\x0fsince_unix_nano\x18\x02 \x01(\x03R\rsinceUnixNano\x12\x1a\n" +
+	"\breattach\x18\x03 \x01(\bR\breattach\x12\x18\n" +
+	"\afriends\x18\x04 \x03(\x03R\afriends\"7\n" +
 	"\x0fSessionDetached\x12$\n" +
 	"\asession\x18\x01 \x01(\v2\n" +
 	".actor.PIDR\asession\"*\n" +
@@ -1129,7 +1461,25 @@ const file_messages_messages_proto_rawDesc = "" +
 	".actor.PIDR\asession\x12\x10\n" +
 	"\x03seq\x18\t \x01(\x04R\x03seq\x12,\n" +
 	"\x12received_unix_nano\x18\n" +
-	" \x01(\x03R\x10receivedUnixNano\"1\n" +
+	" \x01(\x03R\x10receivedUnixNano\"\xbf\x01\n" +
+	"\x06Typing\x12\x19\n" +
+	"\broom_low\x18\x01 \x01(\x03R\aroomLow\x12\x1b\n" +
+	"\troom_high\x18\x02 \x01(\x03R\broomHigh\x12\x17\n" +
+	"\achat_id\x18\x03 \x01(\x03R\x06chatId\x12\x16\n" +
+	"\x06author\x18\x04 \x01(\x03R\x06author\x12\x14\n" +
+	"\x05nonce\x18\x05 \x01(\tR\x05nonce\x12$\n" +
+	"\asession\x18\x06 \x01(\v2\n" +
+	".actor.PIDR\asession\x12\x10\n" +
+	"\x03seq\x18\a \x01(\x04R\x03seq\"\x10\n" +
+	"\x0eOfflinePending\"*\n" +
+	"\rPresenceQuery\x12\x19\n" +
+	"\buser_ids\x18\x01 \x03(\x03R\auserIds\"(\n" +
+	"\x0ePresenceAnswer\x12\x16\n" +
+	"\x06online\x18\x01 \x03(\x03R\x06online\"n\n" +
+	"\vPushToUsers\x12\x19\n" +
+	"\buser_ids\x18\x01 \x03(\x03R\auserIds\x12\x14\n" +
+	"\x05frame\x18\x02 \x01(\fR\x05frame\x12.\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\x1a.rewind.messages.EventKindR\x04kind\"1\n" +
 	"\x11FriendshipChanged\x12\x1c\n" +
 	"\x03ack\x18\x01 \x01(\v2\n" +
 	".actor.PIDR\x03ack\"\x17\n" +
@@ -1138,14 +1488,16 @@ const file_messages_messages_proto_rawDesc = "" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\"\x13\n" +
 	"\x11MemberLeavingSeen\"\x1f\n" +
 	"\vRequestLost\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq*\xa6\x01\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq*\xd6\x01\n" +
 	"\tEventKind\x12\x1a\n" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14EVENT_KIND_CHAT_SEND\x10\x01\x12\x18\n" +
 	"\x14EVENT_KIND_CHAT_EDIT\x10\x02\x12\x15\n" +
 	"\x11EVENT_KIND_FRIEND\x10\x03\x12\x1a\n" +
 	"\x16EVENT_KIND_FRIEND_SELF\x10\x04\x12\x16\n" +
-	"\x12EVENT_KIND_PROFILE\x10\x05B(Z&github.com/rewind-chat/rewind/messagesb\x06proto3"
+	"\x12EVENT_KIND_PROFILE\x10\x05\x12\x15\n" +
+	"\x11EVENT_KIND_TYPING\x10\x06\x12\x17\n" +
+	"\x13EVENT_KIND_PRESENCE\x10\aB(Z&github.com/rewind-chat/rewind/messagesb\x06proto3"
 
 var (
 	file_messages_messages_proto_rawDescOnce sync.Once
@@ -1160,7 +1512,7 @@ func file_messages_messages_proto_rawDescGZIP() []byte {
 }
 
 var file_messages_messages_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_messages_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_messages_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_messages_messages_proto_goTypes = []any{
 	(EventKind)(0),                // 0: rewind.messages.EventKind
 	(*User)(nil),                  // 1: rewind.messages.User
@@ -1174,30 +1526,37 @@ var file_messages_messages_proto_goTypes = []any{
 	(*FriendOp)(nil),              // 9: rewind.messages.FriendOp
 	(*SetProfile)(nil),            // 10: rewind.messages.SetProfile
 	(*ChatWrite)(nil),             // 11: rewind.messages.ChatWrite
-	(*FriendshipChanged)(nil),     // 12: rewind.messages.FriendshipChanged
-	(*FriendshipChangedSeen)(nil), // 13: rewind.messages.FriendshipChangedSeen
-	(*MemberLeaving)(nil),         // 14: rewind.messages.MemberLeaving
-	(*MemberLeavingSeen)(nil),     // 15: rewind.messages.MemberLeavingSeen
-	(*RequestLost)(nil),           // 16: rewind.messages.RequestLost
-	(*actor.PID)(nil),             // 17: actor.PID
+	(*Typing)(nil),                // 12: rewind.messages.Typing
+	(*OfflinePending)(nil),        // 13: rewind.messages.OfflinePending
+	(*PresenceQuery)(nil),         // 14: rewind.messages.PresenceQuery
+	(*PresenceAnswer)(nil),        // 15: rewind.messages.PresenceAnswer
+	(*PushToUsers)(nil),           // 16: rewind.messages.PushToUsers
+	(*FriendshipChanged)(nil),     // 17: rewind.messages.FriendshipChanged
+	(*FriendshipChangedSeen)(nil), // 18: rewind.messages.FriendshipChangedSeen
+	(*MemberLeaving)(nil),         // 19: rewind.messages.MemberLeaving
+	(*MemberLeavingSeen)(nil),     // 20: rewind.messages.MemberLeavingSeen
+	(*RequestLost)(nil),           // 21: rewind.messages.RequestLost
+	(*actor.PID)(nil),             // 22: actor.PID
 }
 var file_messages_messages_proto_depIdxs = []int32{
 	1,  // 0: rewind.messages.Reply.user:type_name -> rewind.messages.User
 	0,  // 1: rewind.messages.Deliver.kind:type_name -> rewind.messages.EventKind
-	17, // 2: rewind.messages.Deliver.except:type_name -> actor.PID
+	22, // 2: rewind.messages.Deliver.except:type_name -> actor.PID
 	2,  // 3: rewind.messages.Deliver.echo:type_name -> rewind.messages.Reply
 	0,  // 4: rewind.messages.Push.kind:type_name -> rewind.messages.EventKind
-	17, // 5: rewind.messages.SessionAttached.session:type_name -> actor.PID
-	17, // 6: rewind.messages.SessionDetached.session:type_name -> actor.PID
-	17, // 7: rewind.messages.FriendOp.session:type_name -> actor.PID
-	17, // 8: rewind.messages.SetProfile.session:type_name -> actor.PID
-	17, // 9: rewind.messages.ChatWrite.session:type_name -> actor.PID
-	17, // 10: rewind.messages.FriendshipChanged.ack:type_name -> actor.PID
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	22, // 5: rewind.messages.SessionAttached.session:type_name -> actor.PID
+	22, // 6: rewind.messages.SessionDetached.session:type_name -> actor.PID
+	22, // 7: rewind.messages.FriendOp.session:type_name -> actor.PID
+	22, // 8: rewind.messages.SetProfile.session:type_name -> actor.PID
+	22, // 9: rewind.messages.ChatWrite.session:type_name -> actor.PID
+	22, // 10: rewind.messages.Typing.session:type_name -> actor.PID
+	0,  // 11: rewind.messages.PushToUsers.kind:type_name -> rewind.messages.EventKind
+	22, // 12: rewind.messages.FriendshipChanged.ack:type_name -> actor.PID
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_messages_messages_proto_init() }
@@ -1213,7 +1572,7 @@ func file_messages_messages_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_messages_messages_proto_rawDesc), len(file_messages_messages_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

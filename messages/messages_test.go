@@ -30,6 +30,7 @@ func TestCrossingMessagesRoundTrip(t *testing.T) {
 		&messages.Push{Frame: []byte(`{}`), Kind: messages.EventKind(200)}, // a kind this build does not know
 		&messages.CloseSession{Code: 4000, Reason: "Logged out elsewhere."},
 		&messages.SessionAttached{Session: pid},
+		&messages.SessionAttached{Session: pid, SinceUnixNano: 5, Reattach: true},
 		&messages.SessionDetached{Session: pid},
 		&messages.Logout{},
 		&messages.FriendOp{Kind: "request", TargetName: "user2", Session: pid, Nonce: "f", Seq: 12},
@@ -44,6 +45,13 @@ func TestCrossingMessagesRoundTrip(t *testing.T) {
 		&messages.MemberLeaving{Address: "10.0.0.8:8090"},
 		&messages.MemberLeavingSeen{},
 		&messages.RequestLost{Seq: 17},
+		&messages.Typing{RoomLow: 1, RoomHigh: 2, ChatId: 3, Author: 2, Nonce: "t", Session: pid, Seq: 18},
+		&messages.OfflinePending{},
+		&messages.PresenceQuery{UserIds: []int64{1, 2, 3}},
+		&messages.PresenceAnswer{Online: []int64{2}},
+		&messages.PresenceAnswer{},
+		&messages.PushToUsers{UserIds: []int64{4, 5}, Frame: []byte(`{"type":"presence"}`), Kind: messages.EventPresence},
+		&messages.Push{Frame: []byte(`{"type":"typing"}`), Kind: messages.EventTyping},
 	}
 	covered := map[protoreflect.FullName]bool{}
 	for _, m := range samples {
@@ -72,6 +80,7 @@ func TestCrossingMessagesRoundTrip(t *testing.T) {
 	require.True(t, w.ReceivedAt().Equal(at))
 	require.True(t, w.Session.Equal(pid))
 	require.True(t, (&messages.ChatWrite{}).ReceivedAt().IsZero(), "0 is not known, not 1970")
+	require.Equal(t, messages.DMKey(2, 1), (&messages.Typing{RoomLow: 1, RoomHigh: 2}).Key())
 }
 
 // A user object reads back as the wire shows it, no profile as null.

@@ -1,8 +1,9 @@
 // Package protocol is the WebSocket protocol of protocol.md §2 as bytes:
 // decoding a client's request frame (DecodeRequest, PayloadFields,
 // ParseID, ParseDatetime), encoding answers and events (AppendFrame,
-// AppendChat, ErrorFrame, OKFrame, Frame), the wire objects (User,
-// FriendEvent, the wire time) and, in errors.go, the one table of error
+// AppendChat, ErrorFrame, OKFrame, Frame, and v2's TypingFrame and
+// PresenceFrame), the wire objects (User, FriendEvent, v2's Friend with
+// its status, the wire time) and, in errors.go, the one table of error
 // frames and close codes.
 //
 // It knows no actors: the session, user and room actors answer with its

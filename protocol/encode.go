@@ -153,3 +153,27 @@ func AppendString(dst []byte, s string) []byte {
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
 }
+
+// TypingFrame is the typing event of protocol.md §4.3:
+// {"type":"typing","payload":{"chat_id":…,"user_id":…}}, user typing in
+// chat.
+func TypingFrame(chat, user int64) []byte {
+	dst := make([]byte, 0, 96)
+	dst = append(dst, `{"type":"typing","payload":{"chat_id":"`...)
+	dst = strconv.AppendInt(dst, chat, 10)
+	dst = append(dst, `","user_id":"`...)
+	dst = strconv.AppendInt(dst, user, 10)
+	return append(dst, `"}}`...)
+}
+
+// PresenceFrame is the presence event of protocol.md §4.4:
+// {"type":"presence","payload":{"user_id":…,"status":…}}, status
+// StatusOnline or StatusOffline.
+func PresenceFrame(user int64, status string) []byte {
+	dst := make([]byte, 0, 96)
+	dst = append(dst, `{"type":"presence","payload":{"user_id":"`...)
+	dst = strconv.AppendInt(dst, user, 10)
+	dst = append(dst, `","status":`...)
+	dst = AppendString(dst, status)
+	return append(dst, `}}`...)
+}

@@ -33,3 +33,17 @@ type FriendEvent struct {
 	User   User   `json:"user"`
 	Origin string `json:"origin,omitempty"`
 }
+
+// The statuses of protocol.md §4.4: a friend in a v2 auth answer, and a
+// presence event.
+const (
+	StatusOnline  = "online"
+	StatusOffline = "offline"
+)
+
+// Friend is a friend in a v2 auth answer's mutual_users: the user object
+// with the friend's status (StatusOnline or StatusOffline).
+type Friend struct {
+	User
+	Status string `json:"status"`
+}

@@ -129,6 +129,17 @@ func TestAppendChat(t *testing.T) {
 	require.JSONEq(t, `{"type":"ok","payload":null,"nonce":"x"}`, string(OKFrame("x")))
 }
 
+// The v2 events of protocol.md §4.3 and §4.4, and a friend with its
+// status as a v2 auth answer lists it.
+func TestV2EventFrames(t *testing.T) {
+	require.JSONEq(t, `{"type":"typing","payload":{"chat_id":"15","user_id":"8"}}`, string(TypingFrame(15, 8)))
+	require.JSONEq(t, `{"type":"presence","payload":{"user_id":"8","status":"online"}}`, string(PresenceFrame(8, StatusOnline)))
+	require.JSONEq(t, `{"type":"presence","payload":{"user_id":"8","status":"offline"}}`, string(PresenceFrame(8, StatusOffline)))
+	b, err := json.Marshal(Friend{User: User{ID: "8", Name: "eight"}, Status: StatusOnline})
+	require.NoError(t, err)
+	require.JSONEq(t, `{"id":"8","name":"eight","profile":null,"status":"online"}`, string(b))
+}
+
 func FuzzDecodeRequest(f *testing.F) {
 	for _, s := range []string{`{"type":"heartbeat","payload":{"count":0}}`, `{"type":"chat","payload":{"type":"send","chat_id":"1","content":"hi"},"nonce":"a"}`, `[]`, `{`, `{"type":1}`,
 		`{"type":"chat","payload":{"content":"a\u0000"}}`, `{"type":"x","payload":"\\u0000"}`, `{"type":"x","payload":"\\\u0000"}`,
