@@ -620,10 +620,13 @@ func (s *Store) History(ctx context.Context, roomID int64, before persistence.Cu
 // changesQuery reads messages_room_change_key from since on, in the order
 // of the messages' latest changes: a page costs its size (and the messages
 // created after since and deleted, which it skips), not the room's
-// (TestChangesPlan).
+// (TestChatPlans).
 const changesQuery = `SELECT ` + messageColumns + ` FROM messages
 	WHERE room_id = $1 AND coalesce(edit_seq, seq) > $2 AND (seq <= $2 OR deleted_at IS NULL)
 	ORDER BY coalesce(edit_seq, seq) LIMIT $3`
+
+// roomSeq is the counter of room $1, 0 when there is no such room.
+const roomSeq = `SELECT coalesce((SELECT seq FROM rooms WHERE id = $1), 0)`
 
 // Changes reads the counter and the page in one REPEATABLE READ
 // transaction, one snapshot, in one round trip.
@@ -635,7 +638,7 @@ func (s *Store) Changes(ctx context.Context, roomID, since int64, limit int) ([]
 	var ms []persistence.Message
 	b := &pgx.Batch{}
 	b.BeginTx(pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-	b.Queue(`SELECT coalesce((SELECT seq FROM rooms WHERE id = $1), 0)`, roomID).QueryRow(func(row pgx.Row) error {
+	b.Queue(roomSeq, roomID).QueryRow(func(row pgx.Row) error {
 		return row.Scan(&current)
 	})
 	b.Queue(changesQuery, roomID, since, limit).Query(func(rows pgx.Rows) error {
@@ -656,20 +659,23 @@ func (s *Store) Changes(ctx context.Context, roomID, since int64, limit int) ([]
 // limit, $4 persistence.UnreadCap), one statement and so one snapshot.
 // bound is the cursor: before's (activity_at, id), or above every room;
 // nothing when before is not the user's room. The user's rooms are two
-// ranges, by member_low and member_high, each read in order from the bound
-// on through rooms_low_activity_idx and rooms_high_activity_idx, at most
-// $3 rows each (channels will be one more such branch); their merge is
-// the page. For each room of the page, read_states gives the read position
-// by its key; the unread count reads messages_room_live_seq_idx from it,
-// at most $4 entries that are not the user's; the last message is that
-// index's last entry (TestChatsPlan). Kind and seq are literals, so that
-// every plan, generic ones too, can use the partial indexes.
+// ranges, by member_low and member_high, each read from the bound on
+// through rooms_low_activity_idx and rooms_high_activity_idx, at most $3
+// rows each (channels will be one more such branch); their merge is the
+// page, materialized with each room's read position, a lookup of
+// read_states by its key. For each room of the page, the unread count
+// reads messages_room_live_seq_idx from the read position on, at most $4
+// entries that are not the user's, and the last message is that index's
+// last entry (TestChatPlans). Kind and seq are literals, so that every
+// plan, generic ones too, can use the partial indexes.
 const chatsQuery = `WITH bound AS (
 		SELECT 'infinity'::timestamptz AS at, 9223372036854775807::bigint AS id WHERE $2::bigint = 0
 		UNION ALL
-		SELECT activity_at, id FROM rooms WHERE id = $2 AND $2 <> 0 AND kind = ` + kindDMText + ` AND $1::bigint IN (member_low, member_high)
-	), page AS (
-		SELECT * FROM (
+		SELECT activity_at, id FROM rooms
+		WHERE id = $2 AND $2 <> 0 AND kind = ` + kindDMText + ` AND $1::bigint IN (member_low, member_high)
+	), page AS MATERIALIZED (
+		SELECT r.*, coalesce((SELECT read_seq FROM read_states WHERE user_id = $1 AND room_id = r.id), 0) AS read_seq
+		FROM (
 			(SELECT id, member_low, member_high, seq, activity_at FROM rooms
 			WHERE member_low = $1 AND kind = ` + kindDMText + ` AND seq > 0
 				AND (activity_at, id) < ((SELECT at FROM bound), (SELECT id FROM bound))
@@ -679,18 +685,17 @@ const chatsQuery = `WITH bound AS (
 			WHERE member_high = $1 AND kind = ` + kindDMText + ` AND seq > 0
 				AND (activity_at, id) < ((SELECT at FROM bound), (SELECT id FROM bound))
 			ORDER BY activity_at DESC, id DESC LIMIT $3)
-		) AS mine
-		ORDER BY activity_at DESC, id DESC LIMIT $3
+			ORDER BY activity_at DESC, id DESC LIMIT $3
+		) AS r
 	)
-	SELECT p.id, p.member_low, p.member_high, p.seq, coalesce(rs.read_seq, 0),
+	SELECT p.id, p.member_low, p.member_high, p.seq, p.read_seq,
 		(SELECT count(*) FROM (
 			SELECT FROM messages
-			WHERE room_id = p.id AND seq > coalesce(rs.read_seq, 0) AND deleted_at IS NULL AND author_id <> $1
+			WHERE room_id = p.id AND seq > p.read_seq AND deleted_at IS NULL AND author_id <> $1
 			LIMIT $4) AS unread),
 		p.activity_at,
 		l.id, l.room_id, l.author_id, l.content, l.nonce, l.created_at, l.edited_at, l.deleted_at, l.seq, l.edit_seq
 	FROM page p
-	LEFT JOIN read_states rs ON rs.user_id = $1 AND rs.room_id = p.id
 	LEFT JOIN LATERAL (
 		SELECT ` + messageColumns + ` FROM messages WHERE room_id = p.id AND deleted_at IS NULL ORDER BY seq DESC LIMIT 1
 	) AS l ON true
@@ -707,7 +712,8 @@ func (s *Store) Chats(ctx context.Context, userID, before int64, limit int) ([]p
 	if err != nil {
 		return nil, err
 	}
-	chats, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (persistence.ChatSummary, error) {
+	var chats []persistence.ChatSummary // nil, not empty, when there is none, as in the SQLite store
+	chats, err = pgx.AppendRows(chats, rows, func(row pgx.CollectableRow) (persistence.ChatSummary, error) {
 		var c persistence.ChatSummary
 		var l struct {
 			id, room, author, seq, editSeq *int64

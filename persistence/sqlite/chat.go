@@ -323,10 +323,13 @@ func scanMessages(rows *sql.Rows) ([]persistence.Message, error) {
 // changesQuery reads messages_room_change_key from since on, in the order
 // of the messages' latest changes: a page costs its size (and the messages
 // created after since and deleted, which it skips), not the room's
-// (TestChangesPlan).
+// (TestChatPlans).
 const changesQuery = `SELECT ` + messageColumns + ` FROM messages
 	WHERE room_id = ?1 AND coalesce(edit_seq, seq) > ?2 AND (seq <= ?2 OR deleted_at IS NULL)
 	ORDER BY coalesce(edit_seq, seq) LIMIT ?3`
+
+// roomSeq is the counter of a room, 0 when there is no such room.
+const roomSeq = `SELECT coalesce((SELECT seq FROM rooms WHERE id = ?), 0)`
 
 // Changes reads the counter and the page in one read transaction, one
 // snapshot.
@@ -337,7 +340,7 @@ func (s *Store) Changes(ctx context.Context, roomID, since int64, limit int) ([]
 	var current int64
 	var ms []persistence.Message
 	err := s.readTx(ctx, func(tx *sql.Tx) error {
-		if err := tx.QueryRowContext(ctx, `SELECT coalesce((SELECT seq FROM rooms WHERE id = ?), 0)`, roomID).Scan(&current); err != nil {
+		if err := tx.QueryRowContext(ctx, roomSeq, roomID).Scan(&current); err != nil {
 			return err
 		}
 		rows, err := tx.QueryContext(ctx, changesQuery, roomID, since, limit)
@@ -361,11 +364,11 @@ const kindDMText = "1"
 // activity_at and id, ?4 the limit, ?5 persistence.UnreadCap). The user's
 // rooms are two ranges, by member_low and member_high, each read in order
 // from the cursor on through rooms_low_activity_idx and
-// rooms_high_activity_idx, at most ?4 rows each (channels will be one more
-// such branch); their merge is the page. For each room of the page,
+// rooms_high_activity_idx (channels will be one more such branch); their
+// merge, which stops at ?4 rows, is the page. For each room of the page,
 // read_states gives the read position by its key; the unread count reads
 // messages_room_live_seq_idx from it, at most ?5 entries that are not the
-// user's; the last message is that index's last entry (TestChatsPlan).
+// user's; the last message is that index's last entry (TestChatPlans).
 const chatsQuery = `SELECT p.id, p.member_low, p.member_high, p.seq, coalesce(rs.read_seq, 0),
 		(SELECT count(*) FROM (
 			SELECT 1 FROM messages
@@ -375,15 +378,11 @@ const chatsQuery = `SELECT p.id, p.member_low, p.member_high, p.seq, coalesce(rs
 		l.id, l.room_id, l.author_id, l.content, coalesce(l.nonce, ''), l.created_at, l.edited_at, l.deleted_at,
 		l.seq, coalesce(l.edit_seq, 0)
 	FROM (
-		SELECT * FROM (
-			SELECT id, member_low, member_high, seq, activity_at FROM rooms
-			WHERE member_low = ?1 AND kind = ` + kindDMText + ` AND seq > 0 AND (activity_at, id) < (?2, ?3)
-			ORDER BY activity_at DESC, id DESC LIMIT ?4)
+		SELECT id, member_low, member_high, seq, activity_at FROM rooms
+		WHERE member_low = ?1 AND kind = ` + kindDMText + ` AND seq > 0 AND (activity_at, id) < (?2, ?3)
 		UNION ALL
-		SELECT * FROM (
-			SELECT id, member_low, member_high, seq, activity_at FROM rooms
-			WHERE member_high = ?1 AND kind = ` + kindDMText + ` AND seq > 0 AND (activity_at, id) < (?2, ?3)
-			ORDER BY activity_at DESC, id DESC LIMIT ?4)
+		SELECT id, member_low, member_high, seq, activity_at FROM rooms
+		WHERE member_high = ?1 AND kind = ` + kindDMText + ` AND seq > 0 AND (activity_at, id) < (?2, ?3)
 		ORDER BY activity_at DESC, id DESC LIMIT ?4
 	) AS p
 	LEFT JOIN read_states rs ON rs.user_id = ?1 AND rs.room_id = p.id
@@ -401,8 +400,7 @@ func (s *Store) Chats(ctx context.Context, userID, before int64, limit int) ([]p
 		at, id := int64(math.MaxInt64), int64(math.MaxInt64)
 		if before != 0 {
 			var activity sql.NullInt64
-			err := tx.QueryRowContext(ctx, `SELECT activity_at FROM rooms WHERE id = ?1 AND kind = `+kindDMText+`
-				AND ?2 IN (member_low, member_high)`, before, userID).Scan(&activity)
+			err := tx.QueryRowContext(ctx, memberRoom, before, userID).Scan(&activity, new(int64))
 			if err != nil {
 				return translate(err)
 			}
@@ -446,6 +444,20 @@ func (s *Store) Chats(ctx context.Context, userID, before int64, limit int) ([]p
 	return chats, nil
 }
 
+// The statements of Chats and MarkRead besides chatsQuery.
+const (
+	// memberRoom is the activity and counter of room ?1 if user ?2 is a
+	// member.
+	memberRoom = `SELECT activity_at, seq FROM rooms WHERE id = ?1 AND kind = ` + kindDMText + `
+		AND ?2 IN (member_low, member_high)`
+	// moveRead moves user ?1's read position in room ?2 forward to ?3 and
+	// returns it; no row when it was there already or beyond.
+	moveRead = `INSERT INTO read_states (user_id, room_id, read_seq) VALUES (?1, ?2, ?3)
+		ON CONFLICT (user_id, room_id) DO UPDATE SET read_seq = excluded.read_seq WHERE read_seq < excluded.read_seq
+		RETURNING read_seq`
+	readSeq = `SELECT coalesce((SELECT read_seq FROM read_states WHERE user_id = ? AND room_id = ?), 0)`
+)
+
 // MarkRead runs on the writer, whose one transaction at a time orders
 // concurrent calls.
 func (s *Store) MarkRead(ctx context.Context, userID, roomID, seq int64) (int64, bool, error) {
@@ -453,8 +465,7 @@ func (s *Store) MarkRead(ctx context.Context, userID, roomID, seq int64) (int64,
 	var moved bool
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		var current int64
-		err := tx.QueryRowContext(ctx, `SELECT seq FROM rooms WHERE id = ?1 AND kind = `+kindDMText+`
-			AND ?2 IN (member_low, member_high)`, roomID, userID).Scan(&current)
+		err := tx.QueryRowContext(ctx, memberRoom, roomID, userID).Scan(new(sql.NullInt64), &current)
 		if err != nil {
 			return translate(err)
 		}
@@ -462,9 +473,7 @@ func (s *Store) MarkRead(ctx context.Context, userID, roomID, seq int64) (int64,
 			return persistence.ErrSeqAhead
 		}
 		if seq > 0 {
-			err := tx.QueryRowContext(ctx, `INSERT INTO read_states (user_id, room_id, read_seq) VALUES (?1, ?2, ?3)
-				ON CONFLICT (user_id, room_id) DO UPDATE SET read_seq = excluded.read_seq WHERE read_seq < excluded.read_seq
-				RETURNING read_seq`, userID, roomID, seq).Scan(&read)
+			err := tx.QueryRowContext(ctx, moveRead, userID, roomID, seq).Scan(&read)
 			if err == nil {
 				moved = true
 				return nil
@@ -473,8 +482,7 @@ func (s *Store) MarkRead(ctx context.Context, userID, roomID, seq int64) (int64,
 				return err
 			}
 		}
-		return tx.QueryRowContext(ctx, `SELECT coalesce((SELECT read_seq FROM read_states WHERE user_id = ? AND room_id = ?), 0)`,
-			userID, roomID).Scan(&read)
+		return tx.QueryRowContext(ctx, readSeq, userID, roomID).Scan(&read)
 	})
 	if err != nil {
 		return 0, false, err

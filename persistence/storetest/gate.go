@@ -127,3 +127,24 @@ func (g *Gate) SetProfile(ctx context.Context, userID int64, profile *string) (p
 	}
 	return g.Store.SetProfile(ctx, userID, profile)
 }
+
+func (g *Gate) Changes(ctx context.Context, roomID, since int64, limit int) ([]persistence.Message, int64, error) {
+	if err := g.pass(ctx, "Changes"); err != nil {
+		return nil, 0, err
+	}
+	return g.Store.Changes(ctx, roomID, since, limit)
+}
+
+func (g *Gate) Chats(ctx context.Context, userID, before int64, limit int) ([]persistence.ChatSummary, error) {
+	if err := g.pass(ctx, "Chats"); err != nil {
+		return nil, err
+	}
+	return g.Store.Chats(ctx, userID, before, limit)
+}
+
+func (g *Gate) MarkRead(ctx context.Context, userID, roomID, seq int64) (int64, bool, error) {
+	if err := g.pass(ctx, "MarkRead"); err != nil {
+		return 0, false, err
+	}
+	return g.Store.MarkRead(ctx, userID, roomID, seq)
+}

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -45,7 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) persistence.Store) {
 		{"Secret", testSecret},
 		{"SecretConcurrent", testSecretConcurrent},
 	}
-	for _, tt := range append(tests, chatTests...) {
+	for _, tt := range slices.Concat(tests, chatTests, seqTests) {
 		t.Run(tt.name, func(t *testing.T) { tt.test(t, open) })
 	}
 }

@@ -42,9 +42,10 @@ CREATE UNIQUE INDEX messages_room_seq_key ON messages (room_id, seq);
 CREATE UNIQUE INDEX messages_room_change_key ON messages (room_id, coalesce(edit_seq, seq));
 -- The live messages of a room by number: the unread count of Chats reads a
 -- range of it from the read position, at most persistence.UnreadCap
--- entries (author_id tells mine apart without the table), and the last
--- message is its last entry.
-CREATE INDEX messages_room_live_seq_idx ON messages (room_id, seq, author_id) WHERE deleted_at IS NULL;
+-- entries, and the last message is its last entry. author_id tells mine
+-- apart and deleted_at (always NULL here) is there for SQLite to see that
+-- the index covers those queries, which then never read the table.
+CREATE INDEX messages_room_live_seq_idx ON messages (room_id, seq, author_id, deleted_at) WHERE deleted_at IS NULL;
 
 -- Chats: a user's DM rooms by recent activity, one index per member
 -- column, each read in order from the cursor on. Rooms without a change

@@ -1,0 +1,225 @@
+package postgres
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/rewind-chat/rewind/persistence"
+	"github.com/rewind-chat/rewind/persistence/postgres/pgtest"
+	"github.com/stretchr/testify/require"
+)
+
+// planStore is a store whose tables have rows enough that the planner
+// prefers no index it does not need: 1,000 users; 1,397 DM rooms, of which
+// user 1 has 400 (as low member); 20,000 messages, 5,000 of them in room
+// 10001 (users 1 and 2), a tenth deleted, a seventh edited, written with
+// version 4 and numbered by migration 5; a read state per member and room.
+// All analyzed.
+func planStore(t *testing.T) *Store {
+	t.Helper()
+	s := open(t, pgtest.NewSchemaURL(t))
+	ctx := t.Context()
+	require.NoError(t, s.migrate(ctx, 4))
+	_, err := s.pool.Exec(ctx, `
+		INSERT INTO users (id, name, name_folded, email, email_folded, password_hash, created_at)
+			SELECT x, 'u' || x, 'u' || x, x || '@example.com', x || '@example.com', '', now() FROM generate_series(1, 1000) x;
+		INSERT INTO rooms (id, kind, member_low, member_high, created_at)
+			SELECT 10000 + x, 1, x, x + 1, now() FROM generate_series(1, 999) x
+			UNION ALL SELECT 20000 + x, 1, 1, x, now() FROM generate_series(3, 400) x;
+		INSERT INTO messages (id, room_id, author_id, content, nonce, created_at, edited_at, deleted_at)
+			SELECT x, r.id, CASE WHEN x % 2 = 0 THEN r.member_low ELSE r.member_high END,
+				CASE WHEN x % 10 = 0 THEN '' ELSE 'message ' || x END, 'n' || x,
+				'2030-01-01'::timestamptz + x * interval '1 second',
+				CASE WHEN x % 7 = 0 OR x % 10 = 0 THEN '2030-01-01'::timestamptz + (x + 3600) * interval '1 second' END,
+				CASE WHEN x % 10 = 0 THEN '2030-01-01'::timestamptz + (x + 3600) * interval '1 second' END
+			FROM generate_series(1, 20000) x
+			JOIN rooms r ON r.id = CASE WHEN x <= 5000 THEN 10001 WHEN x % 1397 < 999 THEN 10001 + x % 1397
+				ELSE 20003 + x % 1397 - 999 END`)
+	require.NoError(t, err)
+	require.NoError(t, s.Migrate(ctx))
+	_, err = s.pool.Exec(ctx, `
+		INSERT INTO read_states (user_id, room_id, read_seq)
+			SELECT member_low, id, seq / 2 FROM rooms UNION ALL SELECT member_high, id, seq / 3 FROM rooms;
+		ANALYZE users, rooms, messages, read_states`)
+	require.NoError(t, err)
+	return s
+}
+
+// explain returns the plan of query with args in each plan_cache_mode,
+// as PostgreSQL plans the prepared statement that pgx makes of it: for
+// the values at hand (force_custom_plan), and generically, for any values
+// (force_generic_plan), as it may after a few runs. (EXPLAIN of the query
+// with parameters would plan it for those values in both modes.)
+func explain(t *testing.T, s *Store, query string, args ...any) map[string]string {
+	t.Helper()
+	literals := make([]string, len(args))
+	for i, a := range args {
+		literals[i] = literal(a)
+	}
+	plans := map[string]string{}
+	for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+		conn, err := s.pool.Acquire(t.Context())
+		require.NoError(t, err)
+		_, err = conn.Exec(t.Context(), "SET plan_cache_mode = "+mode+"; PREPARE planned AS "+query)
+		if err == nil {
+			var rows pgx.Rows
+			rows, err = conn.Query(t.Context(), "EXPLAIN EXECUTE planned ("+strings.Join(literals, ", ")+")", pgx.QueryExecModeSimpleProtocol)
+			lines, cerr := pgx.CollectRows(rows, pgx.RowTo[string])
+			plans[mode], err = strings.Join(lines, "\n"), errors.Join(err, cerr)
+		}
+		_, derr := conn.Exec(t.Context(), "DEALLOCATE ALL; RESET plan_cache_mode")
+		conn.Release()
+		require.NoError(t, errors.Join(err, derr))
+	}
+	return plans
+}
+
+// literal is a as an SQL literal, for explain.
+func literal(a any) string {
+	quote := func(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+	array := func(n int, item func(i int) string, typ string) string {
+		items := make([]string, n)
+		for i := range items {
+			items[i] = item(i)
+		}
+		return "ARRAY[" + strings.Join(items, ", ") + "]::" + typ + "[]"
+	}
+	switch a := a.(type) {
+	case int:
+		return strconv.Itoa(a)
+	case int64:
+		return strconv.FormatInt(a, 10)
+	case string:
+		return quote(a)
+	case time.Time:
+		return quote(a.Format(time.RFC3339Nano)) + "::timestamptz"
+	case []int64:
+		return array(len(a), func(i int) string { return strconv.FormatInt(a[i], 10) }, "bigint")
+	case []string:
+		return array(len(a), func(i int) string { return quote(a[i]) }, "text")
+	case []time.Time:
+		return array(len(a), func(i int) string { return quote(a[i].Format(time.RFC3339Nano)) }, "timestamptz")
+	}
+	panic(fmt.Sprintf("literal of %T", a))
+}
+
+// TestChatPlans guards that the queries of Changes, Chats, MarkRead and
+// WriteMessages read indexes, never a whole table, in every plan, on
+// tables with rows enough that PostgreSQL would scan them if that were
+// cheaper: what a call costs is its page (and the unread cap, and its
+// batch), not the size of a chat or of the messages table. A plan may
+// read a range through a bitmap and sort it when it expects the range to
+// fit the page; where a range is longer than the page (a long chat from
+// its start), it must read the index in order and stop, with no sort.
+func TestChatPlans(t *testing.T) {
+	s := planStore(t)
+	var last int64 // room 10001's counter
+	require.NoError(t, s.pool.QueryRow(t.Context(), roomSeq, 10001).Scan(&last))
+	// uses matches a scan through index, on its own or for a bitmap.
+	uses := func(index string) string {
+		return `(Index Scan|Index Only Scan|Index Scan Backward|Bitmap Index Scan) (using|on) ` + index + ` `
+	}
+	tests := []struct {
+		name   string
+		query  string
+		args   []any
+		want   []string // regular expressions that the plan must match
+		noSort bool
+	}{
+		{
+			name:   "Changes of a long chat from its start",
+			query:  changesQuery,
+			args:   []any{10001, 0, 500},
+			want:   []string{`Limit .*\n\s*->  Index Scan using messages_room_change_key on messages .*\n\s*Index Cond: \(\(room_id = .*\) AND \(COALESCE\(edit_seq, seq\) > `},
+			noSort: true,
+		},
+		{
+			name:  "Changes near the end",
+			query: changesQuery,
+			args:  []any{10001, last - 300, 500},
+			want:  []string{uses("messages_room_change_key") + `.*\n\s*Index Cond: \(\(room_id = .*\) AND \(COALESCE\(edit_seq, seq\) > `},
+		},
+		{
+			name:  "Changes counter",
+			query: roomSeq,
+			args:  []any{10001},
+			want:  []string{`Index Scan using rooms_pkey on rooms`},
+		},
+		{
+			name:  "Chats",
+			query: chatsQuery,
+			args:  []any{1, 0, 200, persistence.UnreadCap},
+			want: []string{
+				// the user's rooms in activity order, from the cursor, by member column
+				uses("rooms_low_activity_idx") + `.*\n\s*Index Cond: \(\(member_low = .*\) AND \(ROW\(activity_at, id\) < ROW\(`,
+				uses("rooms_high_activity_idx") + `.*\n\s*Index Cond: \(\(member_high = .*\) AND \(ROW\(activity_at, id\) < ROW\(`,
+				`Merge Append`,
+				// the read position of each room of the page, by key
+				`Index Scan using read_states_pkey on read_states .*\n\s*Index Cond: \(\(user_id = .*\) AND \(room_id = r\.id\)\)`,
+				// the unread count: a range of the live index from the read position, bounded by the cap
+				`Limit .*\n\s*->  Index Only Scan using messages_room_live_seq_idx on messages .*\n\s*Index Cond: \(\(room_id = p\.id\) AND \(seq > p\.read_seq\)\)`,
+				// the last message: the live index's last entry
+				`Limit .*\n\s*->  Index Scan Backward using messages_room_live_seq_idx on messages .*\n\s*Index Cond: \(room_id = p\.id\)`,
+			},
+		},
+		{
+			name:  "Chats after a room",
+			query: chatsQuery,
+			args:  []any{1, 20100, 200, persistence.UnreadCap},
+			want: []string{
+				`Index Scan using rooms_pkey on rooms .*\n\s*Index Cond: \(id = `,
+				uses("rooms_low_activity_idx"),
+				uses("rooms_high_activity_idx"),
+			},
+		},
+		{
+			name:  "MarkRead",
+			query: markRead,
+			args:  []any{1, 10001, 10},
+			want:  []string{`Index Scan using rooms_pkey on rooms`, `Conflict Arbiter Indexes: read_states_pkey`},
+		},
+		{
+			name:  "WriteMessages: the room locks",
+			query: lockRooms,
+			args:  []any{[]int64{10001, 10002}},
+			want:  []string{`Index Scan using rooms_pkey on rooms`},
+		},
+		{
+			name:  "WriteMessages: sends",
+			query: insertMessagesSeen,
+			args: []any{[]int64{30001, 30002}, []int64{10001, 10002}, []int64{1, 2}, []string{"a", "b"},
+				[]string{"x", "y"}, []time.Time{time.Now(), time.Now()}},
+			want: []string{
+				// the duplicate check and the lookup of duplicates
+				`Index Only Scan using messages_author_room_nonce_key on messages x`,
+				`Index Scan using messages_author_room_nonce_key on messages `,
+				`Index Scan using rooms_pkey on rooms r `, // the counters
+			},
+		},
+		{
+			name:  "WriteMessages: edit",
+			query: editMessage,
+			args:  []any{"edited", time.Now(), 4001, 10001, 1},
+			want:  []string{`Index Scan using messages_pkey on messages`, `Index Scan using rooms_pkey on rooms`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for mode, plan := range explain(t, s, tt.query, tt.args...) {
+				require.NotContains(t, plan, "Seq Scan", "%s:\n%s", mode, plan)
+				require.NotContains(t, plan, "messages_room_created_idx", "%s:\n%s", mode, plan)
+				for _, re := range tt.want {
+					require.Regexp(t, re, plan, "%s:\n%s", mode, plan)
+				}
+				if tt.noSort {
+					require.NotContains(t, plan, "Sort", "%s:\n%s", mode, plan)
+				}
+			}
+		})
+	}
+}
