@@ -11,11 +11,13 @@
 //
 // Who owns which state: a session owns its connection's lifecycle, rate
 // limit and request queue; a user actor owns the set of its user's
-// sessions and runs the user's friend and profile operations one at a
-// time; a room owns what it loaded of its DM (members, friendship, room id)
-// and its writes in flight; the writer owns the queue of writes not yet
-// committed; the directory owns the maps from ids to live actors. State in
-// actors is a cache of the store, never the only copy.
+// sessions, and so its presence, and runs the user's friend and profile
+// operations one at a time; a room owns what it loaded of its DM
+// (members, friendship, room id), its writes in flight and its members'
+// typing throttle; the writer owns the queue of writes not yet committed;
+// the directory owns the maps from ids to live actors. State in actors is
+// a cache of the store, never the only copy, or else never stored at all
+// (typing and presence, protocol.md §4.3, §4.4).
 //
 // The route of one chat message: the gateway hands a frame to its session,
 // which validates it and sends a ChatWrite to the room (through the
@@ -24,7 +26,10 @@
 // other rooms' writes and answers Written; the room then sends the event
 // and the echo to the author's user actor (which pushes the event to the
 // author's other sessions and the echo to the sender) and the event to the
-// other member's user actor.
+// other member's user actor. A typing request goes the same way as far as
+// the room, which answers it at once (loaded) and tells the other
+// member's user actor; a user's presence starts in its user actor, which
+// tells its friends through the directory.
 //
 // The rules, each with the test that guards it:
 //
@@ -68,16 +73,57 @@
 //     encoded frame, to every session it reaches (TestDeliverSharesOnePush).
 //   - A v1 session never receives what protocol.md §2.9 lists (edit
 //     events, origin:self friend events, profile events and every v2-only
-//     kind, a profile other than null anywhere): each event carries its
-//     kind (messages.EventKind), and the session's rules, chosen once by
-//     its version when it starts, decide every frame it sends; a kind the
-//     v1 rules do not list is dropped, and a frame passed on is the very
+//     kind, typing and presence among them, a profile other than null
+//     anywhere, a friend's status): each event carries its kind
+//     (messages.EventKind), and the session's rules, chosen once by its
+//     version when it starts, decide every frame it sends; a kind the v1
+//     rules do not list is dropped, and a frame passed on is the very
 //     bytes every session gets (TestV1RulesFilterWhatTheSessionSends in
 //     session; TestV1EditsNeverReachTheMobileClient,
-//     TestV1OwnDevicesGetNoOriginSelf, TestV1ProfilesStayNull in server).
-//   - Nothing is sent to a retired actor: the directory forgets an idle room
-//     before it sends it its last message (TestRoomRetiresWhenIdle,
-//     TestIdleRoomStopsAndRestarts in server).
+//     TestV1OwnDevicesGetNoOriginSelf, TestV1ProfilesStayNull,
+//     TestV2TypingReachesTheOtherMember, TestV2PresenceOnlineOffline in
+//     server). The rules also say which requests a version knows: typing
+//     is an unknown type to v1 (TestTypingHasNoAnswerAndKeepsOrder).
+//   - A request with no answer does not stall the session: a typing
+//     waits for its room like any request, and the room ends the wait
+//     with a Reply without frames unless it refuses it (4004, 4005 as a
+//     send); a lost or late one ends at the RequestTimeout without a
+//     frame, not 5001 (TestTypingHasNoAnswerAndKeepsOrder,
+//     TestRoomTypingThrottledPerAuthor).
+//   - Typing is throttled where all of a user's typing in a chat passes,
+//     whichever device it comes from: the chat's room, by author, at most
+//     one event per room.DefaultTypingInterval (3 s), the others dropped
+//     without an answer; the event goes to the other member's user actor
+//     only, so the typist's own devices never get it (room state, not
+//     stored: a room that retires forgets it)
+//     (TestRoomTypingThrottledPerAuthor,
+//     TestV2TypingReachesTheOtherMember in server).
+//   - Presence is counted where the user's sessions are counted: its user
+//     actor (its grain in a cluster, which holds the sessions of every
+//     node). The first session tells the friends its auth read that the
+//     user is online; after the last, the actor waits
+//     directory.DefaultOfflineDelay (5 s) and tells the friends it reads
+//     then that the user is offline, unless a session came back meanwhile
+//     (nothing is told then). A local user actor stays for that delay
+//     after its last session and then retires through the directory
+//     (RetireUser, as an idle room does), which refuses while a session
+//     attaches (TestPresenceCountsSessions, TestPresenceSurvivesFailure,
+//     TestV2PresenceOnlineOffline in server).
+//   - Presence wakes no one: the event goes through
+//     directory.PushToUsers, which reaches only the friends online (a
+//     node alone: their user actors; a cluster: each node's directory
+//     pushes to its own sessions of them, one message per node), and the
+//     v2 auth answer's statuses come from directory.OnlineAmong (a node
+//     alone: its map; a cluster: every node's directory is asked, within
+//     directory.StatusTimeout, and the users of a node that does not
+//     answer count as offline); neither starts an actor or activates a
+//     grain (TestAuthShowsFriendsStatus in session,
+//     TestClusterPresenceCountsSessionsAcrossNodes in server).
+//   - Nothing is sent to a retired actor: the directory forgets an idle
+//     room, or a user actor that told its user offline, before it sends
+//     it its last message (TestRoomRetiresWhenIdle, TestRetireUser,
+//     TestPresenceCountsSessions, TestIdleRoomStopsAndRestarts in
+//     server).
 //   - An actor that fails stops and is forgotten; the next message starts a
 //     fresh one that loads its state again (supervision in the props the
 //     directory spawns with; TestRoomFailureIsReplaced,
@@ -159,7 +205,24 @@
 //     events to that user may be missed (protocol.md §2.8: found again by
 //     the catch-up), but an echo still reaches its sender, as it travels
 //     with the session's PID. A user grain with no session stops after
-//     user.DefaultIdle.
+//     user.DefaultIdle, never while its offline delay runs.
+//   - Presence survives soft state without spamming friends: a session
+//     a node attaches for the first time says so
+//     (messages.SessionAttached.reattach unset), and only such a one
+//     makes a user grain that knew no session tell the friends online; a
+//     blank grain that learns sessions by re-attach tells nothing (the
+//     previous activation told them), a re-attach of a known session
+//     changes nothing, and a re-attach to a grain that told offline (it
+//     forgot the session) tells online again. A new session that reaches
+//     a moved grain before the other nodes' re-attaches makes one extra
+//     online event at worst. A grain whose node leaves with an offline
+//     pending hands it to its next activation (messages.OfflinePending)
+//     (TestGrainPresenceSoftState in user,
+//     TestClusterPresenceCountsSessionsAcrossNodes in server). What it
+//     does not cover: a user whose sessions were all on a node that died
+//     is told offline only once the grain forgets them (ReattachForget
+//     intervals, 90 s, plus the delay), and not at all if the grain died
+//     with them.
 //   - A friendship change is seen by the next send from any node: the
 //     user grain answers a request, response or delete only after the
 //     DM's room took the change in (directory.ChangeFriendship: the room

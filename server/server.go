@@ -191,6 +191,14 @@ type GatewayConfig struct {
 	// which it answers 5001; default session.DefaultRequestTimeout (tests
 	// shorten it).
 	RequestTimeout time.Duration
+	// TypingInterval is the least time between two typing events of one
+	// user in one chat (protocol.md §4.3); default
+	// room.DefaultTypingInterval (tests shorten it).
+	TypingInterval time.Duration
+	// OfflineDelay is how long after a user's last session ends its
+	// friends are told it is offline, unless it reconnected (protocol.md
+	// §4.4); default directory.DefaultOfflineDelay (tests shorten it).
+	OfflineDelay time.Duration
 }
 
 // ClusterConfig joins a node to a cluster (package cluster): user and room
@@ -443,16 +451,20 @@ func (s *Server) startActors(ctx context.Context, reg prometheus.Registerer, tok
 	log := s.log.With().Str("component", "gateway").Logger()
 	var dir *directory.Directory
 	clustered := len(s.cfg.Cluster.Etcd) > 0
-	userDeps := user.NewDeps(user.Deps{Store: s.store, Now: s.cfg.Now, Log: log, Reattach: s.cfg.Cluster.Reattach, Idle: s.cfg.Cluster.UserIdle})
+	userDeps := user.NewDeps(user.Deps{
+		Store: s.store, Now: s.cfg.Now, Log: log, Reattach: s.cfg.Cluster.Reattach, Idle: s.cfg.Cluster.UserIdle,
+		OfflineDelay: g.OfflineDelay,
+	})
 	roomDeps := room.NewDeps(room.Deps{
 		Loader: loader, NewID: newID, Location: loc, Now: s.cfg.Now,
-		Idle: g.RoomIdle, Activations: activations, Log: log,
+		Idle: g.RoomIdle, TypingInterval: g.TypingInterval, Activations: activations, Log: log,
 	})
 	dcfg := directory.Config{
-		User:        func(id int64) actor.Producer { return func() actor.Actor { return user.New(id, userDeps) } },
-		Room:        func(k messages.RoomKey) actor.Producer { return func() actor.Actor { return room.New(k, roomDeps) } },
-		Writers:     []*actor.PID{s.writer},
-		MaxSessions: g.MaxSessions,
+		User:         func(id int64) actor.Producer { return func() actor.Actor { return user.New(id, userDeps) } },
+		Room:         func(k messages.RoomKey) actor.Producer { return func() actor.Actor { return room.New(k, roomDeps) } },
+		Writers:      []*actor.PID{s.writer},
+		MaxSessions:  g.MaxSessions,
+		OfflineDelay: g.OfflineDelay,
 	}
 	if clustered {
 		dir = directory.NewClustered(root, dcfg, directory.ClusterConfig{

@@ -170,7 +170,12 @@ func TestAuthPayloadVersions(t *testing.T) {
 		_, v2 := n.connect(me, 2)
 		var got2 map[string]any
 		require.NoError(t, json.Unmarshal(v2, &got2))
-		require.Equal(t, want, got2)
+		friendV2 := user(friend)
+		friendV2["status"] = "online" // v2 only (protocol.md §4.4)
+		require.Equal(t, map[string]any{
+			"self_user": want["self_user"], "mutual_requests": want["mutual_requests"],
+			"sent_requests": want["sent_requests"], "mutual_users": []any{friendV2},
+		}, got2)
 
 		_, v1 := n.connect(me, 1)
 		var got1 map[string]any

@@ -147,6 +147,7 @@ type route struct {
 }
 
 // users of a clustered directory: this node's sessions of each user.
+// (Directory.gone holds those whose last session here ended lately.)
 type localUser struct {
 	sessions map[string]localSession // by PID id
 }
@@ -175,6 +176,7 @@ func NewClustered(root *actor.RootContext, cfg Config, ccfg ClusterConfig) *Dire
 		asked: map[string][]asked{},
 	}
 	d.local = map[int64]*localUser{}
+	d.gone = map[int64]time.Time{}
 	return d
 }
 
@@ -266,9 +268,16 @@ func (d *Directory) Leave() {
 	wg.Wait()
 }
 
-// receive is the directory actor's: another node leaves.
+// receive is the directory actor's: another node leaves, asks which
+// users are online here, or pushes an event to this node's sessions of
+// some users.
 func (g *grains) receive(ctx actor.Context) {
-	if m, ok := ctx.Message().(*messages.MemberLeaving); ok {
+	switch m := ctx.Message().(type) {
+	case *messages.PresenceQuery:
+		ctx.Respond(&messages.PresenceAnswer{Online: g.dir.onlineHere(m.UserIds)})
+	case *messages.PushToUsers:
+		g.dir.pushHere(m.UserIds, &messages.Push{Frame: m.Frame, Kind: m.Kind})
+	case *messages.MemberLeaving:
 		g.mu.Lock()
 		before := g.placementLocked()
 		g.awayLocked(m.Address)
@@ -278,6 +287,118 @@ func (g *grains) receive(ctx actor.Context) {
 		g.cfg.Log.Info().Str("member", m.Address).Msg("directory: a member leaves")
 		ctx.Respond(&messages.MemberLeavingSeen{})
 	}
+}
+
+// others are the addresses of the cluster's other members (none before
+// the cluster has started).
+func (g *grains) others() []string {
+	select {
+	case <-g.ready:
+	default:
+		return nil
+	}
+	g.mu.Lock()
+	members := g.members
+	g.mu.Unlock()
+	if members == nil {
+		members = g.cluster.MemberList.Members().Members()
+	}
+	out := make([]string, 0, len(members))
+	for _, m := range members {
+		if m.Address() != g.self {
+			out = append(out, m.Address())
+		}
+	}
+	return out
+}
+
+// onlineHere is the part of ids online on this node: with a session here,
+// or whose last session here ended within the offline delay.
+func (d *Directory) onlineHere(ids []int64) []int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := time.Now()
+	d.forgetGone(now)
+	var out []int64
+	for _, id := range ids {
+		if d.local[id] != nil {
+			out = append(out, id)
+		} else if _, ok := d.gone[id]; ok {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// forgetGone drops the users whose last session here ended longer than
+// the offline delay ago. Lock must be held.
+func (d *Directory) forgetGone(now time.Time) {
+	n := 0
+	for _, l := range d.goneList {
+		if now.Sub(l.at) < d.cfg.OfflineDelay {
+			break
+		}
+		if d.gone[l.user].Equal(l.at) {
+			delete(d.gone, l.user)
+		}
+		n++
+	}
+	if n > 0 {
+		clear(d.goneList[:n])
+		d.goneList = d.goneList[n:]
+		if len(d.goneList) == 0 {
+			d.goneList = nil
+		}
+	}
+}
+
+// pushHere sends push to this node's sessions of ids.
+func (d *Directory) pushHere(ids []int64, push *messages.Push) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, id := range ids {
+		if u := d.local[id]; u != nil {
+			for _, s := range u.sessions {
+				d.root.Send(s.pid, push)
+			}
+		}
+	}
+}
+
+func (d *Directory) pushToUsersClustered(ids []int64, frame []byte, kind messages.EventKind) {
+	g := d.grains
+	msg := &messages.PushToUsers{UserIds: ids, Frame: frame, Kind: kind}
+	for _, address := range g.others() {
+		g.root.Send(actor.NewPID(address, DirectoryActor), msg)
+	}
+	d.pushHere(ids, &messages.Push{Frame: frame, Kind: kind})
+}
+
+func (d *Directory) onlineAmongClustered(ids []int64) map[int64]bool {
+	g := d.grains
+	others := g.others()
+	answers := make([][]int64, len(others)+1)
+	var wg sync.WaitGroup
+	for i, address := range others {
+		wg.Go(func() {
+			res, err := g.root.RequestFuture(actor.NewPID(address, DirectoryActor),
+				&messages.PresenceQuery{UserIds: ids}, StatusTimeout).Result()
+			if a, ok := res.(*messages.PresenceAnswer); ok && err == nil {
+				answers[i] = a.Online
+			} else {
+				g.cfg.Log.Debug().Err(err).Str("member", address).Msg("directory: a member did not answer a presence query; its users count as offline")
+			}
+		})
+	}
+	answers[len(others)] = d.onlineHere(ids)
+	wg.Wait()
+	online := map[int64]bool{}
+	for _, a := range answers {
+		for _, id := range a {
+			online[id] = true
+		}
+	}
+	return online
 }
 
 // awayLocked marks the member at address as leaving and forgets the
@@ -572,9 +693,9 @@ func (g *grains) redeliver(e *actor.DeadLetterEvent) {
 		kind = RoomKind
 	}
 	switch e.Message.(type) {
-	case *messages.ChatWrite, *messages.FriendshipChanged,
+	case *messages.ChatWrite, *messages.Typing, *messages.FriendshipChanged,
 		*messages.Deliver, *messages.SessionAttached, *messages.SessionDetached,
-		*messages.Logout, *messages.FriendOp, *messages.SetProfile:
+		*messages.Logout, *messages.FriendOp, *messages.SetProfile, *messages.OfflinePending:
 	default:
 		return // protoactor's own, or a grain's message to itself
 	}
@@ -586,7 +707,7 @@ func (g *grains) redeliver(e *actor.DeadLetterEvent) {
 
 // The clustered versions of Directory's methods.
 
-func (d *Directory) attachClustered(userID int64, since time.Time, session *actor.PID) AttachResult {
+func (d *Directory) attachClustered(userID int64, since time.Time, session *actor.PID, friends []int64) AttachResult {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := time.Now()
@@ -610,7 +731,7 @@ func (d *Directory) attachClustered(userID int64, since time.Time, session *acto
 	}
 	s := localSession{pid: session, since: since.UnixNano()}
 	u.sessions[session.Id] = s
-	d.grains.send(UserKind, UserIdentity(userID), &messages.SessionAttached{Session: session, SinceUnixNano: s.since})
+	d.grains.send(UserKind, UserIdentity(userID), &messages.SessionAttached{Session: session, SinceUnixNano: s.since, Friends: friends})
 	return Attached
 }
 
@@ -627,6 +748,10 @@ func (d *Directory) detachClustered(userID int64, session *actor.PID) {
 	delete(u.sessions, session.Id)
 	if len(u.sessions) == 0 {
 		delete(d.local, userID)
+		now := time.Now()
+		d.forgetGone(now)
+		d.gone[userID] = now
+		d.goneList = append(d.goneList, logout{userID, now})
 	}
 	d.grains.send(UserKind, UserIdentity(userID), &messages.SessionDetached{Session: session})
 }
@@ -662,6 +787,8 @@ type asked struct {
 func request(msg any) (asked, bool) {
 	switch m := msg.(type) {
 	case *messages.ChatWrite:
+		return asked{session: m.Session, seq: m.Seq}, m.Session != nil
+	case *messages.Typing:
 		return asked{session: m.Session, seq: m.Seq}, m.Session != nil
 	case *messages.FriendOp:
 		return asked{session: m.Session, seq: m.Seq}, m.Session != nil
@@ -756,7 +883,7 @@ func (d *Directory) reattachMoved(before, after placement) {
 		}
 		n++
 		for _, s := range u.sessions {
-			g.send(UserKind, identity, &messages.SessionAttached{Session: s.pid, SinceUnixNano: s.since})
+			g.send(UserKind, identity, &messages.SessionAttached{Session: s.pid, SinceUnixNano: s.since, Reattach: true})
 		}
 	}
 	if n > 0 {
@@ -772,7 +899,7 @@ func (d *Directory) reattachUser(userID int64) {
 	if u := d.local[userID]; u != nil {
 		identity := UserIdentity(userID)
 		for _, s := range u.sessions {
-			g.send(UserKind, identity, &messages.SessionAttached{Session: s.pid, SinceUnixNano: s.since})
+			g.send(UserKind, identity, &messages.SessionAttached{Session: s.pid, SinceUnixNano: s.since, Reattach: true})
 		}
 	}
 }
@@ -793,7 +920,7 @@ func (d *Directory) reattach() {
 		for id, u := range d.local {
 			identity := UserIdentity(id)
 			for _, s := range u.sessions {
-				g.send(UserKind, identity, &messages.SessionAttached{Session: s.pid, SinceUnixNano: s.since})
+				g.send(UserKind, identity, &messages.SessionAttached{Session: s.pid, SinceUnixNano: s.since, Reattach: true})
 			}
 		}
 		d.mu.Unlock()
@@ -866,9 +993,9 @@ func (t *tomb) MessageReceived(msg any) {
 		return
 	}
 	switch m.(type) {
-	case *messages.ChatWrite, *messages.FriendshipChanged,
+	case *messages.ChatWrite, *messages.Typing, *messages.FriendshipChanged,
 		*messages.Deliver, *messages.SessionAttached, *messages.SessionDetached,
-		*messages.Logout, *messages.FriendOp, *messages.SetProfile:
+		*messages.Logout, *messages.FriendOp, *messages.SetProfile, *messages.OfflinePending:
 		t.g.send(t.kind, t.identity, m)
 	}
 }

@@ -19,8 +19,8 @@ import (
 	"github.com/rewind-chat/rewind/messages"
 )
 
-// Config tells the directory how to make actors. A zero MaxSessions takes
-// its default (package setting has the convention).
+// Config tells the directory how to make actors. A zero MaxSessions or
+// OfflineDelay takes its default (package setting has the convention).
 type Config struct {
 	// User makes the actor of one online user.
 	User func(userID int64) actor.Producer
@@ -33,10 +33,24 @@ type Config struct {
 	// REWIND_WS_MAX_SESSIONS); default DefaultMaxSessions (64);
 	// setting.Off: no cap.
 	MaxSessions int
+	// OfflineDelay is how long a user counts as online after its last
+	// session ended (protocol.md §4.4: a quick reconnect shows nothing):
+	// OnlineAmong answers by it, and user actors announce offline after
+	// it (user.Deps.OfflineDelay defaults to DefaultOfflineDelay too).
+	// Default DefaultOfflineDelay (5s).
+	OfflineDelay time.Duration
 }
 
 // DefaultMaxSessions is the default of Config.MaxSessions.
 const DefaultMaxSessions = 64
+
+// DefaultOfflineDelay is the default of Config.OfflineDelay and of
+// user.Deps.OfflineDelay.
+const DefaultOfflineDelay = 5 * time.Second
+
+// StatusTimeout bounds OnlineAmong's wait for the other nodes' answers; a
+// node that does not answer in time counts its users offline.
+const StatusTimeout = time.Second
 
 // LogoutMemory is how long the directory remembers a user's logout: an
 // auth whose token check started longer ago than this cannot attach and
@@ -72,9 +86,13 @@ type Directory struct {
 	logouts   []logout
 
 	// grains is the cluster backend, nil for a node alone; local then
-	// holds this node's sessions of each user (users is not used).
-	grains *grains
-	local  map[int64]*localUser
+	// holds this node's sessions of each user (users is not used), and
+	// gone when the last of them ended, for the offline delay (goneList
+	// in that order, to forget them).
+	grains   *grains
+	local    map[int64]*localUser
+	gone     map[int64]time.Time
+	goneList []logout
 }
 
 type logout struct {
@@ -83,7 +101,9 @@ type logout struct {
 }
 
 // userEntry is an online user: its sessions, and its actor, nil after that
-// actor failed until the next message for the user starts a fresh one.
+// actor failed until the next message for the user starts a fresh one. An
+// entry without sessions is a user whose actor waits out the offline
+// delay; it stays until that actor retires (RetireUser).
 type userEntry struct {
 	pid      *actor.PID
 	sessions map[string]*actor.PID // by PID id
@@ -101,6 +121,9 @@ func New(root *actor.RootContext, cfg Config) *Directory {
 	if cfg.MaxSessions == 0 {
 		cfg.MaxSessions = DefaultMaxSessions
 	}
+	if cfg.OfflineDelay <= 0 {
+		cfg.OfflineDelay = DefaultOfflineDelay
+	}
 	return &Directory{
 		root: root, cfg: cfg, seed: maphash.MakeSeed(),
 		users: map[int64]*userEntry{}, rooms: map[messages.RoomKey]*actor.PID{},
@@ -113,28 +136,36 @@ func (d *Directory) spawn(p actor.Producer) *actor.PID {
 }
 
 // userActor returns e's actor, starting a fresh one that is told every
-// session of the user when the last one failed. Lock must be held.
-func (d *Directory) userActor(userID int64, e *userEntry) *actor.PID {
+// session of the user when the last one failed: told again (Reattach), as
+// the user was online already, unless first is not nil: the attach of
+// the user's first session (Attach). Lock must be held.
+func (d *Directory) userActor(userID int64, e *userEntry, first *messages.SessionAttached) *actor.PID {
 	if e.pid == nil {
 		e.pid = d.spawn(d.cfg.User(userID))
+		if first != nil {
+			d.root.Send(e.pid, first)
+			return e.pid
+		}
 		for _, s := range e.sessions {
-			d.root.Send(e.pid, &messages.SessionAttached{Session: s})
+			d.root.Send(e.pid, &messages.SessionAttached{Session: s, Reattach: true})
 		}
 	}
 	return e.pid
 }
 
 // Attach counts session in as one of userID's sessions, starting the
-// user's actor if it is the first, and tells the actor. since is when the
+// user's actor if it is the first, and tells the actor; friends are the
+// user's friends as the session's auth read them, whom the actor tells
+// the user is online if this is its first session. since is when the
 // session began the check that found its token valid: if the user logged
 // out since then, the session is not attached (LoggedOut), because the
 // check may have read the token generation before the logout bumped it.
 // A logout after the attach reaches the session through the user's actor,
 // so either way no session outlives a logout
 // (TestAuthDuringLogoutDoesNotSurvive in server).
-func (d *Directory) Attach(userID int64, since time.Time, session *actor.PID) AttachResult {
+func (d *Directory) Attach(userID int64, since time.Time, session *actor.PID, friends []int64) AttachResult {
 	if d.grains != nil {
-		return d.attachClustered(userID, since, session)
+		return d.attachClustered(userID, since, session, friends)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -144,7 +175,8 @@ func (d *Directory) Attach(userID int64, since time.Time, session *actor.PID) At
 		return LoggedOut
 	}
 	e := d.users[userID]
-	if e == nil {
+	fresh := e == nil
+	if fresh {
 		e = &userEntry{sessions: map[string]*actor.PID{}}
 		d.users[userID] = e
 	}
@@ -155,11 +187,15 @@ func (d *Directory) Attach(userID int64, since time.Time, session *actor.PID) At
 		return TooManySessions
 	}
 	e.sessions[session.Id] = session
+	m := &messages.SessionAttached{Session: session, Friends: friends}
 	if e.pid == nil {
-		d.userActor(userID, e) // tells it every session, this one included
+		if !fresh {
+			m = nil // its actor failed: a fresh one hears of every session again
+		}
+		d.userActor(userID, e, m)
 		return Attached
 	}
-	d.root.Send(e.pid, &messages.SessionAttached{Session: session})
+	d.root.Send(e.pid, m)
 	return Attached
 }
 
@@ -178,7 +214,7 @@ func (d *Directory) Logout(userID int64) {
 	d.loggedOut[userID] = now
 	d.logouts = append(d.logouts, logout{userID, now})
 	if e := d.users[userID]; e != nil {
-		d.root.Send(d.userActor(userID, e), &messages.Logout{})
+		d.root.Send(d.userActor(userID, e, nil), &messages.Logout{})
 	}
 }
 
@@ -203,8 +239,9 @@ func (d *Directory) forgetLogouts(now time.Time) {
 	}
 }
 
-// Detach takes session out; the last one out retires the user's actor,
-// which handles what it was sent before and then stops.
+// Detach takes session out. The user's actor is told; after the last one
+// it waits out the offline delay, announces its user offline and retires
+// (RetireUser), unless a session came meanwhile.
 func (d *Directory) Detach(userID int64, session *actor.PID) {
 	if d.grains != nil {
 		d.detachClustered(userID, session)
@@ -220,16 +257,36 @@ func (d *Directory) Detach(userID int64, session *actor.PID) {
 		return
 	}
 	delete(e.sessions, session.Id)
-	if len(e.sessions) > 0 {
-		if e.pid != nil {
-			d.root.Send(e.pid, &messages.SessionDetached{Session: session})
-		}
-		return
+	switch {
+	case e.pid != nil:
+		d.root.Send(e.pid, &messages.SessionDetached{Session: session})
+	case len(e.sessions) == 0:
+		// The user's actor failed and none replaced it yet: a fresh one
+		// tells the friends offline after the delay, then retires.
+		d.root.Send(d.userActor(userID, e, nil), &messages.OfflinePending{})
+	}
+}
+
+// RetireUser is how a user actor with no session stops, once it has
+// announced its user offline: if pid is still the user's actor and no
+// session attached meanwhile, the user is forgotten and pid is sent
+// last, after which no message reaches it through the directory; the
+// next session starts a new actor. It reports whether pid was retired;
+// false means a session is attaching, which the actor will hear of.
+// Clustered, a user grain stops by itself (user.Deps.Idle): false.
+func (d *Directory) RetireUser(userID int64, pid *actor.PID, last any) bool {
+	if d.grains != nil {
+		return false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e := d.users[userID]
+	if e == nil || e.pid == nil || !e.pid.Equal(pid) || len(e.sessions) > 0 {
+		return false
 	}
 	delete(d.users, userID)
-	if e.pid != nil {
-		d.root.Poison(e.pid)
-	}
+	d.root.Send(pid, last)
+	return true
 }
 
 // UserStopped is called by a user actor as it stops: if it stopped on a
@@ -244,6 +301,9 @@ func (d *Directory) UserStopped(userID int64, pid *actor.PID) {
 	defer d.mu.Unlock()
 	if e := d.users[userID]; e != nil && e.pid != nil && e.pid.Equal(pid) {
 		e.pid = nil
+		if len(e.sessions) == 0 {
+			delete(d.users, userID)
+		}
 	}
 }
 
@@ -259,9 +319,58 @@ func (d *Directory) SendToUser(userID int64, msg any) bool {
 	defer d.mu.Unlock()
 	e := d.users[userID]
 	if e != nil {
-		d.root.Send(d.userActor(userID, e), msg)
+		d.root.Send(d.userActor(userID, e, nil), msg)
 	}
 	return e != nil
+}
+
+// PushToUsers sends frame, an event of kind, to every session of the
+// users of ids who are online, without starting an actor for those who
+// are not: a user's presence goes to its friends this way. A node alone
+// hands the event to each online user's actor (one Deliver, shared);
+// clustered, every node's directory pushes it to its own sessions of
+// those users (PushToUsers, one message per node), so that the grains of
+// friends who are offline are not activated.
+func (d *Directory) PushToUsers(ids []int64, frame []byte, kind messages.EventKind) {
+	if len(ids) == 0 {
+		return
+	}
+	if d.grains != nil {
+		d.pushToUsersClustered(ids, frame, kind)
+		return
+	}
+	deliver := &messages.Deliver{Frame: frame, Kind: kind}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, id := range ids {
+		if e := d.users[id]; e != nil {
+			d.root.Send(d.userActor(id, e, nil), deliver)
+		}
+	}
+}
+
+// OnlineAmong returns which users of ids are online (protocol.md §4.4):
+// with a session, or whose last session ended within the offline delay
+// (their actor has not announced them offline yet). It activates no
+// actor. Clustered, it asks every other node's directory and waits up to
+// StatusTimeout: the users of a node that does not answer in time count
+// as offline. It blocks: call it off any actor.
+func (d *Directory) OnlineAmong(ids []int64) map[int64]bool {
+	online := map[int64]bool{}
+	if len(ids) == 0 {
+		return online
+	}
+	if d.grains != nil {
+		return d.onlineAmongClustered(ids)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, id := range ids {
+		if d.users[id] != nil {
+			online[id] = true
+		}
+	}
+	return online
 }
 
 // SendToRoom sends msg to the room's actor, starting it if needed.
@@ -375,7 +484,7 @@ func (d *Directory) Writer(key messages.RoomKey) *actor.PID {
 	return d.cfg.Writers[h.Sum64()%uint64(len(d.cfg.Writers))]
 }
 
-// Online counts the users with an actor; clustered, the users with a
+// Online counts the users with a session; clustered, the users with a
 // session on this node.
 func (d *Directory) Online() int {
 	if d.grains != nil {
@@ -383,7 +492,13 @@ func (d *Directory) Online() int {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return len(d.users)
+	n := 0
+	for _, e := range d.users {
+		if len(e.sessions) > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // Rooms counts the live room actors; clustered, the room grains this

@@ -3,6 +3,12 @@
 // answers the sender ("echo means stored") and emits the event to both
 // members' user actors.
 //
+// A room also relays its members' typing (protocol.md §4.3): refused as
+// a send would be, at most one per TypingInterval per author (the room is
+// where all of a user's typing in a chat passes, whichever device it
+// comes from), to the other member's user actor and never to the
+// author's; never stored.
+//
 // A room never waits on the store inside Receive. It starts cold: the first
 // write asks the room-state loader (actors/roomstate) whether both members
 // exist, whether they are friends and what the room's id is, and writes
@@ -48,6 +54,10 @@ type Deps struct {
 	// Idle is how long a room waits without messages before it stops;
 	// default DefaultIdle (2m); setting.Off: never.
 	Idle time.Duration
+	// TypingInterval is the least time between two typing events of one
+	// author in one chat (protocol.md §4.3); the ones between are dropped.
+	// Default DefaultTypingInterval (3s).
+	TypingInterval time.Duration
 	// Activations counts room actors started (cold rooms); optional.
 	Activations prometheus.Counter
 	Log         zerolog.Logger
@@ -56,6 +66,9 @@ type Deps struct {
 // DefaultIdle is the default of Deps.Idle.
 const DefaultIdle = 2 * time.Minute
 
+// DefaultTypingInterval is the default of Deps.TypingInterval.
+const DefaultTypingInterval = 3 * time.Second
+
 // NewDeps returns d with its zero values resolved.
 func NewDeps(d Deps) *Deps {
 	if d.Idle == 0 {
@@ -63,6 +76,9 @@ func NewDeps(d Deps) *Deps {
 	}
 	if d.Now == nil {
 		d.Now = time.Now
+	}
+	if d.TypingInterval <= 0 {
+		d.TypingInterval = DefaultTypingInterval
 	}
 	return &d
 }
@@ -77,8 +93,12 @@ type Actor struct {
 	loaded  bool
 	loading bool   // an OpenRoom is out
 	gen     uint64 // bumped when the friendship changes: older loads are stale
-	// waiting holds the writes that arrived while the state was not loaded.
+	// waiting holds the writes that arrived while the state was not
+	// loaded, typists the typing requests.
 	waiting []*messages.ChatWrite
+	typists []*messages.Typing
+	// typed is when each author's last typing event went out.
+	typed map[int64]time.Time
 
 	ticket uint64
 	// inflight holds the writes handed to the writer and not yet answered.
@@ -175,6 +195,17 @@ func (a *Actor) Receive(ctx actor.Context) {
 			return
 		}
 		a.apply(ctx, m)
+	case *messages.Typing:
+		if a.deps.Directory.Leaving() {
+			a.deps.Directory.SendToRoom(a.key, m) // as a write (above)
+			return
+		}
+		if !a.loaded {
+			a.typists = append(a.typists, m)
+			a.load(ctx)
+			return
+		}
+		a.typing(ctx, m)
 	case *messages.RoomOpened:
 		a.opened(ctx, m)
 		a.stopIfDone(ctx)
@@ -186,7 +217,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 
 // done reports whether nothing is waiting on the room.
 func (a *Actor) done() bool {
-	return len(a.inflight) == 0 && len(a.waiting) == 0 && !a.loading
+	return len(a.inflight) == 0 && len(a.waiting) == 0 && len(a.typists) == 0 && !a.loading
 }
 
 func (a *Actor) stopIfDone(ctx actor.Context) {
@@ -206,6 +237,10 @@ func (a *Actor) abandon(ctx actor.Context) {
 	for _, w := range a.waiting {
 		a.reply(ctx, w, protocol.ErrorFrame(protocol.ErrUnavailable, w.Nonce))
 	}
+	for _, t := range a.typists {
+		a.dropTyping(ctx, t)
+	}
+	a.typists = nil
 	leaving := a.deps.Directory.Leaving()
 	for _, w := range a.inflight {
 		if leaving && (w.Nonce != "" || w.MessageId != 0) {
@@ -242,7 +277,10 @@ func (a *Actor) forwardWaiting() {
 	for _, w := range a.waiting {
 		a.deps.Directory.SendToRoom(a.key, w)
 	}
-	a.waiting = nil
+	for _, t := range a.typists {
+		a.deps.Directory.SendToRoom(a.key, t)
+	}
+	a.waiting, a.typists = nil, nil
 }
 
 // load asks the loader for the room's state, unless a load is out.
@@ -259,7 +297,7 @@ func (a *Actor) opened(ctx actor.Context, m *messages.RoomOpened) {
 	a.loading = false
 	switch {
 	case m.Gen != a.gen: // the friendship changed while it loaded
-		if len(a.waiting) > 0 {
+		if len(a.waiting) > 0 || len(a.typists) > 0 {
 			a.load(ctx)
 		}
 		return
@@ -268,17 +306,23 @@ func (a *Actor) opened(ctx actor.Context, m *messages.RoomOpened) {
 		for _, w := range a.waiting {
 			a.reply(ctx, w, protocol.ErrorFrame(protocol.ErrUnavailable, w.Nonce))
 		}
-		a.waiting = nil
+		for _, t := range a.typists {
+			a.dropTyping(ctx, t) // best effort: a typing is not worth a 5000
+		}
+		a.waiting, a.typists = nil, nil
 		// Nothing loaded, nothing held: the next write starts afresh.
 		a.deps.Directory.RetireRoom(a.key, ctx.Self(), &retire{})
 		return
 	}
 	a.state, a.loaded = m.State, true
 	a.forwardWaiting()
-	waiting := a.waiting
-	a.waiting = nil
+	waiting, typists := a.waiting, a.typists
+	a.waiting, a.typists = nil, nil
 	for _, w := range waiting {
 		a.apply(ctx, w)
+	}
+	for _, t := range typists {
+		a.typing(ctx, t)
 	}
 	if a.state.RoomID == 0 {
 		// Not a DM anyone can write to (a made-up chat_id, a stranger):
@@ -317,6 +361,42 @@ func (a *Actor) apply(ctx actor.Context, w *messages.ChatWrite) {
 	a.ticket++
 	a.inflight[a.ticket] = w
 	ctx.Send(a.deps.Directory.Writer(a.key), &messages.Write{Op: op, Room: ctx.Self(), Ticket: a.ticket, Received: w.ReceivedAt()})
+}
+
+// typing checks a typing request against the loaded state as a send is
+// checked, and relays it to the other member unless its author's last
+// one went out less than TypingInterval ago. Only a refusal is answered
+// with a frame; the session waits for the Reply all the same.
+func (a *Actor) typing(ctx actor.Context, t *messages.Typing) {
+	switch {
+	case !a.state.Members:
+		a.replyTyping(ctx, t, protocol.ErrorFrame(protocol.ErrUserNotExist, t.Nonce))
+		return
+	case !a.state.Friends:
+		a.replyTyping(ctx, t, protocol.ErrorFrame(protocol.ErrNotMutual, t.Nonce))
+		return
+	}
+	a.dropTyping(ctx, t)
+	now := a.deps.Now()
+	if last, ok := a.typed[t.Author]; ok && now.Sub(last) < a.deps.TypingInterval {
+		return // dropped without an answer
+	}
+	if a.typed == nil {
+		a.typed = map[int64]time.Time{}
+	}
+	a.typed[t.Author] = now
+	a.deps.Directory.SendToUser(a.other(t.Author), &messages.Deliver{
+		Frame: protocol.TypingFrame(t.ChatId, t.Author), Kind: messages.EventTyping,
+	})
+}
+
+// dropTyping ends a typing request's wait without an answer.
+func (a *Actor) dropTyping(ctx actor.Context, t *messages.Typing) {
+	ctx.Send(t.Session, &messages.Reply{Seq: t.Seq})
+}
+
+func (a *Actor) replyTyping(ctx actor.Context, t *messages.Typing, frame []byte) {
+	ctx.Send(t.Session, &messages.Reply{Seq: t.Seq, Frames: [][]byte{frame}})
 }
 
 // written answers the sender of a committed (or failed) write and, for a

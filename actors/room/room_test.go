@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,6 +33,16 @@ type rooms struct {
 	store       *storetest.Gate
 	dir         *directory.Directory
 	activations prometheus.Counter
+	// delivered gets what the user actors are handed; offset is added to
+	// the rooms' clock.
+	delivered chan delivered
+	offset    atomic.Int64
+}
+
+// delivered is a Deliver a user actor got.
+type delivered struct {
+	user int64
+	msg  *messages.Deliver
 }
 
 func newRooms(t *testing.T, idle time.Duration) *rooms {
@@ -47,14 +58,22 @@ func newRooms(t *testing.T, idle time.Duration) *rooms {
 	ids, _ := snowflake.NewNode(1)
 	w := root.Spawn(actor.PropsFromProducer(func() actor.Actor { return writer.New(writer.Config{Store: gate}) }))
 	loader := root.Spawn(actor.PropsFromProducer(func() actor.Actor { return roomstate.New(roomstate.Config{Store: gate}) }))
-	r := &rooms{t: t, root: root, store: gate, activations: prometheus.NewCounter(prometheus.CounterOpts{Name: "a"})}
+	r := &rooms{t: t, root: root, store: gate, activations: prometheus.NewCounter(prometheus.CounterOpts{Name: "a"}),
+		delivered: make(chan delivered, 256)}
 	deps := &room.Deps{
-		Loader: loader, NewID: func() int64 { return ids.Generate().Int64() }, Location: time.UTC, Now: time.Now,
-		Idle: idle, Activations: r.activations, Log: zerolog.Nop(),
+		Loader: loader, NewID: func() int64 { return ids.Generate().Int64() }, Location: time.UTC,
+		Now:  func() time.Time { return time.Now().Add(time.Duration(r.offset.Load())) },
+		Idle: idle, TypingInterval: room.DefaultTypingInterval, Activations: r.activations, Log: zerolog.Nop(),
 	}
 	r.dir = directory.New(root, directory.Config{
-		User: func(int64) actor.Producer {
-			return func() actor.Actor { return actor.ReceiveFunc(func(actor.Context) {}) }
+		User: func(id int64) actor.Producer {
+			return func() actor.Actor {
+				return actor.ReceiveFunc(func(c actor.Context) {
+					if m, ok := c.Message().(*messages.Deliver); ok {
+						r.delivered <- delivered{id, m}
+					}
+				})
+			}
 		},
 		Room: func(k messages.RoomKey) actor.Producer {
 			return func() actor.Actor { return actortest.Crashing{Actor: room.New(k, deps)} }
@@ -268,4 +287,103 @@ func TestRoomNoOneCanWriteToRetiresAtOnce(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return r.dir.Rooms() == 1 }, 5*time.Second, 5*time.Millisecond,
 		"only the friends' room stays")
+}
+
+// typing hands the room of author and other a typing request from s.
+func (r *rooms) typing(s *session, author, other int64, seq uint64) {
+	key := messages.DMKey(author, other)
+	r.dir.SendToRoom(key, &messages.Typing{
+		RoomLow: key.Low, RoomHigh: key.High, ChatId: author ^ other, Author: author, Session: s.pid, Seq: seq,
+	})
+}
+
+// reply is s's next reply, whatever its frames.
+func (s *session) reply(t *testing.T) *messages.Reply {
+	t.Helper()
+	select {
+	case m := <-s.replies:
+		return m
+	case <-time.After(5 * time.Second):
+		t.Fatal("no reply")
+		return nil
+	}
+}
+
+// The room relays typing (protocol.md §4.3) to the other member's user
+// actor only, at most one per TypingInterval per author whichever session
+// it comes from, the others dropped; every request is answered a Reply
+// without frames, unless refused as a send would be (4005 not friends,
+// 4004 no such user).
+func TestRoomTypingThrottledPerAuthor(t *testing.T) {
+	r := newRooms(t, time.Minute)
+	watcher := r.root.Spawn(actor.PropsFromFunc(func(actor.Context) {}))
+	for _, id := range []int64{1, 2, 3} {
+		require.Equal(t, directory.Attached, r.dir.Attach(id, time.Now(), watcher, nil))
+	}
+	phone, laptop := r.session(), r.session()
+	next := func() delivered {
+		t.Helper()
+		select {
+		case d := <-r.delivered:
+			return d
+		case <-time.After(5 * time.Second):
+			t.Fatal("nothing delivered")
+			return delivered{}
+		}
+	}
+	none := func() {
+		t.Helper()
+		select {
+		case d := <-r.delivered:
+			t.Fatalf("user %d got %s", d.user, d.msg.Frame)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	for i := range 6 {
+		s := []*session{phone, laptop}[i%2]
+		r.typing(s, 1, 2, uint64(i+1))
+		m := s.reply(t)
+		require.Equal(t, uint64(i+1), m.Seq)
+		require.Empty(t, m.Frames, "a typing has no answer")
+	}
+	d := next()
+	require.Equal(t, int64(2), d.user, "to the other member only")
+	require.Equal(t, messages.EventTyping, d.msg.Kind)
+	require.JSONEq(t, `{"type":"typing","payload":{"chat_id":"3","user_id":"1"}}`, string(d.msg.Frame))
+	none()
+
+	r.typing(phone, 2, 1, 10) // the other author has an interval of its own
+	require.Empty(t, phone.reply(t).Frames)
+	d = next()
+	require.Equal(t, int64(1), d.user)
+	require.JSONEq(t, `{"type":"typing","payload":{"chat_id":"3","user_id":"2"}}`, string(d.msg.Frame))
+
+	r.offset.Add(int64(room.DefaultTypingInterval))
+	r.typing(laptop, 1, 2, 11)
+	require.Empty(t, laptop.reply(t).Frames)
+	require.Equal(t, int64(2), next().user, "the interval passed")
+	r.typing(laptop, 1, 2, 12)
+	require.Empty(t, laptop.reply(t).Frames)
+	none()
+
+	for i, other := range []int64{3, 99} { // 1 and 3 are not friends; 99 is no user
+		r.typing(phone, 1, other, uint64(20+i))
+		m := phone.reply(t)
+		require.Len(t, m.Frames, 1)
+		require.JSONEq(t, map[int64]string{
+			3:  `{"type":"error","payload":{"code":4005,"reason":"Not a mutual user."}}`,
+			99: `{"type":"error","payload":{"code":4004,"reason":"User not exist."}}`,
+		}[other], string(m.Frames[0]))
+	}
+	none()
+	require.Eventually(t, func() bool { return r.dir.Rooms() == 1 }, 5*time.Second, 5*time.Millisecond,
+		"a room no one can type to retires at once")
+
+	// A friendship that ends is seen by the next typing.
+	require.NoError(t, r.store.DeleteFriend(t.Context(), 1, 2))
+	r.dir.NotifyRoom(messages.DMKey(1, 2), &messages.FriendshipChanged{})
+	r.offset.Add(int64(room.DefaultTypingInterval))
+	r.typing(phone, 1, 2, 30)
+	require.JSONEq(t, `{"type":"error","payload":{"code":4005,"reason":"Not a mutual user."}}`, string(phone.reply(t).Frames[0]))
+	none()
 }

@@ -21,6 +21,9 @@ import (
 // chatKeys are the fields of a chat request, in the order chat reads them.
 var chatKeys = []string{"type", "chat_id", "id", "content"}
 
+// typingKeys are the fields of a typing request.
+var typingKeys = []string{"chat_id"}
+
 // Request rules of protocol.md §2.
 const (
 	maxContent    = 4000 // characters
@@ -43,6 +46,10 @@ func (a *Actor) handle(req protocol.Request, at time.Time) *protocol.Error {
 	case "auth":
 		return a.auth(req)
 	case "chat", "load", "mutual_users", "user":
+	case "typing":
+		if !a.rules.v2Requests {
+			return protocol.ErrUnknownType
+		}
 	default:
 		return protocol.ErrUnknownType
 	}
@@ -52,6 +59,8 @@ func (a *Actor) handle(req protocol.Request, at time.Time) *protocol.Error {
 	switch req.Type {
 	case "chat":
 		return a.chat(req, at)
+	case "typing":
+		return a.typing(req)
 	case "load":
 		return a.load(req)
 	case "mutual_users":
@@ -120,7 +129,7 @@ const maxAuthAttempts = 3
 // session waits for the resolved answer.
 func (a *Actor) resolve(token, nonce string, attempt int) {
 	seq := a.await(nonce)
-	self, root, deps := a.self, a.root, a.deps
+	self, root, deps, statuses := a.self, a.root, a.deps, a.rules.statuses
 	// Taken before the token is checked: a logout after this instant may
 	// have revoked what the check finds valid (Directory.Attach).
 	since := time.Now()
@@ -138,6 +147,14 @@ func (a *Actor) resolve(token, nonce string, attempt int) {
 			r.user = u
 			if r.incoming, r.outgoing, r.friends, err = deps.Store.FriendLists(c, u.ID); err != nil {
 				r.err = unavailable(deps.Log, u.ID, err)
+				break
+			}
+			r.friendIDs = make([]int64, len(r.friends))
+			for i, f := range r.friends {
+				r.friendIDs[i] = f.ID
+			}
+			if statuses {
+				r.online = deps.Directory.OnlineAmong(r.friendIDs)
 			}
 		}
 		root.Send(self, r)
@@ -152,6 +169,8 @@ type resolved struct {
 	attempt                     int
 	user                        persistence.User
 	incoming, outgoing, friends []persistence.User
+	friendIDs                   []int64        // told the user is online if this is its first session
+	online                      map[int64]bool // the friends online, for rules.statuses
 	err                         *protocol.Error
 }
 
@@ -171,7 +190,7 @@ func (a *Actor) authenticated(r *resolved) {
 		return
 	}
 	if !a.authed {
-		switch a.deps.Directory.Attach(r.user.ID, r.since, a.self) {
+		switch a.deps.Directory.Attach(r.user.ID, r.since, a.self, r.friendIDs) {
 		case directory.TooManySessions:
 			a.send(protocol.ErrorFrame(protocol.ErrTooManySessions, r.nonce))
 			return
@@ -186,7 +205,7 @@ func (a *Actor) authenticated(r *resolved) {
 		a.authed = true
 	}
 	a.user = r.user
-	a.send(protocol.Frame("auth", a.rules.authPayload(r.user, r.incoming, r.outgoing, r.friends), r.nonce))
+	a.send(protocol.Frame("auth", a.rules.authPayload(r.user, r.incoming, r.outgoing, r.friends, r.online), r.nonce))
 }
 
 func (a *Actor) chat(req protocol.Request, at time.Time) *protocol.Error {
@@ -224,6 +243,30 @@ func (a *Actor) chat(req protocol.Request, at time.Time) *protocol.Error {
 	w.RoomLow, w.RoomHigh = key.Low, key.High
 	w.Seq = a.await(req.Nonce)
 	a.deps.Directory.SendToRoom(key, w)
+	return nil
+}
+
+// typing hands a typing request (protocol.md §4.3, v2) to its DM's room,
+// which refuses it as a send would be refused (4004, 4005), drops it when
+// its author typed in the chat within the throttle interval, and tells
+// the other member otherwise. It has no answer unless refused: the room
+// answers a Reply without frames, which lets the session go on to the
+// next request (awaitSilent).
+func (a *Actor) typing(req protocol.Request) *protocol.Error {
+	var v [1][]byte
+	req.PayloadFields(typingKeys, v[:])
+	chatID, ok := protocol.ParseID(v[0])
+	if !ok {
+		return protocol.ErrNoChatID
+	}
+	other := chatID ^ a.user.ID
+	if other <= 0 || other == a.user.ID {
+		return protocol.ErrUserNotExist
+	}
+	key := messages.DMKey(a.user.ID, other)
+	m := &messages.Typing{RoomLow: key.Low, RoomHigh: key.High, ChatId: chatID, Author: a.user.ID, Nonce: req.Nonce, Session: a.self}
+	m.Seq = a.awaitSilent(req.Nonce)
+	a.deps.Directory.SendToRoom(key, m)
 	return nil
 }
 

@@ -24,6 +24,12 @@ type rules struct {
 	// listsAsText: the auth answer's three lists are JSON text in
 	// strings, as the shipped mobile client decodes them.
 	listsAsText bool
+	// statuses: the auth answer's friends carry their status
+	// (protocol.md §4.4).
+	statuses bool
+	// v2Requests: the requests of protocol.md §4 (typing) are known;
+	// otherwise they are an unknown type.
+	v2Requests bool
 }
 
 // action is what a session's rules do with a pushed event. A kind that
@@ -51,7 +57,7 @@ var (
 	}()
 	// v2 receives every event as it is.
 	v2 = func() *rules {
-		r := &rules{profiles: true}
+		r := &rules{profiles: true, statuses: true, v2Requests: true}
 		for i := range r.events {
 			r.events[i] = pass
 		}
@@ -122,9 +128,26 @@ func (r *rules) users(us []persistence.User) []protocol.User {
 	return out
 }
 
-// authPayload is the auth answer (protocol.md §2.2).
-func (r *rules) authPayload(u persistence.User, incoming, outgoing, friends []persistence.User) any {
-	lists := [3]any{r.users(incoming), r.users(outgoing), r.users(friends)}
+// friends is the auth answer's friends list: with each friend's status
+// (online among them) when this version shows statuses.
+func (r *rules) friends(us []persistence.User, online map[int64]bool) any {
+	if !r.statuses {
+		return r.users(us)
+	}
+	out := make([]protocol.Friend, len(us))
+	for i, u := range us {
+		out[i] = protocol.Friend{User: r.user(protocol.UserOf(u)), Status: protocol.StatusOffline}
+		if online[u.ID] {
+			out[i].Status = protocol.StatusOnline
+		}
+	}
+	return out
+}
+
+// authPayload is the auth answer (protocol.md §2.2); online holds the
+// friends online (§4.4).
+func (r *rules) authPayload(u persistence.User, incoming, outgoing, friends []persistence.User, online map[int64]bool) any {
+	lists := [3]any{r.users(incoming), r.users(outgoing), r.friends(friends, online)}
 	if r.listsAsText {
 		for i, l := range lists {
 			b, _ := json.Marshal(l)

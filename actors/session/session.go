@@ -298,7 +298,10 @@ type Actor struct {
 	seq          uint64 // numbers requests sent to other actors
 	waiting      uint64 // the seq in flight, 0 for none
 	waitingNonce string
-	waitTimer    *time.Timer
+	// waitingSilent: the request in flight has no answer unless refused
+	// (typing): losing its answer, or its timeout, ends it without one.
+	waitingSilent bool
+	waitTimer     *time.Timer
 
 	closed bool
 }
@@ -344,14 +347,14 @@ func (a *Actor) Receive(ctx actor.Context) {
 		// The grain's member died with it, or the grain was not found
 		// (actors/directory): as at the timeout, but sooner.
 		if a.answered(m.Seq) {
-			a.send(protocol.ErrorFrame(protocol.ErrUnknownResult, a.waitingNonce))
+			a.lost()
 			a.next()
 		}
 	case *requestTimeout:
 		if m.seq == a.waiting {
 			// The request may have been applied, or may be yet.
 			a.waiting = 0
-			a.send(protocol.ErrorFrame(protocol.ErrUnknownResult, a.waitingNonce))
+			a.lost()
 			a.next()
 		}
 	case *messages.Push:
@@ -450,10 +453,28 @@ func (a *Actor) next() {
 	}
 }
 
+// lost answers the request whose answer did not come: 5001, outcome
+// unknown, unless it is one answered only when refused.
+func (a *Actor) lost() {
+	if !a.waitingSilent {
+		a.send(protocol.ErrorFrame(protocol.ErrUnknownResult, a.waitingNonce))
+	}
+}
+
+// awaitSilent is await for a request that has no answer unless it is
+// refused: the actor it goes to answers a Reply without frames otherwise,
+// which ends the wait as any Reply does, and a lost answer ends it without
+// a frame.
+func (a *Actor) awaitSilent(nonce string) uint64 {
+	seq := a.await(nonce)
+	a.waitingSilent = true
+	return seq
+}
+
 // await marks a request as sent to another actor and returns its number.
 func (a *Actor) await(nonce string) uint64 {
 	a.seq++
-	a.waiting, a.waitingNonce = a.seq, nonce
+	a.waiting, a.waitingNonce, a.waitingSilent = a.seq, nonce, false
 	seq, self, root := a.seq, a.self, a.root
 	a.waitTimer = time.AfterFunc(a.deps.RequestTimeout, func() { root.Send(self, &requestTimeout{seq: seq}) })
 	return seq

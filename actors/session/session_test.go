@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -69,7 +70,7 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T) *fixture {
-	s := actortest.Store(t, 2)
+	s := actortest.Store(t, 3)
 	u, err := s.UserByID(t.Context(), 1)
 	require.NoError(t, err)
 	gate := storetest.NewGate(s)
@@ -199,7 +200,8 @@ func TestV1RulesFilterWhatTheSessionSends(t *testing.T) {
 	require.JSONEq(t, `[{"id":"2","name":"user2","profile":null}]`, auth["mutual_users"].(string))
 	auth = c2.next(t)["payload"].(map[string]any)
 	require.Equal(t, map[string]any{"id": "1", "name": "user1", "profile": pic}, auth["self_user"])
-	require.Equal(t, []any{other}, auth["mutual_users"])
+	require.Equal(t, []any{map[string]any{"id": "2", "name": "user2", "profile": pic, "status": "offline"}}, auth["mutual_users"],
+		"a v2 friend carries its status (protocol.md §4.4); v1's (above) none")
 
 	send := []byte(`{"type":"chat","payload":{"type":"send","id":"9","user_id":"2","chat_id":"3","content":"hi","created_at":"2026-12-01 00:00:00.000000"}}`)
 	friend := protocol.Frame("mutual_users", protocol.FriendEvent{Type: "request", User: protocol.User{ID: "2", Name: "user2", Profile: &pic}}, "")
@@ -211,6 +213,9 @@ func TestV1RulesFilterWhatTheSessionSends(t *testing.T) {
 		{Frame: plainFriend, Kind: messages.EventFriend},
 		{Frame: []byte(`{"type":"mutual_users","payload":{"type":"request","origin":"self"}}`), Kind: messages.EventFriendSelf},
 		{Frame: []byte(`{"type":"user","payload":{}}`), Kind: messages.EventProfile},
+		{Frame: protocol.TypingFrame(3, 2), Kind: messages.EventTyping},
+		{Frame: protocol.PresenceFrame(2, protocol.StatusOnline), Kind: messages.EventPresence},
+		{Frame: protocol.PresenceFrame(2, protocol.StatusOffline), Kind: messages.EventPresence},
 		{Frame: []byte(`{"type":"typing","payload":{}}`)},                                  // no kind
 		{Frame: []byte(`{"type":"presence","payload":{}}`), Kind: messages.EventKind(200)}, // a later kind
 		{Frame: send, Kind: messages.EventChatSend},
@@ -245,4 +250,106 @@ func TestV1RulesFilterWhatTheSessionSends(t *testing.T) {
 	require.Equal(t, map[string]any{"type": "user", "nonce": "p1", "payload": map[string]any{"id": "1", "name": "user1", "profile": nil}}, c1.next(t))
 	p2.Text(text("user", map[string]any{"profile": pic}, "p2"))
 	require.Equal(t, map[string]any{"type": "user", "nonce": "p2", "payload": map[string]any{"id": "1", "name": "user1", "profile": pic}}, c2.next(t))
+}
+
+// A typing request has no answer unless it is refused, and the requests
+// behind it are answered in their turn: the room ends the session's wait
+// with a Reply without frames. One whose room never answers ends without
+// a frame at the session's RequestTimeout (not 5001: there is nothing to
+// retry). A v1 session does not know the type (protocol.md §2.9).
+func TestTypingHasNoAnswerAndKeepsOrder(t *testing.T) {
+	f := newFixture(t)
+	typed := make(chan *messages.Typing, 16)
+	var silent atomic.Bool // the room answers no typing
+	f.dir = directory.New(f.root, directory.Config{
+		User: func(int64) actor.Producer {
+			return func() actor.Actor { return actor.ReceiveFunc(func(actor.Context) {}) }
+		},
+		Room: func(messages.RoomKey) actor.Producer {
+			return func() actor.Actor {
+				return actor.ReceiveFunc(func(c actor.Context) {
+					if m, ok := c.Message().(*messages.Typing); ok {
+						typed <- m
+						if !silent.Load() {
+							c.Send(m.Session, &messages.Reply{Seq: m.Seq})
+						}
+					}
+				})
+			}
+		},
+	})
+	f.deps.Directory = f.dir
+	f.deps.RequestTimeout = 300 * time.Millisecond
+	p2, c2 := f.start(2)
+	p1, c1 := f.start(1)
+	for _, s := range []struct {
+		peer *session.Peer
+		c    *conn
+	}{{p1, c1}, {p2, c2}} {
+		s.peer.Text(text("heartbeat", 0, ""))
+		s.c.next(t)
+		s.peer.Text(text("auth", map[string]string{"auth": f.token}, ""))
+		require.Equal(t, "auth", s.c.next(t)["type"])
+	}
+
+	p2.Text(text("typing", map[string]string{"chat_id": "3"}, "t1"))
+	p2.Text(text("heartbeat", 1, "h1"))
+	require.Equal(t, "h1", c2.next(t)["nonce"], "the typing was answered")
+	m := <-typed
+	require.Equal(t, messages.DMKey(1, 2), m.Key())
+	require.Equal(t, int64(3), m.ChatId)
+	require.Equal(t, int64(1), m.Author)
+
+	for _, bad := range []struct {
+		payload any
+		code    float64
+		reason  string
+	}{
+		{map[string]string{}, 4000, "chat_id is not provided."},
+		{map[string]string{"chat_id": "x"}, 4000, "chat_id is not provided."},
+		{map[string]string{"chat_id": "1"}, 4004, "User not exist."}, // chat_id XOR my id is me
+	} {
+		p2.Text(text("typing", bad.payload, "tb"))
+		require.Equal(t, map[string]any{"type": "error", "nonce": "tb", "payload": map[string]any{"code": bad.code, "reason": bad.reason}}, c2.next(t))
+	}
+
+	silent.Store(true)
+	start := time.Now()
+	p2.Text(text("typing", map[string]string{"chat_id": "3"}, "t2"))
+	p2.Text(text("heartbeat", 2, "h2"))
+	<-typed
+	require.Equal(t, map[string]any{"type": "heartbeat", "nonce": "h2", "payload": 2.0}, c2.next(t), "no 5001 for an unanswered typing")
+	require.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond, "the heartbeat waited its turn")
+
+	p1.Text(text("typing", map[string]string{"chat_id": "3"}, "tv1"))
+	require.Equal(t, map[string]any{"type": "error", "nonce": "tv1", "payload": map[string]any{"code": 4000.0, "reason": "Unknown type."}}, c1.next(t))
+	select {
+	case m := <-typed:
+		t.Fatalf("a v1 typing reached the room: %v", m)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+// A v2 auth answer shows each friend online while the friend has a
+// session (or its last one ended within the offline delay), offline
+// otherwise; the directory answers without starting an actor.
+func TestAuthShowsFriendsStatus(t *testing.T) {
+	f := newFixture(t)
+	for _, id := range []int64{2, 3} {
+		_, err := f.store.RequestFriend(t.Context(), 1, id, time.Now())
+		require.NoError(t, err)
+		require.NoError(t, f.store.AcceptFriend(t.Context(), id, 1, time.Now()))
+	}
+	friend := f.root.Spawn(actor.PropsFromFunc(func(actor.Context) {}))
+	require.Equal(t, directory.Attached, f.dir.Attach(2, time.Now(), friend, nil))
+	p, c := f.start(2)
+	p.Text(text("heartbeat", 0, ""))
+	c.next(t)
+	p.Text(text("auth", map[string]string{"auth": f.token}, ""))
+	status := map[string]any{}
+	for _, u := range c.next(t)["payload"].(map[string]any)["mutual_users"].([]any) {
+		status[u.(map[string]any)["id"].(string)] = u.(map[string]any)["status"]
+	}
+	require.Equal(t, map[string]any{"2": "online", "3": "offline"}, status)
+	require.Equal(t, 2, f.dir.Online(), "user 3's status started no actor")
 }

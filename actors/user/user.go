@@ -1,15 +1,43 @@
 // Package user is the actor of one online user: the set of that user's
-// sessions, the fan-out of events to all of them, and the user's friend
-// and profile operations, serialized.
+// sessions, the fan-out of events to all of them, the user's friend and
+// profile operations, serialized, and the user's presence (protocol.md
+// §4.4).
 //
 // Made with New it is a local actor, which the directory starts with its
-// user's first session and poisons after the last. Made with NewGrain it
-// is a cluster grain (kind directory.UserKind) whose identity is its
-// user's id: its set of sessions is soft state, attached again by each
-// node when the grain may have moved or restarted and every Deps.Reattach
-// (the safety net), and forgotten ReattachForget intervals after the last
-// attach; it stops itself once it has had no session and nothing to
-// do for Deps.Idle.
+// user's first session; after the last it waits out the offline delay,
+// announces its user offline and retires (directory.RetireUser). Made
+// with NewGrain it is a cluster grain (kind directory.UserKind) whose
+// identity is its user's id: its set of sessions is soft state, attached
+// again by each node when the grain may have moved or restarted and every
+// Deps.Reattach (the safety net), and forgotten ReattachForget intervals
+// after the last attach; it stops itself once it has had no session and
+// nothing to do for Deps.Idle.
+//
+// # Presence
+//
+// The user actor counts its user's sessions, on every node: when the
+// first starts it tells the user's friends "online"; when the last ends
+// it waits Deps.OfflineDelay, and tells them "offline" only if no session
+// came meanwhile, so a quick reconnect shows nothing. The friends it
+// tells are those the first session's auth read (they come with its
+// attach), or, for the offline, those it reads from the store at that
+// moment (off the actor; one announcement at a time, in order, and only
+// the latest status if it changed while the list loaded): it keeps no
+// friends list. It sends the event through directory.PushToUsers, which
+// reaches only friends who are online and activates no grain.
+//
+// A grain's state is soft, so a blank activation must not take the
+// sessions it learns by re-attach for new ones: it tells friends online
+// only for a session attached for the first time
+// (messages.SessionAttached.reattach unset); a re-attached session that
+// it did not know only teaches it that its user is online, which the
+// previous activation told (or, if that one had told offline, it tells
+// online again). A re-attach of a known session changes nothing. So a
+// grain that moves or restarts tells friends nothing; a new session that
+// reaches a blank grain before the other nodes' re-attaches makes one
+// extra online event, at worst. A grain that stops while its node leaves
+// the cluster with an offline announcement pending hands it to its next
+// activation (messages.OfflinePending).
 package user
 
 import (
@@ -45,7 +73,12 @@ type Deps struct {
 	// Idle is how long a grain with no session waits before it stops;
 	// default DefaultIdle (30s). Only grains use it.
 	Idle time.Duration
-	Log  zerolog.Logger
+	// OfflineDelay is how long after its user's last session ends the
+	// actor waits before it tells the friends offline (protocol.md §4.4);
+	// default directory.DefaultOfflineDelay (5s), which the directory's
+	// OnlineAmong counts by too.
+	OfflineDelay time.Duration
+	Log          zerolog.Logger
 }
 
 // DefaultIdle is the default of Deps.Idle.
@@ -67,6 +100,9 @@ func NewDeps(d Deps) *Deps {
 	}
 	if d.Idle <= 0 {
 		d.Idle = DefaultIdle
+	}
+	if d.OfflineDelay <= 0 {
+		d.OfflineDelay = directory.DefaultOfflineDelay
 	}
 	return &d
 }
@@ -92,11 +128,35 @@ type Actor struct {
 	loggedOutAt int64
 	active      time.Time
 	sweeper     *time.Timer
+
+	// Presence (the package's doc): the status friends were last told
+	// ("" for none yet: a blank actor), the one to tell them, whether a
+	// load of the friends to tell is out, and the offline delay's timer
+	// (nil when none runs) with its generation.
+	told, want string
+	telling    bool
+	offline    *time.Timer
+	offlineGen uint64
+	// retired: a local actor the directory forgot (RetireUser); it stops
+	// once its jobs are done.
+	retired bool
 }
 
 // sweep makes a grain forget the sessions not attached again and stop
 // when it has been idle.
 type sweep struct{}
+
+// offlineCheck ends the offline delay of generation gen.
+type offlineCheck struct{ gen uint64 }
+
+// friendsLoaded carries the friends to tell of the user's status.
+type friendsLoaded struct {
+	ids []int64
+	err error
+}
+
+// retire is a local actor's last message from the directory.
+type retire struct{}
 
 // sessionKey names a session by its PID's address and id: ids alone are
 // unique only within a node, and in a cluster a user's sessions are on
@@ -146,10 +206,12 @@ func (a *Actor) Receive(ctx actor.Context) {
 			a.id = id
 		}
 	case *actor.Stopping:
+		a.handOnOffline()
 		a.abandon(ctx)
 	case *actor.Restarting: // a grain that failed: its parent restarts it blank
 		a.abandon(ctx)
 		a.stopSweeper()
+		a.stopOffline()
 		if a.grain {
 			// Blank, it would know neither its sessions nor its user (no
 			// second ClusterInit): it stops once restarted, which ends
@@ -161,6 +223,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 		}
 	case *actor.Stopped:
 		a.stopSweeper()
+		a.stopOffline()
 		a.deps.Directory.UserStopped(a.id, ctx.Self())
 	case *sweep:
 		a.sweep(ctx)
@@ -170,17 +233,37 @@ func (a *Actor) Receive(ctx actor.Context) {
 			if a.loggedOutAt != 0 && m.SinceUnixNano != 0 && m.SinceUnixNano <= a.loggedOutAt {
 				// Its token check began before the logout: the token
 				// may be revoked (directory.Attach, on one node).
-				delete(a.sessions, k)
-				delete(a.seen, k)
+				a.remove(ctx, k)
 				ctx.Send(m.Session, closeLoggedOut)
 				return
 			}
 			a.seen[k] = time.Now()
 		}
-		a.sessions[k] = m.Session
+		a.attach(ctx, k, m)
 	case *messages.SessionDetached:
-		delete(a.sessions, keyOf(m.Session))
-		delete(a.seen, keyOf(m.Session))
+		a.remove(ctx, keyOf(m.Session))
+	case *offlineCheck:
+		if m.gen == a.offlineGen && a.offline != nil {
+			a.offline = nil
+			if len(a.sessions) == 0 {
+				a.tell(ctx, protocol.StatusOffline)
+			}
+		}
+	case *friendsLoaded:
+		a.told = a.announce(m)
+		a.telling = false
+		a.retireIfOffline(ctx)
+	case *messages.OfflinePending:
+		// The previous actor told the friends online and was waiting
+		// to tell them offline when its node left (a grain), or failed
+		// before its user's last session ended (directory.Detach).
+		if len(a.sessions) == 0 && a.offline == nil && a.want == "" {
+			a.want, a.told = protocol.StatusOnline, protocol.StatusOnline
+			a.startOffline(ctx)
+		}
+	case *retire:
+		a.retired = true
+		a.stopIfDone(ctx)
 	case *messages.Deliver:
 		a.deliver(ctx, &messages.Push{Frame: m.Frame, Kind: m.Kind}, m.Except)
 		if m.Echo != nil {
@@ -211,6 +294,134 @@ func (a *Actor) Receive(ctx actor.Context) {
 		a.jobs[0] = job{}
 		a.jobs = a.jobs[1:]
 		a.start(ctx)
+		a.stopIfDone(ctx)
+	}
+}
+
+// attach counts m's session, k, in; the user's first session tells the
+// friends online, unless they were told already or it is a session the
+// actor learns by re-attach while it knows nothing of its user's
+// presence. A first attach carries the friends its auth read.
+func (a *Actor) attach(ctx actor.Context, k sessionKey, m *messages.SessionAttached) {
+	_, known := a.sessions[k]
+	a.sessions[k] = m.Session
+	if known || len(a.sessions) > 1 {
+		return
+	}
+	a.stopOffline() // a quick reconnect: nothing to tell
+	switch {
+	case a.want == protocol.StatusOnline:
+	case m.Reattach && a.want == "":
+		// A blank actor (a grain moved or restarted): its user was
+		// online before, as the previous activation told the friends.
+		a.want, a.told = protocol.StatusOnline, protocol.StatusOnline
+	case m.Reattach:
+		a.tell(ctx, protocol.StatusOnline)
+	default:
+		a.tellThese(ctx, protocol.StatusOnline, m.Friends)
+	}
+}
+
+// remove counts session k out; after the last the offline delay starts.
+func (a *Actor) remove(ctx actor.Context, k sessionKey) {
+	if _, ok := a.sessions[k]; !ok {
+		return
+	}
+	delete(a.sessions, k)
+	delete(a.seen, k)
+	if len(a.sessions) == 0 {
+		a.startOffline(ctx)
+	}
+}
+
+func (a *Actor) startOffline(ctx actor.Context) {
+	a.stopOffline()
+	a.offlineGen++
+	gen, self, root := a.offlineGen, ctx.Self(), ctx.ActorSystem().Root
+	a.offline = time.AfterFunc(a.deps.OfflineDelay, func() { root.Send(self, &offlineCheck{gen: gen}) })
+}
+
+func (a *Actor) stopOffline() {
+	if a.offline != nil {
+		a.offline.Stop()
+		a.offline = nil
+	}
+}
+
+// tell makes status the one to tell the friends, loading them (off the
+// actor) unless a load is out, whose end tells the latest status.
+func (a *Actor) tell(ctx actor.Context, status string) {
+	a.want = status
+	if a.telling || a.want == a.told {
+		a.retireIfOffline(ctx)
+		return
+	}
+	a.telling = true
+	id, store, self, root := a.id, a.deps.Store, ctx.Self(), ctx.ActorSystem().Root
+	timeout := a.deps.Timeout
+	go func() {
+		c, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		friends, err := store.Friends(c, id)
+		ids := make([]int64, len(friends))
+		for i, f := range friends {
+			ids[i] = f.ID
+		}
+		root.Send(self, &friendsLoaded{ids: ids, err: err})
+	}()
+}
+
+// tellThese is tell with the friends to tell known: the ones a session's
+// auth read just now.
+func (a *Actor) tellThese(ctx actor.Context, status string, friends []int64) {
+	if a.telling {
+		a.want = status // the load out tells it
+		return
+	}
+	a.want = status
+	a.told = a.announce(&friendsLoaded{ids: friends})
+	a.retireIfOffline(ctx)
+}
+
+// announce pushes the status to tell, the latest, to the friends m
+// loaded and returns what they were told.
+func (a *Actor) announce(m *friendsLoaded) string {
+	if a.want == a.told {
+		return a.told // it changed back while the list loaded: nothing to tell
+	}
+	if m.err != nil {
+		a.deps.Log.Warn().Err(m.err).Int64("user", a.id).Str("status", a.want).Msg("user: presence not shown to friends")
+		return a.want // best effort (protocol.md §2.8): not tried again
+	}
+	a.deps.Directory.PushToUsers(m.ids, protocol.PresenceFrame(a.id, a.want), messages.EventPresence)
+	return a.want
+}
+
+// retireIfOffline retires a local actor whose friends were told offline
+// and which has no session: if a session attaches meanwhile the directory
+// refuses, and the session's attach will tell online again.
+func (a *Actor) retireIfOffline(ctx actor.Context) {
+	if a.grain || a.retired || a.telling || a.told != protocol.StatusOffline || len(a.sessions) > 0 {
+		return
+	}
+	a.deps.Directory.RetireUser(a.id, ctx.Self(), &retire{})
+}
+
+// stopIfDone stops a retired local actor once its jobs are done.
+func (a *Actor) stopIfDone(ctx actor.Context) {
+	if a.retired && len(a.jobs) == 0 {
+		ctx.Stop(ctx.Self())
+	}
+}
+
+// handOnOffline hands a pending offline announcement to the user's next
+// activation when this grain stops because its node leaves the cluster.
+func (a *Actor) handOnOffline() {
+	if !a.grain || !a.deps.Directory.Leaving() || len(a.sessions) > 0 {
+		return
+	}
+	if a.offline != nil || a.want == protocol.StatusOffline && a.told != protocol.StatusOffline {
+		a.deps.Directory.SendToUser(a.id, &messages.OfflinePending{})
 	}
 }
 
@@ -228,11 +439,10 @@ func (a *Actor) sweep(ctx actor.Context) {
 	forget := time.Now().Add(-directory.ReattachForget * a.deps.Reattach)
 	for k, at := range a.seen {
 		if at.Before(forget) {
-			delete(a.seen, k)
-			delete(a.sessions, k)
+			a.remove(ctx, k)
 		}
 	}
-	if len(a.sessions) == 0 && len(a.jobs) == 0 && time.Since(a.active) >= a.deps.Idle {
+	if len(a.sessions) == 0 && len(a.jobs) == 0 && a.offline == nil && !a.telling && time.Since(a.active) >= a.deps.Idle {
 		ctx.Poison(ctx.Self())
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
@@ -24,11 +25,13 @@ type users struct {
 	root  *actor.RootContext
 	store *storetest.Gate
 	dir   *directory.Directory
+	deps  *user.Deps // set before the first session
 }
 
 func newUsers(t *testing.T) *users {
 	u := &users{t: t, root: actortest.System(t).Root, store: storetest.NewGate(actortest.Store(t, 4))}
 	deps := &user.Deps{Store: u.store, Now: time.Now, Timeout: 5 * time.Second, Log: zerolog.Nop()}
+	u.deps = deps
 	u.dir = directory.New(u.root, directory.Config{
 		User: func(id int64) actor.Producer {
 			return func() actor.Actor { return actortest.Crashing{Actor: user.New(id, deps)} }
@@ -56,7 +59,13 @@ func (u *users) session(userID int64) *session {
 			}
 		}
 	}))
-	u.dir.Attach(userID, time.Now(), s.pid)
+	friends, err := u.store.Friends(u.t.Context(), userID) // as its auth reads them
+	require.NoError(u.t, err)
+	ids := make([]int64, len(friends))
+	for i, f := range friends {
+		ids[i] = f.ID
+	}
+	u.dir.Attach(userID, time.Now(), s.pid, ids)
 	return s
 }
 
@@ -189,7 +198,7 @@ func TestDeliverSharesOnePush(t *testing.T) {
 				got <- received{i, m}
 			}
 		}))
-		u.dir.Attach(1, time.Now(), pid)
+		u.dir.Attach(1, time.Now(), pid, nil)
 		pids = append(pids, pid)
 	}
 	echo := &messages.Reply{Seq: 1, Frames: [][]byte{[]byte(`"echo"`)}}
@@ -215,4 +224,128 @@ func TestDeliverSharesOnePush(t *testing.T) {
 		t.Fatalf("session %d got %v too", r.session, r.msg)
 	case <-time.After(50 * time.Millisecond):
 	}
+}
+
+// befriend makes a and b friends in the store.
+func (u *users) befriend(a, b int64) {
+	u.t.Helper()
+	_, err := u.store.RequestFriend(u.t.Context(), a, b, time.Now())
+	require.NoError(u.t, err)
+	require.NoError(u.t, u.store.AcceptFriend(u.t.Context(), b, a, time.Now()))
+}
+
+func presence(id int64, status string) string {
+	return fmt.Sprintf(`{"type":"presence","payload":{"user_id":"%d","status":"%s"}}`, id, status)
+}
+
+// testOfflineDelay is the offline delay of the presence tests.
+const testOfflineDelay = 300 * time.Millisecond
+
+// A user's first session tells its online friends "online"; the last one
+// out tells them "offline" after the offline delay, unless a session came
+// meanwhile (a quick reconnect shows nothing); the actor then retires.
+// Friends who are offline get nothing and no actor.
+func TestPresenceCountsSessions(t *testing.T) {
+	u := newUsers(t)
+	u.deps.OfflineDelay = testOfflineDelay
+	u.befriend(1, 2)
+	u.befriend(1, 3)
+	f2 := u.session(2) // a friend online; 3 is offline; 4 is no friend
+	s4 := u.session(4)
+
+	a := u.session(1)
+	require.Equal(t, presence(1, "online"), f2.next(t))
+	b := u.session(1)
+	f2.none(t)
+	u.dir.Detach(1, a.pid)
+	f2.none(t)
+	require.Equal(t, map[int64]bool{1: true, 2: true}, u.dir.OnlineAmong([]int64{1, 2, 3}))
+	u.dir.Detach(1, b.pid)
+	gone := time.Now()
+	require.Equal(t, map[int64]bool{1: true}, u.dir.OnlineAmong([]int64{1}), "online within the offline delay")
+	require.Equal(t, presence(1, "offline"), f2.next(t))
+	require.GreaterOrEqual(t, time.Since(gone), testOfflineDelay)
+	require.Eventually(t, func() bool { return len(u.dir.OnlineAmong([]int64{1})) == 0 }, 5*time.Second, time.Millisecond,
+		"the actor retired")
+
+	c := u.session(1)
+	require.Equal(t, presence(1, "online"), f2.next(t), "online again after the offline")
+	u.dir.Detach(1, c.pid)
+	time.Sleep(testOfflineDelay / 3)
+	d := u.session(1) // a quick reconnect
+	time.Sleep(testOfflineDelay)
+	f2.none(t)
+	u.dir.Detach(1, d.pid)
+	require.Equal(t, presence(1, "offline"), f2.next(t))
+	s4.none(t)
+	require.Equal(t, 2, u.dir.Online(), "the offline friend got no actor")
+}
+
+// A local user actor that fails is replaced by one that learns its
+// sessions by re-attach: it tells the friends nothing, and still tells
+// them offline after the last session.
+func TestPresenceSurvivesFailure(t *testing.T) {
+	u := newUsers(t)
+	u.deps.OfflineDelay = testOfflineDelay
+	u.befriend(1, 2)
+	f2 := u.session(2)
+	a := u.session(1)
+	require.Equal(t, presence(1, "online"), f2.next(t))
+	u.dir.SendToUser(1, &actortest.Crash{})
+	require.Eventually(t, func() bool {
+		u.dir.SendToUser(1, event(`"probe"`))
+		select {
+		case <-a.frames:
+			return true
+		case <-time.After(100 * time.Millisecond):
+			return false
+		}
+	}, 5*time.Second, 10*time.Millisecond)
+	f2.none(t)
+	u.dir.Detach(1, a.pid)
+	require.Equal(t, presence(1, "offline"), f2.next(t))
+}
+
+// A user grain's sessions are soft state: a blank activation that learns
+// them by re-attach tells the friends nothing, nor does a re-attach of a
+// known session or a new session beside them; a session attached for the
+// first time to a blank grain tells them online; a re-attach after the
+// grain told offline tells online again; an offline handed on by a
+// leaving node's grain is told after the delay.
+func TestGrainPresenceSoftState(t *testing.T) {
+	u := newUsers(t)
+	u.deps.OfflineDelay = testOfflineDelay
+	u.deps.Reattach, u.deps.Idle = time.Minute, time.Minute
+	u.befriend(1, 2)
+	f2 := u.session(2)
+	grain := func() *actor.PID {
+		pid := u.root.Spawn(actor.PropsFromProducer(func() actor.Actor { return user.NewGrain(u.deps) }))
+		u.root.Send(pid, &pcluster.ClusterInit{Identity: pcluster.NewClusterIdentity(directory.UserIdentity(1), directory.UserKind)})
+		t.Cleanup(func() { u.root.Stop(pid) })
+		return pid
+	}
+	sessions := make([]*actor.PID, 4)
+	for i := range sessions {
+		sessions[i] = u.root.Spawn(actor.PropsFromFunc(func(actor.Context) {}))
+	}
+
+	g := grain()
+	u.root.Send(g, &messages.SessionAttached{Session: sessions[0], Reattach: true})
+	u.root.Send(g, &messages.SessionAttached{Session: sessions[1], Reattach: true})
+	u.root.Send(g, &messages.SessionAttached{Session: sessions[0], Reattach: true})
+	u.root.Send(g, &messages.SessionAttached{Session: sessions[2], Friends: []int64{2}})
+	f2.none(t)
+	for _, s := range sessions[:3] {
+		u.root.Send(g, &messages.SessionDetached{Session: s})
+	}
+	require.Equal(t, presence(1, "offline"), f2.next(t))
+	u.root.Send(g, &messages.SessionAttached{Session: sessions[0], Reattach: true})
+	require.Equal(t, presence(1, "online"), f2.next(t), "a session it had told offline is back")
+
+	u.root.Send(grain(), &messages.SessionAttached{Session: sessions[3], Friends: []int64{2}}) // as its auth read them
+	require.Equal(t, presence(1, "online"), f2.next(t), "a first session to a blank grain")
+
+	u.root.Send(grain(), &messages.OfflinePending{})
+	require.Equal(t, presence(1, "offline"), f2.next(t))
+	f2.none(t)
 }
