@@ -495,6 +495,10 @@ func (s *session) resumeAuthed(t0, authAt time.Time) {
 		w.c.add(cChatsWithoutDM, 1)
 	default:
 		w.c.add(cChatsListed, 1)
+		w.c.add(cChatsUnread, int64(sum.Unread))
+		if len(sum.LastMessage) > 0 && string(sum.LastMessage) != "null" {
+			w.c.add(cChatsLastMessage, 1)
+		}
 		if int64(sum.Seq) <= pos {
 			w.c.add(cResumeNotNeeded, 1)
 			w.hists[hResumeCaughtUp].record(authAt.Sub(t0))

@@ -28,11 +28,14 @@ type ResumeResult struct {
 
 	// The auth answers of the reconnections: listing the DM in chats,
 	// with a chats list that lacks it, without a chats list; the changes
-	// their seq was ahead of the sessions' positions, added up.
-	ChatsListed    int64 `json:"auth_chats_listed_dm"`
-	ChatsWithoutDM int64 `json:"auth_chats_without_dm"`
-	ChatsAbsent    int64 `json:"auth_without_chats"`
-	ChatsBehind    int64 `json:"auth_seq_ahead"`
+	// their seq was ahead of the sessions' positions, added up; the DM's
+	// unread added up, and the answers where it had a last_message.
+	ChatsListed      int64 `json:"auth_chats_listed_dm"`
+	ChatsWithoutDM   int64 `json:"auth_chats_without_dm"`
+	ChatsAbsent      int64 `json:"auth_without_chats"`
+	ChatsBehind      int64 `json:"auth_seq_ahead"`
+	ChatsUnread      int64 `json:"auth_unread"`
+	ChatsLastMessage int64 `json:"auth_last_message"`
 
 	// The catch-ups (load changes): finished (more false), refused or
 	// cut, stopped at the page bound (500,000 changes), not needed (the
@@ -120,6 +123,7 @@ func resumeResult(cfg *Config, c map[string]int64, lat map[string]Latency) *Resu
 		EditsSent: c["edits_sent"], EditsAcked: c["edits_acked"], DeletesSent: c["deletes_sent"], DeletesAcked: c["deletes_acked"],
 		EditErrors: c["edit_errors"], EditsLive: c["edits_live"], DeletesLive: c["deletes_live"],
 		ChatsListed: c["chats_listed"], ChatsWithoutDM: c["chats_without_dm"], ChatsAbsent: c["chats_absent"], ChatsBehind: c["chats_behind"],
+		ChatsUnread: c["chats_unread"], ChatsLastMessage: c["chats_last_message"],
 		CatchUps: c["resume_catch_ups"], CatchUpFailed: c["resume_catch_up_failed"], CatchUpTruncated: c["resume_catch_up_truncated"],
 		CatchUpNotNeeded: c["resume_catch_up_not_needed"], Pages: c["resume_pages"],
 		ReconnectToAuth: lat[hResumeAuth], AuthToCaughtUp: lat[hResumeLoad], ReconnectToCaughtUp: lat[hResumeCaughtUp],
@@ -147,8 +151,8 @@ func printResume(tw io.Writer, rs *ResumeResult) {
 		rs.Dropped, rs.DropRequested, rs.NotConnected, rs.Reconnected, rs.StillDown)
 	fmt.Fprintf(tw, "edits\t%d edits and %d deletes acknowledged (%d and %d written, %d refused); live: %d edit and %d delete events\n",
 		rs.EditsAcked, rs.DeletesAcked, rs.EditsSent, rs.DeletesSent, rs.EditErrors, rs.EditsLive, rs.DeletesLive)
-	fmt.Fprintf(tw, "auth answers\t%d listed the DM in chats (%d had chats without it, %d no chats), %d changes ahead of the sessions' positions\n",
-		rs.ChatsListed, rs.ChatsWithoutDM, rs.ChatsAbsent, rs.ChatsBehind)
+	fmt.Fprintf(tw, "auth answers\t%d listed the DM in chats (%d had chats without it, %d no chats), %d changes ahead of the sessions' positions, %d unread, %d with a last message\n",
+		rs.ChatsListed, rs.ChatsWithoutDM, rs.ChatsAbsent, rs.ChatsBehind, rs.ChatsUnread, rs.ChatsLastMessage)
 	fmt.Fprintf(tw, "catch-up\t%d done in %d pages (%d failed, %d truncated, %d not needed); reconnect→auth p50 %s p99 %s ms, reconnect→caught up p50 %s p99 %s ms\n",
 		rs.CatchUps, rs.Pages, rs.CatchUpFailed, rs.CatchUpTruncated, rs.CatchUpNotNeeded,
 		measured(rs.ReconnectToAuth.P50, rs.ReconnectToAuth.Count), measured(rs.ReconnectToAuth.P99, rs.ReconnectToAuth.Count),

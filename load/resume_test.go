@@ -210,6 +210,8 @@ func TestResumeWorker(t *testing.T) {
 	require.Zero(t, rs.NotConnected)
 	require.EqualValues(t, 2, rs.ChatsListed)
 	require.Positive(t, rs.ChatsBehind)
+	require.Positive(t, rs.ChatsUnread)
+	require.EqualValues(t, 2, rs.ChatsLastMessage)
 	require.EqualValues(t, 2, rs.CatchUps)
 	require.Zero(t, rs.CatchUpFailed)
 	require.Greater(t, rs.Pages, rs.CatchUps, "more than one page each")

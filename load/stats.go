@@ -83,6 +83,8 @@ const (
 	cChatsWithoutDM      // ... had a chats list without the DM
 	cChatsAbsent         // ... had no chats list
 	cChatsBehind         // the changes the auth answers' seq were ahead of the sessions' positions, added up
+	cChatsUnread         // the DM's unread in those answers, added up
+	cChatsLastMessage    // ... answers whose DM had a last_message
 	cOwnRecovered        // a session's own messages first seen in a catch-up (their echo was lost)
 	cEditsRecovered      // edits first seen in a catch-up
 	cDeletesRecovered    // deletes first seen in a catch-up
@@ -127,7 +129,7 @@ var counterNames = [nCounters]string{
 	"edits_sent", "edits_acked", "deletes_sent", "deletes_acked", "edit_errors", "edits_live", "deletes_live",
 	"dropped", "drop_not_connected", "resumed", "drop_still_down",
 	"resume_catch_ups", "resume_catch_up_failed", "resume_catch_up_truncated", "resume_catch_up_not_needed", "resume_pages",
-	"chats_listed", "chats_without_dm", "chats_absent", "chats_behind",
+	"chats_listed", "chats_without_dm", "chats_absent", "chats_behind", "chats_unread", "chats_last_message",
 	"own_recovered", "edits_recovered", "deletes_recovered", "resume_duplicates", "frames_without_seq",
 	"deleted_unseen", "down_acked", "down_caught_up", "down_live", "down_deleted_unseen", "down_edits_acked", "down_deletes_acked",
 	"dropped_missing", "dropped_edits_missing", "other_missing", "other_edits_missing", "resume_unchecked",
