@@ -37,6 +37,7 @@ const (
 	EventProfile    = EventKind_EVENT_KIND_PROFILE
 	EventTyping     = EventKind_EVENT_KIND_TYPING
 	EventPresence   = EventKind_EVENT_KIND_PRESENCE
+	EventRead       = EventKind_EVENT_KIND_READ
 )
 
 // UserOf is u as a Reply carries it.

@@ -62,6 +62,9 @@ const (
 	// A presence event (protocol.md §4.4): a friend's first session
 	// started or last one ended.
 	EventKind_EVENT_KIND_PRESENCE EventKind = 7
+	// A read event (protocol.md §4.2): the user's read position in a chat
+	// moved on another device, or the other member's (a read receipt).
+	EventKind_EVENT_KIND_READ EventKind = 8
 )
 
 // Enum value maps for EventKind.
@@ -75,6 +78,7 @@ var (
 		5: "EVENT_KIND_PROFILE",
 		6: "EVENT_KIND_TYPING",
 		7: "EVENT_KIND_PRESENCE",
+		8: "EVENT_KIND_READ",
 	}
 	EventKind_value = map[string]int32{
 		"EVENT_KIND_UNSPECIFIED": 0,
@@ -85,6 +89,7 @@ var (
 		"EVENT_KIND_PROFILE":     5,
 		"EVENT_KIND_TYPING":      6,
 		"EVENT_KIND_PRESENCE":    7,
+		"EVENT_KIND_READ":        8,
 	}
 )
 
@@ -251,11 +256,15 @@ func (x *Reply) GetUser() *User {
 // session sees its own messages and those of the user's other sessions in
 // the room's order.
 type Deliver struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Frame         []byte                 `protobuf:"bytes,1,opt,name=frame,proto3" json:"frame,omitempty"`
-	Kind          EventKind              `protobuf:"varint,2,opt,name=kind,proto3,enum=rewind.messages.EventKind" json:"kind,omitempty"`
-	Except        *actor.PID             `protobuf:"bytes,3,opt,name=except,proto3" json:"except,omitempty"`
-	Echo          *Reply                 `protobuf:"bytes,4,opt,name=echo,proto3" json:"echo,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Frame  []byte                 `protobuf:"bytes,1,opt,name=frame,proto3" json:"frame,omitempty"`
+	Kind   EventKind              `protobuf:"varint,2,opt,name=kind,proto3,enum=rewind.messages.EventKind" json:"kind,omitempty"`
+	Except *actor.PID             `protobuf:"bytes,3,opt,name=except,proto3" json:"except,omitempty"`
+	Echo   *Reply                 `protobuf:"bytes,4,opt,name=echo,proto3" json:"echo,omitempty"`
+	// The event as version 1 shows it, for a kind whose v1 form lacks keys
+	// of frame (a chat send: no seq, protocol.md §2.9); empty for the
+	// other kinds. Both forms are encoded once, by the event's maker.
+	FrameV1       []byte `protobuf:"bytes,5,opt,name=frame_v1,json=frameV1,proto3" json:"frame_v1,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -318,12 +327,21 @@ func (x *Deliver) GetEcho() *Reply {
 	return nil
 }
 
+func (x *Deliver) GetFrameV1() []byte {
+	if x != nil {
+		return x.FrameV1
+	}
+	return nil
+}
+
 // Push hands a session an event frame of kind to send. One Push, and one
-// frame, goes to every receiving session: a broadcast is encoded once.
+// frame, goes to every receiving session: a broadcast is encoded once (per
+// version: frame_v1, as in Deliver, is the v1 form where it differs).
 type Push struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Frame         []byte                 `protobuf:"bytes,1,opt,name=frame,proto3" json:"frame,omitempty"`
 	Kind          EventKind              `protobuf:"varint,2,opt,name=kind,proto3,enum=rewind.messages.EventKind" json:"kind,omitempty"`
+	FrameV1       []byte                 `protobuf:"bytes,3,opt,name=frame_v1,json=frameV1,proto3" json:"frame_v1,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -370,6 +388,13 @@ func (x *Push) GetKind() EventKind {
 		return x.Kind
 	}
 	return EventKind_EVENT_KIND_UNSPECIFIED
+}
+
+func (x *Push) GetFrameV1() []byte {
+	if x != nil {
+		return x.FrameV1
+	}
+	return nil
 }
 
 // CloseSession asks a session to close its connection with code (a close
@@ -770,8 +795,12 @@ type ChatWrite struct {
 	// When the request reached the session, in Unix nanoseconds (0: not
 	// known): the write's time limit counts from there (actors/writer).
 	ReceivedUnixNano int64 `protobuf:"varint,10,opt,name=received_unix_nano,json=receivedUnixNano,proto3" json:"received_unix_nano,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The session's protocol version (0 counts as 1): the room encodes the
+	// echo for it, with seq and edit_seq in version 2 only (protocol.md
+	// §2.9, §4.1).
+	Version       uint32 `protobuf:"varint,11,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ChatWrite) Reset() {
@@ -870,6 +899,13 @@ func (x *ChatWrite) GetSeq() uint64 {
 func (x *ChatWrite) GetReceivedUnixNano() int64 {
 	if x != nil {
 		return x.ReceivedUnixNano
+	}
+	return 0
+}
+
+func (x *ChatWrite) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
 	}
 	return 0
 }
@@ -1406,16 +1442,18 @@ const file_messages_messages_proto_rawDesc = "" +
 	"\x05Reply\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
 	"\x06frames\x18\x02 \x03(\fR\x06frames\x12)\n" +
-	"\x04user\x18\x03 \x01(\v2\x15.rewind.messages.UserR\x04user\"\x9f\x01\n" +
+	"\x04user\x18\x03 \x01(\v2\x15.rewind.messages.UserR\x04user\"\xba\x01\n" +
 	"\aDeliver\x12\x14\n" +
 	"\x05frame\x18\x01 \x01(\fR\x05frame\x12.\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1a.rewind.messages.EventKindR\x04kind\x12\"\n" +
 	"\x06except\x18\x03 \x01(\v2\n" +
 	".actor.PIDR\x06except\x12*\n" +
-	"\x04echo\x18\x04 \x01(\v2\x16.rewind.messages.ReplyR\x04echo\"L\n" +
+	"\x04echo\x18\x04 \x01(\v2\x16.rewind.messages.ReplyR\x04echo\x12\x19\n" +
+	"\bframe_v1\x18\x05 \x01(\fR\aframeV1\"g\n" +
 	"\x04Push\x12\x14\n" +
 	"\x05frame\x18\x01 \x01(\fR\x05frame\x12.\n" +
-	"\x04kind\x18\x02 \x01(\x0e2\x1a.rewind.messages.EventKindR\x04kind\":\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x1a.rewind.messages.EventKindR\x04kind\x12\x19\n" +
+	"\bframe_v1\x18\x03 \x01(\fR\aframeV1\":\n" +
 	"\fCloseSession\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x95\x01\n" +
@@ -1447,7 +1485,7 @@ const file_messages_messages_proto_rawDesc = "" +
 	"\x05nonce\x18\x03 \x01(\tR\x05nonce\x12\x10\n" +
 	"\x03seq\x18\x04 \x01(\x04R\x03seqB\n" +
 	"\n" +
-	"\b_profile\"\xa9\x02\n" +
+	"\b_profile\"\xc3\x02\n" +
 	"\tChatWrite\x12\x19\n" +
 	"\broom_low\x18\x01 \x01(\x03R\aroomLow\x12\x1b\n" +
 	"\troom_high\x18\x02 \x01(\x03R\broomHigh\x12\x17\n" +
@@ -1461,7 +1499,8 @@ const file_messages_messages_proto_rawDesc = "" +
 	".actor.PIDR\asession\x12\x10\n" +
 	"\x03seq\x18\t \x01(\x04R\x03seq\x12,\n" +
 	"\x12received_unix_nano\x18\n" +
-	" \x01(\x03R\x10receivedUnixNano\"\xbf\x01\n" +
+	" \x01(\x03R\x10receivedUnixNano\x12\x18\n" +
+	"\aversion\x18\v \x01(\rR\aversion\"\xbf\x01\n" +
 	"\x06Typing\x12\x19\n" +
 	"\broom_low\x18\x01 \x01(\x03R\aroomLow\x12\x1b\n" +
 	"\troom_high\x18\x02 \x01(\x03R\broomHigh\x12\x17\n" +
@@ -1488,7 +1527,7 @@ const file_messages_messages_proto_rawDesc = "" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\"\x13\n" +
 	"\x11MemberLeavingSeen\"\x1f\n" +
 	"\vRequestLost\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq*\xd6\x01\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq*\xeb\x01\n" +
 	"\tEventKind\x12\x1a\n" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14EVENT_KIND_CHAT_SEND\x10\x01\x12\x18\n" +
@@ -1497,7 +1536,8 @@ const file_messages_messages_proto_rawDesc = "" +
 	"\x16EVENT_KIND_FRIEND_SELF\x10\x04\x12\x16\n" +
 	"\x12EVENT_KIND_PROFILE\x10\x05\x12\x15\n" +
 	"\x11EVENT_KIND_TYPING\x10\x06\x12\x17\n" +
-	"\x13EVENT_KIND_PRESENCE\x10\aB(Z&github.com/rewind-chat/rewind/messagesb\x06proto3"
+	"\x13EVENT_KIND_PRESENCE\x10\a\x12\x13\n" +
+	"\x0fEVENT_KIND_READ\x10\bB(Z&github.com/rewind-chat/rewind/messagesb\x06proto3"
 
 var (
 	file_messages_messages_proto_rawDescOnce sync.Once

@@ -26,6 +26,9 @@ func TestCrossingMessagesRoundTrip(t *testing.T) {
 		&messages.Deliver{Frame: []byte(`{"type":"chat"}`), Kind: messages.EventChatSend, Except: pid,
 			Echo: &messages.Reply{Seq: 11, Frames: [][]byte{[]byte(`{"type":"chat","nonce":"n"}`)}}},
 		&messages.Deliver{Frame: []byte(`{"type":"user"}`), Kind: messages.EventProfile},
+		&messages.Deliver{Frame: []byte(`{"type":"chat","payload":{"seq":1}}`), FrameV1: []byte(`{"type":"chat","payload":{}}`), Kind: messages.EventChatSend},
+		&messages.Push{Frame: []byte(`{"type":"chat","payload":{"seq":1}}`), FrameV1: []byte(`{"type":"chat","payload":{}}`), Kind: messages.EventChatSend},
+		&messages.Deliver{Frame: []byte(`{"type":"read"}`), Kind: messages.EventRead},
 		&messages.Push{Frame: []byte(`{"type":"mutual_users"}`), Kind: messages.EventFriendSelf},
 		&messages.Push{Frame: []byte(`{}`), Kind: messages.EventKind(200)}, // a kind this build does not know
 		&messages.CloseSession{Code: 4000, Reason: "Logged out elsewhere."},
@@ -38,7 +41,7 @@ func TestCrossingMessagesRoundTrip(t *testing.T) {
 		&messages.SetProfile{Profile: &empty, Session: pid, Seq: 14}, // set but empty is not absent
 		&messages.SetProfile{Session: pid, Seq: 15},
 		&messages.ChatWrite{RoomLow: 1, RoomHigh: 2, ChatId: 3, Author: 1, MessageId: 99, Content: "héllo",
-			Nonce: "c", Session: pid, Seq: 16, ReceivedUnixNano: time.Now().UnixNano()},
+			Nonce: "c", Session: pid, Seq: 16, ReceivedUnixNano: time.Now().UnixNano(), Version: 2},
 		&messages.FriendshipChanged{},
 		&messages.FriendshipChanged{Ack: pid},
 		&messages.FriendshipChangedSeen{},

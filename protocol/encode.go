@@ -37,9 +37,10 @@ func WithNonce(frame []byte, nonce string) []byte {
 	return appendNonce(append(dst, frame[:len(frame)-1]...), nonce)
 }
 
-// ChatSize is room for a chat frame of content: AppendChat into a buffer
-// of this capacity does not grow it unless the content needs escapes.
-func ChatSize(content string) int { return 224 + len(content) }
+// ChatSize is room for a chat frame of content: AppendChat or AppendChatV2
+// into a buffer of this capacity does not grow it unless the content needs
+// escapes.
+func ChatSize(content string) int { return 288 + len(content) }
 
 // Frame encodes a frame whose payload is any JSON-marshalable value.
 func Frame(typ string, payload any, nonce string) []byte {
@@ -67,20 +68,50 @@ func OKFrame(nonce string) []byte {
 	return AppendFrame(nil, "ok", []byte("null"), nonce)
 }
 
-// Chat is a message as the chat frames show it.
+// Chat is a message as the chat frames show it. Seq and EditSeq are its
+// sequence numbers (protocol.md §4.1: the change that created it, its
+// latest edit or delete, 0 when never edited), which only the v2 forms
+// carry.
 type Chat struct {
 	ID, AuthorID, ChatID int64
 	Content              string
 	CreatedAt            time.Time
 	EditedAt             *time.Time
+	Seq, EditSeq         int64
 }
 
-// AppendChat appends a chat frame: {"type":"chat","payload":{"type":kind,
-// "id":…,"user_id":…,"chat_id":…,"content":…,"created_at":…[,"edited_at":…]}}
-// with kind "send", "edit" or "load", times in loc. It allocates nothing
-// when dst has room: this is the encoding of every message and broadcast.
+// chatPrefix opens every chat frame, before its payload.
+const chatPrefix = `{"type":"chat","payload":`
+
+// AppendChat appends a chat frame as version 1 shows it:
+// {"type":"chat","payload":{"type":kind,"id":…,"user_id":…,"chat_id":…,
+// "content":…,"created_at":…[,"edited_at":…]}} with kind "send", "edit" or
+// "load", times in loc; c.Seq and c.EditSeq are left out (protocol.md
+// §2.9). It allocates nothing when dst has room: this is the encoding of
+// every message and broadcast.
 func AppendChat(dst []byte, kind string, c *Chat, loc *time.Location, nonce string) []byte {
-	dst = append(dst, `{"type":"chat","payload":{"type":"`...)
+	dst = append(dst, chatPrefix...)
+	dst = appendChatPayload(dst, kind, c, loc, false)
+	return appendNonce(dst, nonce)
+}
+
+// AppendChatV2 appends a chat frame as version 2 shows it: AppendChat's
+// with "seq" and, when c.EditSeq is set, "edit_seq" last in the payload
+// (protocol.md §4.1).
+func AppendChatV2(dst []byte, kind string, c *Chat, loc *time.Location, nonce string) []byte {
+	dst = append(dst, chatPrefix...)
+	dst = appendChatPayload(dst, kind, c, loc, true)
+	return appendNonce(dst, nonce)
+}
+
+// AppendChatPayloadV2 appends the payload of AppendChatV2's frame alone,
+// the chat object of a v2 chats list's last_message.
+func AppendChatPayloadV2(dst []byte, kind string, c *Chat, loc *time.Location) []byte {
+	return appendChatPayload(dst, kind, c, loc, true)
+}
+
+func appendChatPayload(dst []byte, kind string, c *Chat, loc *time.Location, seqs bool) []byte {
+	dst = append(dst, `{"type":"`...)
 	dst = append(dst, kind...)
 	dst = append(dst, `","id":"`...)
 	dst = strconv.AppendInt(dst, c.ID, 10)
@@ -98,8 +129,15 @@ func AppendChat(dst []byte, kind string, c *Chat, loc *time.Location, nonce stri
 		dst = c.EditedAt.In(loc).AppendFormat(dst, WireTimeLayout)
 		dst = append(dst, '"')
 	}
-	dst = append(dst, '}')
-	return appendNonce(dst, nonce)
+	if seqs {
+		dst = append(dst, `,"seq":`...)
+		dst = strconv.AppendInt(dst, c.Seq, 10)
+		if c.EditSeq != 0 {
+			dst = append(dst, `,"edit_seq":`...)
+			dst = strconv.AppendInt(dst, c.EditSeq, 10)
+		}
+	}
+	return append(dst, '}')
 }
 
 const hex = "0123456789abcdef"

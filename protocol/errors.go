@@ -69,7 +69,16 @@ var (
 	ErrInvalidDatetime = &Error{4000, "Invalid datetime."}
 	ErrInvalidBefore   = &Error{4000, "Invalid before."}
 	ErrInvalidCount    = &Error{4000, "Invalid count."}
-	ErrDMNotOpened     = &Error{4004, "provided DM is not opened."}
+	ErrDMNotOpened     = &Error{4004, "provided DM is not opened."} // also load changes, load chats and read (v2)
+)
+
+// §4.1, §4.2 (v2): catch-up and read state. A chat that is not a DM of an
+// existing other member is ErrDMNotOpened, as for load chat; load changes
+// and load chats are unknown load types (ErrLoadType) to v1, read an
+// unknown type.
+var (
+	ErrInvalidSince = &Error{4000, "Invalid since."} // load changes: since missing, not an integer, negative or beyond the chat's seq
+	ErrInvalidSeq   = &Error{4000, "Invalid seq."}   // read: seq missing, not an integer, negative or beyond the chat's seq
 )
 
 // §2.5 mutual_users: friends.

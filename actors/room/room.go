@@ -1,26 +1,3 @@
-// Package room is the actor of one DM: it serializes the sends, edits and
-// deletes of that DM, hands them to the writer, and only after the commit
-// answers the sender ("echo means stored") and emits the event to both
-// members' user actors.
-//
-// A room also relays its members' typing (protocol.md §4.3): refused as
-// a send would be, at most one per TypingInterval per author (the room is
-// where all of a user's typing in a chat passes, whichever device it
-// comes from), to the other member's user actor and never to the
-// author's; never stored.
-//
-// A room never waits on the store inside Receive. It starts cold: the first
-// write asks the room-state loader (actors/roomstate) whether both members
-// exist, whether they are friends and what the room's id is, and writes
-// that arrive meanwhile queue behind it in order. An edit needs no read of
-// its own: the writer's transaction checks the message and its author.
-//
-// Made with NewGrain a room is a cluster grain (kind directory.RoomKind)
-// that learns its key from its identity (directory.RoomIdentity); it runs
-// on the node disthash places it on and hands its writes to that node's
-// writer. Its state is loaded from the store as a local room's is, so a
-// second activation during a membership change (cluster's doc) is
-// harmless: each write is acknowledged only after its own commit.
 package room
 
 import (
@@ -434,26 +411,38 @@ func (a *Actor) written(ctx actor.Context, m *messages.Written) {
 	if w.MessageId != 0 {
 		kind, eventKind = "edit", messages.EventChatEdit
 	}
-	chat := &protocol.Chat{
-		ID: stored.ID, AuthorID: stored.AuthorID, ChatID: w.ChatId,
-		Content: stored.Content, CreatedAt: stored.CreatedAt, EditedAt: stored.EditedAt,
+	// The numbers are the store's, taken at commit (doc.go). The event
+	// is encoded once per version: v2 with seq and edit_seq, v1 without
+	// (protocol.md §2.9), which only a send's event and a v1 author's
+	// echo need (v1 sessions get no edit events).
+	chat := protocol.ChatOf(stored, w.ChatId)
+	event := protocol.AppendChatV2(make([]byte, 0, protocol.ChatSize(chat.Content)), kind, chat, a.deps.Location, "")
+	var eventV1 []byte
+	v1Author := w.Version <= 1
+	if eventKind == messages.EventChatSend || v1Author {
+		eventV1 = protocol.AppendChat(make([]byte, 0, protocol.ChatSize(chat.Content)), kind, chat, a.deps.Location, "")
 	}
-	event := protocol.AppendChat(make([]byte, 0, protocol.ChatSize(chat.Content)), kind, chat, a.deps.Location, "")
 	echo := event
+	if v1Author {
+		echo = eventV1
+	}
 	if w.Nonce != "" {
-		echo = protocol.WithNonce(event, w.Nonce)
+		echo = protocol.WithNonce(echo, w.Nonce)
 	}
 	if m.Result.Duplicate {
 		a.reply(ctx, w, echo)
 		return // a retried send: its events went out the first time
+	}
+	if eventKind != messages.EventChatSend {
+		eventV1 = nil
 	}
 	// The echo goes through the author's user actor with the events to
 	// the author's other sessions: sent straight to the session, it could
 	// overtake an event of an earlier message still on that detour.
 	dir := a.deps.Directory
 	answer := &messages.Reply{Seq: w.Seq, Frames: [][]byte{echo}}
-	if !dir.SendToUser(w.Author, &messages.Deliver{Frame: event, Kind: eventKind, Except: w.Session, Echo: answer}) {
+	if !dir.SendToUser(w.Author, &messages.Deliver{Frame: event, FrameV1: eventV1, Kind: eventKind, Except: w.Session, Echo: answer}) {
 		ctx.Send(w.Session, answer)
 	}
-	dir.SendToUser(a.other(w.Author), &messages.Deliver{Frame: event, Kind: eventKind})
+	dir.SendToUser(a.other(w.Author), &messages.Deliver{Frame: event, FrameV1: eventV1, Kind: eventKind})
 }

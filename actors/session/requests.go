@@ -24,12 +24,17 @@ var chatKeys = []string{"type", "chat_id", "id", "content"}
 // typingKeys are the fields of a typing request.
 var typingKeys = []string{"chat_id"}
 
-// Request rules of protocol.md §2.
+// readKeys are the fields of a read request.
+var readKeys = []string{"chat_id", "seq"}
+
+// Request rules of protocol.md §2 and §4.
 const (
 	maxContent    = 4000 // characters
 	defaultCount  = 50
 	maxCount      = 100
 	maxProfileURL = 512
+	maxChanges    = 500 // frames of a load changes page (§4.1)
+	maxChats      = 200 // entries of a chats list (§4.1)
 )
 
 // handle answers one request, which arrived at at, or routes it to the
@@ -46,7 +51,7 @@ func (a *Actor) handle(req protocol.Request, at time.Time) *protocol.Error {
 	case "auth":
 		return a.auth(req)
 	case "chat", "load", "mutual_users", "user":
-	case "typing":
+	case "typing", "read":
 		if !a.rules.v2Requests {
 			return protocol.ErrUnknownType
 		}
@@ -61,6 +66,8 @@ func (a *Actor) handle(req protocol.Request, at time.Time) *protocol.Error {
 		return a.chat(req, at)
 	case "typing":
 		return a.typing(req)
+	case "read":
+		return a.read(req)
 	case "load":
 		return a.load(req)
 	case "mutual_users":
@@ -129,7 +136,7 @@ const maxAuthAttempts = 3
 // session waits for the resolved answer.
 func (a *Actor) resolve(token, nonce string, attempt int) {
 	seq := a.await(nonce)
-	self, root, deps, statuses := a.self, a.root, a.deps, a.rules.statuses
+	self, root, deps, statuses, seqs := a.self, a.root, a.deps, a.rules.statuses, a.rules.seqs
 	// Taken before the token is checked: a logout after this instant may
 	// have revoked what the check finds valid (Directory.Attach).
 	since := time.Now()
@@ -153,6 +160,14 @@ func (a *Actor) resolve(token, nonce string, attempt int) {
 			for i, f := range r.friends {
 				r.friendIDs[i] = f.ID
 			}
+			if seqs {
+				chats, err := deps.Store.Chats(c, u.ID, 0, maxChats)
+				if err != nil {
+					r.err = unavailable(deps.Log, u.ID, err)
+					break
+				}
+				r.chats = protocol.ChatsOf(chats, deps.Location)
+			}
 			if statuses {
 				r.online = deps.Directory.OnlineAmong(r.friendIDs)
 			}
@@ -169,8 +184,9 @@ type resolved struct {
 	attempt                     int
 	user                        persistence.User
 	incoming, outgoing, friends []persistence.User
-	friendIDs                   []int64        // told the user is online if this is its first session
-	online                      map[int64]bool // the friends online, for rules.statuses
+	friendIDs                   []int64              // told the user is online if this is its first session
+	online                      map[int64]bool       // the friends online, for rules.statuses
+	chats                       []protocol.ChatEntry // for rules.seqs
 	err                         *protocol.Error
 }
 
@@ -205,7 +221,7 @@ func (a *Actor) authenticated(r *resolved) {
 		a.authed = true
 	}
 	a.user = r.user
-	a.send(protocol.Frame("auth", a.rules.authPayload(r.user, r.incoming, r.outgoing, r.friends, r.online), r.nonce))
+	a.send(protocol.Frame("auth", a.rules.authPayload(r.user, r.incoming, r.outgoing, r.friends, r.online, r.chats), r.nonce))
 }
 
 func (a *Actor) chat(req protocol.Request, at time.Time) *protocol.Error {
@@ -221,7 +237,7 @@ func (a *Actor) chat(req protocol.Request, at time.Time) *protocol.Error {
 	if !ok {
 		return protocol.ErrNoChatID
 	}
-	w := &messages.ChatWrite{ChatId: chatID, Author: a.user.ID, Nonce: req.Nonce, Session: a.self, ReceivedUnixNano: at.UnixNano()}
+	w := &messages.ChatWrite{ChatId: chatID, Author: a.user.ID, Nonce: req.Nonce, Session: a.self, ReceivedUnixNano: at.UnixNano(), Version: a.rules.version}
 	if typ == "edit" {
 		if w.MessageId, ok = protocol.ParseID(v[2]); !ok {
 			return protocol.ErrNoMessageID
@@ -277,10 +293,19 @@ func (a *Actor) load(req protocol.Request) *protocol.Error {
 		Datetime *string         `json:"datetime"`
 		Before   json.RawMessage `json:"before"`
 		Count    json.RawMessage `json:"count"`
+		Since    json.RawMessage `json:"since"`
 	}
 	payload(req, &p)
 	me, store, log, nonce, rules := a.user.ID, a.deps.Store, a.deps.Log, req.Nonce, a.rules
 	switch p.Type {
+	case "changes", "chats": // v2 (protocol.md §4.1)
+		switch {
+		case !rules.v2Requests:
+			return protocol.ErrLoadType
+		case p.Type == "changes":
+			return a.loadChanges(nonce, p.LoadID, p.Since)
+		}
+		return a.loadChats(nonce, p.Before)
 	case "mutual_users":
 		a.async(nonce, func(c context.Context) [][]byte {
 			friends, err := store.Friends(c, me)
@@ -334,10 +359,7 @@ func (a *Actor) load(req protocol.Request) *protocol.Error {
 		frames := make([][]byte, 0, len(history)+1)
 		for i := len(history) - 1; i >= 0; i-- {
 			m := &history[i]
-			frames = append(frames, protocol.AppendChat(nil, "load", &protocol.Chat{
-				ID: m.ID, AuthorID: m.AuthorID, ChatID: chatID, Content: m.Content,
-				CreatedAt: m.CreatedAt, EditedAt: m.EditedAt,
-			}, loc, nonce))
+			frames = append(frames, rules.chat(nil, "load", protocol.ChatOf(m, chatID), loc, nonce))
 		}
 		return append(frames, protocol.Frame("load", struct {
 			Type   string `json:"type"`
@@ -470,4 +492,197 @@ func parseCount(s string) (int, bool) {
 		return 0, false
 	}
 	return int(min(n, maxCount)), true
+}
+
+// parseSeq reads a sequence number (protocol.md §4.1, §4.2): a JSON
+// integer of at least 0, written as a number. A string, a fraction, an
+// exponent or a sign other than the minus of a negative (refused) is not
+// one, and neither is a number past int64.
+func parseSeq(raw json.RawMessage) (int64, bool) {
+	if len(raw) == 0 || raw[0] < '0' || raw[0] > '9' {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(raw), 10, 64)
+	return n, err == nil && n >= 0
+}
+
+// dmRoom is the DM room of me and other for the v2 reads: ErrDMNotOpened
+// (as a *protocol.Error) when other is not a user; 0 when they have no
+// room (they never were friends). A DM stays readable after they stop
+// being friends.
+func dmRoom(c context.Context, store persistence.Store, me, other int64) (int64, error) {
+	if _, err := store.UserByID(c, other); errors.Is(err, persistence.ErrNotFound) {
+		return 0, protocol.ErrDMNotOpened
+	} else if err != nil {
+		return 0, err
+	}
+	roomID, err := store.FindDMRoom(c, me, other)
+	if errors.Is(err, persistence.ErrNotFound) {
+		return 0, nil
+	}
+	return roomID, err
+}
+
+// answerErr is the answer of a read that failed with err: its
+// *protocol.Error, or 5000 for a store failure.
+func answerErr(log zerolog.Logger, me int64, err error, nonce string) [][]byte {
+	if e := (*protocol.Error)(nil); errors.As(err, &e) {
+		return errorFrames(e, nonce)
+	}
+	return errorFrames(unavailable(log, me, err), nonce)
+}
+
+// loadChanges answers load changes (protocol.md §4.1, v2): the changes of
+// the DM after since, in change order, a message created after since as a
+// send (left out by the store once deleted), one created at or before it
+// as an edit (empty content when deleted), then the end marker with the
+// last change sent (since when none), the count and more. A page has at
+// most maxChanges frames, and fewer when half the connection's send queue
+// (frames or bytes) is full with them: the answer goes out at once, and
+// must not overflow the queue by itself.
+func (a *Actor) loadChanges(nonce string, loadID, sinceRaw json.RawMessage) *protocol.Error {
+	chatID, ok := protocol.ParseID(loadID)
+	if !ok {
+		return protocol.ErrNoLoadID
+	}
+	since, ok := parseSeq(sinceRaw)
+	if !ok {
+		return protocol.ErrInvalidSince
+	}
+	me := a.user.ID
+	other := chatID ^ me
+	if other <= 0 || other == me {
+		return protocol.ErrDMNotOpened
+	}
+	store, log, rules, loc := a.deps.Store, a.deps.Log, a.rules, a.deps.Location
+	maxFrames := min(maxChanges, max(1, a.deps.SendQueue/2))
+	maxBytes := a.deps.SendBytes / 2
+	a.async(nonce, func(c context.Context) [][]byte {
+		roomID, err := dmRoom(c, store, me, other)
+		if err != nil {
+			return answerErr(log, me, err, nonce)
+		}
+		var msgs []persistence.Message
+		var current int64
+		if roomID != 0 {
+			if msgs, current, err = store.Changes(c, roomID, since, maxChanges+1); err != nil {
+				return answerErr(log, me, err, nonce)
+			}
+		}
+		if since > current {
+			return errorFrames(protocol.ErrInvalidSince, nonce)
+		}
+		frames := make([][]byte, 0, min(len(msgs), maxFrames)+1)
+		last, size := since, 0
+		for i := range msgs {
+			m := &msgs[i]
+			kind := "edit"
+			if m.Seq > since {
+				kind = "send"
+			}
+			f := rules.chat(make([]byte, 0, protocol.ChatSize(m.Content)), kind, protocol.ChatOf(m, chatID), loc, nonce)
+			if len(frames) == maxFrames || len(frames) > 0 && size+len(f) > maxBytes {
+				break
+			}
+			frames, size, last = append(frames, f), size+len(f), m.ChangeSeq()
+		}
+		count := len(frames)
+		return append(frames, protocol.Frame("load", struct {
+			Type   string `json:"type"`
+			LoadID string `json:"load_id"`
+			Seq    int64  `json:"seq"`
+			Count  int    `json:"count"`
+			More   bool   `json:"more"`
+		}{"changes", strconv.FormatInt(chatID, 10), last, count, count < len(msgs)}, nonce))
+	})
+	return nil
+}
+
+// loadChats answers load chats (protocol.md §4.1, v2): my next maxChats
+// chats after the chat before (a chat_id; absent: from the newest), as
+// the auth answer lists them. A before that is not a DM of mine is
+// ErrDMNotOpened.
+func (a *Actor) loadChats(nonce string, beforeRaw json.RawMessage) *protocol.Error {
+	me := a.user.ID
+	var other int64
+	if len(beforeRaw) > 0 && string(beforeRaw) != "null" {
+		before, ok := protocol.ParseID(beforeRaw)
+		if !ok {
+			return protocol.ErrInvalidBefore
+		}
+		if other = before ^ me; other <= 0 || other == me {
+			return protocol.ErrDMNotOpened
+		}
+	}
+	store, log, loc := a.deps.Store, a.deps.Log, a.deps.Location
+	a.async(nonce, func(c context.Context) [][]byte {
+		var roomID int64
+		if other != 0 {
+			var err error
+			if roomID, err = store.FindDMRoom(c, me, other); errors.Is(err, persistence.ErrNotFound) {
+				return errorFrames(protocol.ErrDMNotOpened, nonce)
+			} else if err != nil {
+				return answerErr(log, me, err, nonce)
+			}
+		}
+		chats, err := store.Chats(c, me, roomID, maxChats)
+		if errors.Is(err, persistence.ErrNotFound) {
+			return errorFrames(protocol.ErrDMNotOpened, nonce)
+		} else if err != nil {
+			return answerErr(log, me, err, nonce)
+		}
+		return [][]byte{protocol.Frame("chats", protocol.ChatsOf(chats, loc), nonce)}
+	})
+	return nil
+}
+
+// read moves my read position in a DM (protocol.md §4.2, v2) and answers
+// ok. When it moved, my other sessions and the other member's get the
+// read event (EventRead, which v1 rules drop), sent from the read's
+// goroutine before the answer; a seq at or below the position is ok and
+// tells nobody. Beyond the chat's seq, or not a number of at least 0:
+// ErrInvalidSeq; a chat that is not a DM of an existing other member,
+// or one that has no room: ErrDMNotOpened.
+func (a *Actor) read(req protocol.Request) *protocol.Error {
+	var v [2][]byte
+	req.PayloadFields(readKeys, v[:])
+	chatID, ok := protocol.ParseID(v[0])
+	if !ok {
+		return protocol.ErrNoChatID
+	}
+	seq, ok := parseSeq(v[1])
+	if !ok {
+		return protocol.ErrInvalidSeq
+	}
+	me := a.user.ID
+	other := chatID ^ me
+	if other <= 0 || other == me {
+		return protocol.ErrDMNotOpened
+	}
+	store, log, dir, self, nonce := a.deps.Store, a.deps.Log, a.deps.Directory, a.self, req.Nonce
+	a.async(nonce, func(c context.Context) [][]byte {
+		roomID, err := dmRoom(c, store, me, other)
+		switch {
+		case err != nil:
+			return answerErr(log, me, err, nonce)
+		case roomID == 0:
+			return errorFrames(protocol.ErrDMNotOpened, nonce)
+		}
+		readSeq, moved, err := store.MarkRead(c, me, roomID, seq)
+		switch {
+		case errors.Is(err, persistence.ErrSeqAhead):
+			return errorFrames(protocol.ErrInvalidSeq, nonce)
+		case errors.Is(err, persistence.ErrNotFound):
+			return errorFrames(protocol.ErrDMNotOpened, nonce)
+		case err != nil:
+			return answerErr(log, me, err, nonce)
+		}
+		if moved {
+			frame := protocol.ReadFrame(chatID, me, readSeq)
+			dir.SendToUser(me, &messages.Deliver{Frame: frame, Kind: messages.EventRead, Except: self})
+			dir.SendToUser(other, &messages.Deliver{Frame: frame, Kind: messages.EventRead})
+		}
+		return [][]byte{protocol.OKFrame(nonce)}
+	})
+	return nil
 }

@@ -3,6 +3,7 @@ package session
 import (
 	"bytes"
 	"encoding/json"
+	"time"
 
 	"github.com/rewind-chat/rewind/messages"
 	"github.com/rewind-chat/rewind/persistence"
@@ -27,21 +28,29 @@ type rules struct {
 	// statuses: the auth answer's friends carry their status
 	// (protocol.md §4.4).
 	statuses bool
-	// v2Requests: the requests of protocol.md §4 (typing) are known;
-	// otherwise they are an unknown type.
+	// v2Requests: the requests of protocol.md §4 (typing, read, load
+	// changes and load chats) are known; otherwise they are an unknown
+	// type (an unknown load type).
 	v2Requests bool
+	// seqs: chat objects carry seq and edit_seq (§4.1), and the auth
+	// answer the chats list.
+	seqs bool
+	// version is the protocol version, for a room to encode an echo by
+	// (messages.ChatWrite.Version).
+	version uint32
 }
 
-// action is what a session's rules do with a pushed event. A kind that
-// later carries keys a version does not know (seq, edit_seq: protocol.md
-// §4.1) gets an action here that sends it without them, as noProfile
-// re-encodes its user.
+// action is what a session's rules do with a pushed event. A kind whose
+// frame carries keys a version does not know (seq, edit_seq: protocol.md
+// §4.1) comes with the frame of that version too (Push.FrameV1), which
+// v1Form sends; noProfile re-encodes its user.
 type action uint8
 
 const (
 	drop      action = iota
 	pass             // the frame as it is: the same bytes for every session
 	noProfile        // a mutual_users event, its user's profile shown as null
+	v1Form           // the v1 frame the event's maker encoded (a chat send without seq); none: dropped
 )
 
 var (
@@ -50,14 +59,14 @@ var (
 	// chat frame as a new bubble, every mutual_users event but delete as
 	// an incoming request, and a profile as an asset path.
 	v1 = func() *rules {
-		r := &rules{listsAsText: true}
-		r.events[messages.EventChatSend] = pass
+		r := &rules{listsAsText: true, version: 1}
+		r.events[messages.EventChatSend] = v1Form
 		r.events[messages.EventFriend] = noProfile
 		return r
 	}()
 	// v2 receives every event as it is.
 	v2 = func() *rules {
-		r := &rules{profiles: true, statuses: true, v2Requests: true}
+		r := &rules{profiles: true, statuses: true, v2Requests: true, seqs: true, version: 2}
 		for i := range r.events {
 			r.events[i] = pass
 		}
@@ -84,8 +93,22 @@ func (r *rules) event(m *messages.Push) []byte {
 		return m.Frame
 	case noProfile:
 		return r.withoutProfile(m.Frame)
+	case v1Form:
+		if len(m.FrameV1) == 0 {
+			return nil // never the v2 bytes: they hold keys v1 does not know
+		}
+		return m.FrameV1
 	}
 	return nil
+}
+
+// chat appends chat frame c of kind as this version shows it: with seq and
+// edit_seq in v2 only.
+func (r *rules) chat(dst []byte, kind string, c *protocol.Chat, loc *time.Location, nonce string) []byte {
+	if r.seqs {
+		return protocol.AppendChatV2(dst, kind, c, loc, nonce)
+	}
+	return protocol.AppendChat(dst, kind, c, loc, nonce)
 }
 
 // nullProfile is how the encoder writes a user without a profile. It
@@ -145,8 +168,9 @@ func (r *rules) friends(us []persistence.User, online map[int64]bool) any {
 }
 
 // authPayload is the auth answer (protocol.md §2.2); online holds the
-// friends online (§4.4).
-func (r *rules) authPayload(u persistence.User, incoming, outgoing, friends []persistence.User, online map[int64]bool) any {
+// friends online (§4.4), chats the chats list (§4.1), which only a version
+// with seqs shows.
+func (r *rules) authPayload(u persistence.User, incoming, outgoing, friends []persistence.User, online map[int64]bool, chats []protocol.ChatEntry) any {
 	lists := [3]any{r.users(incoming), r.users(outgoing), r.friends(friends, online)}
 	if r.listsAsText {
 		for i, l := range lists {
@@ -154,10 +178,18 @@ func (r *rules) authPayload(u persistence.User, incoming, outgoing, friends []pe
 			lists[i] = string(b)
 		}
 	}
+	var chatList any // nil: no key
+	if r.seqs {
+		if chats == nil {
+			chats = []protocol.ChatEntry{}
+		}
+		chatList = chats
+	}
 	return struct {
 		Self     protocol.User `json:"self_user"`
 		Incoming any           `json:"mutual_requests"`
 		Outgoing any           `json:"sent_requests"`
 		Friends  any           `json:"mutual_users"`
-	}{r.user(protocol.UserOf(u)), lists[0], lists[1], lists[2]}
+		Chats    any           `json:"chats,omitempty"`
+	}{r.user(protocol.UserOf(u)), lists[0], lists[1], lists[2], chatList}
 }

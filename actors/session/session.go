@@ -70,6 +70,13 @@ type Config struct {
 	// StoreTimeout bounds the session's own reads (auth, load, user);
 	// default DefaultStoreTimeout (10s).
 	StoreTimeout time.Duration
+	// SendQueue and SendBytes are the connection's outbound bounds
+	// (REWIND_WS_SEND_QUEUE, REWIND_WS_SEND_BYTES; defaults
+	// DefaultSendQueue, 256, and DefaultSendBytes, 1 MiB, the gateway's):
+	// a load changes page takes at most half of each, so that an answer
+	// sent at once never overflows the queue by itself (protocol.md §4.1:
+	// at most 500 frames, fewer then, with more).
+	SendQueue, SendBytes int
 }
 
 // Defaults of Config; REWIND_HEARTBEAT_INTERVAL, REWIND_HEARTBEAT_GRACE,
@@ -83,6 +90,8 @@ const (
 	DefaultBurst             = 60
 	DefaultRequestTimeout    = 30 * time.Second
 	DefaultStoreTimeout      = 10 * time.Second
+	DefaultSendQueue         = 256
+	DefaultSendBytes         = 1 << 20
 )
 
 // withDefaults resolves the zero values of c; a setting turned off stays
@@ -108,6 +117,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.StoreTimeout <= 0 {
 		c.StoreTimeout = DefaultStoreTimeout
+	}
+	if c.SendQueue <= 0 {
+		c.SendQueue = DefaultSendQueue
+	}
+	if c.SendBytes <= 0 {
+		c.SendBytes = DefaultSendBytes
 	}
 	return c
 }

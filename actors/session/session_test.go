@@ -170,8 +170,9 @@ func TestTooLargeAnswersInTurnAndCounts(t *testing.T) {
 // A session's version picks the rules every frame it sends obeys
 // (protocol.md §2.9). A v1 session shows no profile anywhere, receives of
 // the events only new messages and friend events about other users (their
-// profile null), and a new message as the very bytes every other session
-// gets; a v2 session receives everything as it is.
+// profile null), and a new message as the very bytes every other v1
+// session gets, the v1 form its maker encoded without seq (none: dropped,
+// never the v2 bytes); a v2 session receives everything as it is.
 func TestV1RulesFilterWhatTheSessionSends(t *testing.T) {
 	f := newFixture(t)
 	pic := "https://example.test/p.png"
@@ -204,11 +205,14 @@ func TestV1RulesFilterWhatTheSessionSends(t *testing.T) {
 		"a v2 friend carries its status (protocol.md §4.4); v1's (above) none")
 
 	send := []byte(`{"type":"chat","payload":{"type":"send","id":"9","user_id":"2","chat_id":"3","content":"hi","created_at":"2026-12-01 00:00:00.000000"}}`)
+	sendV2 := []byte(`{"type":"chat","payload":{"type":"send","id":"9","user_id":"2","chat_id":"3","content":"hi","created_at":"2026-12-01 00:00:00.000000","seq":4}}`)
 	friend := protocol.Frame("mutual_users", protocol.FriendEvent{Type: "request", User: protocol.User{ID: "2", Name: "user2", Profile: &pic}}, "")
 	plainFriend := protocol.Frame("mutual_users", protocol.FriendEvent{Type: "delete", User: protocol.User{ID: "2", Name: "user2"}}, "")
 	events := []*messages.Deliver{
-		{Frame: send, Kind: messages.EventChatSend},
+		{Frame: sendV2, FrameV1: send, Kind: messages.EventChatSend},
+		{Frame: sendV2, Kind: messages.EventChatSend}, // no v1 form: not to v1
 		{Frame: []byte(`{"type":"chat","payload":{"type":"edit"}}`), Kind: messages.EventChatEdit},
+		{Frame: protocol.ReadFrame(3, 2, 4), Kind: messages.EventRead},
 		{Frame: friend, Kind: messages.EventFriend},
 		{Frame: plainFriend, Kind: messages.EventFriend},
 		{Frame: []byte(`{"type":"mutual_users","payload":{"type":"request","origin":"self"}}`), Kind: messages.EventFriendSelf},
@@ -218,7 +222,7 @@ func TestV1RulesFilterWhatTheSessionSends(t *testing.T) {
 		{Frame: protocol.PresenceFrame(2, protocol.StatusOffline), Kind: messages.EventPresence},
 		{Frame: []byte(`{"type":"typing","payload":{}}`)},                                  // no kind
 		{Frame: []byte(`{"type":"presence","payload":{}}`), Kind: messages.EventKind(200)}, // a later kind
-		{Frame: send, Kind: messages.EventChatSend},
+		{Frame: sendV2, FrameV1: send, Kind: messages.EventChatSend},
 	}
 	for _, e := range events {
 		f.dir.SendToUser(1, e)

@@ -265,7 +265,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 		a.retired = true
 		a.stopIfDone(ctx)
 	case *messages.Deliver:
-		a.deliver(ctx, &messages.Push{Frame: m.Frame, Kind: m.Kind}, m.Except)
+		a.deliver(ctx, &messages.Push{Frame: m.Frame, FrameV1: m.FrameV1, Kind: m.Kind}, m.Except)
 		if m.Echo != nil {
 			ctx.Send(m.Except, m.Echo)
 		}
