@@ -8,32 +8,36 @@
 // takes the room's next number as Message.Seq, an edit or a delete as
 // Message.EditSeq (a message keeps only its latest). The store assigns them,
 // never the caller, in the transaction that writes the change, from a
-// counter in the room's row (rooms.seq, with rooms.activity_at, the time of
-// the latest change) that the same transaction raises.
+// counter in the room's row (rooms.seq, beside rooms.activity_at, the time
+// of that change) that the same transaction raises.
 //
-// No holes: a number is taken by the statement that writes its change, and
-// only for a change that is written. An op that changes nothing (a refused
-// op, an edit of a missing or deleted message or by another author, a nonce
-// duplicate) takes none; a statement, savepoint or transaction that rolls
-// back takes its numbers and the counter's rise back with it. The PostgreSQL
-// store leaves nonce duplicates out before it numbers a run of sends,
-// rather than letting the insert skip them after.
+// No holes: a change takes a number only when it is written, and the
+// counter rises by exactly the numbers written, in the same transaction.
+// An op that changes nothing (a refused op, an edit of a missing or
+// deleted message or by another author, a nonce duplicate) takes none: the
+// PostgreSQL store leaves duplicates out before it numbers a run of sends,
+// rather than letting the insert skip rows that have numbers already, and
+// the SQLite store counts an op only once its statement changed a row. A
+// statement, savepoint or transaction that rolls back takes its numbers
+// and the counter's rise back with it.
 //
 // No duplicates, though two writers may write one room at once (two
 // activations of a room actor in a cluster; the writer's concurrent
 // transactions): a transaction numbers a room only while it holds the
-// room's row lock until its commit (PostgreSQL: SELECT ... FOR NO KEY UPDATE
-// of the batch's rooms in id order, so that two batches cannot deadlock;
-// SQLite: its single write transaction at a time). The next writer of the
-// room waits, then reads the counter that the first committed (each
-// PostgreSQL statement of a READ COMMITTED transaction sees what committed
-// before it started, so everything committed under the lock). The unique
-// indexes on (room_id, seq) and (room_id, coalesce(edit_seq, seq)) are the
-// database's own guarantee: a number taken twice fails the write.
+// room's lock, until its commit. In PostgreSQL a batch first locks the
+// rows of its rooms (SELECT ... FOR NO KEY UPDATE, in id order so that two
+// batches cannot deadlock); the next writer of a room waits, and each of
+// its statements then sees what the first committed (READ COMMITTED takes
+// a snapshot per statement), its counter and its nonces included. In
+// SQLite the lock is the one write transaction at a time. The unique index
+// messages_room_change_key on (room_id, coalesce(edit_seq, seq)), every
+// message's latest number, is the database's own guarantee: of two writes
+// that took one number, the second fails.
 //
-// A message that is changed after position n is one that Changes returns
-// for n; Chats lists a user's rooms by the time of their latest change;
-// MarkRead keeps a read position per user and room (§4.2).
+// Changes reads a room's changes after a position in number order (§4.1's
+// catch-up); Chats lists a user's rooms by the time of their latest
+// change; MarkRead keeps a read position per user and room (§4.2). Their
+// queries read indexes only (each store's TestChatPlans).
 package persistence
 
 import (

@@ -121,22 +121,19 @@ const messageColumns = `id, room_id, author_id, content, coalesce(nonce, ''), cr
 	seq, coalesce(edit_seq, 0)`
 
 // The statements of WriteMessages. The single write transaction at a time
-// is the room lock of the persistence package comment: a send or an edit
-// reads the room's counter and raises it (bumpRoom) in that transaction,
-// only when it changed a row, so an op that changes nothing takes no
-// number.
+// is the room lock of the persistence package comment: a batch reads a
+// room's counter once (roomCounter), numbers the room's changes from it in
+// Go, a number only for an op that changed a row, and writes the counter
+// back once per room at the end (bumpRoom), all in that transaction.
 const (
+	roomCounter = `SELECT seq FROM rooms WHERE id = ?`
 	// A nonce that the author used before in the room makes the insert do
-	// nothing (migrations/0004_nonce_per_room.sql) and return no row. A
-	// room that does not exist gets number 1, for the foreign key to
-	// refuse.
+	// nothing (migrations/0004_nonce_per_room.sql).
 	insertMessage = `INSERT INTO messages (id, room_id, author_id, content, nonce, created_at, seq)
-		VALUES (?1, ?2, ?3, ?4, nullif(?5, ''), ?6, coalesce((SELECT seq FROM rooms WHERE id = ?2), 0) + 1)
-		ON CONFLICT (author_id, room_id, nonce) WHERE nonce IS NOT NULL DO NOTHING
-		RETURNING seq`
+		VALUES (?, ?, ?, ?, nullif(?, ''), ?, ?)
+		ON CONFLICT (author_id, room_id, nonce) WHERE nonce IS NOT NULL DO NOTHING`
 	// An author, when given (?5 <> 0), must have written the message.
-	editMessage = `UPDATE messages SET content = ?1, edited_at = ?2, deleted_at = CASE WHEN ?1 = '' THEN ?2 END,
-			edit_seq = (SELECT seq + 1 FROM rooms WHERE id = ?4)
+	editMessage = `UPDATE messages SET content = ?1, edited_at = ?2, deleted_at = CASE WHEN ?1 = '' THEN ?2 END, edit_seq = ?6
 		WHERE id = ?3 AND room_id = ?4 AND deleted_at IS NULL AND (?5 = 0 OR author_id = ?5)
 		RETURNING ` + messageColumns
 	// bumpRoom records change ?2, at ?3, as room ?1's latest.
@@ -146,6 +143,14 @@ const (
 	editable       = `SELECT EXISTS (SELECT 1 FROM messages WHERE id = ? AND room_id = ? AND deleted_at IS NULL)`
 	messageByNonce = `SELECT ` + messageColumns + ` FROM messages WHERE author_id = ? AND room_id = ? AND nonce = ?`
 )
+
+// counter is a room's counter during a batch: its last number, the time of
+// that change, and whether the batch changed it.
+type counter struct {
+	seq     int64
+	at      int64
+	changed bool
+}
 
 // errBadText is the refusal of a string that PostgreSQL could not store
 // either (protocol.md §2.3: stored strings are valid UTF-8 without U+0000).
@@ -171,18 +176,17 @@ func refused(err error) persistence.MessageResult {
 	return persistence.MessageResult{Err: fmt.Errorf("%w: %w", persistence.ErrRefused, err)}
 }
 
-// WriteMessages runs one statement per op, prepared once per batch, and
-// one bumpRoom per op that changed a row, in a single write transaction:
-// SQLite has no network round trip to save, and the commit (one fsync) is
-// what a batch shares. A statement that SQLite refuses is rolled back
-// alone, so its op fails alone (and the bumpRoom that did not run takes
-// no number); strings that the PostgreSQL store could not hold are
-// refused before they reach SQLite.
+// WriteMessages runs one statement per op, prepared once per batch, in a
+// single write transaction: SQLite has no network round trip to save, and
+// the commit (one fsync) is what a batch shares. A statement that SQLite
+// refuses is rolled back alone, so its op fails alone and takes no number;
+// strings that the PostgreSQL store could not hold are refused before
+// they reach SQLite.
 func (s *Store) WriteMessages(ctx context.Context, ops []persistence.MessageOp) ([]persistence.MessageResult, error) {
 	results := make([]persistence.MessageResult, len(ops))
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		var stmts [3]*sql.Stmt
-		for i, q := range []string{insertMessage, editMessage, bumpRoom} {
+		var stmts [4]*sql.Stmt
+		for i, q := range []string{insertMessage, editMessage, roomCounter, bumpRoom} {
 			st, err := tx.PrepareContext(ctx, q)
 			if err != nil {
 				return err
@@ -190,7 +194,22 @@ func (s *Store) WriteMessages(ctx context.Context, ops []persistence.MessageOp) 
 			defer st.Close()
 			stmts[i] = st
 		}
-		insert, edit, bump := stmts[0], stmts[1], stmts[2]
+		insert, edit, read, bump := stmts[0], stmts[1], stmts[2], stmts[3]
+		counters := make(map[int64]*counter)
+		// next is the number that room's next change takes.
+		next := func(room int64) (*counter, error) {
+			c := counters[room]
+			if c == nil {
+				c = new(counter)
+				// No room: the op fails on the foreign key (a send) or
+				// finds no message (an edit).
+				if err := read.QueryRowContext(ctx, room).Scan(&c.seq); err != nil && !errors.Is(err, sql.ErrNoRows) {
+					return nil, err
+				}
+				counters[room] = c
+			}
+			return c, nil
+		}
 
 		for i, op := range ops {
 			m, r := op.Message, &results[i]
@@ -200,22 +219,23 @@ func (s *Store) WriteMessages(ctx context.Context, ops []persistence.MessageOp) 
 					r.Err = errBadText
 					continue
 				}
-				var seq int64
-				err := insert.QueryRowContext(ctx, m.ID, m.RoomID, m.AuthorID, m.Content, m.Nonce, micros(m.CreatedAt)).Scan(&seq)
-				switch {
-				case errors.Is(err, sql.ErrNoRows):
-					r.Duplicate = true
-					continue
-				case refusal(err):
+				c, err := next(m.RoomID)
+				if err != nil {
+					return err
+				}
+				res, err := insert.ExecContext(ctx, m.ID, m.RoomID, m.AuthorID, m.Content, m.Nonce, micros(m.CreatedAt), c.seq+1)
+				if refusal(err) {
 					*r = refused(translate(err))
 					continue
-				case err != nil:
+				}
+				n, err := changed(res, err)
+				if err != nil {
 					return err
 				}
-				if _, err := bump.ExecContext(ctx, m.RoomID, seq, micros(m.CreatedAt)); err != nil {
-					return err
+				if r.Duplicate = n == 0; !r.Duplicate {
+					c.seq, c.at, c.changed = c.seq+1, micros(m.CreatedAt), true
+					r.Message = sent(m, c.seq)
 				}
-				r.Message = sent(m, seq)
 			case persistence.OpEdit:
 				if m.EditedAt == nil {
 					return fmt.Errorf("sqlite: edit of message %d without EditedAt", m.ID)
@@ -224,15 +244,17 @@ func (s *Store) WriteMessages(ctx context.Context, ops []persistence.MessageOp) 
 					r.Err = errBadText
 					continue
 				}
-				r.Message, r.Err = scanMessage(edit.QueryRowContext(ctx, m.Content, micros(*m.EditedAt), m.ID, m.RoomID, m.AuthorID))
+				c, err := next(m.RoomID)
+				if err != nil {
+					return err
+				}
+				r.Message, r.Err = scanMessage(edit.QueryRowContext(ctx, m.Content, micros(*m.EditedAt), m.ID, m.RoomID, m.AuthorID, c.seq+1))
 				if refusal(r.Err) {
 					*r = refused(r.Err)
 					continue
 				}
 				if r.Err == nil {
-					if _, err := bump.ExecContext(ctx, m.RoomID, r.Message.EditSeq, micros(*m.EditedAt)); err != nil {
-						return err
-					}
+					c.seq, c.at, c.changed = c.seq+1, micros(*m.EditedAt), true
 					continue
 				}
 				if !errors.Is(r.Err, persistence.ErrNotFound) {
@@ -249,6 +271,13 @@ func (s *Store) WriteMessages(ctx context.Context, ops []persistence.MessageOp) 
 				}
 			default:
 				return fmt.Errorf("sqlite: message op of unknown kind %d", op.Kind)
+			}
+		}
+		for room, c := range counters {
+			if c.changed {
+				if _, err := bump.ExecContext(ctx, room, c.seq, c.at); err != nil {
+					return err
+				}
 			}
 		}
 		// Looked up last, so that a duplicate shows the edits of the batch.

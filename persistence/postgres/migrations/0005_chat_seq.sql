@@ -32,10 +32,14 @@ FROM (
 WHERE rooms.id = n.room_id;
 
 ALTER TABLE messages ALTER COLUMN seq SET NOT NULL;
--- The database's guarantee that no number is taken twice: by two sends,
--- and by the latest changes of two messages (an edit and a send, two
--- edits). The second is also the order of Changes.
-ALTER TABLE messages ADD CONSTRAINT messages_room_seq_key UNIQUE (room_id, seq);
+-- The database's guarantee that no number is taken twice: each message's
+-- latest change (its send, or its last edit or delete) has a number of
+-- its own in its room, so two writers that took one number (two sends, an
+-- edit and a send, two edits) cannot both commit. (The number of a change
+-- that a later edit replaced is no longer held; only a counter that went
+-- back could take it again, which no writer does. A second index on seq
+-- alone would cost every send another index entry for that.) It is also
+-- the order of Changes.
 CREATE UNIQUE INDEX messages_room_change_key ON messages (room_id, (coalesce(edit_seq, seq)));
 -- The live messages of a room by number: the unread count of Chats reads a
 -- range of it from the read position, at most persistence.UnreadCap
