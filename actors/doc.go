@@ -73,17 +73,46 @@
 //     encoded frame, to every session it reaches (TestDeliverSharesOnePush).
 //   - A v1 session never receives what protocol.md §2.9 lists (edit
 //     events, origin:self friend events, profile events and every v2-only
-//     kind, typing and presence among them, a profile other than null
-//     anywhere, a friend's status): each event carries its kind
-//     (messages.EventKind), and the session's rules, chosen once by its
-//     version when it starts, decide every frame it sends; a kind the v1
-//     rules do not list is dropped, and a frame passed on is the very
-//     bytes every session gets (TestV1RulesFilterWhatTheSessionSends in
-//     session; TestV1EditsNeverReachTheMobileClient,
+//     kind, typing, presence and read among them, a profile other than
+//     null anywhere, a friend's status, seq and edit_seq, the chats list):
+//     each event carries its kind (messages.EventKind), and the session's
+//     rules, chosen once by its version when it starts, decide every
+//     frame it sends; a kind the v1 rules do not list is dropped, and a
+//     frame passed on is the very bytes every session of its version gets
+//     (TestV1RulesFilterWhatTheSessionSends in session;
+//     TestV1EditsNeverReachTheMobileClient,
 //     TestV1OwnDevicesGetNoOriginSelf, TestV1ProfilesStayNull,
-//     TestV2TypingReachesTheOtherMember, TestV2PresenceOnlineOffline in
-//     server). The rules also say which requests a version knows: typing
-//     is an unknown type to v1 (TestTypingHasNoAnswerAndKeepsOrder).
+//     TestV2TypingReachesTheOtherMember, TestV2PresenceOnlineOffline,
+//     TestV2ReadState in server). The rules also say which requests a
+//     version knows: typing and read are unknown types to v1, load
+//     changes and load chats unknown load types
+//     (TestTypingHasNoAnswerAndKeepsOrder, TestV2ReadState).
+//   - A chat event is encoded once per version, never per session: the
+//     room encodes the v2 frame with seq and edit_seq and, for a send,
+//     the v1 frame without them, and hands both in one Deliver (Frame,
+//     FrameV1) that the user actor passes on as one Push; the v1 rules
+//     send FrameV1 (none: dropped, never the v2 bytes). The echo is
+//     encoded for the sender's version (ChatWrite.Version)
+//     (TestV1RulesFilterWhatTheSessionSends, TestV1MobileClientReplay in
+//     server, whose client fails on a seq anywhere).
+//   - A change's number is the store's, taken at commit under the room
+//     row's lock: a room keeps no counter, and the echo and the events
+//     carry the numbers of the writer's result, so a refused or failed
+//     write leaves no hole and two activations of a room cannot number
+//     one change twice (room's doc; TestV2SeqUniqueUnderConcurrentSenders,
+//     TestV2SeqUnderDatabaseFault in server).
+//   - A catch-up is one answer sent at once, so it cannot overflow the
+//     connection's send queue by itself: a load changes page has at most
+//     500 frames and at most half the queue's frames and bytes
+//     (session.Config.SendQueue, SendBytes; more then says there is more),
+//     in change order, from one snapshot of the store
+//     (TestV2CatchUpAfterOffline in server: pages of 500, and of 128 with
+//     the default queue, after a restart too).
+//   - A read moves only forward and tells only when it moved: the
+//     session's goroutine stores it (MarkRead, off the actor) and, when it
+//     moved, hands the read event to the reader's user actor (all its
+//     sessions but this one) and the other member's, before the answer
+//     (TestV2ReadState in server).
 //   - A request with no answer does not stall the session: a typing
 //     waits for its room like any request, and the room ends the wait
 //     with a Reply without frames unless it refuses it (4004, 4005 as a
