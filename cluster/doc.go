@@ -97,6 +97,13 @@
 //     sleeps 1 s; Shutdown sleeps 2 s, shuts the actor system down, and
 //     never closes the provider's etcd client (Shutdown cancels its
 //     context). The provider's member lease is 3 s and not configurable.
+//   - Remote.Shutdown can panic "send on closed channel": the endpoint
+//     manager sends on the channel of every stream reader it lists, and a
+//     reader whose stream ends at that moment (a peer leaving or killed at
+//     the same time) has closed its channel but not left the list yet.
+//     Node.Shutdown recovers it and stops the gRPC server itself (seen in
+//     CI in TestThreeNodesOneIdentityOneNode and TestKilledNodeIdentitiesMove,
+//     whose nodes all shut down at once).
 //   - The provider watches <prefix>/<name> without a trailing slash, so
 //     that under one prefix clusters "a" and "ab" would see each other's
 //     members: the prefix here is the cluster's own.

@@ -387,6 +387,17 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
+			defer func() {
+				// protoactor's endpoint manager, stopping, sends on the
+				// channel of every stream reader it still lists, and a
+				// reader whose stream ends at that moment has closed its
+				// channel but not yet left the list: "send on closed
+				// channel" (cluster/doc.go). What is left to stop then is
+				// the gRPC server.
+				if r := recover(); r != nil {
+					n.cluster.Remote.Shutdown(false)
+				}
+			}()
 			n.cluster.Shutdown(true)
 		}()
 		select {
