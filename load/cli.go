@@ -109,7 +109,8 @@ scenarios:
           message at once, whose send→ack and send→delivery are reported
   resume  protocol v2: the --pairs chat as in dm (--rate), and each author follows every
           --edit-every-th send with an edit and every --delete-every-th with a delete of one of
-          its own messages picked at random; at --drop-at the receiving sides of --drop pairs
+          its own messages picked at random (counting from an offset by pair, so that the edits
+          of the pairs do not come at once); at --drop-at the receiving sides of --drop pairs
           close (1000) while their peers go on; --down later they reconnect, auth (the v2 answer
           lists the chats with their seq) and catch up with load changes since the highest seq
           or edit_seq they saw, page after page while more. Reported: reconnect→auth→caught up,

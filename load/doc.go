@@ -54,7 +54,9 @@
 // The resume scenario (resume.go) speaks protocol v2 (/ws?v=2): the pairs
 // chat as in dm, and each author follows every --edit-every-th send (10)
 // with an edit and every --delete-every-th (25) with a delete of one of
-// its own messages picked at random, once the send is acknowledged. At
+// its own messages picked at random, once the send is acknowledged (pair
+// p counts its sends from p, so that the pairs' edits, whose sends go out
+// in step, spread over the run). At
 // --drop-at after the sending began, the receiving sides (B) of --drop
 // pairs, spread over the pairs, stop sending, wait for their answers
 // (2 s at most) and close cleanly (1000); their peers go on. --down after

@@ -311,11 +311,14 @@ func (s *session) resumeEcho(p []byte, kind byte, seq uint64) {
 	if kind != kindDM || w.stopped() || r.dropping.Load() {
 		return
 	}
-	rs := w.spec.Resume
-	if rs.EditEvery > 0 && seq%uint64(rs.EditEvery) == 0 {
+	// Each pair's count is offset by its index: the authors send in step
+	// (seq n of every author goes out within one round of the rate), and
+	// their edits would all come at once otherwise.
+	rs, n := w.spec.Resume, seq+uint64(s.index/2)
+	if rs.EditEvery > 0 && n%uint64(rs.EditEvery) == 0 {
 		s.writeEdit(r.pick(false), false)
 	}
-	if rs.DeleteEvery > 0 && seq%uint64(rs.DeleteEvery) == 0 {
+	if rs.DeleteEvery > 0 && n%uint64(rs.DeleteEvery) == 0 {
 		s.writeEdit(r.pick(true), true)
 	}
 }

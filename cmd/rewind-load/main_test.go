@@ -393,6 +393,59 @@ func TestDMReconnect(t *testing.T) {
 	require.Zero(t, *res.UnexpectedOnSurviving)
 }
 
+// TestResume runs the resume scenario (protocol v2) against the server:
+// the receiving sides of 4 of 10 pairs, spread over two workers, close
+// while their peers send, edit and delete, come back, catch up with load
+// changes since the highest seq they saw, and every message, edit and
+// delete acknowledged to a peer reaches them; their views equal the DM's
+// history loaded afresh.
+func TestResume(t *testing.T) {
+	s := startServer(t)
+	res := s.harness("--scenario", "resume", "--pairs", "10", "--drop", "4", "--rate", "200", "--duration", "5s",
+		"--drop-at", "1500ms", "--down", "1500ms", "--edit-every", "5", "--delete-every", "8",
+		"--workers", "2", "--database-url", s.db)
+	requireClean(t, res, 20)
+	require.Equal(t, 2, res.Params.WSVersion)
+	require.Equal(t, "ws://"+s.cfg.Addr+"/ws?v=2", res.Params.URL)
+	rs := res.Resume
+	require.NotNil(t, rs)
+	require.Zero(t, rs.FramesWithoutSeq, "every chat frame carries seq")
+	require.EqualValues(t, 4, rs.Dropped)
+	require.EqualValues(t, 4, rs.Reconnected)
+	require.Zero(t, rs.StillDown)
+	require.EqualValues(t, 4, res.Closes["1000"]-20, "the drops closed 1000, then every session at the end")
+	require.EqualValues(t, 4, rs.ChatsListed, "the auth answers list the DM")
+	require.Positive(t, rs.ChatsBehind)
+	require.EqualValues(t, 4, rs.CatchUps)
+	require.Zero(t, rs.CatchUpFailed)
+	require.EqualValues(t, 4, rs.ReconnectToCaughtUp.Count)
+	require.GreaterOrEqual(t, rs.Pages, rs.CatchUps)
+
+	require.Positive(t, rs.AckedWhileDown)
+	require.Positive(t, rs.Recovered)
+	require.Equal(t, rs.AckedWhileDown, rs.Recovered+rs.LiveAfterReconnect+rs.DeletedBeforeSeen)
+	require.Positive(t, rs.EditsAckedWhileDown)
+	require.Positive(t, rs.EditsAcked)
+	require.Positive(t, rs.DeletesAcked)
+	require.Positive(t, rs.EditsLive)
+	require.NotNil(t, rs.Missing)
+	require.Zero(t, *rs.Missing, "acknowledged to a peer, never seen by the dropped session")
+	require.Zero(t, *rs.EditsMissing)
+	require.Zero(t, *rs.MissingNotDropped)
+	require.True(t, rs.AllSeen)
+	require.EqualValues(t, 4, rs.ViewChecks)
+	require.True(t, rs.ViewsMatch, "views equal to the history: %d of %d (absent %d, extra %d, stale %d)",
+		rs.ViewsMatched, rs.ViewChecks, rs.ViewAbsent, rs.ViewExtra, rs.ViewStale)
+
+	m := res.Messages
+	require.NotNil(t, m)
+	require.Equal(t, m.Sent, m.Acked, "every send acknowledged")
+	require.Zero(t, m.Undelivered, "every acknowledged message delivered, caught up or deleted before it was seen")
+	require.Positive(t, rs.DeliveryBeforeDrop.Count)
+	require.Positive(t, rs.DeliveryWhileDown.Count)
+	require.Positive(t, rs.DeliveryAfterReconnect.Count)
+}
+
 // requireFirstMessages checks a storm's first messages: one per pair once
 // every session was back, each acknowledged and delivered.
 func requireFirstMessages(t *testing.T, res load.Result, pairs int) {
