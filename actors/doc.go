@@ -101,13 +101,14 @@
 //     write leaves no hole and two activations of a room cannot number
 //     one change twice (room's doc; TestV2SeqUniqueUnderConcurrentSenders,
 //     TestV2SeqUnderDatabaseFault in server).
-//   - A catch-up is one answer sent at once, so it cannot overflow the
+//   - A catch-up is one answer queued whole, so it cannot overflow the
 //     connection's send queue by itself: a load changes page has at most
-//     500 frames and at most half the queue's frames and bytes
-//     (session.Config.SendQueue, SendBytes; more then says there is more),
-//     in change order, from one snapshot of the store
-//     (TestV2CatchUpAfterOffline in server: pages of 500, and of 128 with
-//     the default queue, after a restart too).
+//     500 frames and at most half the queue's bytes (session.Config.SendBytes;
+//     more then says there is more), and an answer's frames count against
+//     the bytes only (gateway.Conn.SendAll), in change order, from one
+//     snapshot of the store (TestV2CatchUpAfterOffline in server: pages of
+//     500 with the default 256-frame queue, after a restart too;
+//     TestSendAllQueuesAnAnswerWhole in gateway).
 //   - A read moves only forward and tells only when it moved: the
 //     session's goroutine stores it (MarkRead, off the actor) and, when it
 //     moved, hands the read event to the reader's user actor (all its

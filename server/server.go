@@ -507,7 +507,7 @@ func (s *Server) startActors(ctx context.Context, reg prometheus.Registerer, tok
 		Config: session.Config{
 			HeartbeatInterval: g.HeartbeatInterval, HeartbeatGrace: g.HeartbeatGrace,
 			AuthTimeout: g.AuthTimeout, Rate: g.Rate, Burst: g.Burst, Location: loc,
-			RequestTimeout: g.RequestTimeout, SendQueue: g.SendQueue, SendBytes: g.SendBytes,
+			RequestTimeout: g.RequestTimeout, SendBytes: g.SendBytes,
 		},
 		Store: s.store, Tokens: tokens, Directory: dir, Log: log, Draining: s.leaving.Load,
 	})

@@ -537,9 +537,9 @@ func answerErr(log zerolog.Logger, me int64, err error, nonce string) [][]byte {
 // send (left out by the store once deleted), one created at or before it
 // as an edit (empty content when deleted), then the end marker with the
 // last change sent (since when none), the count and more. A page has at
-// most maxChanges frames, and fewer when half the connection's send queue
-// (frames or bytes) is full with them: the answer goes out at once, and
-// must not overflow the queue by itself.
+// most maxChanges frames, and fewer when they would take more than half
+// the connection's SendBytes: the answer is queued whole (Conn.SendAll),
+// and must not overflow the queue by itself.
 func (a *Actor) loadChanges(nonce string, loadID, sinceRaw json.RawMessage) *protocol.Error {
 	chatID, ok := protocol.ParseID(loadID)
 	if !ok {
@@ -555,7 +555,6 @@ func (a *Actor) loadChanges(nonce string, loadID, sinceRaw json.RawMessage) *pro
 		return protocol.ErrDMNotOpened
 	}
 	store, log, rules, loc := a.deps.Store, a.deps.Log, a.rules, a.deps.Location
-	maxFrames := min(maxChanges, max(1, a.deps.SendQueue/2))
 	maxBytes := a.deps.SendBytes / 2
 	a.async(nonce, func(c context.Context) [][]byte {
 		roomID, err := dmRoom(c, store, me, other)
@@ -572,7 +571,7 @@ func (a *Actor) loadChanges(nonce string, loadID, sinceRaw json.RawMessage) *pro
 		if since > current {
 			return errorFrames(protocol.ErrInvalidSince, nonce)
 		}
-		frames := make([][]byte, 0, min(len(msgs), maxFrames)+1)
+		frames := make([][]byte, 0, min(len(msgs), maxChanges)+1)
 		last, size := since, 0
 		for i := range msgs {
 			m := &msgs[i]
@@ -581,7 +580,7 @@ func (a *Actor) loadChanges(nonce string, loadID, sinceRaw json.RawMessage) *pro
 				kind = "send"
 			}
 			f := rules.chat(make([]byte, 0, protocol.ChatSize(m.Content)), kind, protocol.ChatOf(m, chatID), loc, nonce)
-			if len(frames) == maxFrames || len(frames) > 0 && size+len(f) > maxBytes {
+			if len(frames) == maxChanges || len(frames) > 0 && size+len(f) > maxBytes {
 				break
 			}
 			frames, size, last = append(frames, f), size+len(f), m.ChangeSeq()

@@ -17,6 +17,7 @@ import (
 	"github.com/rewind-chat/rewind/actors/directory"
 	"github.com/rewind-chat/rewind/auth"
 	"github.com/rewind-chat/rewind/messages"
+	"github.com/rewind-chat/rewind/net/gateway"
 	"github.com/rewind-chat/rewind/persistence"
 	"github.com/rewind-chat/rewind/protocol"
 )
@@ -26,6 +27,9 @@ import (
 type Conn interface {
 	// Send queues a text frame; false when the outbound queue is full.
 	Send(frame []byte) bool
+	// SendAll queues the frames of one answer, all or none; false when the
+	// queue cannot take them (gateway.Conn.SendAll).
+	SendAll(frames [][]byte) bool
 	// Close sends what is queued, then a close frame.
 	Close(code uint16, reason string)
 	// Abort drops what is queued and closes.
@@ -70,13 +74,13 @@ type Config struct {
 	// StoreTimeout bounds the session's own reads (auth, load, user);
 	// default DefaultStoreTimeout (10s).
 	StoreTimeout time.Duration
-	// SendQueue and SendBytes are the connection's outbound bounds
-	// (REWIND_WS_SEND_QUEUE, REWIND_WS_SEND_BYTES; defaults
-	// DefaultSendQueue, 256, and DefaultSendBytes, 1 MiB, the gateway's):
-	// a load changes page takes at most half of each, so that an answer
-	// sent at once never overflows the queue by itself (protocol.md §4.1:
-	// at most 500 frames, fewer then, with more).
-	SendQueue, SendBytes int
+	// SendBytes is the connection's outbound bound in bytes
+	// (REWIND_WS_SEND_BYTES; default gateway.DefaultSendBytes, 1 MiB): a
+	// load changes page takes at most half of it, so that a page of long
+	// messages never overflows the queue by itself (protocol.md §4.1: at
+	// most 500 frames, fewer then, with more). An answer's frames do not
+	// count against the queue's frame bound (Conn.SendAll).
+	SendBytes int
 }
 
 // Defaults of Config; REWIND_HEARTBEAT_INTERVAL, REWIND_HEARTBEAT_GRACE,
@@ -90,8 +94,6 @@ const (
 	DefaultBurst             = 60
 	DefaultRequestTimeout    = 30 * time.Second
 	DefaultStoreTimeout      = 10 * time.Second
-	DefaultSendQueue         = 256
-	DefaultSendBytes         = 1 << 20
 )
 
 // withDefaults resolves the zero values of c; a setting turned off stays
@@ -118,11 +120,8 @@ func (c Config) withDefaults() Config {
 	if c.StoreTimeout <= 0 {
 		c.StoreTimeout = DefaultStoreTimeout
 	}
-	if c.SendQueue <= 0 {
-		c.SendQueue = DefaultSendQueue
-	}
 	if c.SendBytes <= 0 {
-		c.SendBytes = DefaultSendBytes
+		c.SendBytes = gateway.DefaultSendBytes
 	}
 	return c
 }
@@ -345,9 +344,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 		a.next()
 	case *messages.Reply:
 		if a.answered(m.Seq) {
-			for _, f := range m.Frames {
-				a.send(f)
-			}
+			a.sendAll(m.Frames)
 			if m.User != nil {
 				a.send(protocol.Frame("user", a.rules.user(m.User.Wire()), a.waitingNonce))
 			}
@@ -501,15 +498,32 @@ func (a *Actor) send(frame []byte) {
 		return
 	}
 	if !a.conn.Send(frame) {
-		a.closed = true
-		if a.deps.Draining != nil && a.deps.Draining() {
-			// The connection is closing with 1001 already.
-			a.deps.Log.Debug().Int64("user", a.user.ID).Msg("session: closed by the shutdown (1001)")
-			return
-		}
-		a.deps.Log.Info().Int64("user", a.user.ID).Msg("session: slow consumer")
-		a.conn.Abort(protocol.CloseSlow, protocol.ReasonSlow)
+		a.slow()
 	}
+}
+
+// sendAll queues the frames of one answer (a page of history or changes
+// is bounded by its request, not by the queue's frame count).
+func (a *Actor) sendAll(frames [][]byte) {
+	switch {
+	case a.closed:
+	case len(frames) == 1:
+		a.send(frames[0])
+	case !a.conn.SendAll(frames):
+		a.slow()
+	}
+}
+
+// slow closes a slow consumer: its queue overflowed.
+func (a *Actor) slow() {
+	a.closed = true
+	if a.deps.Draining != nil && a.deps.Draining() {
+		// The connection is closing with 1001 already.
+		a.deps.Log.Debug().Int64("user", a.user.ID).Msg("session: closed by the shutdown (1001)")
+		return
+	}
+	a.deps.Log.Info().Int64("user", a.user.ID).Msg("session: slow consumer")
+	a.conn.Abort(protocol.CloseSlow, protocol.ReasonSlow)
 }
 
 // close ends the session with code; the gateway then reports it gone.

@@ -33,6 +33,13 @@ type conn struct {
 
 func (c *conn) Send(frame []byte) bool { c.frames <- frame; return true }
 
+func (c *conn) SendAll(frames [][]byte) bool {
+	for _, f := range frames {
+		c.frames <- f
+	}
+	return true
+}
+
 func (c *conn) Close(code uint16, _ string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -99,6 +99,33 @@ func (c *Conn) Send(frame []byte) bool {
 	return true
 }
 
+// SendAll queues the frames of one answer together: all or none. An
+// answer is bounded by its request (a history or catch-up page), not by
+// SendQueue: its frames count against SendBytes only, so a 500-frame
+// page fits a 256-frame queue, and it goes into an empty queue whatever
+// its size. It returns false, queueing nothing, when the bytes already
+// queued and the answer's pass SendBytes, or the connection is closing.
+func (c *Conn) SendAll(frames [][]byte) bool {
+	size := 0
+	for _, f := range frames {
+		size += len(f)
+	}
+	c.mu.Lock()
+	if c.closing.Load() || c.queue.len() > 0 && int(c.queue.bytes)+size > c.h.cfg.SendBytes {
+		c.mu.Unlock()
+		return false
+	}
+	for _, f := range frames {
+		c.queue.push(f)
+	}
+	start := len(frames) > 0 && c.startWriter()
+	c.mu.Unlock()
+	if start {
+		go c.writeFn()
+	}
+	return true
+}
+
 // startWriter marks the writer running and reports whether the caller has
 // to start it. Lock must be held.
 func (c *Conn) startWriter() bool {

@@ -33,7 +33,10 @@
 //     hold more than SendBytes (TestSendFailsWhenQueueFull,
 //     TestSendBytesBound). The queue holds pooled blocks only while frames
 //     wait. Frames are not copied into it: one encoded broadcast is shared
-//     by many connections.
+//     by many connections. Conn.SendAll queues the frames of one answer
+//     whole or not at all, against SendBytes only (an answer is bounded by
+//     its request: a 500-frame catch-up page fits a 256-frame queue), and
+//     into an empty queue whatever its size (TestSendAllQueuesAnAnswerWhole).
 //   - Every write is bounded by WriteTimeout; one that exceeds it ends the
 //     connection as a slow consumer, 4009, never silently: the queue is
 //     dropped and counted, the frame the write was in is finished and the

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -322,4 +323,38 @@ func TestDefaultMaxConnections(t *testing.T) {
 	}
 	require.Equal(t, n-min(512, n/2), DefaultMaxConnections())
 	require.Positive(t, DefaultMaxConnections())
+}
+
+// TestSendAllQueuesAnAnswerWhole: the frames of one answer (a 500-frame
+// catch-up page) go into a queue bounded at 4 frames, because they count
+// against SendBytes only, and they all arrive in order; an answer whose
+// bytes would pass SendBytes behind what is queued is refused whole.
+func TestSendAllQueuesAnAnswerWhole(t *testing.T) {
+	s := startServer(t, Config{SendQueue: 4, SendBytes: 64 << 10})
+	c := dial(t, s.url)
+	p := s.peer(t)
+	page := make([][]byte, 500)
+	for i := range page {
+		page[i] = []byte(strconv.Itoa(i))
+	}
+	require.True(t, p.conn.SendAll(page))
+	for i := range page {
+		require.Equal(t, strconv.Itoa(i), string(c.read().Payload))
+	}
+
+	// A reader that has stopped: the writer blocks on one big frame, then
+	// 40 KiB queue; 30 KiB more would pass 64 KiB, and none of it queues.
+	require.True(t, p.conn.Send(bigFrame))
+	require.Eventually(t, func() bool {
+		p.conn.mu.Lock()
+		defer p.conn.mu.Unlock()
+		return p.conn.writer == writerRunning && p.conn.queue.len() == 0
+	}, wait, time.Millisecond)
+	require.True(t, p.conn.SendAll([][]byte{make([]byte, 20<<10), make([]byte, 20<<10)}))
+	require.False(t, p.conn.SendAll([][]byte{make([]byte, 10<<10), make([]byte, 10<<10), make([]byte, 10<<10)}))
+	p.conn.mu.Lock()
+	queued := p.conn.queue.len()
+	p.conn.mu.Unlock()
+	require.Equal(t, 2, queued, "the refused answer queued nothing")
+	go func() { _, _ = io.Copy(io.Discard, c.nc) }() // let it shut down
 }
