@@ -176,6 +176,7 @@ type Store interface {
 	Secret(ctx context.Context, name string, generate func() ([]byte, error)) ([]byte, error)
 
 	ChatStore
+	GuildStore
 }
 
 // ErrAlreadyFriends: a friend request to someone who is a friend already.
@@ -242,10 +243,22 @@ func (m Message) ChangeSeq() int64 {
 	return m.Seq
 }
 
+// Room kinds: rooms.kind, ChatSummary.Kind.
+const (
+	// KindDM is a direct-message room of two users.
+	KindDM = 1
+	// KindChannel is a text channel of a guild.
+	KindChannel = 2
+)
+
 // ChatSummary is one chat of Chats.
 type ChatSummary struct {
 	RoomID int64
-	// Low < High are the DM's members.
+	// Kind is KindDM or KindChannel.
+	Kind int
+	// GuildID is the channel's guild (0 for a DM).
+	GuildID int64
+	// Low < High are the DM's members (0 for a channel).
 	Low, High int64
 	// Seq is the number of the room's latest change; ReadSeq the user's
 	// read position (0 when never marked).
@@ -420,4 +433,134 @@ type ChatStore interface {
 	// SetProfile sets userID's profile URL (nil clears it) and returns the
 	// user; ErrNotFound when there is no such user.
 	SetProfile(ctx context.Context, userID int64, profile *string) (User, error)
+}
+
+// Errors of GuildStore.
+var (
+	// ErrGuildFull: JoinGuild into a guild that has its maximum of members.
+	ErrGuildFull = errors.New("persistence: guild full")
+	// ErrTooManyGuilds: the user is in the maximum of guilds already
+	// (CreateGuild, JoinGuild).
+	ErrTooManyGuilds = errors.New("persistence: too many guilds")
+	// ErrTooManyChannels: CreateChannel in a guild that has its maximum of
+	// channels.
+	ErrTooManyChannels = errors.New("persistence: too many channels")
+	// ErrLastChannel: DeleteChannel of a guild's only channel.
+	ErrLastChannel = errors.New("persistence: last channel of the guild")
+	// ErrInviteNotFound: JoinGuild with a code that does not exist, has
+	// expired or is used up.
+	ErrInviteNotFound = errors.New("persistence: invite not found")
+	// ErrOwner: LeaveGuild or KickMember of the guild's owner, who cannot
+	// leave.
+	ErrOwner = errors.New("persistence: the guild's owner")
+)
+
+// GeneralChannel is the name of the channel that CreateGuild makes.
+const GeneralChannel = "general"
+
+// Guild is a group of users with text channels (protocol.md §3).
+type Guild struct {
+	ID        int64
+	Name      string
+	OwnerID   int64
+	CreatedAt time.Time
+	// Channels are the guild's channels, oldest first (CreatedAt, then ID).
+	Channels []Channel
+	// MemberCount counts the members, the owner included.
+	MemberCount int
+}
+
+// Channel is a text channel of a guild. It is a room (its ID is the
+// room's id, kind KindChannel): WriteMessages, MessageByID, History,
+// Changes, Chats and MarkRead treat it as they treat a DM room.
+type Channel struct {
+	ID, GuildID int64
+	Name        string
+	// Seq is the number of the channel room's latest change (0: none).
+	Seq       int64
+	CreatedAt time.Time
+}
+
+// Invite lets users join a guild by its code.
+type Invite struct {
+	// Code is random and unique, chosen by the caller.
+	Code               string
+	GuildID, CreatedBy int64
+	// MaxUses bounds the joins by this invite (0: no bound); Uses counts
+	// them.
+	MaxUses, Uses        int
+	ExpiresAt, CreatedAt time.Time
+}
+
+// GuildStore is the part of Store behind guilds (protocol.md §3): guilds,
+// their members, invites and channels. Names are the caller's to validate;
+// the store enforces the limits that it is given, in the transaction that
+// would exceed them (the package comment). A limit of 0 means no bound.
+type GuildStore interface {
+	// CreateGuild stores g (ID, Name, OwnerID, CreatedAt set by the caller),
+	// makes the owner its first member and a first channel GeneralChannel
+	// with id channelID, in one transaction, and returns the guild.
+	// ErrTooManyGuilds when the owner is in maxGuilds guilds already;
+	// ErrNotFound when the owner is not a user.
+	CreateGuild(ctx context.Context, g Guild, channelID int64, maxGuilds int) (Guild, error)
+	// Guild returns the guild with its channels and member count;
+	// ErrNotFound when there is none.
+	Guild(ctx context.Context, guildID int64) (Guild, error)
+	// GuildsOf returns userID's guilds, oldest membership first (then by
+	// guild id), each with its channels and member count; none for a user
+	// in no guild or no user.
+	GuildsOf(ctx context.Context, userID int64) ([]Guild, error)
+	// IsMember reports whether userID is a member of guildID (false when
+	// either does not exist).
+	IsMember(ctx context.Context, guildID, userID int64) (bool, error)
+	// GuildMemberIDs returns the ids of all of guildID's members, ascending
+	// (at most the member limit): a channel room's state. ErrNotFound when
+	// there is no such guild.
+	GuildMemberIDs(ctx context.Context, guildID int64) ([]int64, error)
+	// Members returns up to limit (> 0) of guildID's members whose ids are
+	// above after, ordered by user id. ErrNotFound when there is no such
+	// guild.
+	Members(ctx context.Context, guildID, after int64, limit int) ([]User, error)
+	// CreateInvite stores inv (Uses is stored as 0). inv.Code must be
+	// unique: the caller makes it random. ErrNotFound when the guild or the
+	// creator does not exist.
+	CreateInvite(ctx context.Context, inv Invite) error
+	// JoinGuild makes userID a member of the invite's guild and counts a
+	// use of the invite, in one transaction that cannot exceed maxMembers
+	// or the invite's MaxUses however many joins race, and returns the
+	// guild and joined = true. A user who is a member already gets the
+	// guild and joined = false, consuming no use (even when the invite
+	// has expired or is used up meanwhile: the join is idempotent).
+	// ErrInviteNotFound when there is no such code, or it expired at or
+	// before now, or it is used up; ErrGuildFull when the guild has
+	// maxMembers members; ErrTooManyGuilds when userID is in maxGuilds
+	// guilds; ErrNotFound when userID is not a user.
+	JoinGuild(ctx context.Context, code string, userID int64, now time.Time, maxMembers, maxGuilds int) (g Guild, joined bool, err error)
+	// LeaveGuild removes userID from guildID (and their read positions in
+	// its channels). ErrOwner for the owner; ErrNotFound when userID is not
+	// a member (or there is no such guild).
+	LeaveGuild(ctx context.Context, guildID, userID int64) error
+	// KickMember is LeaveGuild on the owner's behalf: ErrOwner when userID
+	// is the owner; ErrNotFound when userID is not a member.
+	KickMember(ctx context.Context, guildID, userID int64) error
+	// RenameGuild sets the guild's name and returns the guild; ErrNotFound
+	// when there is no such guild.
+	RenameGuild(ctx context.Context, guildID int64, name string) (Guild, error)
+	// DeleteGuild removes the guild, its channels (their rooms, messages
+	// and read states), members and invites, in one transaction, and
+	// returns the former members' ids, ascending. ErrNotFound when there is
+	// no such guild. Afterwards a deleted channel is a room that does not
+	// exist: History answers no messages, Changes none and current 0,
+	// MessageByID and MarkRead ErrNotFound, a send to it is refused.
+	DeleteGuild(ctx context.Context, guildID int64) ([]int64, error)
+	// CreateChannel adds channel channelID named name, created at now, to
+	// guildID and returns it. ErrTooManyChannels when the guild has
+	// maxChannels channels; ErrNotFound when there is no such guild.
+	CreateChannel(ctx context.Context, guildID, channelID int64, name string, now time.Time, maxChannels int) (Channel, error)
+	// DeleteChannel removes the channel, its room's messages and read
+	// states, and returns it as it was. ErrLastChannel when it is its
+	// guild's only channel; ErrNotFound when there is no such channel.
+	DeleteChannel(ctx context.Context, channelID int64) (Channel, error)
+	// ChannelByID returns the channel; ErrNotFound when there is none.
+	ChannelByID(ctx context.Context, channelID int64) (Channel, error)
 }

@@ -672,40 +672,63 @@ func (s *Store) Changes(ctx context.Context, roomID, since int64, limit int) ([]
 	return ms, current, nil
 }
 
+// memberOf is the condition that user $1 is a member of room rooms: of
+// the DM, or of the channel's guild (one lookup of guild_members' key: a
+// scalar subquery, which EXISTS is not, lest the planner hash the user's
+// guilds).
+const memberOf = `CASE rooms.kind
+		WHEN ` + kindDMText + ` THEN $1::bigint IN (rooms.member_low, rooms.member_high)
+		WHEN ` + kindChannelText + ` THEN coalesce((SELECT true FROM guild_members WHERE guild_id = rooms.guild_id AND user_id = $1::bigint), false)
+		ELSE false END`
+
 // chatsQuery is one page of Chats ($1 the user, $2 before or 0, $3 the
 // limit, $4 persistence.UnreadCap), one statement and so one snapshot.
 // bound is the cursor: before's (activity_at, id), or above every room;
-// nothing when before is not the user's room. The user's rooms are two
+// nothing when before is not the user's room. The user's DM rooms are two
 // ranges, by member_low and member_high, each read from the bound on
 // through rooms_low_activity_idx and rooms_high_activity_idx, at most $3
-// rows each (channels will be one more such branch); their merge is the
-// page, materialized with each room's read position, a lookup of
-// read_states by its key. For each room of the page, the unread count
-// reads messages_room_live_seq_idx from the read position on, at most $4
-// entries that are not the user's, and the last message is that index's
-// last entry (TestChatPlans). Kind and seq are literals, so that every
-// plan, generic ones too, can use the partial indexes.
+// rows each. The user's channels are a range per guild: the user's guilds
+// (guild_members_user_idx, at most the guild limit), and for each, at most
+// $3 of its channels from the bound on (rooms_channel_activity_idx); that
+// branch alone is sorted, a sort of at most guilds × min($3, channels)
+// rows that the limits bound, not the tables (no index orders the
+// channels of several guilds together short of a row per member and
+// channel, written at every send). Their merge is the page, materialized
+// with each room's read position, a lookup of read_states by its key. For
+// each room of the page, the unread count reads messages_room_live_seq_idx
+// from the read position on, at most $4 entries that are not the user's,
+// and the last message is that index's last entry (TestChatPlans). Kind
+// and seq are literals, so that every plan, generic ones too, can use the
+// partial indexes.
 const chatsQuery = `WITH bound AS (
 		SELECT 'infinity'::timestamptz AS at, 9223372036854775807::bigint AS id WHERE $2::bigint = 0
 		UNION ALL
 		SELECT activity_at, id FROM rooms
-		WHERE id = $2 AND $2 <> 0 AND kind = ` + kindDMText + ` AND $1::bigint IN (member_low, member_high)
+		WHERE id = $2 AND $2 <> 0 AND ` + memberOf + `
 	), page AS MATERIALIZED (
 		SELECT r.*, coalesce((SELECT read_seq FROM read_states WHERE user_id = $1 AND room_id = r.id), 0) AS read_seq
 		FROM (
-			(SELECT id, member_low, member_high, seq, activity_at FROM rooms
+			(SELECT id, kind, guild_id, member_low, member_high, seq, activity_at FROM rooms
 			WHERE member_low = $1 AND kind = ` + kindDMText + ` AND seq > 0
 				AND (activity_at, id) < ((SELECT at FROM bound), (SELECT id FROM bound))
 			ORDER BY activity_at DESC, id DESC LIMIT $3)
 			UNION ALL
-			(SELECT id, member_low, member_high, seq, activity_at FROM rooms
+			(SELECT id, kind, guild_id, member_low, member_high, seq, activity_at FROM rooms
 			WHERE member_high = $1 AND kind = ` + kindDMText + ` AND seq > 0
 				AND (activity_at, id) < ((SELECT at FROM bound), (SELECT id FROM bound))
 			ORDER BY activity_at DESC, id DESC LIMIT $3)
+			UNION ALL
+			(SELECT c.* FROM guild_members gm CROSS JOIN LATERAL (
+				SELECT id, kind, guild_id, member_low, member_high, seq, activity_at FROM rooms
+				WHERE guild_id = gm.guild_id AND kind = ` + kindChannelText + ` AND seq > 0
+					AND (activity_at, id) < ((SELECT at FROM bound), (SELECT id FROM bound))
+				ORDER BY activity_at DESC, id DESC LIMIT $3) AS c
+			WHERE gm.user_id = $1
+			ORDER BY c.activity_at DESC, c.id DESC LIMIT $3)
 			ORDER BY activity_at DESC, id DESC LIMIT $3
 		) AS r
 	)
-	SELECT p.id, p.member_low, p.member_high, p.seq, p.read_seq,
+	SELECT p.id, p.kind, coalesce(p.guild_id, 0), coalesce(p.member_low, 0), coalesce(p.member_high, 0), p.seq, p.read_seq,
 		(SELECT count(*) FROM (
 			SELECT FROM messages
 			WHERE room_id = p.id AND seq > p.read_seq AND deleted_at IS NULL AND author_id <> $1
@@ -718,8 +741,11 @@ const chatsQuery = `WITH bound AS (
 	) AS l ON true
 	ORDER BY p.activity_at DESC, p.id DESC`
 
-// kindDMText is kindDM in SQL text.
-const kindDMText = "1"
+// kindDMText and kindChannelText are kindDM and kindChannel in SQL text.
+const (
+	kindDMText      = "1"
+	kindChannelText = "2"
+)
 
 func (s *Store) Chats(ctx context.Context, userID, before int64, limit int) ([]persistence.ChatSummary, error) {
 	if limit <= 0 {
@@ -737,7 +763,7 @@ func (s *Store) Chats(ctx context.Context, userID, before int64, limit int) ([]p
 			content, nonce                 *string
 			created, edited, deleted       *time.Time
 		}
-		if err := row.Scan(&c.RoomID, &c.Low, &c.High, &c.Seq, &c.ReadSeq, &c.Unread, &c.Activity,
+		if err := row.Scan(&c.RoomID, &c.Kind, &c.GuildID, &c.Low, &c.High, &c.Seq, &c.ReadSeq, &c.Unread, &c.Activity,
 			&l.id, &l.room, &l.author, &l.content, &l.nonce, &l.created, &l.edited, &l.deleted, &l.seq, &l.editSeq); err != nil {
 			return c, err
 		}
@@ -754,11 +780,12 @@ func (s *Store) Chats(ctx context.Context, userID, before int64, limit int) ([]p
 	if err != nil || len(chats) > 0 || before == 0 {
 		return chats, err
 	}
-	// An empty page: is before a room of the user at all? Its members
-	// never change, so another snapshot answers alike.
+	// An empty page: is before a room of the user at all? A DM's members
+	// never change; a channel's guild may have lost the user meanwhile,
+	// which answers ErrNotFound as a later call would.
 	var mine bool
-	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM rooms WHERE id = $1 AND kind = `+kindDMText+`
-		AND $2::bigint IN (member_low, member_high))`, before, userID).Scan(&mine); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM rooms WHERE id = $2 AND `+memberOf+`)`,
+		userID, before).Scan(&mine); err != nil {
 		return nil, err
 	}
 	if !mine {
@@ -768,12 +795,13 @@ func (s *Store) Chats(ctx context.Context, userID, before int64, limit int) ([]p
 }
 
 // markRead moves the read position ($3) of user $1 in room $2 forward, if
-// the user is a member and the room has change $3. It returns the room's
+// the user is a member (of the DM, or of the channel's guild) and the
+// room has change $3. It returns the room's
 // counter and whether the position moved; no row when the room is not
 // the user's. Of two concurrent calls, the second waits for the first's
 // row and compares with what it committed.
 const markRead = `WITH r AS (
-		SELECT seq FROM rooms WHERE id = $2 AND kind = ` + kindDMText + ` AND $1::bigint IN (member_low, member_high)
+		SELECT seq FROM rooms WHERE id = $2 AND ` + memberOf + `
 	), moved AS (
 		INSERT INTO read_states (user_id, room_id, read_seq)
 		SELECT $1, $2, $3 FROM r WHERE $3::bigint > 0 AND $3 <= r.seq

@@ -391,14 +391,23 @@ const kindDMText = "1"
 
 // chatsQuery is one page of Chats (?1 the user, ?2 and ?3 the cursor's
 // activity_at and id, ?4 the limit, ?5 persistence.UnreadCap). The user's
-// rooms are two ranges, by member_low and member_high, each read in order
-// from the cursor on through rooms_low_activity_idx and
-// rooms_high_activity_idx (channels will be one more such branch); their
-// merge, which stops at ?4 rows, is the page. For each room of the page,
-// read_states gives the read position by its key; the unread count reads
-// messages_room_live_seq_idx from it, at most ?5 entries that are not the
-// user's; the last message is that index's last entry (TestChatPlans).
-const chatsQuery = `SELECT p.id, p.member_low, p.member_high, p.seq, coalesce(rs.read_seq, 0),
+// DM rooms are two ranges, by member_low and member_high, each read in
+// order from the cursor on through rooms_low_activity_idx and
+// rooms_high_activity_idx. The user's channels are a range per guild:
+// guild_members_user_idx gives the user's guilds (at most the guild
+// limit; CROSS JOIN makes SQLite start there), and
+// rooms_channel_activity_idx each guild's channels from the
+// cursor on (at most the channel limit); that branch alone is sorted, a
+// sort of at most guilds × channels rows that the limits bound, not the
+// tables (no index orders the channels of several guilds together short
+// of a row per member and channel, written at every send). The merge of
+// the three, which stops at ?4 rows, is the page. For each room of the
+// page, read_states gives the read position by its key; the unread count
+// reads messages_room_live_seq_idx from it, at most ?5 entries that are
+// not the user's; the last message is that index's last entry
+// (TestChatPlans).
+const chatsQuery = `SELECT p.id, p.kind, coalesce(p.guild_id, 0), coalesce(p.member_low, 0), coalesce(p.member_high, 0),
+		p.seq, coalesce(rs.read_seq, 0),
 		(SELECT count(*) FROM (
 			SELECT 1 FROM messages
 			WHERE room_id = p.id AND seq > coalesce(rs.read_seq, 0) AND deleted_at IS NULL AND author_id <> ?1
@@ -407,17 +416,26 @@ const chatsQuery = `SELECT p.id, p.member_low, p.member_high, p.seq, coalesce(rs
 		l.id, l.room_id, l.author_id, l.content, coalesce(l.nonce, ''), l.created_at, l.edited_at, l.deleted_at,
 		l.seq, coalesce(l.edit_seq, 0)
 	FROM (
-		SELECT id, member_low, member_high, seq, activity_at FROM rooms
+		SELECT id, kind, guild_id, member_low, member_high, seq, activity_at FROM rooms
 		WHERE member_low = ?1 AND kind = ` + kindDMText + ` AND seq > 0 AND (activity_at, id) < (?2, ?3)
 		UNION ALL
-		SELECT id, member_low, member_high, seq, activity_at FROM rooms
+		SELECT id, kind, guild_id, member_low, member_high, seq, activity_at FROM rooms
 		WHERE member_high = ?1 AND kind = ` + kindDMText + ` AND seq > 0 AND (activity_at, id) < (?2, ?3)
+		UNION ALL
+		SELECT * FROM (
+			SELECT r.id, r.kind, r.guild_id, r.member_low, r.member_high, r.seq, r.activity_at
+			FROM guild_members gm CROSS JOIN rooms r
+			WHERE gm.user_id = ?1 AND r.guild_id = gm.guild_id AND r.kind = ` + kindChannelText + ` AND r.seq > 0 AND (r.activity_at, r.id) < (?2, ?3)
+			ORDER BY r.activity_at DESC, r.id DESC LIMIT ?4)
 		ORDER BY activity_at DESC, id DESC LIMIT ?4
 	) AS p
 	LEFT JOIN read_states rs ON rs.user_id = ?1 AND rs.room_id = p.id
 	LEFT JOIN messages l ON l.id = (
 		SELECT id FROM messages WHERE room_id = p.id AND deleted_at IS NULL ORDER BY seq DESC LIMIT 1)
 	ORDER BY p.activity_at DESC, p.id DESC`
+
+// kindChannelText is kindChannel in SQL text, as kindDMText.
+const kindChannelText = "2"
 
 // Chats reads the cursor and the page in one read transaction.
 func (s *Store) Chats(ctx context.Context, userID, before int64, limit int) ([]persistence.ChatSummary, error) {
@@ -451,7 +469,7 @@ func (s *Store) Chats(ctx context.Context, userID, before int64, limit int) ([]p
 				content, nonce                          sql.NullString
 				edited, deleted                         sql.NullInt64
 			}
-			if err := rows.Scan(&c.RoomID, &c.Low, &c.High, &c.Seq, &c.ReadSeq, &c.Unread, &activity,
+			if err := rows.Scan(&c.RoomID, &c.Kind, &c.GuildID, &c.Low, &c.High, &c.Seq, &c.ReadSeq, &c.Unread, &activity,
 				&l.id, &l.room, &l.author, &l.content, &l.nonce, &l.created, &l.edited, &l.deleted, &l.seq, &l.editSeq); err != nil {
 				return err
 			}
@@ -476,9 +494,11 @@ func (s *Store) Chats(ctx context.Context, userID, before int64, limit int) ([]p
 // The statements of Chats and MarkRead besides chatsQuery.
 const (
 	// memberRoom is the activity and counter of room ?1 if user ?2 is a
-	// member.
-	memberRoom = `SELECT activity_at, seq FROM rooms WHERE id = ?1 AND kind = ` + kindDMText + `
-		AND ?2 IN (member_low, member_high)`
+	// member: of the DM, or of the channel's guild.
+	memberRoom = `SELECT activity_at, seq FROM rooms WHERE id = ?1 AND CASE kind
+		WHEN ` + kindDMText + ` THEN ?2 IN (member_low, member_high)
+		WHEN ` + kindChannelText + ` THEN EXISTS (SELECT 1 FROM guild_members WHERE guild_id = rooms.guild_id AND user_id = ?2)
+		ELSE 0 END`
 	// moveRead moves user ?1's read position in room ?2 forward to ?3 and
 	// returns it; no row when it was there already or beyond.
 	moveRead = `INSERT INTO read_states (user_id, room_id, read_seq) VALUES (?1, ?2, ?3)

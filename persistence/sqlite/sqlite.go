@@ -5,6 +5,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
@@ -99,6 +100,15 @@ var goSteps = map[int]func(ctx context.Context, tx *sql.Tx) error{
 	3: rekeyNames,
 }
 
+// noForeignKeys are the migrations that rebuild a table others refer to
+// (0006: rooms), which SQLite does with foreign keys off: dropping the old
+// table would otherwise fail on the rows that refer to it, or cascade into
+// them. Such a migration runs on the writer's one connection, pinned, with
+// PRAGMA foreign_keys off (a pragma that a transaction cannot change),
+// checks with PRAGMA foreign_key_check that every reference still holds
+// before it commits, and turns foreign keys on again.
+var noForeignKeys = map[int]bool{6: true}
+
 // migrate applies the migrations up to version upTo (0: all of them).
 func (s *Store) migrate(ctx context.Context, upTo int) error {
 	ms, err := persistence.ReadMigrations(migrations, "migrations")
@@ -109,34 +119,81 @@ func (s *Store) migrate(ctx context.Context, upTo int) error {
 		if upTo > 0 && m.Version > upTo {
 			break
 		}
-		err := s.inTx(ctx, func(tx *sql.Tx) error {
-			if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-				version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT`); err != nil {
-				return err
-			}
-			var done bool
-			err := tx.QueryRowContext(ctx,
-				`SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?)`, m.Version).Scan(&done)
-			if err != nil || done {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
-				return err
-			}
-			if step := goSteps[m.Version]; step != nil {
-				if err := step(ctx, tx); err != nil {
-					return err
-				}
-			}
-			_, err = tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`,
-				m.Version, micros(time.Now()))
-			return err
-		})
+		var err error
+		if noForeignKeys[m.Version] {
+			err = s.migrateNoForeignKeys(ctx, m)
+		} else {
+			err = inTx(ctx, s.write, func(tx *sql.Tx) error { return applyMigration(ctx, tx, m) })
+		}
 		if err != nil {
 			return fmt.Errorf("sqlite: migration %s: %w", m.Name, err)
 		}
 	}
 	return nil
+}
+
+// migrateNoForeignKeys applies m as noForeignKeys says.
+func (s *Store) migrateNoForeignKeys(ctx context.Context, m persistence.Migration) (err error) {
+	conn, err := s.write.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA foreign_keys = OFF`); err != nil {
+		return err
+	}
+	defer func() {
+		// A connection left without foreign keys must not serve writes.
+		if _, ferr := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA foreign_keys = ON`); ferr != nil {
+			err = errors.Join(err, ferr)
+			conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	return inTx(ctx, conn, func(tx *sql.Tx) error {
+		if err := applyMigration(ctx, tx, m); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `PRAGMA foreign_key_check`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		if rows.Next() {
+			var table, parent string
+			var rowid sql.NullInt64
+			var fk int
+			if err := rows.Scan(&table, &rowid, &parent, &fk); err != nil {
+				return err
+			}
+			return fmt.Errorf("a row of %s (rowid %v) refers to a missing row of %s", table, rowid.Int64, parent)
+		}
+		return rows.Err()
+	})
+}
+
+// applyMigration applies m in tx unless schema_migrations has it.
+func applyMigration(ctx context.Context, tx *sql.Tx, m persistence.Migration) error {
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT`); err != nil {
+		return err
+	}
+	var done bool
+	err := tx.QueryRowContext(ctx,
+		`SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?)`, m.Version).Scan(&done)
+	if err != nil || done {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+		return err
+	}
+	if step := goSteps[m.Version]; step != nil {
+		if err := step(ctx, tx); err != nil {
+			return err
+		}
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`,
+		m.Version, micros(time.Now()))
+	return err
 }
 
 // Ping checks the read pool only: the writer may be busy with a long
@@ -290,7 +347,14 @@ func (s *Store) secret(ctx context.Context, name string) ([]byte, error) {
 
 // inTx runs fn in a transaction on the writer and commits when fn returns nil.
 func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.write.BeginTx(ctx, nil)
+	return inTx(ctx, s.write, fn)
+}
+
+// inTx runs fn in a transaction of db and commits when fn returns nil.
+func inTx(ctx context.Context, db interface {
+	BeginTx(context.Context, *sql.TxOptions) (*sql.Tx, error)
+}, fn func(*sql.Tx) error) error {
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}

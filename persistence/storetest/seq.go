@@ -454,9 +454,9 @@ func testChats(t *testing.T, open func(t *testing.T) persistence.Store) {
 		require.NoError(t, err)
 		return &m
 	}
-	c200 := persistence.ChatSummary{RoomID: 200, Low: 1, High: 3, Seq: 2, Unread: 1, LastMessage: message(200, 20), Activity: at(5)}
-	c300 := persistence.ChatSummary{RoomID: 300, Low: 1, High: 4, Seq: 2, Activity: at(4)} // all deleted: no last message
-	c100 := persistence.ChatSummary{RoomID: 100, Low: 1, High: 2, Seq: 5, Unread: 2, LastMessage: message(100, 13), Activity: at(4)}
+	c200 := persistence.ChatSummary{RoomID: 200, Kind: persistence.KindDM, Low: 1, High: 3, Seq: 2, Unread: 1, LastMessage: message(200, 20), Activity: at(5)}
+	c300 := persistence.ChatSummary{RoomID: 300, Kind: persistence.KindDM, Low: 1, High: 4, Seq: 2, Activity: at(4)} // all deleted: no last message
+	c100 := persistence.ChatSummary{RoomID: 100, Kind: persistence.KindDM, Low: 1, High: 2, Seq: 5, Unread: 2, LastMessage: message(100, 13), Activity: at(4)}
 	require.Equal(t, []persistence.ChatSummary{c200, c300, c100}, chats(t, s, 1, 0, 10),
 		"newest activity first, ties by room id descending; a room without a change is not listed")
 
@@ -473,12 +473,12 @@ func testChats(t *testing.T, open func(t *testing.T) persistence.Store) {
 		{"after the last", 1, 100, 10, nil},
 		{"after a room without a change", 1, 400, 10, nil},
 		{"the other member", 2, 0, 10, []persistence.ChatSummary{
-			{RoomID: 500, Low: 2, High: 3, Seq: 1, LastMessage: message(500, 50), Activity: at(9)},
-			{RoomID: 100, Low: 1, High: 2, Seq: 5, Unread: 1, LastMessage: message(100, 13), Activity: at(4)},
+			{RoomID: 500, Kind: persistence.KindDM, Low: 2, High: 3, Seq: 1, LastMessage: message(500, 50), Activity: at(9)},
+			{RoomID: 100, Kind: persistence.KindDM, Low: 1, High: 2, Seq: 5, Unread: 1, LastMessage: message(100, 13), Activity: at(4)},
 		}},
 		{"high member only", 3, 0, 10, []persistence.ChatSummary{
-			{RoomID: 500, Low: 2, High: 3, Seq: 1, Unread: 1, LastMessage: message(500, 50), Activity: at(9)},
-			{RoomID: 200, Low: 1, High: 3, Seq: 2, LastMessage: message(200, 20), Activity: at(5)},
+			{RoomID: 500, Kind: persistence.KindDM, Low: 2, High: 3, Seq: 1, Unread: 1, LastMessage: message(500, 50), Activity: at(9)},
+			{RoomID: 200, Kind: persistence.KindDM, Low: 1, High: 3, Seq: 2, LastMessage: message(200, 20), Activity: at(5)},
 		}},
 		{"no change anywhere", 5, 0, 10, nil},
 		{"unknown user", 9, 0, 10, nil},
