@@ -525,6 +525,9 @@ type GuildStore interface {
 	// unique: the caller makes it random. ErrNotFound when the guild or the
 	// creator does not exist.
 	CreateInvite(ctx context.Context, inv Invite) error
+	// InviteByCode returns the invite with code, expired or used up or
+	// not; ErrNotFound when there is none (its guild was deleted).
+	InviteByCode(ctx context.Context, code string) (Invite, error)
 	// JoinGuild makes userID a member of the invite's guild and counts a
 	// use of the invite, in one transaction that cannot exceed maxMembers
 	// or the invite's MaxUses however many joins race, and returns the

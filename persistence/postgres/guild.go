@@ -265,6 +265,17 @@ func (s *Store) CreateInvite(ctx context.Context, inv persistence.Invite) error 
 	return translate(err)
 }
 
+func (s *Store) InviteByCode(ctx context.Context, code string) (persistence.Invite, error) {
+	var inv persistence.Invite
+	err := s.pool.QueryRow(ctx, `SELECT code, guild_id, created_by, max_uses, uses, expires_at, created_at
+		FROM invites WHERE code = $1`, code).Scan(&inv.Code, &inv.GuildID, &inv.CreatedBy, &inv.MaxUses, &inv.Uses, &inv.ExpiresAt, &inv.CreatedAt)
+	if err != nil {
+		return persistence.Invite{}, translate(err)
+	}
+	inv.ExpiresAt, inv.CreatedAt = inv.ExpiresAt.UTC(), inv.CreatedAt.UTC()
+	return inv, nil
+}
+
 // JoinGuild finds the invite's guild, locks it, and only then reads the
 // invite, the membership and the member count, each a new snapshot in
 // READ COMMITTED that holds what the guild's earlier joins committed: the

@@ -268,6 +268,18 @@ func (s *Store) CreateInvite(ctx context.Context, inv persistence.Invite) error 
 	return translate(err)
 }
 
+func (s *Store) InviteByCode(ctx context.Context, code string) (persistence.Invite, error) {
+	var inv persistence.Invite
+	var expires, created int64
+	err := s.read.QueryRowContext(ctx, `SELECT code, guild_id, created_by, max_uses, uses, expires_at, created_at
+		FROM invites WHERE code = ?`, code).Scan(&inv.Code, &inv.GuildID, &inv.CreatedBy, &inv.MaxUses, &inv.Uses, &expires, &created)
+	if err != nil {
+		return persistence.Invite{}, translate(err)
+	}
+	inv.ExpiresAt, inv.CreatedAt = fromMicros(expires), fromMicros(created)
+	return inv, nil
+}
+
 func (s *Store) JoinGuild(ctx context.Context, code string, userID int64, now time.Time, maxMembers, maxGuilds int) (persistence.Guild, bool, error) {
 	var g persistence.Guild
 	var joined bool

@@ -46,7 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) persistence.Store) {
 		{"Secret", testSecret},
 		{"SecretConcurrent", testSecretConcurrent},
 	}
-	for _, tt := range slices.Concat(tests, chatTests, seqTests) {
+	for _, tt := range slices.Concat(tests, chatTests, seqTests, guildTests) {
 		t.Run(tt.name, func(t *testing.T) { tt.test(t, open) })
 	}
 }
