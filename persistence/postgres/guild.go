@@ -394,10 +394,18 @@ func (s *Store) RenameGuild(ctx context.Context, guildID int64, name string) (pe
 // after finds no room.
 const lockChannels = `SELECT id FROM rooms WHERE guild_id = $1 AND kind = 2 ORDER BY id FOR UPDATE`
 
+// DeleteGuild locks the guild as every writer of its members and channels
+// does, FOR NO KEY UPDATE, not FOR UPDATE: a transaction that writes a
+// channel's room twice (a send and an edit in one batch) holds the room
+// and takes KEY SHARE on the guild (PostgreSQL checks rooms.guild_id again
+// when it updates a row version of its own), which FOR UPDATE would make
+// wait for this transaction while this one waits for the room. The DELETE
+// of the guild, last, takes FOR UPDATE when every channel room is locked
+// here, so that no such writer is left.
 func (s *Store) DeleteGuild(ctx context.Context, guildID int64) ([]int64, error) {
 	var ids []int64
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := mustChange(tx.Exec(ctx, `SELECT FROM guilds WHERE id = $1 FOR UPDATE`, guildID)); err != nil {
+		if err := mustChange(tx.Exec(ctx, lockGuild, guildID)); err != nil {
 			return err
 		}
 		var err error

@@ -32,6 +32,7 @@ var guildTests = []struct {
 	{"LeaveAndKick", testLeaveAndKick},
 	{"RenameGuild", testRenameGuild},
 	{"DeleteGuild", testDeleteGuild},
+	{"DeleteGuildWhileWriting", testDeleteGuildWhileWriting},
 	{"Channels", testChannels},
 	{"DeleteChannel", testDeleteChannel},
 	{"DeleteChannelConcurrent", testDeleteChannelConcurrent},
@@ -969,4 +970,88 @@ func testChatsWithChannels(t *testing.T, open func(t *testing.T) persistence.Sto
 	require.True(t, slices.IsSortedFunc(chats(t, s, 2, 0, 10), func(a, b persistence.ChatSummary) int {
 		return b.Activity.Compare(a.Activity)
 	}))
+}
+
+// testDeleteGuildWhileWriting deletes guilds and channels while writers
+// send into and edit their channels and mark them read: every delete
+// succeeds, each write either applies before it (and goes with the room)
+// or is refused after it, and no message or read state of a deleted room
+// is left.
+func testDeleteGuildWhileWriting(t *testing.T, open func(t *testing.T) persistence.Store) {
+	s := open(t)
+	createUsers(t, s, 1, 2)
+	for round := range int64(4) {
+		g := 10 + round
+		createGuild(t, s, g, 1, 1000*g, 0)
+		_, err := s.CreateChannel(t.Context(), g, 1000*g+1, "second", at(1), 0)
+		require.NoError(t, err)
+		invite(t, s, fmt.Sprint("i", g), g, 1, 0)
+		join(t, s, fmt.Sprint("i", g), 2, 1, true)
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		errs := make([]error, 4)
+		for w := range int64(4) {
+			wg.Go(func() {
+				room := 1000*g + w%2
+				for i := int64(0); ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					id := 1_000_000*g + 10_000*w + i
+					ops := []persistence.MessageOp{send(room, 1+w%2, id, "m", fmt.Sprint("n", i), at(2)), edit(room, id, "e", at(3))}
+					if _, err := s.WriteMessages(t.Context(), ops); err != nil {
+						errs[w] = err
+						return
+					}
+					if _, _, err := s.MarkRead(t.Context(), 1+w%2, room, 1); err != nil &&
+						!errors.Is(err, persistence.ErrNotFound) && !errors.Is(err, persistence.ErrSeqAhead) {
+						errs[w] = err
+						return
+					}
+				}
+			})
+		}
+		time.Sleep(20 * time.Millisecond)
+		var derr error
+		if round%2 == 0 {
+			_, derr = s.DeleteGuild(t.Context(), g)
+		} else {
+			_, derr = s.DeleteChannel(t.Context(), 1000*g+1)
+		}
+		time.Sleep(20 * time.Millisecond)
+		close(stop)
+		wg.Wait()
+		require.NoError(t, derr, "round %d", round)
+		for _, err := range errs {
+			require.NoError(t, err, "round %d", round)
+		}
+		deleted := []int64{1000*g + 1}
+		if round%2 == 0 {
+			deleted = append(deleted, 1000*g)
+		}
+		for _, room := range deleted {
+			ms, cur, err := s.Changes(t.Context(), room, 0, 10)
+			require.NoError(t, err)
+			require.Empty(t, ms, "round %d: messages of room %d", round, room)
+			require.Zero(t, cur)
+			for _, u := range []int64{1, 2} {
+				for _, c := range chats(t, s, u, 0, 100) {
+					require.NotEqual(t, room, c.RoomID)
+				}
+			}
+		}
+		if round%2 == 1 {
+			requireNumbers(t, s, 1000*g, func() []int64 {
+				ms, _, err := s.Changes(t.Context(), 1000*g, 0, 100_000)
+				require.NoError(t, err)
+				var ids []int64
+				for _, m := range ms {
+					ids = append(ids, m.ID)
+				}
+				return ids
+			}(), true)
+		}
+	}
 }
