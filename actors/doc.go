@@ -1,5 +1,6 @@
 // Package actors holds REWIND's actors, one package each: session (one per
-// connection), user (one per online user), room (one per active DM),
+// connection), user (one per online user), room (one per active DM or
+// guild channel), guild (one per active guild),
 // roomstate (loads the state rooms start from), writer (group commit),
 // directory (the one lookup of user and room actors) and mailer. They talk
 // to each other in the types of package messages (protobuf for what passes
@@ -154,6 +155,32 @@
 //     it its last message (TestRoomRetiresWhenIdle, TestRetireUser,
 //     TestPresenceCountsSessions, TestIdleRoomStopsAndRestarts in
 //     server).
+//   - A guild's changes are serialized by its guild actor (actors/guild;
+//     one per guild, started on use, retiring when idle; a grain of kind
+//     "guild" in a cluster): join, leave, kick, rename, delete and channel
+//     create/delete run one at a time, their store calls off the actor,
+//     and the store enforces the limits in the transaction that would pass
+//     them (TestV2GuildJoinLimits in server: 50 concurrent joins on an
+//     invite of 10 uses, exactly 10 join; TestV2GuildMemberLimit).
+//   - A channel is a room (messages.ChannelKey: Low 0, no DM's) that
+//     checks its members against the state it keeps, loaded at
+//     activation and changed by its guild actor's ChannelMembership,
+//     which the guild actor waits for before it answers: a kicked or
+//     departed member's next send is refused and no event reaches it, a
+//     deleted guild or channel refuses everything; never a query per
+//     message (TestV2GuildRowsAndErrors in server).
+//   - A channel's event is encoded once and reaches each member's
+//     sessions once, in the channel's order: the author's user actor with
+//     the echo, the others by directory.PushToUsers, online ones only;
+//     it has no v1 form, and guild events are a kind (EventGuild) the v1
+//     rules do not list (TestV2ChannelFanOutAndRestart,
+//     TestV2GuildV1SeesNothing in server).
+//   - chat_id is first a channel of a guild I am in, then a DM: the
+//     session routes by the channels it knows (its auth's guilds, kept by
+//     guild answers and events), a v2 write or typing that is no DM's
+//     reaches the channel's room through the DM's, and the v2 reads
+//     resolve by the store; a non-member gets 4004 Channel not exist.,
+//     never the content (TestV2GuildRowsAndErrors in server).
 //   - An actor that fails stops and is forgotten; the next message starts a
 //     fresh one that loads its state again (supervision in the props the
 //     directory spawns with; TestRoomFailureIsReplaced,

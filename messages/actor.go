@@ -38,6 +38,7 @@ const (
 	EventTyping     = EventKind_EVENT_KIND_TYPING
 	EventPresence   = EventKind_EVENT_KIND_PRESENCE
 	EventRead       = EventKind_EVENT_KIND_READ
+	EventGuild      = EventKind_EVENT_KIND_GUILD
 )
 
 // UserOf is u as a Reply carries it.
@@ -49,6 +50,15 @@ func UserOf(u persistence.User) *User {
 func (u *User) Wire() protocol.User {
 	return protocol.User{ID: strconv.FormatInt(u.GetId(), 10), Name: u.GetName(), Profile: u.Profile}
 }
+
+// ChannelKey is the room of guild channel id (protocol.md §3): its Low is
+// 0, which no DM's is (a DM's members are positive ids), so channels and
+// DMs share the room actors, their directory and their grain kind
+// without ever sharing a room.
+func ChannelKey(id int64) RoomKey { return RoomKey{0, id} }
+
+// IsChannel reports whether k is a channel's room (ChannelKey).
+func (k RoomKey) IsChannel() bool { return k.Low == 0 }
 
 // Key is the room w is for.
 func (w *ChatWrite) Key() RoomKey { return RoomKey{w.RoomLow, w.RoomHigh} }

@@ -14,7 +14,7 @@
 // messages between sessions, user actors and room actors cross nodes, and
 // so do the directory's notices to user and room actors: Reply, Deliver,
 // Push, CloseSession, SessionAttached, SessionDetached, Logout, FriendOp,
-// SetProfile, ChatWrite, Typing, FriendshipChanged,
+// SetProfile, ChatWrite, Typing, GuildOp, ChannelMembership, FriendshipChanged,
 // FriendshipChangedSeen and OfflinePending, and the directories' notices
 // to each other: MemberLeaving, MemberLeavingSeen, PresenceQuery,
 // PresenceAnswer and PushToUsers. A room's

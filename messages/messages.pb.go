@@ -65,6 +65,9 @@ const (
 	// A read event (protocol.md §4.2): the user's read position in a chat
 	// moved on another device, or the other member's (a read receipt).
 	EventKind_EVENT_KIND_READ EventKind = 8
+	// A guild event (protocol.md §3): a member came or went, the guild or
+	// one of its channels changed; v2 only.
+	EventKind_EVENT_KIND_GUILD EventKind = 9
 )
 
 // Enum value maps for EventKind.
@@ -79,6 +82,7 @@ var (
 		6: "EVENT_KIND_TYPING",
 		7: "EVENT_KIND_PRESENCE",
 		8: "EVENT_KIND_READ",
+		9: "EVENT_KIND_GUILD",
 	}
 	EventKind_value = map[string]int32{
 		"EVENT_KIND_UNSPECIFIED": 0,
@@ -90,6 +94,7 @@ var (
 		"EVENT_KIND_TYPING":      6,
 		"EVENT_KIND_PRESENCE":    7,
 		"EVENT_KIND_READ":        8,
+		"EVENT_KIND_GUILD":       9,
 	}
 )
 
@@ -798,7 +803,11 @@ type ChatWrite struct {
 	// The session's protocol version (0 counts as 1): the room encodes the
 	// echo for it, with seq and edit_seq in version 2 only (protocol.md
 	// §2.9, §4.1).
-	Version       uint32 `protobuf:"varint,11,opt,name=version,proto3" json:"version,omitempty"`
+	Version uint32 `protobuf:"varint,11,opt,name=version,proto3" json:"version,omitempty"`
+	// Set when the session resolved chat_id as a channel of a guild its
+	// user is in (protocol.md §3): room_low is 0 and room_high the
+	// channel's id (messages.ChannelKey).
+	Channel       bool `protobuf:"varint,12,opt,name=channel,proto3" json:"channel,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -910,19 +919,28 @@ func (x *ChatWrite) GetVersion() uint32 {
 	return 0
 }
 
+func (x *ChatWrite) GetChannel() bool {
+	if x != nil {
+		return x.Channel
+	}
+	return false
+}
+
 // Typing is a typing request of a chat (protocol.md §4.3), handled by the
 // room actor of (room_low, room_high), which throttles it per author and
 // tells the other member; it answers session with a Reply, without frames
 // unless the request is refused.
 type Typing struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RoomLow       int64                  `protobuf:"varint,1,opt,name=room_low,json=roomLow,proto3" json:"room_low,omitempty"`
-	RoomHigh      int64                  `protobuf:"varint,2,opt,name=room_high,json=roomHigh,proto3" json:"room_high,omitempty"`
-	ChatId        int64                  `protobuf:"varint,3,opt,name=chat_id,json=chatId,proto3" json:"chat_id,omitempty"`
-	Author        int64                  `protobuf:"varint,4,opt,name=author,proto3" json:"author,omitempty"`
-	Nonce         string                 `protobuf:"bytes,5,opt,name=nonce,proto3" json:"nonce,omitempty"`
-	Session       *actor.PID             `protobuf:"bytes,6,opt,name=session,proto3" json:"session,omitempty"`
-	Seq           uint64                 `protobuf:"varint,7,opt,name=seq,proto3" json:"seq,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	RoomLow  int64                  `protobuf:"varint,1,opt,name=room_low,json=roomLow,proto3" json:"room_low,omitempty"`
+	RoomHigh int64                  `protobuf:"varint,2,opt,name=room_high,json=roomHigh,proto3" json:"room_high,omitempty"`
+	ChatId   int64                  `protobuf:"varint,3,opt,name=chat_id,json=chatId,proto3" json:"chat_id,omitempty"`
+	Author   int64                  `protobuf:"varint,4,opt,name=author,proto3" json:"author,omitempty"`
+	Nonce    string                 `protobuf:"bytes,5,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	Session  *actor.PID             `protobuf:"bytes,6,opt,name=session,proto3" json:"session,omitempty"`
+	Seq      uint64                 `protobuf:"varint,7,opt,name=seq,proto3" json:"seq,omitempty"`
+	// As ChatWrite.channel.
+	Channel       bool `protobuf:"varint,8,opt,name=channel,proto3" json:"channel,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1004,6 +1022,13 @@ func (x *Typing) GetSeq() uint64 {
 		return x.Seq
 	}
 	return 0
+}
+
+func (x *Typing) GetChannel() bool {
+	if x != nil {
+		return x.Channel
+	}
+	return false
 }
 
 // OfflinePending tells a user actor that its user's friends were told
@@ -1428,6 +1453,186 @@ func (x *RequestLost) GetSeq() uint64 {
 	return 0
 }
 
+// GuildOp is a guild request (protocol.md §3) that changes a guild:
+// join, leave, kick, rename, delete, channel_create, channel_delete,
+// handled one at a time by the guild's actor (actors/guild), which
+// answers session with a Reply.
+type GuildOp struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Kind    string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	GuildId int64                  `protobuf:"varint,2,opt,name=guild_id,json=guildId,proto3" json:"guild_id,omitempty"`
+	// The acting user.
+	UserId int64 `protobuf:"varint,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// kick: the member; channel_delete: the channel.
+	Target int64 `protobuf:"varint,4,opt,name=target,proto3" json:"target,omitempty"`
+	// rename, channel_create: the name; join: the invite code.
+	Name          string     `protobuf:"bytes,5,opt,name=name,proto3" json:"name,omitempty"`
+	Session       *actor.PID `protobuf:"bytes,6,opt,name=session,proto3" json:"session,omitempty"`
+	Nonce         string     `protobuf:"bytes,7,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	Seq           uint64     `protobuf:"varint,8,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GuildOp) Reset() {
+	*x = GuildOp{}
+	mi := &file_messages_messages_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GuildOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GuildOp) ProtoMessage() {}
+
+func (x *GuildOp) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_messages_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GuildOp.ProtoReflect.Descriptor instead.
+func (*GuildOp) Descriptor() ([]byte, []int) {
+	return file_messages_messages_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *GuildOp) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *GuildOp) GetGuildId() int64 {
+	if x != nil {
+		return x.GuildId
+	}
+	return 0
+}
+
+func (x *GuildOp) GetUserId() int64 {
+	if x != nil {
+		return x.UserId
+	}
+	return 0
+}
+
+func (x *GuildOp) GetTarget() int64 {
+	if x != nil {
+		return x.Target
+	}
+	return 0
+}
+
+func (x *GuildOp) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GuildOp) GetSession() *actor.PID {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+func (x *GuildOp) GetNonce() string {
+	if x != nil {
+		return x.Nonce
+	}
+	return ""
+}
+
+func (x *GuildOp) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+// ChannelMembership tells a channel's room (messages.ChannelKey) that its
+// guild's members changed: user_id joined, or left (was kicked), or the
+// channel (or its guild) was deleted. The room answers ack with
+// FriendshipChangedSeen once it has taken the change in: a write it gets
+// after that is checked against it.
+type ChannelMembership struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        int64                  `protobuf:"varint,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Joined        bool                   `protobuf:"varint,2,opt,name=joined,proto3" json:"joined,omitempty"`
+	Deleted       bool                   `protobuf:"varint,3,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	Ack           *actor.PID             `protobuf:"bytes,4,opt,name=ack,proto3" json:"ack,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChannelMembership) Reset() {
+	*x = ChannelMembership{}
+	mi := &file_messages_messages_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChannelMembership) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChannelMembership) ProtoMessage() {}
+
+func (x *ChannelMembership) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_messages_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChannelMembership.ProtoReflect.Descriptor instead.
+func (*ChannelMembership) Descriptor() ([]byte, []int) {
+	return file_messages_messages_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ChannelMembership) GetUserId() int64 {
+	if x != nil {
+		return x.UserId
+	}
+	return 0
+}
+
+func (x *ChannelMembership) GetJoined() bool {
+	if x != nil {
+		return x.Joined
+	}
+	return false
+}
+
+func (x *ChannelMembership) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+func (x *ChannelMembership) GetAck() *actor.PID {
+	if x != nil {
+		return x.Ack
+	}
+	return nil
+}
+
 var File_messages_messages_proto protoreflect.FileDescriptor
 
 const file_messages_messages_proto_rawDesc = "" +
@@ -1485,7 +1690,7 @@ const file_messages_messages_proto_rawDesc = "" +
 	"\x05nonce\x18\x03 \x01(\tR\x05nonce\x12\x10\n" +
 	"\x03seq\x18\x04 \x01(\x04R\x03seqB\n" +
 	"\n" +
-	"\b_profile\"\xc3\x02\n" +
+	"\b_profile\"\xdd\x02\n" +
 	"\tChatWrite\x12\x19\n" +
 	"\broom_low\x18\x01 \x01(\x03R\aroomLow\x12\x1b\n" +
 	"\troom_high\x18\x02 \x01(\x03R\broomHigh\x12\x17\n" +
@@ -1500,7 +1705,8 @@ const file_messages_messages_proto_rawDesc = "" +
 	"\x03seq\x18\t \x01(\x04R\x03seq\x12,\n" +
 	"\x12received_unix_nano\x18\n" +
 	" \x01(\x03R\x10receivedUnixNano\x12\x18\n" +
-	"\aversion\x18\v \x01(\rR\aversion\"\xbf\x01\n" +
+	"\aversion\x18\v \x01(\rR\aversion\x12\x18\n" +
+	"\achannel\x18\f \x01(\bR\achannel\"\xd9\x01\n" +
 	"\x06Typing\x12\x19\n" +
 	"\broom_low\x18\x01 \x01(\x03R\aroomLow\x12\x1b\n" +
 	"\troom_high\x18\x02 \x01(\x03R\broomHigh\x12\x17\n" +
@@ -1509,7 +1715,8 @@ const file_messages_messages_proto_rawDesc = "" +
 	"\x05nonce\x18\x05 \x01(\tR\x05nonce\x12$\n" +
 	"\asession\x18\x06 \x01(\v2\n" +
 	".actor.PIDR\asession\x12\x10\n" +
-	"\x03seq\x18\a \x01(\x04R\x03seq\"\x10\n" +
+	"\x03seq\x18\a \x01(\x04R\x03seq\x12\x18\n" +
+	"\achannel\x18\b \x01(\bR\achannel\"\x10\n" +
 	"\x0eOfflinePending\"*\n" +
 	"\rPresenceQuery\x12\x19\n" +
 	"\buser_ids\x18\x01 \x03(\x03R\auserIds\"(\n" +
@@ -1527,7 +1734,23 @@ const file_messages_messages_proto_rawDesc = "" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\"\x13\n" +
 	"\x11MemberLeavingSeen\"\x1f\n" +
 	"\vRequestLost\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq*\xeb\x01\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xcb\x01\n" +
+	"\aGuildOp\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x19\n" +
+	"\bguild_id\x18\x02 \x01(\x03R\aguildId\x12\x17\n" +
+	"\auser_id\x18\x03 \x01(\x03R\x06userId\x12\x16\n" +
+	"\x06target\x18\x04 \x01(\x03R\x06target\x12\x12\n" +
+	"\x04name\x18\x05 \x01(\tR\x04name\x12$\n" +
+	"\asession\x18\x06 \x01(\v2\n" +
+	".actor.PIDR\asession\x12\x14\n" +
+	"\x05nonce\x18\a \x01(\tR\x05nonce\x12\x10\n" +
+	"\x03seq\x18\b \x01(\x04R\x03seq\"|\n" +
+	"\x11ChannelMembership\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\x03R\x06userId\x12\x16\n" +
+	"\x06joined\x18\x02 \x01(\bR\x06joined\x12\x18\n" +
+	"\adeleted\x18\x03 \x01(\bR\adeleted\x12\x1c\n" +
+	"\x03ack\x18\x04 \x01(\v2\n" +
+	".actor.PIDR\x03ack*\x81\x02\n" +
 	"\tEventKind\x12\x1a\n" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14EVENT_KIND_CHAT_SEND\x10\x01\x12\x18\n" +
@@ -1537,7 +1760,8 @@ const file_messages_messages_proto_rawDesc = "" +
 	"\x12EVENT_KIND_PROFILE\x10\x05\x12\x15\n" +
 	"\x11EVENT_KIND_TYPING\x10\x06\x12\x17\n" +
 	"\x13EVENT_KIND_PRESENCE\x10\a\x12\x13\n" +
-	"\x0fEVENT_KIND_READ\x10\bB(Z&github.com/rewind-chat/rewind/messagesb\x06proto3"
+	"\x0fEVENT_KIND_READ\x10\b\x12\x14\n" +
+	"\x10EVENT_KIND_GUILD\x10\tB(Z&github.com/rewind-chat/rewind/messagesb\x06proto3"
 
 var (
 	file_messages_messages_proto_rawDescOnce sync.Once
@@ -1552,7 +1776,7 @@ func file_messages_messages_proto_rawDescGZIP() []byte {
 }
 
 var file_messages_messages_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_messages_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_messages_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_messages_messages_proto_goTypes = []any{
 	(EventKind)(0),                // 0: rewind.messages.EventKind
 	(*User)(nil),                  // 1: rewind.messages.User
@@ -1576,27 +1800,31 @@ var file_messages_messages_proto_goTypes = []any{
 	(*MemberLeaving)(nil),         // 19: rewind.messages.MemberLeaving
 	(*MemberLeavingSeen)(nil),     // 20: rewind.messages.MemberLeavingSeen
 	(*RequestLost)(nil),           // 21: rewind.messages.RequestLost
-	(*actor.PID)(nil),             // 22: actor.PID
+	(*GuildOp)(nil),               // 22: rewind.messages.GuildOp
+	(*ChannelMembership)(nil),     // 23: rewind.messages.ChannelMembership
+	(*actor.PID)(nil),             // 24: actor.PID
 }
 var file_messages_messages_proto_depIdxs = []int32{
 	1,  // 0: rewind.messages.Reply.user:type_name -> rewind.messages.User
 	0,  // 1: rewind.messages.Deliver.kind:type_name -> rewind.messages.EventKind
-	22, // 2: rewind.messages.Deliver.except:type_name -> actor.PID
+	24, // 2: rewind.messages.Deliver.except:type_name -> actor.PID
 	2,  // 3: rewind.messages.Deliver.echo:type_name -> rewind.messages.Reply
 	0,  // 4: rewind.messages.Push.kind:type_name -> rewind.messages.EventKind
-	22, // 5: rewind.messages.SessionAttached.session:type_name -> actor.PID
-	22, // 6: rewind.messages.SessionDetached.session:type_name -> actor.PID
-	22, // 7: rewind.messages.FriendOp.session:type_name -> actor.PID
-	22, // 8: rewind.messages.SetProfile.session:type_name -> actor.PID
-	22, // 9: rewind.messages.ChatWrite.session:type_name -> actor.PID
-	22, // 10: rewind.messages.Typing.session:type_name -> actor.PID
+	24, // 5: rewind.messages.SessionAttached.session:type_name -> actor.PID
+	24, // 6: rewind.messages.SessionDetached.session:type_name -> actor.PID
+	24, // 7: rewind.messages.FriendOp.session:type_name -> actor.PID
+	24, // 8: rewind.messages.SetProfile.session:type_name -> actor.PID
+	24, // 9: rewind.messages.ChatWrite.session:type_name -> actor.PID
+	24, // 10: rewind.messages.Typing.session:type_name -> actor.PID
 	0,  // 11: rewind.messages.PushToUsers.kind:type_name -> rewind.messages.EventKind
-	22, // 12: rewind.messages.FriendshipChanged.ack:type_name -> actor.PID
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	24, // 12: rewind.messages.FriendshipChanged.ack:type_name -> actor.PID
+	24, // 13: rewind.messages.GuildOp.session:type_name -> actor.PID
+	24, // 14: rewind.messages.ChannelMembership.ack:type_name -> actor.PID
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_messages_messages_proto_init() }
@@ -1612,7 +1840,7 @@ func file_messages_messages_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_messages_messages_proto_rawDesc), len(file_messages_messages_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

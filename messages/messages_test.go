@@ -55,6 +55,12 @@ func TestCrossingMessagesRoundTrip(t *testing.T) {
 		&messages.PresenceAnswer{},
 		&messages.PushToUsers{UserIds: []int64{4, 5}, Frame: []byte(`{"type":"presence"}`), Kind: messages.EventPresence},
 		&messages.Push{Frame: []byte(`{"type":"typing"}`), Kind: messages.EventTyping},
+		&messages.ChatWrite{RoomHigh: 7, ChatId: 7, Author: 1, Content: "c", Session: pid, Seq: 19, Version: 2, Channel: true},
+		&messages.Typing{RoomHigh: 7, ChatId: 7, Author: 2, Session: pid, Seq: 20, Channel: true},
+		&messages.GuildOp{Kind: "kick", GuildId: 5, UserId: 1, Target: 2, Name: "n", Session: pid, Nonce: "g", Seq: 21},
+		&messages.ChannelMembership{UserId: 3, Joined: true, Ack: pid},
+		&messages.ChannelMembership{Deleted: true},
+		&messages.Push{Frame: []byte(`{"type":"guild"}`), Kind: messages.EventGuild},
 	}
 	covered := map[protoreflect.FullName]bool{}
 	for _, m := range samples {

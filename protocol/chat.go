@@ -17,7 +17,7 @@ func ChatOf(m *persistence.Message, chatID int64) *Chat {
 	}
 }
 
-// KindDM is a chats entry's kind for a DM (protocol.md §4.1; "channel"
+// KindDM is a chats entry's kind for a DM (protocol.md §4.1; KindChannel
 // is §3's).
 const KindDM = "dm"
 
@@ -41,8 +41,11 @@ func ChatsOf(chats []persistence.ChatSummary, loc *time.Location) []ChatEntry {
 	out := make([]ChatEntry, len(chats))
 	for i := range chats {
 		s := &chats[i]
-		chatID := s.Low ^ s.High
-		out[i] = ChatEntry{ChatID: strconv.FormatInt(chatID, 10), Kind: KindDM, Seq: s.Seq, ReadSeq: s.ReadSeq, Unread: s.Unread}
+		chatID, kind := s.Low^s.High, KindDM
+		if s.GuildID != 0 { // a guild's channel: its chat_id is its room's id (protocol.md §3)
+			chatID, kind = s.RoomID, KindChannel
+		}
+		out[i] = ChatEntry{ChatID: strconv.FormatInt(chatID, 10), Kind: kind, Seq: s.Seq, ReadSeq: s.ReadSeq, Unread: s.Unread}
 		if m := s.LastMessage; m != nil {
 			kind := "send"
 			if m.EditSeq != 0 {

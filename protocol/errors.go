@@ -127,3 +127,32 @@ const (
 	ReasonSlow        = "Slow consumer."
 	ReasonInternal    = "Internal error."
 )
+
+// §3 guilds (v2). A guild that does not exist and one the user is not in
+// are one answer (ErrGuildNotExist), as are a channel that does not exist
+// and one of a guild the user is not in (ErrChannelNotExist): a
+// non-member learns nothing, content least of all. A name (a guild's, a
+// channel's) is 1 to 100 characters once trimmed of white space, valid
+// UTF-8 without U+0000 (GuildName); any other is ErrGuildName. The
+// request fields the section names get their own 4000 when missing or
+// malformed.
+var (
+	ErrGuildType        = &Error{4000, "Unknown guild type."}
+	ErrGuildName        = &Error{4000, "name must be 1 to 100 characters."}
+	ErrNoGuildID        = &Error{4000, "guild_id is not provided."}
+	ErrNoChannelID      = &Error{4000, "channel_id is not provided."}
+	ErrNoUserID         = &Error{4000, "user_id is not provided."}
+	ErrNoCode           = &Error{4000, "code is not provided."}
+	ErrInvalidMaxUses   = &Error{4000, "Invalid max_uses."}
+	ErrInvalidExpiresIn = &Error{4000, "Invalid expires_in."}
+	ErrInvalidAfter     = &Error{4000, "Invalid after."}
+	ErrGuildFull        = &Error{4000, "Guild is full."}
+	ErrTooManyGuilds    = &Error{4000, "Too many guilds."}
+	ErrTooManyChannels  = &Error{4000, "Too many channels."}
+	ErrLastChannel      = &Error{4000, "Cannot delete the last channel."}
+	ErrGuildNotExist    = &Error{4004, "Guild not exist."}
+	ErrInviteNotExist   = &Error{4004, "Invite not exist."}
+	ErrChannelNotExist  = &Error{4004, "Channel not exist."}
+	ErrNotOwner         = &Error{4005, "Not the owner."}
+	ErrOwnerCannotLeave = &Error{4005, "Owner cannot leave."}
+)

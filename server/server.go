@@ -30,6 +30,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/rewind-chat/rewind/actors/directory"
+	"github.com/rewind-chat/rewind/actors/guild"
 	"github.com/rewind-chat/rewind/actors/mailer"
 	"github.com/rewind-chat/rewind/actors/room"
 	"github.com/rewind-chat/rewind/actors/roomstate"
@@ -195,6 +196,9 @@ type GatewayConfig struct {
 	// user in one chat (protocol.md §4.3); default
 	// room.DefaultTypingInterval (tests shorten it).
 	TypingInterval time.Duration
+	// GuildMaxMembers (REWIND_GUILD_MAX_MEMBERS) is the most members of
+	// one guild (protocol.md §3); default guild.DefaultMaxMembers.
+	GuildMaxMembers int
 	// OfflineDelay is how long after a user's last session ends its
 	// friends are told it is offline, unless it reconnected (protocol.md
 	// §4.4); default directory.DefaultOfflineDelay (tests shorten it).
@@ -456,10 +460,15 @@ func (s *Server) startActors(ctx context.Context, reg prometheus.Registerer, tok
 		OfflineDelay: g.OfflineDelay,
 	})
 	roomDeps := room.NewDeps(room.Deps{
-		Loader: loader, NewID: newID, Location: loc, Now: s.cfg.Now,
+		Loader: loader, Store: s.store, NewID: newID, Location: loc, Now: s.cfg.Now,
 		Idle: g.RoomIdle, TypingInterval: g.TypingInterval, Activations: activations, Log: log,
 	})
+	guildDeps := guild.NewDeps(guild.Deps{
+		Store: s.store, NewID: newID, Location: loc, Now: s.cfg.Now, MaxMembers: g.GuildMaxMembers,
+		Idle: g.RoomIdle, Log: log,
+	})
 	dcfg := directory.Config{
+		Guild:        func(id int64) actor.Producer { return func() actor.Actor { return guild.New(id, guildDeps) } },
 		User:         func(id int64) actor.Producer { return func() actor.Actor { return user.New(id, userDeps) } },
 		Room:         func(k messages.RoomKey) actor.Producer { return func() actor.Actor { return room.New(k, roomDeps) } },
 		Writers:      []*actor.PID{s.writer},
@@ -473,7 +482,7 @@ func (s *Server) startActors(ctx context.Context, reg prometheus.Registerer, tok
 	} else {
 		dir = directory.New(root, dcfg)
 	}
-	userDeps.Directory, roomDeps.Directory = dir, dir
+	userDeps.Directory, roomDeps.Directory, guildDeps.Directory = dir, dir, dir
 	s.dir = dir
 	if clustered {
 		// Before any session starts: a session's PID must carry the
@@ -483,6 +492,7 @@ func (s *Server) startActors(ctx context.Context, reg prometheus.Registerer, tok
 		kinds := []*pcluster.Kind{
 			pcluster.NewKind(directory.UserKind, actor.PropsFromProducer(func() actor.Actor { return user.NewGrain(userDeps) }, actor.WithMailbox(mailbox))),
 			pcluster.NewKind(directory.RoomKind, actor.PropsFromProducer(func() actor.Actor { return room.NewGrain(roomDeps) }, actor.WithMailbox(mailbox))),
+			pcluster.NewKind(directory.GuildKind, actor.PropsFromProducer(func() actor.Actor { return guild.NewGrain(guildDeps) }, actor.WithMailbox(mailbox))),
 		}
 		node, err := cluster.Start(ctx, s.system, cluster.Config{
 			Name: s.cfg.Cluster.Name, Etcd: s.cfg.Cluster.Etcd, Addr: s.cfg.Cluster.Addr,
@@ -509,7 +519,7 @@ func (s *Server) startActors(ctx context.Context, reg prometheus.Registerer, tok
 			AuthTimeout: g.AuthTimeout, Rate: g.Rate, Burst: g.Burst, Location: loc,
 			RequestTimeout: g.RequestTimeout, SendBytes: g.SendBytes,
 		},
-		Store: s.store, Tokens: tokens, Directory: dir, Log: log, Draining: s.leaving.Load,
+		Store: s.store, Tokens: tokens, Directory: dir, NewID: newID, Log: log, Draining: s.leaving.Load,
 	})
 	sessions := session.NewRoot(s.system)
 	s.ws = gateway.New(gateway.Config{

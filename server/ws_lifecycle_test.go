@@ -175,7 +175,8 @@ func TestAuthPayloadVersions(t *testing.T) {
 		require.Equal(t, map[string]any{
 			"self_user": want["self_user"], "mutual_requests": want["mutual_requests"],
 			"sent_requests": want["sent_requests"], "mutual_users": []any{friendV2},
-			"chats": []any{}, // v2 only (protocol.md §4.1); no DM has a message yet
+			"chats":  []any{}, // v2 only (protocol.md §4.1); no DM has a message yet
+			"guilds": []any{}, // v2 only (protocol.md §3)
 		}, got2)
 
 		_, v1 := n.connect(me, 1)

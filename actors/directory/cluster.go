@@ -21,11 +21,24 @@ import (
 
 // The grain kinds of a cluster (cluster.Config.Kinds): a user grain's
 // identity is the user id in decimal (UserIdentity), a room grain's the
-// room's two member ids, "low-high" (RoomIdentity).
+// room's two member ids, "low-high" (RoomIdentity; a channel's is
+// "0-<channel id>"), a guild grain's "g" and the guild id (GuildIdentity).
 const (
-	UserKind = "user"
-	RoomKind = "room"
+	UserKind  = "user"
+	RoomKind  = "room"
+	GuildKind = "guild"
 )
+
+// GuildIdentity is the grain identity of guild id.
+func GuildIdentity(id int64) string { return "g" + strconv.FormatInt(id, 10) }
+
+// ParseGuildIdentity reads GuildIdentity.
+func ParseGuildIdentity(s string) (int64, error) {
+	if !strings.HasPrefix(s, "g") {
+		return 0, fmt.Errorf("guild identity %q: want g<id>", s)
+	}
+	return strconv.ParseInt(s[1:], 10, 64)
+}
 
 // DefaultReattach is the default of ClusterConfig.Reattach: the safety
 // net's interval. A node re-attaches a user's sessions at once when the
@@ -691,9 +704,12 @@ func (g *grains) redeliver(e *actor.DeadLetterEvent) {
 	kind := UserKind
 	if _, err := ParseUserIdentity(identity); err != nil {
 		kind = RoomKind
+		if _, err := ParseGuildIdentity(identity); err == nil {
+			kind = GuildKind
+		}
 	}
 	switch e.Message.(type) {
-	case *messages.ChatWrite, *messages.Typing, *messages.FriendshipChanged,
+	case *messages.ChatWrite, *messages.Typing, *messages.FriendshipChanged, *messages.GuildOp, *messages.ChannelMembership,
 		*messages.Deliver, *messages.SessionAttached, *messages.SessionDetached,
 		*messages.Logout, *messages.FriendOp, *messages.SetProfile, *messages.OfflinePending:
 	default:
@@ -993,7 +1009,7 @@ func (t *tomb) MessageReceived(msg any) {
 		return
 	}
 	switch m.(type) {
-	case *messages.ChatWrite, *messages.Typing, *messages.FriendshipChanged,
+	case *messages.ChatWrite, *messages.Typing, *messages.FriendshipChanged, *messages.GuildOp, *messages.ChannelMembership,
 		*messages.Deliver, *messages.SessionAttached, *messages.SessionDetached,
 		*messages.Logout, *messages.FriendOp, *messages.SetProfile, *messages.OfflinePending:
 		t.g.send(t.kind, t.identity, m)

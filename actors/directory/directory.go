@@ -24,8 +24,11 @@ import (
 type Config struct {
 	// User makes the actor of one online user.
 	User func(userID int64) actor.Producer
-	// Room makes the actor of one DM room.
+	// Room makes the actor of one DM room or guild channel
+	// (messages.ChannelKey).
 	Room func(key messages.RoomKey) actor.Producer
+	// Guild makes the actor of one guild (actors/guild).
+	Guild func(guildID int64) actor.Producer
 	// Writers are the persistence writer shards; a room always uses the
 	// same one, so its writes commit in the order it made them.
 	Writers []*actor.PID
@@ -80,6 +83,8 @@ type Directory struct {
 	mu    sync.Mutex
 	users map[int64]*userEntry
 	rooms map[messages.RoomKey]*actor.PID
+	// guilds are the live guild actors.
+	guilds map[int64]*actor.PID
 	// loggedOut holds when each user last logged out, for LogoutMemory;
 	// logouts lists them in that order, to forget them.
 	loggedOut map[int64]time.Time
@@ -126,7 +131,7 @@ func New(root *actor.RootContext, cfg Config) *Directory {
 	}
 	return &Directory{
 		root: root, cfg: cfg, seed: maphash.MakeSeed(),
-		users: map[int64]*userEntry{}, rooms: map[messages.RoomKey]*actor.PID{},
+		users: map[int64]*userEntry{}, rooms: map[messages.RoomKey]*actor.PID{}, guilds: map[int64]*actor.PID{},
 		loggedOut: map[int64]time.Time{},
 	}
 }
@@ -430,6 +435,84 @@ func (d *Directory) ChangeFriendship(key messages.RoomKey, timeout time.Duration
 	}
 	_, err := f.Result()
 	return err == nil
+}
+
+// TellRoom sends msg, which carries ack (a FriendshipChanged or a
+// ChannelMembership), to the room of key and waits, within timeout, for
+// the room to answer ack: it has taken msg in. As ChangeFriendship (a
+// node alone tells only a running room; a cluster activates its grain),
+// and it blocks too: call it off any actor.
+func (d *Directory) TellRoom(key messages.RoomKey, timeout time.Duration, msg func(ack *actor.PID) any) bool {
+	f := actor.NewFuture(d.root.ActorSystem(), timeout)
+	m := msg(f.PID())
+	if d.grains != nil {
+		d.grains.send(RoomKind, RoomIdentity(key), m)
+	} else {
+		d.mu.Lock()
+		pid := d.rooms[key]
+		if pid != nil {
+			d.root.Send(pid, m)
+		}
+		d.mu.Unlock()
+		if pid == nil {
+			return true
+		}
+	}
+	_, err := f.Result()
+	return err == nil
+}
+
+// SendToGuild sends msg to the guild's actor, starting it if needed.
+func (d *Directory) SendToGuild(guildID int64, msg any) {
+	if d.grains != nil {
+		d.grains.send(GuildKind, GuildIdentity(guildID), msg)
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	pid := d.guilds[guildID]
+	if pid == nil {
+		pid = d.spawn(d.cfg.Guild(guildID))
+		d.guilds[guildID] = pid
+	}
+	d.root.Send(pid, msg)
+}
+
+// RetireGuild is how an idle guild actor stops, as RetireRoom.
+func (d *Directory) RetireGuild(guildID int64, pid *actor.PID, last any) bool {
+	if d.grains != nil {
+		d.grains.forget(GuildKind, GuildIdentity(guildID), pid)
+		d.root.Send(pid, last)
+		return true
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if cur := d.guilds[guildID]; cur == nil || !cur.Equal(pid) {
+		return false
+	}
+	delete(d.guilds, guildID)
+	d.root.Send(pid, last)
+	return true
+}
+
+// GuildStopped is called by a guild actor as it stops, as RoomStopped.
+func (d *Directory) GuildStopped(guildID int64, pid *actor.PID) {
+	if d.grains != nil {
+		d.grains.forget(GuildKind, GuildIdentity(guildID), pid)
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if cur := d.guilds[guildID]; cur != nil && cur.Equal(pid) {
+		delete(d.guilds, guildID)
+	}
+}
+
+// Guilds counts the live guild actors of a node alone (0 clustered).
+func (d *Directory) Guilds() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.guilds)
 }
 
 // RetireRoom is how an idle room stops: if pid is still the room's actor

@@ -22,7 +22,12 @@ type Deps struct {
 	Directory *directory.Directory
 	// Loader is the room-state loader (actors/roomstate).
 	Loader *actor.PID
-	NewID  func() int64
+	// Store is where a channel's room loads its channel and members
+	// (channel.go); DM rooms use the Loader.
+	Store persistence.Store
+	// LoadTimeout bounds a channel's load; default DefaultLoadTimeout.
+	LoadTimeout time.Duration
+	NewID       func() int64
 	// Location is the zone of wire times; required (server resolves
 	// REWIND_TIMEZONE).
 	Location *time.Location
@@ -43,6 +48,9 @@ type Deps struct {
 // DefaultIdle is the default of Deps.Idle.
 const DefaultIdle = 2 * time.Minute
 
+// DefaultLoadTimeout is the default of Deps.LoadTimeout.
+const DefaultLoadTimeout = 10 * time.Second
+
 // DefaultTypingInterval is the default of Deps.TypingInterval.
 const DefaultTypingInterval = 3 * time.Second
 
@@ -53,6 +61,9 @@ func NewDeps(d Deps) *Deps {
 	}
 	if d.Now == nil {
 		d.Now = time.Now
+	}
+	if d.LoadTimeout <= 0 {
+		d.LoadTimeout = DefaultLoadTimeout
 	}
 	if d.TypingInterval <= 0 {
 		d.TypingInterval = DefaultTypingInterval
@@ -66,7 +77,10 @@ type Actor struct {
 	deps *Deps
 
 	// state is what the store said of the room; valid while loaded.
-	state   persistence.DMState
+	state persistence.DMState
+	// ch is a channel's state instead (key.IsChannel()); valid while
+	// loaded.
+	ch      channelState
 	loaded  bool
 	loading bool   // an OpenRoom is out
 	gen     uint64 // bumped when the friendship changes: older loads are stale
@@ -186,6 +200,11 @@ func (a *Actor) Receive(ctx actor.Context) {
 	case *messages.RoomOpened:
 		a.opened(ctx, m)
 		a.stopIfDone(ctx)
+	case *messages.ChannelMembership:
+		a.membership(ctx, m)
+	case *channelLoaded:
+		a.channelOpened(ctx, m)
+		a.stopIfDone(ctx)
 	case *messages.Written:
 		a.written(ctx, m)
 		a.stopIfDone(ctx)
@@ -266,6 +285,10 @@ func (a *Actor) load(ctx actor.Context) {
 		return
 	}
 	a.loading = true
+	if a.key.IsChannel() {
+		a.loadChannel(ctx)
+		return
+	}
 	ctx.Send(a.deps.Loader, &messages.OpenRoom{Key: a.key, NewID: a.deps.NewID(), Room: ctx.Self(), Gen: a.gen})
 }
 
@@ -292,15 +315,7 @@ func (a *Actor) opened(ctx actor.Context, m *messages.RoomOpened) {
 		return
 	}
 	a.state, a.loaded = m.State, true
-	a.forwardWaiting()
-	waiting, typists := a.waiting, a.typists
-	a.waiting, a.typists = nil, nil
-	for _, w := range waiting {
-		a.apply(ctx, w)
-	}
-	for _, t := range typists {
-		a.typing(ctx, t)
-	}
+	a.applyWaiting(ctx)
 	if a.state.RoomID == 0 {
 		// Not a DM anyone can write to (a made-up chat_id, a stranger):
 		// every write was refused, and the next one loads afresh. Staying
@@ -310,11 +325,35 @@ func (a *Actor) opened(ctx actor.Context, m *messages.RoomOpened) {
 	}
 }
 
+// applyWaiting applies the writes and typing that waited for the state.
+func (a *Actor) applyWaiting(ctx actor.Context) {
+	a.forwardWaiting()
+	waiting, typists := a.waiting, a.typists
+	a.waiting, a.typists = nil, nil
+	for _, w := range waiting {
+		a.apply(ctx, w)
+	}
+	for _, t := range typists {
+		a.typing(ctx, t)
+	}
+}
+
 // apply checks a write against the loaded state and hands it to the writer.
 func (a *Actor) apply(ctx actor.Context, w *messages.ChatWrite) {
+	if a.key.IsChannel() {
+		a.applyChannel(ctx, w)
+		return
+	}
 	now := a.deps.Now().Truncate(time.Microsecond)
 	var op persistence.MessageOp
 	switch {
+	case !a.state.Members && w.Version >= 2 && !w.Channel:
+		// chat_id XOR the author is no user: a v2 chat_id may be a
+		// channel the session did not know of (protocol.md §3: a
+		// channel of a guild I am in first, then a DM); its room
+		// answers, as a DM's would when there is no such channel.
+		a.deps.Directory.SendToRoom(messages.ChannelKey(w.ChatId), w)
+		return
 	case w.MessageId != 0:
 		if a.state.RoomID == 0 {
 			a.reply(ctx, w, protocol.ErrorFrame(protocol.ErrMessageNotExist, w.Nonce))
@@ -345,7 +384,14 @@ func (a *Actor) apply(ctx actor.Context, w *messages.ChatWrite) {
 // one went out less than TypingInterval ago. Only a refusal is answered
 // with a frame; the session waits for the Reply all the same.
 func (a *Actor) typing(ctx actor.Context, t *messages.Typing) {
+	if a.key.IsChannel() {
+		a.typingChannel(ctx, t)
+		return
+	}
 	switch {
+	case !a.state.Members && !t.Channel: // as a write (apply)
+		a.deps.Directory.SendToRoom(messages.ChannelKey(t.ChatId), t)
+		return
 	case !a.state.Members:
 		a.replyTyping(ctx, t, protocol.ErrorFrame(protocol.ErrUserNotExist, t.Nonce))
 		return
@@ -441,6 +487,10 @@ func (a *Actor) written(ctx actor.Context, m *messages.Written) {
 	// overtake an event of an earlier message still on that detour.
 	dir := a.deps.Directory
 	answer := &messages.Reply{Seq: w.Seq, Frames: [][]byte{echo}}
+	if a.key.IsChannel() {
+		a.fanOut(ctx, w, event, eventKind, answer)
+		return
+	}
 	if !dir.SendToUser(w.Author, &messages.Deliver{Frame: event, FrameV1: eventV1, Kind: eventKind, Except: w.Session, Echo: answer}) {
 		ctx.Send(w.Session, answer)
 	}

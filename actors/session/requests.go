@@ -51,7 +51,7 @@ func (a *Actor) handle(req protocol.Request, at time.Time) *protocol.Error {
 	case "auth":
 		return a.auth(req)
 	case "chat", "load", "mutual_users", "user":
-	case "typing", "read":
+	case "typing", "read", "guild":
 		if !a.rules.v2Requests {
 			return protocol.ErrUnknownType
 		}
@@ -68,6 +68,8 @@ func (a *Actor) handle(req protocol.Request, at time.Time) *protocol.Error {
 		return a.typing(req)
 	case "read":
 		return a.read(req)
+	case "guild":
+		return a.guildRequest(req)
 	case "load":
 		return a.load(req)
 	case "mutual_users":
@@ -167,6 +169,12 @@ func (a *Actor) resolve(token, nonce string, attempt int) {
 					break
 				}
 				r.chats = protocol.ChatsOf(chats, deps.Location)
+				guilds, err := deps.Store.GuildsOf(c, u.ID)
+				if err != nil {
+					r.err = unavailable(deps.Log, u.ID, err)
+					break
+				}
+				r.guilds = protocol.GuildsOf(guilds, deps.Location)
 			}
 			if statuses {
 				r.online = deps.Directory.OnlineAmong(r.friendIDs)
@@ -187,6 +195,7 @@ type resolved struct {
 	friendIDs                   []int64              // told the user is online if this is its first session
 	online                      map[int64]bool       // the friends online, for rules.statuses
 	chats                       []protocol.ChatEntry // for rules.seqs
+	guilds                      []protocol.Guild     // for rules.seqs (protocol.md §3)
 	err                         *protocol.Error
 }
 
@@ -221,7 +230,8 @@ func (a *Actor) authenticated(r *resolved) {
 		a.authed = true
 	}
 	a.user = r.user
-	a.send(protocol.Frame("auth", a.rules.authPayload(r.user, r.incoming, r.outgoing, r.friends, r.online, r.chats), r.nonce))
+	a.learnGuilds(r.guilds)
+	a.send(protocol.Frame("auth", a.rules.authPayload(r.user, r.incoming, r.outgoing, r.friends, r.online, r.chats, r.guilds), r.nonce))
 }
 
 func (a *Actor) chat(req protocol.Request, at time.Time) *protocol.Error {
@@ -251,6 +261,15 @@ func (a *Actor) chat(req protocol.Request, at time.Time) *protocol.Error {
 		return protocol.ErrLongContent
 	}
 	w.Content = content
+	if _, ok := a.channels[chatID]; ok && a.rules.v2Requests {
+		// A channel of a guild I am in (protocol.md §3); its room
+		// checks that I still am.
+		key := messages.ChannelKey(chatID)
+		w.RoomLow, w.RoomHigh, w.Channel = key.Low, key.High, true
+		w.Seq = a.await(req.Nonce)
+		a.deps.Directory.SendToRoom(key, w)
+		return nil
+	}
 	other := chatID ^ a.user.ID
 	if other <= 0 || other == a.user.ID {
 		return protocol.ErrUserNotExist
@@ -274,6 +293,13 @@ func (a *Actor) typing(req protocol.Request) *protocol.Error {
 	chatID, ok := protocol.ParseID(v[0])
 	if !ok {
 		return protocol.ErrNoChatID
+	}
+	if _, ok := a.channels[chatID]; ok {
+		key := messages.ChannelKey(chatID)
+		m := &messages.Typing{RoomLow: key.Low, RoomHigh: key.High, ChatId: chatID, Author: a.user.ID, Nonce: req.Nonce, Session: a.self, Channel: true}
+		m.Seq = a.awaitSilent(req.Nonce)
+		a.deps.Directory.SendToRoom(key, m)
+		return nil
 	}
 	other := chatID ^ a.user.ID
 	if other <= 0 || other == a.user.ID {
@@ -347,9 +373,20 @@ func (a *Actor) load(req protocol.Request) *protocol.Error {
 	if other <= 0 || other == me {
 		return protocol.ErrDMNotOpened
 	}
-	loc := a.deps.Location
+	loc, v2 := a.deps.Location, rules.v2Requests
 	a.async(nonce, func(c context.Context) [][]byte {
-		history, err := readHistory(c, store, me, other, before, cursor, count)
+		var history []persistence.Message
+		channel, err := false, error(nil)
+		if v2 {
+			channel, err = channelOf(c, store, me, chatID)
+		}
+		switch {
+		case err != nil:
+		case channel:
+			history, err = roomHistory(c, store, chatID, before, cursor, count)
+		default:
+			history, err = readHistory(c, store, me, other, before, cursor, count)
+		}
 		if err != nil {
 			if e := (*protocol.Error)(nil); errors.As(err, &e) {
 				return errorFrames(e, nonce)
@@ -388,6 +425,11 @@ func readHistory(c context.Context, store persistence.Store, me, other, before i
 	case err != nil:
 		return nil, err
 	}
+	return roomHistory(c, store, roomID, before, cursor, count)
+}
+
+// roomHistory reads a page of room roomID's history, as readHistory.
+func roomHistory(c context.Context, store persistence.Store, roomID, before int64, cursor persistence.Cursor, count int) ([]persistence.Message, error) {
 	if before != 0 {
 		m, err := store.MessageByID(c, roomID, before)
 		if errors.Is(err, persistence.ErrNotFound) {
@@ -523,6 +565,22 @@ func dmRoom(c context.Context, store persistence.Store, me, other int64) (int64,
 	return roomID, err
 }
 
+// chatRoom is the room of chatID for me's v2 reads (protocol.md §3):
+// a channel of a guild I am in first (its room's id is chatID, channel
+// true), then the DM of chatID XOR me (dmRoom). A channel of a guild I
+// am not in is ErrChannelNotExist.
+func chatRoom(c context.Context, store persistence.Store, me, chatID int64) (roomID int64, channel bool, err error) {
+	if channel, err = channelOf(c, store, me, chatID); err != nil || channel {
+		return chatID, channel, err
+	}
+	other := chatID ^ me
+	if other <= 0 || other == me {
+		return 0, false, protocol.ErrDMNotOpened
+	}
+	roomID, err = dmRoom(c, store, me, other)
+	return roomID, false, err
+}
+
 // answerErr is the answer of a read that failed with err: its
 // *protocol.Error, or 5000 for a store failure.
 func answerErr(log zerolog.Logger, me int64, err error, nonce string) [][]byte {
@@ -550,14 +608,13 @@ func (a *Actor) loadChanges(nonce string, loadID, sinceRaw json.RawMessage) *pro
 		return protocol.ErrInvalidSince
 	}
 	me := a.user.ID
-	other := chatID ^ me
-	if other <= 0 || other == me {
+	if other := chatID ^ me; other <= 0 || other == me {
 		return protocol.ErrDMNotOpened
 	}
 	store, log, rules, loc := a.deps.Store, a.deps.Log, a.rules, a.deps.Location
 	maxBytes := a.deps.SendBytes / 2
 	a.async(nonce, func(c context.Context) [][]byte {
-		roomID, err := dmRoom(c, store, me, other)
+		roomID, _, err := chatRoom(c, store, me, chatID)
 		if err != nil {
 			return answerErr(log, me, err, nonce)
 		}
@@ -617,6 +674,15 @@ func (a *Actor) loadChats(nonce string, beforeRaw json.RawMessage) *protocol.Err
 	a.async(nonce, func(c context.Context) [][]byte {
 		var roomID int64
 		if other != 0 {
+			channel, err := channelOf(c, store, me, other^me)
+			switch {
+			case err != nil:
+				return answerErr(log, me, err, nonce)
+			case channel:
+				roomID = other ^ me
+			}
+		}
+		if other != 0 && roomID == 0 {
 			var err error
 			if roomID, err = store.FindDMRoom(c, me, other); errors.Is(err, persistence.ErrNotFound) {
 				return errorFrames(protocol.ErrDMNotOpened, nonce)
@@ -660,7 +726,7 @@ func (a *Actor) read(req protocol.Request) *protocol.Error {
 	}
 	store, log, dir, self, nonce := a.deps.Store, a.deps.Log, a.deps.Directory, a.self, req.Nonce
 	a.async(nonce, func(c context.Context) [][]byte {
-		roomID, err := dmRoom(c, store, me, other)
+		roomID, channel, err := chatRoom(c, store, me, chatID)
 		switch {
 		case err != nil:
 			return answerErr(log, me, err, nonce)
@@ -679,7 +745,9 @@ func (a *Actor) read(req protocol.Request) *protocol.Error {
 		if moved {
 			frame := protocol.ReadFrame(chatID, me, readSeq)
 			dir.SendToUser(me, &messages.Deliver{Frame: frame, Kind: messages.EventRead, Except: self})
-			dir.SendToUser(other, &messages.Deliver{Frame: frame, Kind: messages.EventRead})
+			if !channel { // in a channel nobody else gets it (protocol.md §4.2)
+				dir.SendToUser(other, &messages.Deliver{Frame: frame, Kind: messages.EventRead})
+			}
 		}
 		return [][]byte{protocol.OKFrame(nonce)}
 	})

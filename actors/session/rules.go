@@ -168,9 +168,9 @@ func (r *rules) friends(us []persistence.User, online map[int64]bool) any {
 }
 
 // authPayload is the auth answer (protocol.md §2.2); online holds the
-// friends online (§4.4), chats the chats list (§4.1), which only a version
-// with seqs shows.
-func (r *rules) authPayload(u persistence.User, incoming, outgoing, friends []persistence.User, online map[int64]bool, chats []protocol.ChatEntry) any {
+// friends online (§4.4), chats the chats list (§4.1) and guilds the
+// user's guilds (§3), which only a version with seqs shows.
+func (r *rules) authPayload(u persistence.User, incoming, outgoing, friends []persistence.User, online map[int64]bool, chats []protocol.ChatEntry, guilds []protocol.Guild) any {
 	lists := [3]any{r.users(incoming), r.users(outgoing), r.friends(friends, online)}
 	if r.listsAsText {
 		for i, l := range lists {
@@ -178,12 +178,15 @@ func (r *rules) authPayload(u persistence.User, incoming, outgoing, friends []pe
 			lists[i] = string(b)
 		}
 	}
-	var chatList any // nil: no key
+	var chatList, guildList any // nil: no key
 	if r.seqs {
 		if chats == nil {
 			chats = []protocol.ChatEntry{}
 		}
-		chatList = chats
+		if guilds == nil {
+			guilds = []protocol.Guild{}
+		}
+		chatList, guildList = chats, guilds
 	}
 	return struct {
 		Self     protocol.User `json:"self_user"`
@@ -191,5 +194,6 @@ func (r *rules) authPayload(u persistence.User, incoming, outgoing, friends []pe
 		Outgoing any           `json:"sent_requests"`
 		Friends  any           `json:"mutual_users"`
 		Chats    any           `json:"chats,omitempty"`
-	}{r.user(protocol.UserOf(u)), lists[0], lists[1], lists[2], chatList}
+		Guilds   any           `json:"guilds,omitempty"`
+	}{r.user(protocol.UserOf(u)), lists[0], lists[1], lists[2], chatList, guildList}
 }

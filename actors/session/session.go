@@ -133,7 +133,9 @@ type Deps struct {
 	Store     persistence.Store
 	Tokens    *auth.Tokens
 	Directory *directory.Directory
-	Log       zerolog.Logger
+	// NewID makes the ids of new guilds and channels (protocol.md §3).
+	NewID func() int64
+	Log   zerolog.Logger
 	// Draining reports whether the server shuts down (nil: never): its
 	// gateway closes every connection with 1001 then, and a frame that no
 	// longer fits is not a slow consumer's.
@@ -212,7 +214,7 @@ func NewRoot(system *actor.ActorSystem) *actor.RootContext {
 // from a root made by NewRoot.
 func Start(root *actor.RootContext, conn Conn, version int, deps *Deps) *Peer {
 	pid := root.Spawn(actor.PropsFromProducer(func() actor.Actor {
-		return &Actor{deps: deps, conn: conn, rules: rulesOf(version)}
+		return &Actor{deps: deps, conn: conn, rules: rulesOf(version), channels: map[int64]int64{}}
 	}))
 	p := &Peer{root: root, pid: pid}
 	if deps.Rate > 0 {
@@ -316,6 +318,12 @@ type Actor struct {
 	// (typing): losing its answer, or its timeout, ends it without one.
 	waitingSilent bool
 	waitTimer     *time.Timer
+	// waitingGuild: the request in flight is a guild request, whose
+	// answer the session reads to keep channels (guild.go).
+	waitingGuild bool
+	// channels are the channels of the user's guilds that the session
+	// knows of, by channel id, each with its guild (guild.go).
+	channels map[int64]int64
 
 	closed bool
 }
@@ -343,7 +351,12 @@ func (a *Actor) Receive(ctx actor.Context) {
 		a.arrive(m)
 		a.next()
 	case *messages.Reply:
-		if a.answered(m.Seq) {
+		if guild := a.waitingGuild; a.answered(m.Seq) {
+			if guild {
+				for _, f := range m.Frames {
+					a.learnGuildFrame(f)
+				}
+			}
 			a.sendAll(m.Frames)
 			if m.User != nil {
 				a.send(protocol.Frame("user", a.rules.user(m.User.Wire()), a.waitingNonce))
@@ -371,6 +384,9 @@ func (a *Actor) Receive(ctx actor.Context) {
 		}
 	case *messages.Push:
 		if f := a.rules.event(m); f != nil {
+			if m.Kind == messages.EventGuild {
+				a.learnGuildFrame(f)
+			}
 			a.send(f)
 		}
 	case *messages.CloseSession:
@@ -486,7 +502,7 @@ func (a *Actor) awaitSilent(nonce string) uint64 {
 // await marks a request as sent to another actor and returns its number.
 func (a *Actor) await(nonce string) uint64 {
 	a.seq++
-	a.waiting, a.waitingNonce, a.waitingSilent = a.seq, nonce, false
+	a.waiting, a.waitingNonce, a.waitingSilent, a.waitingGuild = a.seq, nonce, false, false
 	seq, self, root := a.seq, a.self, a.root
 	a.waitTimer = time.AfterFunc(a.deps.RequestTimeout, func() { root.Send(self, &requestTimeout{seq: seq}) })
 	return seq

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/rewind-chat/rewind/actors/directory"
+	"github.com/rewind-chat/rewind/actors/guild"
 	"github.com/rewind-chat/rewind/actors/mailer"
 	"github.com/rewind-chat/rewind/actors/session"
 	"github.com/rewind-chat/rewind/actors/writer"
@@ -174,6 +175,7 @@ func serveSettings() *settings {
 	s.add("REWIND_WS_RATE", ftoa(session.DefaultRate), "request frames per second per session, sustained; 0 turns the limit off")
 	s.add("REWIND_WS_BURST", itoa(session.DefaultBurst), "request frames a session may burst")
 	s.add("REWIND_WS_MAX_SESSIONS", itoa(directory.DefaultMaxSessions), "sessions of one user; the auth past it is answered 4029; 0 turns the limit off")
+	s.add("REWIND_GUILD_MAX_MEMBERS", itoa(guild.DefaultMaxMembers), "members of one guild; the join past it is answered 4000 Guild is full.")
 	s.add("REWIND_WS_SEND_BYTES", itoa(gateway.DefaultSendBytes), "outbound bytes queued per session before it is closed as slow")
 	s.add("REWIND_WS_AUTH_TIMEOUT", durationDefault(session.DefaultAuthTimeout), "time a WebSocket has to authenticate after its upgrade before it is closed with 4001")
 	s.add("REWIND_WS_MAX_UNAUTHENTICATED_PER_IP", itoa(gateway.DefaultMaxUnauthenticatedPerIP), "WebSockets from one address not yet authenticated; past it upgrades are refused with 429; 0 turns the limit off")
@@ -292,6 +294,9 @@ func serveConfig(s *settings) (server.Config, error) {
 	n, err = s.integer("REWIND_WS_MAX_SESSIONS", 0, 1<<20)
 	check(err)
 	g.MaxSessions = off(int(n))
+	n, err = s.integer("REWIND_GUILD_MAX_MEMBERS", 1, 1<<30)
+	check(err)
+	g.GuildMaxMembers = int(n)
 	n, err = s.integer("REWIND_WS_SEND_BYTES", 4096, 1<<30)
 	check(err)
 	g.SendBytes = int(n)

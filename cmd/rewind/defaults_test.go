@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rewind-chat/rewind/actors/directory"
+	"github.com/rewind-chat/rewind/actors/guild"
 	"github.com/rewind-chat/rewind/actors/mailer"
 	"github.com/rewind-chat/rewind/actors/session"
 	"github.com/rewind-chat/rewind/actors/writer"
@@ -70,6 +71,7 @@ func TestFlagDefaultsAreTheComponents(t *testing.T) {
 	require.Equal(t, float64(session.DefaultRate), g.Rate)
 	require.Equal(t, session.DefaultBurst, g.Burst)
 	require.Equal(t, directory.DefaultMaxSessions, g.MaxSessions)
+	require.Equal(t, guild.DefaultMaxMembers, g.GuildMaxMembers)
 	require.Equal(t, session.DefaultAuthTimeout, g.AuthTimeout)
 	require.Equal(t, gateway.DefaultMaxUnauthenticatedPerIP, g.MaxUnauthenticatedPerIP)
 	require.Zero(t, g.MaxConnections, "the gateway's DefaultMaxConnections, from the open-files limit")
