@@ -309,3 +309,61 @@ func TestMigrationNumbersMany(t *testing.T) {
 	require.NoError(t, s.pool.QueryRow(ctx, `SELECT count(*) FROM rooms WHERE seq > 500`).Scan(&rooms))
 	require.Equal(t, 99, rooms)
 }
+
+// TestGuildMigration migrates DMs of version 5 through migration 6: every
+// row of rooms, messages and read_states stays, and the new CHECK refuses
+// rooms that are neither a DM nor a channel (storetest.RequireGuildMigrated
+// checks the rest).
+func TestGuildMigration(t *testing.T) {
+	ctx := t.Context()
+	s := open(t, pgtest.NewSchemaURL(t))
+	require.NoError(t, s.migrate(ctx, 5))
+	storetest.GuildMigrationSetup(t, s)
+	_, err := s.pool.Exec(ctx, storetest.GuildMigrationReadStates)
+	require.NoError(t, err)
+	dump := func(query string) []string {
+		rows, err := s.pool.Query(ctx, query)
+		require.NoError(t, err)
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		return lines
+	}
+	const (
+		roomRows    = `SELECT concat_ws(',', id, kind, member_low, member_high, created_at, seq, activity_at) FROM rooms ORDER BY id`
+		messageRows = `SELECT concat_ws(',', id, room_id, author_id, content, nonce, created_at, edited_at, deleted_at, seq, edit_seq) FROM messages ORDER BY id`
+		readRows    = `SELECT concat_ws(',', user_id, room_id, read_seq) FROM read_states ORDER BY user_id, room_id`
+	)
+	rooms, messages, reads := dump(roomRows), dump(messageRows), dump(readRows)
+	require.Len(t, rooms, 4)
+	require.Len(t, reads, 3)
+
+	require.NoError(t, s.Migrate(ctx))
+	require.Equal(t, rooms, dump(roomRows))
+	require.Equal(t, messages, dump(messageRows))
+	require.Equal(t, reads, dump(readRows))
+	require.Equal(t, []string{
+		"rooms_channel_activity_idx", "rooms_guild_idx", "rooms_high_activity_idx", "rooms_kind_member_low_member_high_key",
+		"rooms_low_activity_idx", "rooms_pkey",
+	}, dump(`SELECT indexname::text FROM pg_indexes WHERE tablename = 'rooms' AND schemaname = current_schema() ORDER BY 1`))
+
+	_, err = s.pool.Exec(ctx, `INSERT INTO guilds (id, name, owner_id, member_count, created_at) VALUES (1, 'g', 1, 1, now())`)
+	require.NoError(t, err)
+	refused := []struct{ name, row string }{
+		{"a DM out of order", `(901, 1, 3, 2, NULL, NULL, now())`},
+		{"a DM with one member", `(902, 1, 3, NULL, NULL, NULL, now())`},
+		{"a DM in a guild", `(903, 1, 1, 4, 1, NULL, now())`},
+		{"a DM of a user that does not exist", `(904, 1, 1, 99, NULL, NULL, now())`},
+		{"a channel with members", `(905, 2, 1, 2, 1, 'c', now())`},
+		{"a channel without a guild", `(906, 2, NULL, NULL, NULL, 'c', now())`},
+		{"a channel of a guild that does not exist", `(907, 2, NULL, NULL, 99, 'c', now())`},
+		{"a DM again", `(908, 1, 1, 2, NULL, NULL, now())`},
+		{"another kind", `(909, 3, NULL, NULL, NULL, NULL, now())`},
+	}
+	for _, r := range refused {
+		_, err := s.pool.Exec(ctx, `INSERT INTO rooms (id, kind, member_low, member_high, guild_id, name, created_at) VALUES `+r.row)
+		require.Error(t, err, r.name)
+	}
+	_, err = s.pool.Exec(ctx, `DELETE FROM guilds WHERE id = 1`)
+	require.NoError(t, err)
+	storetest.RequireGuildMigrated(t, s)
+}

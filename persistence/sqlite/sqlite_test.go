@@ -216,3 +216,75 @@ func TestMigrationNumbersMany(t *testing.T) {
 	require.NoError(t, s.read.QueryRowContext(ctx, `SELECT count(*) FROM rooms WHERE seq > 500`).Scan(&rooms))
 	require.Equal(t, 99, rooms)
 }
+
+// TestGuildMigration migrates DMs of version 5 through migration 6, which
+// rebuilds rooms with foreign keys off: every row of rooms, messages and
+// read_states stays (none cascades), the indexes are there, foreign keys
+// hold and are on again, and the new CHECK refuses rooms that are neither
+// a DM nor a channel (storetest.RequireGuildMigrated checks the rest).
+func TestGuildMigration(t *testing.T) {
+	ctx := t.Context()
+	s := open(t, filepath.Join(t.TempDir(), "rewind.db"))
+	require.NoError(t, s.migrate(ctx, 5))
+	storetest.GuildMigrationSetup(t, s)
+	_, err := s.write.ExecContext(ctx, storetest.GuildMigrationReadStates)
+	require.NoError(t, err)
+	dump := func(query string) []string {
+		rows, err := s.read.QueryContext(ctx, query)
+		require.NoError(t, err)
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var line string
+			require.NoError(t, rows.Scan(&line))
+			out = append(out, line)
+		}
+		require.NoError(t, rows.Err())
+		return out
+	}
+	const (
+		roomRows    = `SELECT concat_ws(',', id, kind, member_low, member_high, created_at, seq, activity_at) FROM rooms ORDER BY id`
+		messageRows = `SELECT concat_ws(',', id, room_id, author_id, content, nonce, created_at, edited_at, deleted_at, seq, edit_seq) FROM messages ORDER BY id`
+		readRows    = `SELECT concat_ws(',', user_id, room_id, read_seq) FROM read_states ORDER BY user_id, room_id`
+	)
+	rooms, messages, reads := dump(roomRows), dump(messageRows), dump(readRows)
+	require.Len(t, rooms, 4)
+	require.Len(t, reads, 3)
+
+	require.NoError(t, s.Migrate(ctx))
+	require.Equal(t, rooms, dump(roomRows))
+	require.Equal(t, messages, dump(messageRows))
+	require.Equal(t, reads, dump(readRows), "no read state cascaded")
+	require.Empty(t, dump(`SELECT "table" FROM pragma_foreign_key_check`))
+	require.Equal(t, []string{"ok"}, dump(`PRAGMA integrity_check`))
+	require.Equal(t, []string{
+		"rooms_channel_activity_idx", "rooms_guild_idx", "rooms_high_activity_idx", "rooms_low_activity_idx", "sqlite_autoindex_rooms_1",
+	}, dump(`SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'rooms' ORDER BY name`))
+	require.Equal(t, []string{"rooms"}, dump(`SELECT name FROM sqlite_schema WHERE name LIKE 'rooms%' AND type = 'table'`))
+	var fk int
+	require.NoError(t, s.write.QueryRowContext(ctx, `PRAGMA foreign_keys`).Scan(&fk))
+	require.Equal(t, 1, fk, "foreign keys on again on the writer")
+
+	refused := []struct{ name, row string }{
+		{"a DM out of order", `(901, 1, 3, 2, NULL, NULL, 0)`},
+		{"a DM with one member", `(902, 1, 3, NULL, NULL, NULL, 0)`},
+		{"a DM in a guild", `(903, 1, 1, 4, 1, NULL, 0)`},
+		{"a DM of a user that does not exist", `(904, 1, 1, 99, NULL, NULL, 0)`},
+		{"a channel with members", `(905, 2, 1, 2, 1, 'c', 0)`},
+		{"a channel without a guild", `(906, 2, NULL, NULL, NULL, 'c', 0)`},
+		{"a channel of a guild that does not exist", `(907, 2, NULL, NULL, 99, 'c', 0)`},
+		{"a DM again", `(908, 1, 1, 2, NULL, NULL, 0)`},
+		{"another kind", `(909, 3, NULL, NULL, NULL, NULL, 0)`},
+	}
+	_, err = s.write.ExecContext(ctx, `INSERT INTO guilds (id, name, owner_id, member_count, created_at) VALUES (1, 'g', 1, 1, 0)`)
+	require.NoError(t, err)
+	for _, r := range refused {
+		_, err := s.write.ExecContext(ctx, `INSERT INTO rooms (id, kind, member_low, member_high, guild_id, name, created_at) VALUES `+r.row)
+		require.Error(t, err, r.name)
+	}
+	_, err = s.write.ExecContext(ctx, `DELETE FROM rooms WHERE id = 100`)
+	require.Error(t, err, "messages still refer to rooms")
+	_, err = s.write.ExecContext(ctx, `DELETE FROM guilds WHERE id = 1`)
+	require.NoError(t, err)
+	storetest.RequireGuildMigrated(t, s)
+}
