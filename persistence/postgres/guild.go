@@ -33,12 +33,19 @@ const (
 	// guildChannels reads rooms_guild_idx in its order.
 	guildChannels = `SELECT ` + channelColumns + ` FROM rooms WHERE guild_id = $1 AND kind = 2 ORDER BY created_at, id`
 	channelByID   = `SELECT ` + channelColumns + ` FROM rooms WHERE id = $1 AND kind = 2`
-	userGuilds    = `SELECT g.id, g.name, g.owner_id, g.member_count, g.created_at
-		FROM guild_members m JOIN guilds g ON g.id = m.guild_id
+	// userGuilds are user $1's guilds, oldest membership first, along
+	// guild_members_user_idx, each looked up by key (the LIMIT keeps the
+	// lookup a subquery per membership, which a join would let the planner
+	// hash with all of guilds).
+	userGuilds = `SELECT g.* FROM guild_members m CROSS JOIN LATERAL (
+			SELECT ` + guildColumns + ` FROM guilds WHERE id = m.guild_id LIMIT 1
+		) AS g
 		WHERE m.user_id = $1 ORDER BY m.joined_at, m.guild_id`
-	userChannels = `SELECT r.id, r.guild_id, r.name, r.seq, r.created_at
-		FROM guild_members m JOIN rooms r ON r.guild_id = m.guild_id AND r.kind = 2
-		WHERE m.user_id = $1 ORDER BY r.guild_id, r.created_at, r.id`
+	// userChannels are the channels of user $1's guilds, through
+	// rooms_guild_idx for the array of the guilds' ids.
+	userChannels = `SELECT ` + channelColumns + ` FROM rooms
+		WHERE guild_id = ANY (ARRAY(SELECT guild_id FROM guild_members WHERE user_id = $1)) AND kind = 2
+		ORDER BY guild_id, created_at, id`
 	isMember = `SELECT EXISTS (SELECT FROM guild_members WHERE guild_id = $1 AND user_id = $2)`
 	// guildCount counts user $1's guilds up to $2.
 	guildCount = `SELECT count(*) FROM (SELECT FROM guild_members WHERE user_id = $1 LIMIT $2) AS g`
@@ -46,6 +53,27 @@ const (
 	channelCount  = `SELECT count(*) FROM (SELECT FROM rooms WHERE guild_id = $1 AND kind = 2 LIMIT $2) AS c`
 	insertMember  = `INSERT INTO guild_members (guild_id, user_id, joined_at) VALUES ($1, $2, $3)`
 	insertChannel = `INSERT INTO rooms (id, kind, guild_id, name, created_at) VALUES ($1, 2, $2, $3, $4)`
+	// memberIDsQuery reads the primary key of guild_members in its order.
+	memberIDsQuery = `SELECT user_id FROM guild_members WHERE guild_id = $1 ORDER BY user_id`
+	// membersPage is a page of guild $1's members after user $2, $3 of
+	// them, along the primary key of guild_members, each user looked up
+	// by key (the LIMIT keeps the lookup a subquery per member, which a
+	// join would let the planner merge with all of users).
+	membersPage = `SELECT u.* FROM (
+			SELECT user_id FROM guild_members WHERE guild_id = $1 AND user_id > $2 ORDER BY user_id LIMIT $3
+		) AS m CROSS JOIN LATERAL (
+			SELECT id, name, email, password_hash, profile, token_generation, created_at FROM users WHERE id = m.user_id LIMIT 1
+		) AS u
+		ORDER BY m.user_id`
+	inviteByCode = `SELECT code, guild_id, created_by, max_uses, uses, expires_at, created_at FROM invites WHERE code = $1`
+	// joinState tells whether user $2 is a member of guild $1 and whether
+	// invite $3 is live at $4.
+	joinState = `SELECT EXISTS (SELECT FROM guild_members WHERE guild_id = $1 AND user_id = $2),
+		EXISTS (SELECT FROM invites WHERE code = $3 AND expires_at > $4 AND (max_uses = 0 OR uses < max_uses))`
+	// forgetReads removes user $1's read positions in guild $2's channels.
+	forgetReads = `DELETE FROM read_states WHERE user_id = $1
+		AND room_id = ANY (ARRAY(SELECT id FROM rooms WHERE guild_id = $2 AND kind = 2))`
+	deleteRoomsMessages = `DELETE FROM messages WHERE room_id = ANY ($1::bigint[])`
 )
 
 func scanGuild(row pgx.Row) (persistence.Guild, error) {
@@ -208,7 +236,7 @@ func guildExists(ctx context.Context, db querier, id int64) error {
 
 // memberIDs reads the primary key of guild_members in its order.
 func memberIDs(ctx context.Context, db dbtx, guildID int64) ([]int64, error) {
-	rows, err := db.Query(ctx, `SELECT user_id FROM guild_members WHERE guild_id = $1 ORDER BY user_id`, guildID)
+	rows, err := db.Query(ctx, memberIDsQuery, guildID)
 	if err != nil {
 		return nil, err
 	}
@@ -241,9 +269,7 @@ func (s *Store) Members(ctx context.Context, guildID, after int64, limit int) ([
 		if err := guildExists(ctx, tx, guildID); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, `SELECT u.id, u.name, u.email, u.password_hash, u.profile, u.token_generation, u.created_at
-			FROM guild_members m JOIN users u ON u.id = m.user_id
-			WHERE m.guild_id = $1 AND m.user_id > $2 ORDER BY m.user_id LIMIT $3`, guildID, after, limit)
+		rows, err := tx.Query(ctx, membersPage, guildID, after, limit)
 		if err != nil {
 			return err
 		}
@@ -267,8 +293,7 @@ func (s *Store) CreateInvite(ctx context.Context, inv persistence.Invite) error 
 
 func (s *Store) InviteByCode(ctx context.Context, code string) (persistence.Invite, error) {
 	var inv persistence.Invite
-	err := s.pool.QueryRow(ctx, `SELECT code, guild_id, created_by, max_uses, uses, expires_at, created_at
-		FROM invites WHERE code = $1`, code).Scan(&inv.Code, &inv.GuildID, &inv.CreatedBy, &inv.MaxUses, &inv.Uses, &inv.ExpiresAt, &inv.CreatedAt)
+	err := s.pool.QueryRow(ctx, inviteByCode, code).Scan(&inv.Code, &inv.GuildID, &inv.CreatedBy, &inv.MaxUses, &inv.Uses, &inv.ExpiresAt, &inv.CreatedAt)
 	if err != nil {
 		return persistence.Invite{}, translate(err)
 	}
@@ -303,9 +328,7 @@ func (s *Store) JoinGuild(ctx context.Context, code string, userID int64, now ti
 			return err
 		}
 		var member, live bool
-		err = tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM guild_members WHERE guild_id = $1 AND user_id = $2),
-			EXISTS (SELECT FROM invites WHERE code = $3 AND expires_at > $4 AND (max_uses = 0 OR uses < max_uses))`,
-			guildID, userID, code, ts(now)).Scan(&member, &live)
+		err = tx.QueryRow(ctx, joinState, guildID, userID, code, ts(now)).Scan(&member, &live)
 		if err != nil {
 			return err
 		}
@@ -364,8 +387,7 @@ func (s *Store) removeMember(ctx context.Context, guildID, userID int64) error {
 		}
 		b := &pgx.Batch{}
 		b.Queue(`UPDATE guilds SET member_count = member_count - 1 WHERE id = $1`, guildID)
-		b.Queue(`DELETE FROM read_states WHERE user_id = $1
-			AND room_id = ANY (ARRAY(SELECT id FROM rooms WHERE guild_id = $2 AND kind = 2))`, userID, guildID)
+		b.Queue(forgetReads, userID, guildID)
 		return tx.SendBatch(ctx, b).Close()
 	})
 }
@@ -421,7 +443,7 @@ func (s *Store) DeleteGuild(ctx context.Context, guildID int64) ([]int64, error)
 			return err
 		}
 		b := &pgx.Batch{}
-		b.Queue(`DELETE FROM messages WHERE room_id = ANY ($1::bigint[])`, rooms)
+		b.Queue(deleteRoomsMessages, rooms)
 		b.Queue(`DELETE FROM rooms WHERE id = ANY ($1::bigint[])`, rooms) // read_states cascade
 		b.Queue(`DELETE FROM guilds WHERE id = $1`, guildID)              // members and invites cascade
 		return tx.SendBatch(ctx, b).Close()

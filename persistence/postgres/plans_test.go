@@ -47,8 +47,35 @@ func planStore(t *testing.T) *Store {
 			SELECT member_low, id, seq / 2 FROM rooms UNION ALL SELECT member_high, id, seq / 3 FROM rooms;
 		ANALYZE users, rooms, messages, read_states`)
 	require.NoError(t, err)
+	_, err = s.pool.Exec(ctx, guildRows+`; ANALYZE guilds, guild_members, invites, rooms, messages, read_states`)
+	require.NoError(t, err)
 	return s
 }
+
+// guildRows gives planStore 5,000 guilds (50001..55000, owned by users
+// 1..1000) of 10 members each, user 1 in 100 of them (50001..50100); 5
+// channels each (60000 + 5·guild + 0..4), 4 of them with a change, and a
+// message in each of those of user 1's guilds; a read state per member of
+// guild 50001's channels; an invite per guild.
+const guildRows = `
+	INSERT INTO guilds (id, name, owner_id, member_count, created_at)
+		SELECT 50000 + x, 'g' || x, (x - 1) % 1000 + 1, 10, now() FROM generate_series(1, 5000) x;
+	INSERT INTO guild_members (guild_id, user_id, joined_at)
+		SELECT 50000 + x, (x + 97 * y) % 1000 + 1, '2030-01-01'::timestamptz + y * interval '1 second'
+		FROM generate_series(1, 5000) x, generate_series(0, 9) y
+		UNION SELECT 50000 + x, 1, '2030-01-02' FROM generate_series(1, 100) x
+		ON CONFLICT DO NOTHING;
+	INSERT INTO invites (code, guild_id, created_by, max_uses, expires_at, created_at)
+		SELECT 'i' || x, 50000 + x, (x - 1) % 1000 + 1, 0, '2031-01-01', now() FROM generate_series(1, 5000) x;
+	INSERT INTO rooms (id, kind, guild_id, name, created_at, seq, activity_at)
+		SELECT 60000 + 5 * x + c, 2, 50000 + x, 'c' || c, '2030-01-01'::timestamptz + c * interval '1 second',
+			CASE WHEN c < 4 THEN 1 ELSE 0 END,
+			CASE WHEN c < 4 THEN '2030-01-03'::timestamptz + (x * 4 + c) * interval '1 second' END
+		FROM generate_series(1, 5000) x, generate_series(0, 4) c;
+	INSERT INTO messages (id, room_id, author_id, content, created_at, seq)
+		SELECT 100000 + r.id, r.id, (r.guild_id - 50001) % 1000 + 1, 'm', r.activity_at, 1 FROM rooms r WHERE r.kind = 2 AND r.seq > 0 AND r.guild_id <= 50100;
+	INSERT INTO read_states (user_id, room_id, read_seq)
+		SELECT m.user_id, r.id, 0 FROM guild_members m JOIN rooms r ON r.guild_id = m.guild_id WHERE m.guild_id = 50001`
 
 // explain returns the plan of query with args in each plan_cache_mode,
 // as PostgreSQL plans the prepared statement that pgx makes of it: for
@@ -178,7 +205,27 @@ func TestChatPlans(t *testing.T) {
 				`Limit .*\n\s*->  Index Only Scan using messages_room_live_seq_idx on messages .*\n\s*Index Cond: \(\(room_id = p\.id\) AND \(seq > p\.read_seq\)\)`,
 				// the last message: the live index's last entry
 				`Limit .*\n\s*->  Index Scan Backward using messages_room_live_seq_idx on messages .*\n\s*Index Cond: \(room_id = p\.id\)`,
+				// the channels: the user's guilds, then each guild's channels in activity order from the cursor
+				uses("guild_members_user_idx") + `.*\n\s*Index Cond: \(user_id = `,
+				uses("rooms_channel_activity_idx") + `.*\n\s*Index Cond: \(\(guild_id = gm\.guild_id\) AND \(ROW\(activity_at, id\) < ROW\(`,
 			},
+		},
+		{
+			name:  "Chats after a channel",
+			query: chatsQuery,
+			args:  []any{1, 60006, 200, persistence.UnreadCap},
+			want: []string{
+				`Index Scan using rooms_pkey on rooms .*\n\s*Index Cond: \(id = `,
+				`Index Only Scan using guild_members_pkey on guild_members .*\n\s*Index Cond: \(\(guild_id = rooms\.guild_id\) AND \(user_id = `,
+				uses("rooms_channel_activity_idx"),
+			},
+		},
+		{
+			name:  "MarkRead of a channel",
+			query: markRead,
+			args:  []any{1, 60006, 1},
+			want: []string{`Index Scan using rooms_pkey on rooms`, `Index Only Scan using guild_members_pkey on guild_members`,
+				`Conflict Arbiter Indexes: read_states_pkey`},
 		},
 		{
 			name:  "Chats after a room",
@@ -200,7 +247,7 @@ func TestChatPlans(t *testing.T) {
 			name:  "WriteMessages: the room locks",
 			query: lockRooms,
 			args:  []any{[]int64{10001, 10002}},
-			want:  []string{`Index Scan using rooms_pkey on rooms`},
+			want:  []string{uses("rooms_pkey")},
 		},
 		{
 			name:  "WriteMessages: sends",
@@ -233,6 +280,53 @@ func TestChatPlans(t *testing.T) {
 				}
 				if tt.noSort {
 					require.NotContains(t, plan, "Sort", "%s:\n%s", mode, plan)
+				}
+			}
+		})
+	}
+}
+
+// TestGuildPlans guards that the statements of GuildStore read indexes,
+// never a whole table, in every plan: what a call costs is the guild's
+// channels and members, or the user's guilds, which the limits bound.
+func TestGuildPlans(t *testing.T) {
+	s := planStore(t)
+	uses := func(index string) string {
+		return `(Index Scan|Index Only Scan|Index Scan Backward|Bitmap Index Scan) (using|on) ` + index + ` `
+	}
+	tests := []struct {
+		name  string
+		query string
+		args  []any
+		want  []string
+	}{
+		{"a guild", guildByID, []any{50001}, []string{uses("guilds_pkey")}},
+		{"its channels", guildChannels, []any{50001}, []string{uses("rooms_guild_idx")}},
+		{"a channel", channelByID, []any{60006}, []string{uses("rooms_pkey")}},
+		{"a user's guilds", userGuilds, []any{1}, []string{uses("guild_members_user_idx"), uses("guilds_pkey")}},
+		{"a user's channels", userChannels, []any{1}, []string{uses("guild_members_user_idx"),
+			uses("rooms_guild_idx") + `.*\n\s*Index Cond: \(guild_id = ANY \(`}},
+		{"membership", isMember, []any{50001, 1}, []string{uses("guild_members_pkey")}},
+		{"the guild limit", guildCount, []any{1, 100}, []string{uses("guild_members_user_idx")}},
+		{"the channel limit", channelCount, []any{50001, 50}, []string{uses("rooms_guild_idx")}},
+		{"member ids", memberIDsQuery, []any{50001}, []string{uses("guild_members_pkey")}},
+		{"a page of members", membersPage, []any{50001, 10, 100}, []string{uses("guild_members_pkey"),
+			`Limit .*\n\s*->  Index Scan using users_pkey on users .*\n\s*Index Cond: \(id = `}},
+		{"an invite", inviteByCode, []any{"i1"}, []string{uses("invites_pkey")}},
+		{"a join", joinState, []any{50001, 1, "i1", time.Now()}, []string{uses("guild_members_pkey"), uses("invites_pkey")}},
+		{"the guild lock", lockGuild, []any{50001}, []string{uses("guilds_pkey")}},
+		{"the user lock", lockUser, []any{1}, []string{uses("users_pkey")}},
+		{"leaving: read positions", forgetReads, []any{1, 50001}, []string{uses("rooms_guild_idx"), uses("read_states_pkey")}},
+		{"deleting: the channel locks", lockChannels, []any{50001}, []string{uses("rooms_guild_idx")}},
+		{"deleting: messages", deleteRoomsMessages, []any{[]int64{60005, 60006}}, []string{uses(`messages_room_\w+`) + `.*\n\s*Index Cond: \(room_id = ANY `}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for mode, plan := range explain(t, s, tt.query, tt.args...) {
+				require.NotContains(t, plan, "Seq Scan", "%s:\n%s", mode, plan)
+				require.NotContains(t, plan, "hashed SubPlan", "%s:\n%s", mode, plan)
+				for _, re := range tt.want {
+					require.Regexp(t, re, plan, "%s:\n%s", mode, plan)
 				}
 			}
 		})

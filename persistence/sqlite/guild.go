@@ -38,6 +38,17 @@ const (
 	channelCount  = `SELECT count(*) FROM rooms WHERE guild_id = ?1 AND kind = 2`
 	insertMember  = `INSERT INTO guild_members (guild_id, user_id, joined_at) VALUES (?, ?, ?)`
 	insertChannel = `INSERT INTO rooms (id, kind, guild_id, name, created_at) VALUES (?, 2, ?, ?, ?)`
+	// memberIDsQuery reads the primary key of guild_members in its order.
+	memberIDsQuery = `SELECT user_id FROM guild_members WHERE guild_id = ? ORDER BY user_id`
+	// membersPage is a page of guild ?1's members after user ?2, ?3 of
+	// them, along the primary key of guild_members.
+	membersPage = `SELECT u.id, u.name, u.email, u.password_hash, u.profile, u.token_generation, u.created_at
+		FROM guild_members m CROSS JOIN users u
+		WHERE m.guild_id = ?1 AND m.user_id > ?2 AND u.id = m.user_id ORDER BY m.user_id LIMIT ?3`
+	inviteByCode = `SELECT code, guild_id, created_by, max_uses, uses, expires_at, created_at FROM invites WHERE code = ?`
+	// forgetReads removes user ?1's read positions in guild ?2's channels.
+	forgetReads = `DELETE FROM read_states WHERE user_id = ?1
+		AND room_id IN (SELECT id FROM rooms WHERE guild_id = ?2 AND kind = 2)`
 )
 
 // queryer is *sql.DB or *sql.Tx.
@@ -212,7 +223,7 @@ func (s *Store) GuildMemberIDs(ctx context.Context, guildID int64) ([]int64, err
 
 // memberIDs reads the primary key of guild_members in its order.
 func memberIDs(ctx context.Context, db queryer, guildID int64) ([]int64, error) {
-	rows, err := db.QueryContext(ctx, `SELECT user_id FROM guild_members WHERE guild_id = ? ORDER BY user_id`, guildID)
+	rows, err := db.QueryContext(ctx, memberIDsQuery, guildID)
 	if err != nil {
 		return nil, err
 	}
@@ -237,9 +248,7 @@ func (s *Store) Members(ctx context.Context, guildID, after int64, limit int) ([
 		if err := guildExists(ctx, tx, guildID); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT u.id, u.name, u.email, u.password_hash, u.profile, u.token_generation, u.created_at
-			FROM guild_members m JOIN users u ON u.id = m.user_id
-			WHERE m.guild_id = ? AND m.user_id > ? ORDER BY m.user_id LIMIT ?`, guildID, after, limit)
+		rows, err := tx.QueryContext(ctx, membersPage, guildID, after, limit)
 		if err != nil {
 			return err
 		}
@@ -271,8 +280,7 @@ func (s *Store) CreateInvite(ctx context.Context, inv persistence.Invite) error 
 func (s *Store) InviteByCode(ctx context.Context, code string) (persistence.Invite, error) {
 	var inv persistence.Invite
 	var expires, created int64
-	err := s.read.QueryRowContext(ctx, `SELECT code, guild_id, created_by, max_uses, uses, expires_at, created_at
-		FROM invites WHERE code = ?`, code).Scan(&inv.Code, &inv.GuildID, &inv.CreatedBy, &inv.MaxUses, &inv.Uses, &expires, &created)
+	err := s.read.QueryRowContext(ctx, inviteByCode, code).Scan(&inv.Code, &inv.GuildID, &inv.CreatedBy, &inv.MaxUses, &inv.Uses, &expires, &created)
 	if err != nil {
 		return persistence.Invite{}, translate(err)
 	}
@@ -372,8 +380,7 @@ func (s *Store) removeMember(ctx context.Context, guildID, userID int64) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE guilds SET member_count = member_count - 1 WHERE id = ?`, guildID); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM read_states WHERE user_id = ?1
-			AND room_id IN (SELECT id FROM rooms WHERE guild_id = ?2 AND kind = 2)`, userID, guildID)
+		_, err = tx.ExecContext(ctx, forgetReads, userID, guildID)
 		return err
 	})
 }
@@ -394,9 +401,8 @@ func (s *Store) RenameGuild(ctx context.Context, guildID int64, name string) (pe
 	return g, nil
 }
 
-// deleteRoomMessages removes the messages of the channels that rooms
-// (a condition on rooms) selects; the rooms' deletion then cascades into
-// read_states.
+// deleteChannelMessages removes the messages of guild ?'s channels; the
+// rooms' deletion then cascades into read_states.
 const deleteChannelMessages = `DELETE FROM messages WHERE room_id IN (SELECT id FROM rooms WHERE guild_id = ? AND kind = 2)`
 
 func (s *Store) DeleteGuild(ctx context.Context, guildID int64) ([]int64, error) {

@@ -44,8 +44,38 @@ func planStore(t *testing.T) *Store {
 			SELECT member_low, id, seq / 2 FROM rooms UNION ALL SELECT member_high, id, seq / 3 FROM rooms;
 		ANALYZE`)
 	require.NoError(t, err)
+	_, err = s.write.ExecContext(ctx, guildRows+`; ANALYZE`)
+	require.NoError(t, err)
 	return s
 }
+
+// guildRows gives planStore 5,000 guilds (50001..55000, owned by users
+// 1..1000) of 10 members each, user 1 in 100 of them (50001..50100); 5
+// channels each (60000 + 5·guild + 0..4), 4 of them with a change, and a
+// message in each of those of user 1's guilds; a read state per member of
+// guild 50001's channels; an invite per guild.
+const guildRows = `
+	WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM g WHERE x < 5000)
+	INSERT INTO guilds (id, name, owner_id, member_count, created_at) SELECT 50000 + x, 'g' || x, (x - 1) % 1000 + 1, 10, 0 FROM g;
+	WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM g WHERE x < 5000),
+		m(y) AS (SELECT 0 UNION ALL SELECT y + 1 FROM m WHERE y < 9)
+	INSERT OR IGNORE INTO guild_members (guild_id, user_id, joined_at)
+		SELECT 50000 + x, (x + 97 * y) % 1000 + 1, y FROM g, m
+		UNION ALL SELECT 50000 + x, 1, 100 FROM g WHERE x <= 100;
+	WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM g WHERE x < 5000)
+	INSERT INTO invites (code, guild_id, created_by, max_uses, expires_at, created_at)
+		SELECT 'i' || x, 50000 + x, (x - 1) % 1000 + 1, 0, 1000000, 0 FROM g;
+	WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM g WHERE x < 5000),
+		c(c) AS (SELECT 0 UNION ALL SELECT c + 1 FROM c WHERE c < 4)
+	INSERT INTO rooms (id, kind, guild_id, name, created_at, seq, activity_at)
+		SELECT 60000 + 5 * x + c, 2, 50000 + x, 'c' || c, c, CASE WHEN c < 4 THEN 1 ELSE 0 END,
+			CASE WHEN c < 4 THEN 100000000 + x * 4 + c END
+		FROM g, c;
+	INSERT INTO messages (id, room_id, author_id, content, created_at, seq)
+		SELECT 100000 + id, id, (guild_id - 50001) % 1000 + 1, 'm', activity_at, 1 FROM rooms
+		WHERE kind = 2 AND seq > 0 AND guild_id <= 50100;
+	INSERT INTO read_states (user_id, room_id, read_seq)
+		SELECT m.user_id, r.id, 0 FROM guild_members m JOIN rooms r ON r.guild_id = m.guild_id WHERE m.guild_id = 50001`
 
 // explain returns the plan of query with args, a line per step, each
 // indented by its depth.
@@ -116,6 +146,8 @@ func TestChatPlans(t *testing.T) {
 			`SEARCH l USING INTEGER PRIMARY KEY`,
 		}, chatsChannels},
 		{"Chats' cursor and MarkRead's room", memberRoom, []any{20100, 1}, []string{`SEARCH rooms USING INTEGER PRIMARY KEY`}, ""},
+		{"Chats' cursor and MarkRead's room: a channel", memberRoom, []any{60006, 1}, []string{`SEARCH rooms USING INTEGER PRIMARY KEY`,
+			`SEARCH guild_members USING PRIMARY KEY \(guild_id=\? AND user_id=\?\)`}, ""},
 		{"MarkRead's position", readSeq, []any{1, 10001}, []string{`SEARCH read_states USING PRIMARY KEY \(user_id=\? AND room_id=\?\)`}, ""},
 		{"WriteMessages: a room's counter", roomCounter, []any{10001}, []string{`SEARCH rooms USING INTEGER PRIMARY KEY`}, ""},
 		{"WriteMessages: edit", editMessage, []any{"e", 5, 4001, 10001, 1, 7}, []string{`SEARCH messages USING INTEGER PRIMARY KEY`}, ""},
@@ -132,6 +164,47 @@ func TestChatPlans(t *testing.T) {
 			}
 			require.NotContains(t, unsorted, "TEMP B-TREE", "a sort")
 			require.NotContains(t, plan, "messages_room_created_idx", plan)
+			for _, re := range tt.want {
+				require.Regexp(t, "(?m)"+re, plan)
+			}
+		})
+	}
+}
+
+// TestGuildPlans guards that the statements of GuildStore read indexes,
+// never a whole table: what a call costs is the guild's channels and
+// members, or the user's guilds, which the limits bound.
+func TestGuildPlans(t *testing.T) {
+	s := planStore(t)
+	tests := []struct {
+		name  string
+		query string
+		args  []any
+		want  []string
+	}{
+		{"a guild", guildByID, []any{50001}, []string{`SEARCH guilds USING INTEGER PRIMARY KEY`}},
+		{"its channels", guildChannels, []any{50001}, []string{`SEARCH rooms USING INDEX rooms_guild_idx \(guild_id=\?\)`}},
+		{"a channel", channelByID, []any{60006}, []string{`SEARCH rooms USING INTEGER PRIMARY KEY`}},
+		{"a user's guilds", userGuilds, []any{1}, []string{`SEARCH m USING COVERING INDEX guild_members_user_idx \(user_id=\?\)`,
+			`SEARCH g USING INTEGER PRIMARY KEY`}},
+		{"a user's channels", userChannels, []any{1}, []string{`SEARCH m USING COVERING INDEX guild_members_user_idx \(user_id=\?\)`,
+			`SEARCH r USING INDEX rooms_guild_idx \(guild_id=\?\)`}},
+		{"membership", isMember, []any{50001, 1}, []string{`SEARCH guild_members USING PRIMARY KEY \(guild_id=\? AND user_id=\?\)`}},
+		{"the guild limit", guildCount, []any{1, 100}, []string{`SEARCH guild_members USING COVERING INDEX guild_members_user_idx \(user_id=\?\)`}},
+		{"the channel limit", channelCount, []any{50001}, []string{`SEARCH rooms USING INDEX rooms_guild_idx \(guild_id=\?\)`}},
+		{"member ids", memberIDsQuery, []any{50001}, []string{`SEARCH guild_members USING PRIMARY KEY \(guild_id=\?\)`}},
+		{"a page of members", membersPage, []any{50001, 10, 100}, []string{`SEARCH m USING PRIMARY KEY \(guild_id=\? AND user_id>\?\)`,
+			`SEARCH u USING INTEGER PRIMARY KEY`}},
+		{"an invite", inviteByCode, []any{"i1"}, []string{`SEARCH invites USING INDEX sqlite_autoindex_invites_1 \(code=\?\)`}},
+		{"leaving: read positions", forgetReads, []any{1, 50001}, []string{`SEARCH read_states USING (PRIMARY KEY \(user_id=\? AND room_id=\?\)|INDEX read_states_room_idx \(room_id=\? AND user_id=\?\))`,
+			`SEARCH rooms USING (COVERING )?INDEX rooms_guild_idx \(guild_id=\?\)`}},
+		{"deleting: messages", deleteChannelMessages, []any{50001}, []string{`SEARCH messages USING (COVERING )?INDEX messages_room_\w+ \(room_id=\?\)`,
+			`SEARCH rooms USING (COVERING )?INDEX rooms_guild_idx \(guild_id=\?\)`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			plan := explain(t, s, tt.query, tt.args...)
+			require.NotRegexp(t, `(?m)^\s*SCAN (messages|rooms|read_states|users|guild_members|guilds|invites)\b`, plan, "a whole table")
 			for _, re := range tt.want {
 				require.Regexp(t, "(?m)"+re, plan)
 			}
