@@ -38,6 +38,72 @@
 // catch-up); Chats lists a user's rooms by the time of their latest
 // change; MarkRead keeps a read position per user and room (§4.2). Their
 // queries read indexes only (each store's TestChatPlans).
+//
+// # Guilds
+//
+// GuildStore keeps protocol.md §3 in four tables (migration 0006):
+//
+//   - guilds (id, name, owner_id, member_count, created_at): member_count
+//     is the count of the guild's guild_members rows, kept by the
+//     transactions that add and remove them, so that a guild object and
+//     the member limit cost no count;
+//   - guild_members (guild_id, user_id, joined_at), keyed by (guild_id,
+//     user_id): Members pages along the key; guild_members_user_idx
+//     (user_id, joined_at, guild_id) gives a user's guilds in membership
+//     order (GuildsOf, the guild limit, Chats);
+//   - invites (code, guild_id, created_by, max_uses, uses, expires_at,
+//     created_at), keyed by the caller's random code;
+//   - rooms: a channel IS a room, kind KindChannel, with guild_id and name
+//     set and member_low, member_high NULL; a DM keeps its two members
+//     and no guild. A CHECK holds exactly these two shapes, and the
+//     UNIQUE (kind, member_low, member_high) still makes the DM of two
+//     users one row (channels' NULLs are distinct in it). The columns
+//     became nullable: PostgreSQL alters them; SQLite rebuilds rooms
+//     (its documented twelve steps: a new table, the rows copied, the old
+//     one dropped, every index made again) with foreign keys off, which
+//     the migration runner turns off for that migration alone and on
+//     again, checking PRAGMA foreign_key_check before it commits.
+//
+// So WriteMessages, MessageByID, History, Changes and their numbering
+// serve channels unchanged, by room id; MarkRead and Chats take a
+// channel's members to be its guild's. Chats reads a third branch beside
+// the two of the DMs: the user's guilds, and for each its channels from
+// the cursor on in activity order (rooms_channel_activity_idx); only that
+// branch is sorted, at most the guild limit times the channel limit rows,
+// since no index orders the channels of several guilds without a row per
+// member and channel written at every send.
+//
+// Deleting a channel or a guild deletes the rooms' messages, then the
+// rooms (read_states cascade through read_states_room_idx), then the
+// guild (guild_members and invites cascade). A deleted channel is a room
+// that does not exist: History and Changes answer nothing (and current
+// 0), MessageByID and MarkRead ErrNotFound, and a send to it is refused.
+// Leaving or being kicked removes the user's read positions in the
+// guild's channels.
+//
+// Limits hold however many calls race, each checked in the transaction
+// that would pass it. In SQLite the one write transaction at a time
+// orders every change, so a count read in it stands until its commit. In
+// PostgreSQL every change of a guild's members, invites' uses and
+// channels runs under the guild row's lock (SELECT ... FOR NO KEY UPDATE,
+// which leaves the KEY SHARE of foreign key checks alone), and every
+// addition to a user's guilds under the user row's lock, taken after the
+// guild's: JoinGuild reads the invite's guild id, locks the guild, and
+// only then reads the invite, the membership and member_count (READ
+// COMMITTED gives each statement after the lock a snapshot that holds
+// what the guild's earlier writers committed), locks the user and counts
+// the user's guilds, then inserts the member and raises member_count and
+// the invite's uses in the same transaction. The joins of a guild, by any
+// of its invites, thus run one at a time from the lock on; a second join
+// of the same user finds the membership and consumes no use. CreateGuild
+// locks the owner; CreateChannel and DeleteChannel lock the guild and
+// count its channels; DeleteGuild and DeleteChannel then lock the
+// channels' rooms FOR UPDATE, so that a write that holds a room commits
+// before its messages are deleted and one that comes after finds no room.
+// The order is always guild, then user or rooms, so none of these
+// deadlock with each other or with WriteMessages, which locks rooms only
+// (and, writing a room twice in one transaction, takes KEY SHARE on its
+// guild, which the guild lock leaves alone).
 package persistence
 
 import (
@@ -217,7 +283,7 @@ type DMState struct {
 	Seq int64
 }
 
-// Message is one direct message. A deleted message keeps its row (with
+// Message is one message of a room, a DM or a channel. A deleted message keeps its row (with
 // empty Content and DeletedAt set) and leaves history.
 type Message struct {
 	ID        int64
@@ -347,7 +413,7 @@ const (
 )
 
 // ChatStore is the part of Store behind the WebSocket gateway: DM rooms,
-// messages, friends and profiles.
+// messages (of DMs and channels alike), friends and profiles.
 type ChatStore interface {
 	// EnsureDMRoom returns the id of the DM room of users a and b (either
 	// order), creating it with id newID when there is none; concurrent
@@ -391,18 +457,20 @@ type ChatStore interface {
 	// since > current is the caller's error to report; the store answers
 	// no messages and current.
 	Changes(ctx context.Context, roomID, since int64, limit int) (msgs []Message, current int64, err error)
-	// Chats returns up to limit (> 0) of userID's DM rooms that have a
-	// change (Seq > 0), most recent activity first (ChatSummary.Activity,
-	// then room id, both descending). before, a room id, continues after
-	// that room in this order (0: from the newest); ErrNotFound when it is
-	// not a room of userID; none when it has no change.
+	// Chats returns up to limit (> 0) of userID's rooms that have a change
+	// (Seq > 0), DMs and the channels of userID's guilds mixed, most recent
+	// activity first (ChatSummary.Activity, then room id, both
+	// descending). before, a room id, continues after that room in this
+	// order (0: from the newest); ErrNotFound when it is not a room of
+	// userID (a DM of another pair, a channel of a guild userID is not in);
+	// none when it has no change.
 	Chats(ctx context.Context, userID, before int64, limit int) ([]ChatSummary, error)
 	// MarkRead moves userID's read position in roomID forward to seq
 	// (protocol.md §4.2) and returns the position stored after the call and
 	// whether it moved: a seq at or below it changes nothing. ErrSeqAhead,
 	// storing nothing, when seq is beyond the room's latest change;
 	// ErrNotFound when there is no such room or userID is not one of its
-	// members.
+	// members (of the DM, or of the channel's guild).
 	MarkRead(ctx context.Context, userID, roomID, seq int64) (readSeq int64, moved bool, err error)
 
 	// FriendLists returns the users who asked userID to be friends, the

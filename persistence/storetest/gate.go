@@ -148,3 +148,45 @@ func (g *Gate) MarkRead(ctx context.Context, userID, roomID, seq int64) (int64, 
 	}
 	return g.Store.MarkRead(ctx, userID, roomID, seq)
 }
+
+func (g *Gate) CreateGuild(ctx context.Context, guild persistence.Guild, channelID int64, maxGuilds int) (persistence.Guild, error) {
+	if err := g.pass(ctx, "CreateGuild"); err != nil {
+		return persistence.Guild{}, err
+	}
+	return g.Store.CreateGuild(ctx, guild, channelID, maxGuilds)
+}
+
+func (g *Gate) Guild(ctx context.Context, guildID int64) (persistence.Guild, error) {
+	if err := g.pass(ctx, "Guild"); err != nil {
+		return persistence.Guild{}, err
+	}
+	return g.Store.Guild(ctx, guildID)
+}
+
+func (g *Gate) GuildsOf(ctx context.Context, userID int64) ([]persistence.Guild, error) {
+	if err := g.pass(ctx, "GuildsOf"); err != nil {
+		return nil, err
+	}
+	return g.Store.GuildsOf(ctx, userID)
+}
+
+func (g *Gate) GuildMemberIDs(ctx context.Context, guildID int64) ([]int64, error) {
+	if err := g.pass(ctx, "GuildMemberIDs"); err != nil {
+		return nil, err
+	}
+	return g.Store.GuildMemberIDs(ctx, guildID)
+}
+
+func (g *Gate) JoinGuild(ctx context.Context, code string, userID int64, now time.Time, maxMembers, maxGuilds int) (persistence.Guild, bool, error) {
+	if err := g.pass(ctx, "JoinGuild"); err != nil {
+		return persistence.Guild{}, false, err
+	}
+	return g.Store.JoinGuild(ctx, code, userID, now, maxMembers, maxGuilds)
+}
+
+func (g *Gate) ChannelByID(ctx context.Context, channelID int64) (persistence.Channel, error) {
+	if err := g.pass(ctx, "ChannelByID"); err != nil {
+		return persistence.Channel{}, err
+	}
+	return g.Store.ChannelByID(ctx, channelID)
+}
