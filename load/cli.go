@@ -16,7 +16,7 @@ import (
 
 // Config is one run of the harness; Main fills it from the command line.
 type Config struct {
-	Scenario string // idle, dm, churn, storm, resume
+	Scenario string // idle, dm, churn, storm, resume, guild
 	Target   string // rewind, centrifugo
 	URL      string // the gateway base, ws://host:port (/ws is added); centrifugo: the full URL
 	HTTP     string // the HTTP API base, http://host:port
@@ -47,6 +47,11 @@ type Config struct {
 	EditEvery   int
 	DeleteEvery int
 	CheckViews  int
+
+	// guild: Guilds guilds of Members members (sessions), each sending
+	// into its guild's general channel.
+	Guilds  int
+	Members int
 
 	Workers            int
 	SourceIPs          int
@@ -91,7 +96,7 @@ type Config struct {
 
 const usageHead = `rewind-load drives real protocol traffic at a REWIND server and measures it.
 
-usage: rewind-load --scenario idle|dm|churn|storm|resume [flags]
+usage: rewind-load --scenario idle|dm|churn|storm|resume|guild [flags]
        rewind-load --target centrifugo --url ws://127.0.0.1:8000/connection/websocket --scenario dm [flags]
        rewind-load --server http://127.0.0.1:8081,http://127.0.0.1:8082 [--cross-node] --scenario dm [flags]
        rewind-load compare RESULT.json...   (one table row per --json results file)
@@ -118,6 +123,14 @@ scenarios:
           "missing" (acknowledged to the peer, never seen live nor caught up: must be 0),
           duplicates (seen live and caught up), and at the end the views of --check-views
           dropped sessions (id → content) against the chat's history loaded afresh
+  guild   protocol v2: --guilds G guilds of --members M members (sessions = G×M, one each); the
+          first member of each creates it and an invite (max_uses 0), the others join; then the
+          members send into their guild's general channel at --rate R msg/s in all (each member
+          R/(G×M)) for --duration. Reported: sent/acknowledged, fan-out deliveries against the
+          expected (sent into a guild × its members − 1) and per second, send→delivery at each
+          receiver (also the first --warmup apart), missing (expected − delivered: must be 0
+          when nothing closed), duplicates (a message id twice in one session), out of order
+          (a channel seq below one the session saw)
 
 targets:
   rewind      (default) a REWIND server, or with --server a,b,… the nodes of a cluster: sessions are
@@ -189,7 +202,9 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs.BoolVar(&c.CrossNode, "cross-node", false, "--server: pair p's side A on node p mod N, side B on node (p+1) mod N (default: both sides of a pair on node p mod N)")
 	fs.IntVar(&c.Sessions, "sessions", 1000, "sessions (and accounts); dm: default 2 × --pairs")
 	fs.IntVar(&c.Pairs, "pairs", 100, "dm: pairs of friends; storm: pairs that each send one message once all sessions are back (default none)")
-	fs.Float64Var(&c.Rate, "rate", 1000, "dm: messages per second, all pairs together")
+	fs.Float64Var(&c.Rate, "rate", 1000, "dm: messages per second, all pairs together; guild: all members of all guilds together")
+	fs.IntVar(&c.Guilds, "guilds", 1, "guild: guilds (the server allows 100 per user: each member is in one)")
+	fs.IntVar(&c.Members, "members", 10, "guild: members per guild, at least 2 (the server's REWIND_GUILD_MAX_MEMBERS, default 1000, bounds it)")
 	fs.IntVar(&c.Size, "size", 0, "dm: content length in bytes (padded; at least the stamp, about 15 bytes)")
 	fs.DurationVar(&c.Warmup, "warmup", time.Second, "dm: report the latencies of messages sent in this first part of the sending apart from the rest")
 	fs.BoolVar(&c.WarmRooms, "warm-rooms", false, "dm: before the measured run, each pair exchanges one unmeasured message (the run starts with warm rooms)")
@@ -284,9 +299,15 @@ func (c *Config) check() error {
 	}
 	paired := c.chatting() || c.Scenario == "storm" && c.pairsSet
 	switch c.Scenario {
-	case "idle", "churn", "storm", "dm", "resume":
+	case "idle", "churn", "storm", "dm", "resume", "guild":
 	default:
-		return fmt.Errorf("--scenario %q: use idle, dm, churn, storm or resume", c.Scenario)
+		return fmt.Errorf("--scenario %q: use idle, dm, churn, storm, resume or guild", c.Scenario)
+	}
+	if c.Target == "centrifugo" && c.Scenario == "guild" {
+		return errors.New("--target centrifugo: only the dm scenario")
+	}
+	if err := c.checkGuild(); err != nil {
+		return err
 	}
 	if paired {
 		if c.Pairs < 1 {
@@ -301,7 +322,7 @@ func (c *Config) check() error {
 	} else {
 		c.Pairs = 0
 	}
-	if c.chatting() && c.Rate <= 0 {
+	if (c.chatting() || c.guild()) && c.Rate <= 0 {
 		return errors.New("--rate must be positive")
 	}
 	if c.Warmup < 0 {
@@ -510,6 +531,30 @@ func (c *Config) gatewayURL(base string) string {
 		u += "?v=2"
 	}
 	return u
+}
+
+// guild reports whether the scenario is guild.
+func (c *Config) guild() bool { return c.Scenario == "guild" }
+
+// checkGuild validates the guild settings: sessions G×M, protocol v2.
+func (c *Config) checkGuild() error {
+	if !c.guild() {
+		c.Guilds, c.Members = 0, 0
+		return nil
+	}
+	if c.wsVersionSet && c.WSVersion != 2 {
+		return errors.New("guild speaks protocol v2: --ws-version 2 (the default for guild)")
+	}
+	c.WSVersion = 2
+	if c.Guilds < 1 || c.Members < 2 {
+		return errors.New("guild: --guilds must be at least 1 and --members at least 2")
+	}
+	n := c.Guilds * c.Members
+	if c.sessionsSet && c.Sessions != n {
+		return fmt.Errorf("guild: --sessions %d is not --guilds × --members = %d (leave it out)", c.Sessions, n)
+	}
+	c.Sessions = n
+	return nil
 }
 
 // chatting reports whether the scenario sends dm traffic: dm and resume.

@@ -65,6 +65,9 @@ func Compare(files []string, stdout, stderr io.Writer) int {
 			}
 			views = fmt.Sprintf("%d/%d", rs.ViewsMatched, rs.ViewChecks)
 		}
+		if gr := r.Guild; gr != nil {
+			missing = fmt.Sprint(gr.Missing) // fan-out deliveries expected, not received
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%.1f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
 			filepath.Base(f), scenario, r.Params.Sessions, r.Sessions.FirstAuthenticated, r.Sessions.ConnectRate,
 			rate, acked, delivered, measured(ack.P50, ack.Count), measured(ack.P99, ack.Count), measured(dlv.P50, dlv.Count),

@@ -80,6 +80,19 @@
 // TestResumeWorkerFaults run a worker against a simulated v2 server,
 // fakev2_test.go).
 //
+// The guild scenario (guild.go) speaks protocol v2 too: --guilds guilds
+// of --members members, one session each (session i is member i mod M of
+// guild i / M, so a guild's members may be on several workers); member 0
+// of each creates its guild and an invite of unlimited uses, the parent
+// hands the invites to every worker and the others join; then all members
+// send into their guild's general channel at --rate in all. Every worker
+// counts its stamps from the run's common epoch (workerSpec.Epoch), so a
+// send is timed where another worker's session receives it. Each session
+// counts a message id it already had as a duplicate and a channel seq
+// below the highest it saw as out of order; the parent expects every send
+// into guild g at each of its other members (sent × (members − 1)), and
+// counts the rest missing.
+//
 // Each session costs one goroutine (it dials, then reads every frame); its
 // heartbeats come from one wheel goroutine per worker and dm sends from one
 // sender goroutine per worker. Frames are built in the writer's buffer and

@@ -45,7 +45,9 @@ type proc struct {
 	stormed  *workerReport
 	warmed   *workerReport
 	first    *workerReport
-	lost     bool // lost sessions and not recovered yet
+	guilds   *workerReport // guild: its creates and invites
+	joined   *workerReport // guild: its joins
+	lost     bool          // lost sessions and not recovered yet
 	lostAt   int64
 	recovAt  int64
 	result   *workerReport
@@ -249,6 +251,11 @@ func (r *runner) spawn(accounts []Account, sources []string, befriend bool) erro
 	if cfg.WarmRooms || cfg.Scenario == "storm" && cfg.Pairs > 0 {
 		deadline = deadline.Add(cfg.Drain) // the warming or the first messages' wait
 	}
+	var epoch int64
+	if cfg.guild() {
+		deadline = deadline.Add(2 * guildSetupTimeout) // the creates and the joins
+		epoch = time.Now().UnixNano()
+	}
 	for i := 0; i*per < n; i++ {
 		lo, hi := i*per, min((i+1)*per, n)
 		pairs := max(0, min(cfg.Pairs-lo/2, (hi-lo)/2))
@@ -262,7 +269,13 @@ func (r *runner) spawn(accounts []Account, sources []string, befriend bool) erro
 			Size: cfg.Size, Hold: cfg.Hold, Heartbeat: cfg.Heartbeat,
 			DialTimeout: cfg.DialTimeout, ConnectTimeout: cfg.ConnectTimeout,
 			Reconnect: cfg.Reconnect, Backoff: cfg.Backoff, BackoffMax: cfg.BackoffMax,
-			Drain: cfg.Drain, Progress: time.Second, Deadline: deadline.UnixNano(),
+			Drain: cfg.Drain, Progress: time.Second, Deadline: deadline.UnixNano(), Epoch: epoch,
+		}
+		if cfg.guild() {
+			// A guild's members may be on several workers: the common
+			// epoch times a send where another worker receives it.
+			spec.Guild = &guildSpec{Guilds: cfg.Guilds, Members: cfg.Members}
+			spec.Rate = cfg.Rate * float64(hi-lo) / float64(n)
 		}
 		share := float64(hi-lo) / float64(n)
 		if cfg.chatting() {
@@ -455,6 +468,10 @@ func (r *runner) take(e event) {
 		p.recovAt = rep.At
 	case repResult:
 		p.result = rep
+	case repGuilds:
+		p.guilds = rep
+	case repJoined:
+		p.joined = rep
 	}
 }
 
@@ -574,6 +591,14 @@ func (r *runner) scenario() {
 		} else {
 			r.storm()
 		}
+	case "guild":
+		if !r.guildSetup() {
+			return
+		}
+		r.res.phaseStart = time.Now()
+		r.setPhase("sending")
+		r.broadcastCmd(command{Cmd: cmdDM, At: r.res.phaseStart.UnixNano()})
+		r.sleep(cfg.Duration)
 	}
 }
 
@@ -739,8 +764,11 @@ func (r *runner) progress(force bool) {
 	line := fmt.Sprintf("%5.1fs %-12s open %d/%d auth %d fail %d",
 		time.Since(r.start).Seconds(), r.phase, t["open"], r.cfg.Sessions, t["authenticated"],
 		t["connect_failed"]+t["auth_failed"]+t["setup_failed"])
-	if r.cfg.chatting() {
+	if r.cfg.chatting() || r.cfg.guild() {
 		line += fmt.Sprintf(" | sent %d ack %d dlv %d", t["sent"], t["acked"], t["delivered"])
+	}
+	if r.cfg.guild() {
+		line += fmt.Sprintf(" | guilds %d members %d", t["guilds_created"], t["guild_members_joined"])
 	}
 	if r.cfg.Scenario == "resume" {
 		line += fmt.Sprintf(" | edits %d deletes %d dropped %d back %d caught up %d", t["edits_acked"], t["deletes_acked"], t["dropped"], t["resumed"], t["resume_catch_ups"])
@@ -843,6 +871,9 @@ func (r *runner) finish() error {
 			res.Resume = resumeResult(r.cfg, c, res.Latency)
 		}
 	}
+	if r.cfg.guild() {
+		r.guildResult()
+	}
 	if rm := res.Rooms; rm != nil && rm.AtEnd != nil {
 		if rm.AtStart != nil {
 			n := int64(*rm.AtEnd - *rm.AtStart)
@@ -914,7 +945,7 @@ func (r *runner) serverFigures() {
 		s.PhaseCPUSeconds = phaseCPU1 - phaseCPU0
 		s.PhaseSeconds = dt
 		s.PhaseCPUPercent = 100 * s.PhaseCPUSeconds / dt
-		if r.cfg.chatting() {
+		if r.cfg.chatting() || r.cfg.guild() {
 			s.PhaseDelivered = r.deliveredAt(r.sampleTime(phase1)) - r.deliveredAt(r.sampleTime(phase0))
 		}
 		per1000 = func(cpu float64) *float64 {

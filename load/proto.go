@@ -49,7 +49,14 @@ type workerSpec struct {
 	Ledger bool `json:"ledger"`
 	// Resume: the resume scenario's drops, edits and state checks (nil:
 	// another scenario).
-	Resume     *resumeSpec   `json:"resume,omitempty"`
+	Resume *resumeSpec `json:"resume,omitempty"`
+	// Guild: the guild scenario's members per guild (nil: another
+	// scenario).
+	Guild *guildSpec `json:"guild,omitempty"`
+	// Epoch, when set, is the run's common clock origin (unix
+	// nanoseconds): the worker's stamps count from it, so that a send
+	// stamped by one worker is timed where another one receives it.
+	Epoch      int64         `json:"epoch,omitempty"`
 	Backoff    time.Duration `json:"backoff"`
 	BackoffMax time.Duration `json:"backoff_max"`
 	Drain      time.Duration `json:"drain"`
@@ -65,6 +72,8 @@ type command struct {
 	// cmdDM: when the parent started the sending (unix nanoseconds), from
 	// which every worker counts the warm-up.
 	At int64 `json:"at,omitempty"`
+	// cmdGuildJoin: every guild created, with its invite.
+	Guilds []guildInfo `json:"guilds,omitempty"`
 }
 
 const (
@@ -73,6 +82,9 @@ const (
 	cmdFirst = "first" // one measured message per pair, at once
 	cmdStorm = "storm" // close every session and reconnect it at once
 	cmdStop  = "stop"  // stop sending, drain, close, report
+
+	cmdGuildCreate = "guild_create" // guild: the first members create their guilds and invites
+	cmdGuildJoin   = "guild_join"   // guild: the others join with the invites
 )
 
 // Report types.
@@ -85,6 +97,8 @@ const (
 	repWarmed    = "warmed"    // the warm-up messages are answered (or given up on)
 	repFirstDone = "first"     // the first messages are answered (or given up on)
 	repResult    = "result"
+	repGuilds    = "guilds" // the guilds this worker's first members created
+	repJoined    = "joined" // this worker's members joined (or failed to)
 )
 
 // workerReport is one line a worker writes.
@@ -107,4 +121,10 @@ type workerReport struct {
 	// Nodes are the per-node counts, in URLs order.
 	Nodes []map[string]int64 `json:"nodes,omitempty"`
 	Error string             `json:"error,omitempty"`
+	// guild: the guilds created (repGuilds), the members in each guild
+	// by guild index (repJoined), the channel sends written by guild
+	// (result).
+	GuildInfos  []guildInfo   `json:"guild_infos,omitempty"`
+	GuildJoined map[int]int64 `json:"guild_joined,omitempty"`
+	GuildSent   map[int]int64 `json:"guild_sent,omitempty"`
 }

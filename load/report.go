@@ -55,6 +55,9 @@ type Result struct {
 	Reconnect *ReconnectResult `json:"reconnect,omitempty"`
 	// Resume is the resume scenario's accounting.
 	Resume *ResumeResult `json:"resume,omitempty"`
+	// Guild is the guild scenario's accounting (its sends and fan-out
+	// deliveries are also in Messages, and its latencies in Latency).
+	Guild *GuildResult `json:"guild,omitempty"`
 	// Nodes are the figures per node, in --server order (one entry for a
 	// single server).
 	Nodes []NodeResult `json:"nodes"`
@@ -106,7 +109,10 @@ type Params struct {
 	EditEvery     int     `json:"edit_every,omitempty"`
 	DeleteEvery   int     `json:"delete_every,omitempty"`
 	CheckViews    int     `json:"check_views,omitempty"`
-	ServerPID     int     `json:"server_pid,omitempty"`
+	// guild
+	Guilds    int `json:"guilds,omitempty"`
+	Members   int `json:"members,omitempty"`
+	ServerPID int `json:"server_pid,omitempty"`
 }
 
 // SessionsResult is the first connect phase.
@@ -320,6 +326,9 @@ func newResult(cfg *Config, sources []string) *Result {
 		}
 	case "churn":
 		r.Params.Churn, r.Params.HoldSeconds = cfg.Churn, cfg.Hold.Seconds()
+	case "guild":
+		r.Params.Rate, r.Params.Size, r.Params.WarmupSeconds = cfg.Rate, cfg.Size, cfg.Warmup.Seconds()
+		r.Params.Guilds, r.Params.Members = cfg.Guilds, cfg.Members
 	}
 	return r
 }
@@ -350,6 +359,8 @@ func printSummary(w io.Writer, res *Result) {
 		head += fmt.Sprintf(", %d pairs at %.0f msg/s", p.Pairs, p.Rate)
 	case "resume":
 		head += fmt.Sprintf(", %d pairs at %.0f msg/s, %d receiving sides dropped at %s for %s", p.Pairs, p.Rate, p.Drop, seconds(p.DropAtSeconds), seconds(p.DownSeconds))
+	case "guild":
+		head += fmt.Sprintf(", %d guild(s) of %d members at %.0f msg/s in all", p.Guilds, p.Members, p.Rate)
 	case "churn":
 		head += fmt.Sprintf(" as accounts, %.0f connects/s holding %.1f s", p.Churn, p.HoldSeconds)
 	case "storm":
@@ -393,7 +404,10 @@ func printSummary(w io.Writer, res *Result) {
 	} else {
 		fmt.Fprintf(tw, "heartbeats\t%d sent after the first, %d answered\n", c["heartbeats_sent"], c["heartbeats_answered"])
 	}
-	if m := res.Messages; m != nil {
+	if gr := res.Guild; gr != nil {
+		printGuild(tw, gr)
+	}
+	if m := res.Messages; m != nil && res.Guild == nil {
 		if b := c["befriended"]; b > 0 {
 			fmt.Fprintf(tw, "friends\t%d pairs befriended over the gateway\n", b)
 		}

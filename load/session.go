@@ -88,6 +88,8 @@ type session struct {
 	ledger     *ledger // dm with --reconnect; nil otherwise
 	// resume is the resume scenario's state of a paired session (resume.go).
 	resume *resumeState
+	// guild is the guild scenario's state of a member session (guild.go).
+	guild *guildState
 	// resuming: dropped by the resume scenario, the session comes back
 	// after the down time (failed attempts are retried).
 	resuming bool
@@ -449,6 +451,10 @@ func (s *session) handle(p []byte) {
 	case "heartbeat":
 		w.c.add(cHeartbeatsAnswered, 1)
 	case "chat":
+		if s.guild != nil {
+			s.guildChat(p)
+			return
+		}
 		if nonce, ok := frameNonce(p); ok {
 			switch {
 			case isChanges(nonce):
@@ -545,7 +551,8 @@ func (s *session) handle(p []byte) {
 			return
 		}
 		s.answer(nonce, p)
-	case "ok":
+	case "ok", "guild":
+		// guild: the answer to a request (nonce), or an event (none)
 		if nonce, ok := frameNonce(p); ok {
 			s.answer(nonce, p)
 		}

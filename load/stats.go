@@ -111,6 +111,13 @@ const (
 	cViewAbsent      // in the history, not in the view
 	cViewExtra       // in the view, not in the history
 	cViewStale       // in both, with another content
+
+	// The guild scenario (guild.go).
+	cGuildsCreated     // guilds created, with their invite
+	cGuildCreateErrors // creates or invites refused or unanswered
+	cGuildJoined       // members in a guild: the creators and the joins answered
+	cGuildJoinErrors   // joins refused or unanswered
+	cOutOfOrder        // channel deliveries with a seq below one the session saw before
 	nCounters
 )
 
@@ -135,6 +142,7 @@ var counterNames = [nCounters]string{
 	"dropped_missing", "dropped_edits_missing", "other_missing", "other_edits_missing", "resume_unchecked",
 	"view_checks", "view_matched", "view_mismatched", "view_unfinished", "view_not_checked", "view_messages",
 	"view_absent", "view_extra", "view_stale",
+	"guilds_created", "guild_create_errors", "guild_members_joined", "guild_join_errors", "out_of_order",
 }
 
 // counters are one worker's figures.

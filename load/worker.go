@@ -102,6 +102,11 @@ type worker struct {
 	dropNanos atomic.Int64
 	backNanos atomic.Int64
 	dropTimer *time.Timer
+
+	// guild: the channel sends written by guild index (the sender's,
+	// handed over when it ends).
+	guildSentMu sync.Mutex
+	guildSent   map[int]int64
 }
 
 func newWorker(spec workerSpec, out io.Writer) *worker {
@@ -121,6 +126,11 @@ func newWorker(spec workerSpec, out io.Writer) *worker {
 	}
 	if len(w.urls) == 0 {
 		w.urls = []string{""}
+	}
+	if spec.Epoch != 0 {
+		// The run's common origin, read off the wall clock once; the
+		// monotonic clock from here on.
+		w.epoch = time.Now().Add(-time.Since(time.Unix(0, spec.Epoch)))
 	}
 	w.dropNanos.Store(math.MaxInt64)
 	w.backNanos.Store(math.MaxInt64)
@@ -250,6 +260,10 @@ func (w *worker) run(cmds <-chan command) {
 				go w.pairMessages(kindFirst, repFirstDone)
 			case cmdStorm:
 				w.storm()
+			case cmdGuildCreate:
+				go w.guildCreate()
+			case cmdGuildJoin:
+				go w.guildJoin(c.Guilds)
 			default:
 				w.stop()
 				return
@@ -278,6 +292,9 @@ func (w *worker) startSessions() {
 		if w.spec.Resume != nil {
 			a.resume, b.resume = newResumeState(), newResumeState()
 		}
+	}
+	if w.spec.Guild != nil {
+		w.guildSessions()
 	}
 	w.pending.Store(int64(n))
 	if n == 0 {
@@ -367,6 +384,10 @@ func ask(s *session, name, nonce string) bool {
 // what it missed once back.
 func (w *worker) sendLoop() {
 	defer close(w.senderDone)
+	if w.spec.Guild != nil {
+		w.guildSendLoop()
+		return
+	}
 	var dirs []*session
 	for i := 0; i < w.spec.Pairs && 2*i+1 < len(w.sessions); i++ {
 		dirs = append(dirs, w.sessions[2*i], w.sessions[2*i+1])
@@ -562,6 +583,10 @@ func (w *worker) stop() {
 	if w.senderDone != nil {
 		<-w.senderDone
 		deadline := time.Now().Add(w.spec.Drain)
+		if w.spec.Guild != nil {
+			w.guildDrain()
+			deadline = time.Now()
+		}
 		for time.Now().Before(deadline) {
 			sent, acked, errs, delivered := w.c.get(cSent), w.c.get(cAcked), w.c.get(cSendErrors), w.c.get(cDelivered)+w.c.get(cCaughtUp)
 			if w.spec.Resume != nil {
@@ -671,6 +696,9 @@ func (w *worker) result() workerReport {
 		r.CPUSeconds = tvSeconds(ru.Utime) + tvSeconds(ru.Stime)
 	}
 	r.MaxRSS = peakRSS()
+	w.guildSentMu.Lock()
+	r.GuildSent = w.guildSent
+	w.guildSentMu.Unlock()
 	return r
 }
 
