@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make bench`: the Go micro-benchmarks (with allocations), then short
-# rewind-load runs (idle, dm and resume) against a freshly started local server on
+# rewind-load runs (idle, dm, resume and guild) against a freshly started local server on
 # SQLite and, when it answers, PostgreSQL. Writes every result to $BENCH_OUT
 # (default bench-results/) as JSON and ends with a comparison table, whose
 # dm rows also split delivery p99 into the first second of sending (warm-up)
@@ -10,7 +10,11 @@
 # while their peers send, edit and delete, then has them catch up with
 # load changes: its rows give the catch-up p99, the messages/edits
 # acknowledged but never seen (must be 0/0) and the views equal to the
-# history of those checked.
+# history of those checked. The guild run (protocol v2) has 2 guilds of
+# 50 members send 200 msg/s in all into their general channels for 5 s
+# (BENCH_GUILD_GUILDS, _MEMBERS, _RATE): its rows give the fan-out
+# deliveries (delivered) and their latency, and the deliveries expected
+# but not received (missing: must be 0).
 # docs/benchmarks.md explains the figures and has the long runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +25,9 @@ dm_pairs=${BENCH_DM_PAIRS:-500}
 dm_rate=${BENCH_DM_RATE:-2000}
 resume_pairs=${BENCH_RESUME_PAIRS:-200}
 resume_rate=${BENCH_RESUME_RATE:-1000}
+guild_guilds=${BENCH_GUILD_GUILDS:-2}
+guild_members=${BENCH_GUILD_MEMBERS:-50}
+guild_rate=${BENCH_GUILD_RATE:-200}
 mkdir -p "$out/bin"
 rm -f "$out"/*.json
 
@@ -50,6 +57,9 @@ run_store() {
 	echo "== $name: resume, $resume_pairs pairs at $resume_rate msg/s for 12 s, half the receiving sides away from 4 s to 7 s"
 	"$out/bin/rewind-load" --scenario resume --pairs "$resume_pairs" --rate "$resume_rate" --duration 12s --drop-at 4s --down 3s \
 		"${common[@]}" --json "$out/$name-resume.json"
+	echo "== $name: guild, $guild_guilds guilds of $guild_members members at $guild_rate msg/s for 5 s"
+	"$out/bin/rewind-load" --scenario guild --guilds "$guild_guilds" --members "$guild_members" --rate "$guild_rate" --duration 5s --warmup 1s \
+		"${common[@]}" --json "$out/$name-guild.json"
 	kill -TERM "$pid"
 	wait "$pid" || true
 }

@@ -2,7 +2,7 @@
 // load accounts (directly in the server's store, or through the real
 // register → mail → verify → login path), opens sessions that follow the
 // gateway protocol exactly, runs a scenario (idle, dm, churn, storm,
-// resume) and
+// resume, guild) and
 // measures it: connect+auth latency and rate, send→echo and send→delivery
 // latency as HdrHistograms (for the whole run, its warm-up and the rest),
 // counts by error and close code, the rooms the server activated, and the

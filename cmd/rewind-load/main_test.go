@@ -446,6 +446,51 @@ func TestResume(t *testing.T) {
 	require.Positive(t, rs.DeliveryAfterReconnect.Count)
 }
 
+// TestGuild: 2 guilds of 5 members over 3 workers (a guild's members on
+// two of them: the fan-out is timed across workers), v2. Every member
+// joined; every channel send acknowledged and received once by each of
+// its guild's other members, in channel order.
+func TestGuild(t *testing.T) {
+	s := startServer(t)
+	res := s.harness("--scenario", "guild", "--guilds", "2", "--members", "5", "--rate", "100", "--duration", "3s",
+		"--warmup", "500ms", "--workers", "3", "--database-url", s.db, "--server-pid", strconv.Itoa(os.Getpid()))
+	requireClean(t, res, 10)
+	require.Equal(t, 3, res.Workers)
+	require.Equal(t, 2, res.Params.WSVersion)
+	require.Equal(t, 2, res.Params.Guilds)
+	require.Equal(t, 5, res.Params.Members)
+	g := res.Guild
+	require.NotNil(t, g)
+	require.EqualValues(t, 2, g.Created)
+	require.EqualValues(t, 10, g.Joined)
+	require.True(t, g.AllJoined)
+	require.Zero(t, g.CreateErrors+g.JoinErrors)
+	require.Greater(t, g.Sent, int64(200))
+	require.Equal(t, g.Sent, g.Acked, "every send acknowledged")
+	require.Zero(t, g.Skipped)
+	require.Equal(t, 4*g.Sent, g.Expected, "sent × (members − 1)")
+	require.Equal(t, g.Expected, g.Delivered, "every send reached every other member")
+	require.Zero(t, g.Missing)
+	require.Zero(t, g.Duplicates)
+	require.Zero(t, g.OutOfOrder)
+	require.Zero(t, g.FramesWithoutSeq)
+	require.True(t, g.AllDelivered)
+	require.Equal(t, g.Delivered, g.Delivery.Count)
+	require.Equal(t, g.Delivered, g.DeliveryWarmup.Count+g.DeliveryAfterWarmup.Count)
+	require.Positive(t, g.DeliveryWarmup.Count)
+	require.Positive(t, g.DeliveryAfterWarmup.Count)
+	require.Positive(t, g.Delivery.P50)
+	require.Less(t, g.Delivery.Max, int64(5*time.Second/time.Microsecond), "stamps read on another worker's clock")
+	require.Positive(t, g.DeliveriesPerSecond)
+	require.Positive(t, g.AfterWarmupDeliveriesSec)
+	require.Equal(t, g.Delivery, res.Latency["delivery"])
+	m := res.Messages
+	require.NotNil(t, m)
+	require.Equal(t, g.Delivered, m.Delivered)
+	require.Zero(t, m.Undelivered)
+	require.Positive(t, res.Server.PhaseDelivered)
+}
+
 // requireFirstMessages checks a storm's first messages: one per pair once
 // every session was back, each acknowledged and delivered.
 func requireFirstMessages(t *testing.T, res load.Result, pairs int) {
@@ -504,6 +549,9 @@ func TestUsage(t *testing.T) {
 		{"--scenario", "resume", "--pairs", "4", "--drop", "5", "--database-url", "sqlite:x"},
 		{"--scenario", "resume", "--drop-at", "5s", "--down", "3s", "--duration", "8s", "--database-url", "sqlite:x"},
 		{"--scenario", "resume", "--target", "centrifugo"},
+		{"--scenario", "guild", "--members", "1", "--database-url", "sqlite:x"},
+		{"--scenario", "guild", "--ws-version", "1", "--database-url", "sqlite:x"},
+		{"--scenario", "guild", "--guilds", "2", "--members", "5", "--sessions", "4", "--database-url", "sqlite:x"},
 	} {
 		stderr.Reset()
 		require.Equal(t, 2, run(args, nil, &stdout, &stderr), "%v", args)
