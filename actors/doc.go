@@ -250,7 +250,8 @@
 //     against what no event tells (#799), every node also attaches all
 //     its sessions again every re-attach interval (directory.DefaultReattach,
 //     30 s), and a grain forgets a session not attached again within
-//     directory.ReattachForget (3) intervals (90 s). So a user grain that
+//     directory.ReattachForget (3) intervals (90 s;
+//     TestGrainForgetsSessionsNotAttachedAgain in user). So a user grain that
 //     moved or restarted knows its sessions within a lookup (tens of
 //     milliseconds) of each node seeing the change: within 1 s of a
 //     graceful leave (TestClusterNodeLeavesDuringTraffic, whose nodes

@@ -114,17 +114,16 @@ var closeLoggedOut = &messages.CloseSession{Code: protocol.CloseLoggedOut, Reaso
 type Actor struct {
 	id       int64
 	deps     *Deps
-	sessions map[sessionKey]*actor.PID
+	sessions map[sessionKey]session
 	// jobs are the user's friend and profile operations, run one at a time
 	// in a goroutine so that deliveries go on while one waits on the store;
 	// jobs[0] is running.
 	jobs []job
 
-	// A grain's own: when each session was last attached, when the user
-	// last logged out (Unix nanoseconds), when the last message other
-	// than sweep came, and the timer that sends sweep.
+	// A grain's own: when the user last logged out (Unix nanoseconds),
+	// when the last message other than sweep came, and the timer that
+	// sends sweep.
 	grain       bool
-	seen        map[sessionKey]time.Time
 	loggedOutAt int64
 	active      time.Time
 	sweeper     *time.Timer
@@ -165,6 +164,16 @@ type sessionKey struct{ address, id string }
 
 func keyOf(pid *actor.PID) sessionKey { return sessionKey{pid.Address, pid.Id} }
 
+// session is one of the user's sessions: its PID, and when it was last
+// attached (Unix nanoseconds; a grain forgets one not attached again
+// within directory.ReattachForget re-attach intervals). One map of
+// these, not one per field: a grain per user on every node, and a map's
+// buckets are most of a small grain's memory (docs/benchmarks.md §8).
+type session struct {
+	pid  *actor.PID
+	seen int64
+}
+
 // job is one friend or profile operation of a session's request: run does
 // its store work off the actor and returns what to do inside Receive then.
 type job struct {
@@ -180,13 +189,13 @@ type jobDone struct{ apply func(actor.Context) }
 
 // New returns the actor of user id.
 func New(id int64, deps *Deps) *Actor {
-	return &Actor{id: id, deps: deps, sessions: map[sessionKey]*actor.PID{}}
+	return &Actor{id: id, deps: deps, sessions: map[sessionKey]session{}}
 }
 
 // NewGrain returns the grain of a user, which learns its user's id from
 // its cluster identity (directory.UserIdentity).
 func NewGrain(deps *Deps) *Actor {
-	return &Actor{deps: deps, sessions: map[sessionKey]*actor.PID{}, grain: true, seen: map[sessionKey]time.Time{}}
+	return &Actor{deps: deps, sessions: map[sessionKey]session{}, grain: true}
 }
 
 // Receive implements actor.Actor.
@@ -237,7 +246,6 @@ func (a *Actor) Receive(ctx actor.Context) {
 				ctx.Send(m.Session, closeLoggedOut)
 				return
 			}
-			a.seen[k] = time.Now()
 		}
 		a.attach(ctx, k, m)
 	case *messages.SessionDetached:
@@ -277,7 +285,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 			}
 		}
 		for _, s := range a.sessions {
-			ctx.Send(s, closeLoggedOut)
+			ctx.Send(s.pid, closeLoggedOut)
 		}
 	case *messages.FriendOp:
 		if a.forward(m) {
@@ -304,7 +312,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 // presence. A first attach carries the friends its auth read.
 func (a *Actor) attach(ctx actor.Context, k sessionKey, m *messages.SessionAttached) {
 	_, known := a.sessions[k]
-	a.sessions[k] = m.Session
+	a.sessions[k] = session{pid: m.Session, seen: time.Now().UnixNano()}
 	if known || len(a.sessions) > 1 {
 		return
 	}
@@ -328,7 +336,6 @@ func (a *Actor) remove(ctx actor.Context, k sessionKey) {
 		return
 	}
 	delete(a.sessions, k)
-	delete(a.seen, k)
 	if len(a.sessions) == 0 {
 		a.startOffline(ctx)
 	}
@@ -436,9 +443,9 @@ func (a *Actor) stopSweeper() {
 // grain once it has had no session and no job for Idle. Poison, not Stop:
 // what is already in the mailbox is handled first.
 func (a *Actor) sweep(ctx actor.Context) {
-	forget := time.Now().Add(-directory.ReattachForget * a.deps.Reattach)
-	for k, at := range a.seen {
-		if at.Before(forget) {
+	forget := time.Now().Add(-directory.ReattachForget * a.deps.Reattach).UnixNano()
+	for k, s := range a.sessions {
+		if s.seen < forget {
 			a.remove(ctx, k)
 		}
 	}
@@ -505,8 +512,8 @@ func (a *Actor) start(ctx actor.Context) {
 // to every one).
 func (a *Actor) deliver(ctx actor.Context, push *messages.Push, except *actor.PID) {
 	for _, s := range a.sessions {
-		if !s.Equal(except) {
-			ctx.Send(s, push)
+		if !s.pid.Equal(except) {
+			ctx.Send(s.pid, push)
 		}
 	}
 }

@@ -349,3 +349,42 @@ func TestGrainPresenceSoftState(t *testing.T) {
 	require.Equal(t, presence(1, "offline"), f2.next(t))
 	f2.none(t)
 }
+
+// TestGrainForgetsSessionsNotAttachedAgain: a grain keeps a session only
+// while its node attaches it again within directory.ReattachForget
+// re-attach intervals (a session of a node that died is never detached):
+// one attached once is forgotten, one attached again goes on getting the
+// user's events.
+func TestGrainForgetsSessionsNotAttachedAgain(t *testing.T) {
+	u := newUsers(t)
+	u.deps.Reattach, u.deps.Idle = 20*time.Millisecond, time.Minute
+	g := u.root.Spawn(actor.PropsFromProducer(func() actor.Actor { return user.NewGrain(u.deps) }))
+	t.Cleanup(func() { u.root.Stop(g) })
+	u.root.Send(g, &pcluster.ClusterInit{Identity: pcluster.NewClusterIdentity(directory.UserIdentity(1), directory.UserKind)})
+	gone, kept := u.probe(), u.probe()
+	u.root.Send(g, &messages.SessionAttached{Session: gone.pid, Reattach: true})
+	u.root.Send(g, &messages.SessionAttached{Session: kept.pid, Reattach: true})
+	u.root.Send(g, event("before"))
+	require.Equal(t, "before", gone.next(t))
+	require.Equal(t, "before", kept.next(t))
+
+	// 10 intervals, kept re-attached every half interval.
+	for range 20 {
+		time.Sleep(10 * time.Millisecond)
+		u.root.Send(g, &messages.SessionAttached{Session: kept.pid, Reattach: true})
+	}
+	u.root.Send(g, event("after"))
+	require.Equal(t, "after", kept.next(t))
+	gone.none(t)
+}
+
+// probe is a session actor that only records what it is pushed.
+func (u *users) probe() *session {
+	s := &session{frames: make(chan []byte, 16)}
+	s.pid = u.root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
+		if m, ok := c.Message().(*messages.Push); ok {
+			s.frames <- m.Frame
+		}
+	}))
+	return s
+}
