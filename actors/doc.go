@@ -168,7 +168,9 @@
 //     which the guild actor waits for before it answers: a kicked or
 //     departed member's next send is refused and no event reaches it, a
 //     deleted guild or channel refuses everything; never a query per
-//     message (TestV2GuildRowsAndErrors in server).
+//     message (TestV2GuildRowsAndErrors in server; across three nodes,
+//     guild, channel and user grains wherever the cluster puts them,
+//     TestClusterGuild).
 //   - A channel's event is encoded once and reaches each member's
 //     sessions once, in the channel's order: the author's user actor with
 //     the echo, the others by directory.PushToUsers, online ones only;
