@@ -741,7 +741,7 @@ const chatsQuery = `WITH bound AS (
 	) AS l ON true
 	ORDER BY p.activity_at DESC, p.id DESC`
 
-// kindDMText and kindChannelText are kindDM and kindChannel in SQL text.
+// kindDMText and kindChannelText are kindDM and persistence.KindChannel in SQL text.
 const (
 	kindDMText      = "1"
 	kindChannelText = "2"

@@ -10,9 +10,6 @@ import (
 	"github.com/rewind-chat/rewind/persistence"
 )
 
-// kindChannel is rooms.kind of a guild's channel.
-const kindChannel = persistence.KindChannel
-
 // The guild statements. Every change of a guild's members, invites' uses
 // and channels happens under the guild row's lock (lockGuild), and every
 // addition to a user's guilds under the user row's lock (lockUser), taken

@@ -434,7 +434,7 @@ const chatsQuery = `SELECT p.id, p.kind, coalesce(p.guild_id, 0), coalesce(p.mem
 		SELECT id FROM messages WHERE room_id = p.id AND deleted_at IS NULL ORDER BY seq DESC LIMIT 1)
 	ORDER BY p.activity_at DESC, p.id DESC`
 
-// kindChannelText is kindChannel in SQL text, as kindDMText.
+// kindChannelText is persistence.KindChannel in SQL text, as kindDMText.
 const kindChannelText = "2"
 
 // Chats reads the cursor and the page in one read transaction.

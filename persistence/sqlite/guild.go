@@ -9,9 +9,6 @@ import (
 	"github.com/rewind-chat/rewind/persistence"
 )
 
-// kindChannel is rooms.kind of a guild's channel.
-const kindChannel = persistence.KindChannel
-
 // The guild statements. The single write transaction at a time orders
 // every change of guilds, members, invites and channels: a limit that a
 // transaction checks cannot be passed by another before it commits.
