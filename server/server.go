@@ -46,6 +46,7 @@ import (
 	"github.com/rewind-chat/rewind/net/httpapi"
 	"github.com/rewind-chat/rewind/persistence"
 	"github.com/rewind-chat/rewind/persistence/storeurl"
+	"github.com/rewind-chat/rewind/web"
 )
 
 // Config of a node. DatabaseURL is required. Every other setting follows
@@ -374,6 +375,13 @@ func (s *Server) start(ctx context.Context, ids *snowflake.Node) error {
 	mux := http.NewServeMux()
 	mux.Handle("/ws", s.ws)
 	mux.Handle("/", api)
+	// The browser client: its page at exactly "/", its assets under
+	// /assets/ and an icon; every other path stays the API's (404 in its
+	// envelope).
+	site := web.New()
+	mux.Handle("GET /{$}", site)
+	mux.Handle("GET "+web.AssetsPrefix, site)
+	mux.Handle("GET /favicon.ico", site)
 	if s.node != nil {
 		mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 			if r.Context().Err() != nil {

@@ -231,11 +231,19 @@ var verifyPage = template.Must(template.New("verify").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
 <title>REWIND</title></head>
 <body style="font-family:sans-serif;max-width:32em;margin:4em auto;text-align:center">
-<h1>REWIND</h1><p>{{.}}</p></body></html>
+<h1>REWIND</h1><p>{{.Message}}</p>
+{{if .Created}}<p>You can log in now.</p>
+<p><a href="/" id="login-link">Log in to REWIND</a></p>{{else}}<p><a href="/">Open REWIND</a></p>{{end}}
+</body></html>
 `))
 
+// writeVerifyPage answers a browser that followed the mailed link, with a
+// link to the web client served at "/".
 func writeVerifyPage(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
-	_ = verifyPage.Execute(w, msg)
+	_ = verifyPage.Execute(w, struct {
+		Message string
+		Created bool
+	}{msg, status == http.StatusCreated})
 }

@@ -1,0 +1,530 @@
+package webtest_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rewind-chat/rewind/actors/mailer"
+	"github.com/rewind-chat/rewind/net/client"
+	"github.com/rewind-chat/rewind/net/smtpd"
+	"github.com/rewind-chat/rewind/server"
+	"github.com/rewind-chat/rewind/setting"
+)
+
+// ---- Chromium: found, skipped or required ----
+
+func chromiumPath() string {
+	if p := os.Getenv("REWIND_CHROMIUM"); p != "" {
+		return p
+	}
+	return "/usr/bin/chromium"
+}
+
+func required() bool {
+	return os.Getenv("CI") == "true" || os.Getenv("REWIND_REQUIRE_BROWSER") == "1"
+}
+
+var chromiumVersion = sync.OnceValues(func() (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, chromiumPath(), "--version").Output()
+	return strings.TrimSpace(string(out)), err
+})
+
+// TestBrowserAvailable prints one line for the Makefile: whether the
+// browser tests ran, were skipped, or could not run though required.
+func TestBrowserAvailable(t *testing.T) {
+	v, err := chromiumVersion()
+	switch {
+	case err == nil:
+		fmt.Printf("Chromium: ran the browser tests with %s (%s)\n", chromiumPath(), v)
+	case required():
+		fmt.Printf("Chromium: REQUIRED (CI=true or REWIND_REQUIRE_BROWSER=1) but %s cannot run: %v\n", chromiumPath(), err)
+		t.FailNow()
+	default:
+		fmt.Printf("Chromium: SKIPPED the browser tests (%s cannot run: %v; apt-get install chromium)\n", chromiumPath(), err)
+	}
+}
+
+func needChromium(t *testing.T) {
+	t.Helper()
+	if _, err := chromiumVersion(); err != nil {
+		reason := fmt.Sprintf("Chromium %s cannot run (%v): the web client's browser tests need Debian's chromium (apt-get install chromium)", chromiumPath(), err)
+		if required() {
+			t.Fatalf("%s; CI=true or REWIND_REQUIRE_BROWSER=1 requires them", reason)
+		}
+		t.Skipf("%s; SKIPPED (CI=true or REWIND_REQUIRE_BROWSER=1 fails instead)", reason)
+	}
+}
+
+// ---- the server ----
+
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+type harness struct {
+	t    *testing.T
+	srv  *server.Server
+	smtp *smtpd.Server
+	log  *logBuffer
+	base string // http://localhost:port, the origin the mailed links name
+}
+
+func startServer(t *testing.T) *harness {
+	t.Helper()
+	mail, err := smtpd.Start("127.0.0.1:0", 16)
+	require.NoError(t, err)
+	t.Cleanup(func() { mail.Close() })
+	h := &harness{t: t, smtp: mail, log: &logBuffer{}}
+	logger := zerolog.New(h.log).With().Timestamp().Logger()
+	srv, err := server.Start(context.Background(), server.Config{
+		Addr:              "127.0.0.1:0",
+		DatabaseURL:       "sqlite:" + filepath.Join(t.TempDir(), "rewind.db"),
+		AuthRatePerMinute: setting.Off,
+		Logger:            &logger,
+		Mail: mailer.Config{
+			Host: mail.Host(), Port: mail.Port(), TLS: mailer.TLSNone,
+			From: "rewind@example.test", BaseBackoff: 10 * time.Millisecond,
+		},
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		if t.Failed() {
+			t.Logf("server log:\n%s", tail(h.log.String(), 60))
+		}
+	})
+	h.srv = srv
+	_, port, err := net.SplitHostPort(srv.Addr())
+	require.NoError(t, err)
+	h.base = "http://localhost:" + port
+	return h
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+var linkPattern = regexp.MustCompile(`https?://[^\s"<>]+/api/v1/auth/email_verify/[A-Za-z0-9_-]+`)
+
+// mailedLink waits for the verification mail to email and returns its link.
+func (h *harness) mailedLink(email string) string {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	m, err := h.smtp.Next(ctx)
+	require.NoError(h.t, err, "no verification mail arrived")
+	require.Equal(h.t, []string{email}, m.To)
+	body := strings.ReplaceAll(strings.ReplaceAll(string(m.Data), "=\r\n", ""), "=3D", "=")
+	link := linkPattern.FindString(body)
+	require.NotEmpty(h.t, link, "no link in the mail:\n%s", m.Data)
+	return link
+}
+
+// ---- a browser tab, one person ----
+
+type tab struct {
+	t       *testing.T
+	name    string
+	ctx     context.Context
+	dialogs atomic.Int32
+	mu      sync.Mutex
+	console []string // exceptions, console errors, CSP reports
+}
+
+func newTab(t *testing.T, browser context.Context, name string) *tab {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
+	t.Cleanup(cancel)
+	tb := &tab{t: t, name: name, ctx: ctx}
+	require.NoError(t, chromedp.Do(ctx)) // opens the tab
+	require.NoError(t, chromedp.Listen(ctx, func(ev any) {
+		switch e := ev.(type) {
+		case *page.EventJavascriptDialogOpening:
+			tb.dialogs.Add(1)
+			tb.note("dialog: " + e.Message)
+			go func() {
+				_, _ = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: false})
+			}()
+		case *runtime.EventExceptionThrown:
+			d := e.ExceptionDetails
+			text := d.Text
+			if d.Exception != nil {
+				text += " " + d.Exception.Description
+			}
+			tb.note(fmt.Sprintf("exception: %s (%s:%d)", text, d.URL, d.LineNumber))
+		case *cdplog.EventEntryAdded:
+			if e.Entry.Level == cdplog.EntryLevelError || strings.Contains(e.Entry.Text, "Content Security Policy") {
+				tb.note(fmt.Sprintf("log %s: %s %s", e.Entry.Source, e.Entry.Text, e.Entry.URL))
+			}
+		}
+	}))
+	_, err := chromedp.Call(ctx, cdplog.Enable, cdp.Empty{})
+	require.NoError(t, err)
+	_, err = chromedp.Call(ctx, runtime.Enable, cdp.Empty{})
+	require.NoError(t, err)
+	return tb
+}
+
+func (tb *tab) note(s string) {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	tb.console = append(tb.console, s)
+}
+
+func (tb *tab) notes() []string {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	return append([]string(nil), tb.console...)
+}
+
+// do runs actions with a time limit; on failure it says what the page showed.
+func (tb *tab) do(what string, actions ...chromedp.Action[chromedp.Void]) {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, 15*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		tb.t.Fatalf("%s: %s: %v\n%s", tb.name, what, err, tb.state())
+	}
+}
+
+// state is what the page shows, for failure messages.
+func (tb *tab) state() string {
+	ctx, cancel := context.WithTimeout(tb.ctx, 3*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify({
+		url: location.href,
+		status: (document.getElementById('conn-status') || {}).textContent,
+		errors: (document.getElementById('errors') || {}).textContent,
+		forms: [...document.querySelectorAll('.form-msg')].map(e => e.textContent),
+		messages: [...document.querySelectorAll('#messages .content')].map(e => e.textContent)})`))
+	if err != nil {
+		s = "(page state unavailable: " + err.Error() + ")"
+	}
+	return fmt.Sprintf("page of %s: %s\nconsole: %q", tb.name, s, tb.notes())
+}
+
+// wait polls a JavaScript expression until it is truthy.
+func (tb *tab) wait(what, expr string) {
+	tb.t.Helper()
+	tb.do("waiting for "+what, chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		for {
+			// An exception (an element of the next page not there yet) is false.
+			guarded := `(() => { try { return (` + expr + `); } catch { return false; } })()`
+			_, err := chromedp.Poll[chromedp.Void](guarded, chromedp.WithPollingInterval(25*time.Millisecond), chromedp.WithPollingTimeout(12*time.Second))(ctx, t)
+			// A navigation under way (a click on a link) ends the page's
+			// context: poll again in the next page.
+			if err != nil && ctx.Err() == nil && navigating(err) {
+				time.Sleep(25 * time.Millisecond)
+				continue
+			}
+			return err
+		}
+	}))
+}
+
+// navigating tells the errors of a page going away under a command.
+func navigating(err error) bool {
+	for _, s := range []string{"context with specified id", "context was destroyed", "navigated or closed"} {
+		if strings.Contains(err.Error(), s) {
+			return true
+		}
+	}
+	return false
+}
+
+func (tb *tab) eval(expr string) string {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, 10*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr))
+	require.NoError(tb.t, err, expr)
+	return s
+}
+
+func (tb *tab) fill(sel, value string) chromedp.Action[chromedp.Void] {
+	return chromedp.SetValue(chromedp.CSS(sel), value)
+}
+
+func click(sel string) chromedp.Action[chromedp.Void] { return chromedp.Click(chromedp.CSS(sel)) }
+
+func js(s string) string { b, _ := json.Marshal(s); return string(b) }
+
+// countText is an expression: how many message contents read text.
+func countText(text string) string {
+	return `[...document.querySelectorAll('#messages .msg .content')].filter(e => e.textContent === ` + js(text) + `).length`
+}
+
+func (tb *tab) send(text string) {
+	tb.t.Helper()
+	tb.do("send "+text, chromedp.SendKeys(chromedp.CSS("#message-input"), text), click("#composer button[type=submit]"))
+	tb.wait("own message "+text, countText(text)+` === 1 && !document.getElementById('message-input').value`)
+}
+
+func (tb *tab) screenshot(dir, name string, width, height int64) {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, 15*time.Second)
+	defer cancel()
+	var opts []chromedp.EmulateViewportOption
+	if width < 600 {
+		opts = append(opts, chromedp.EmulateMobile, chromedp.EmulateTouch)
+	}
+	require.NoError(tb.t, chromedp.Do(ctx, chromedp.EmulateViewport(width, height, opts...), chromedp.Sleep(150*time.Millisecond)))
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	require.NoError(tb.t, err)
+	require.True(tb.t, bytes.HasPrefix(png, []byte("\x89PNG")), "a PNG")
+	require.NoError(tb.t, os.WriteFile(filepath.Join(dir, name), png, 0o644))
+	require.NoError(tb.t, chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)))
+}
+
+// ---- the test ----
+
+// TestWebClient walks two people through the client: register, verify by
+// the mailed link, log in, become friends, chat (live, edit, delete,
+// typing, read receipts, unread badge), an offline spell with catch-up, a
+// guild joined by invite link, history paging, HTML shown as text, logout.
+func TestWebClient(t *testing.T) {
+	needChromium(t)
+	start := time.Now()
+	h := startServer(t)
+	shots := os.Getenv("REWIND_SCREENSHOTS")
+	if shots == "" {
+		shots = t.TempDir()
+	}
+	require.NoError(t, os.MkdirAll(shots, 0o755))
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath()), chromedp.NoSandbox,
+		chromedp.Flag("disable-gpu", true), chromedp.WindowSize(1280, 800))
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	browser, cancelBrowser := chromedp.NewContext(alloc)
+	t.Cleanup(cancelBrowser)
+	require.NoError(t, chromedp.Do(browser))
+
+	alice, bob := newTab(t, browser, "alice"), newTab(t, browser, "bob")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(alice.state())
+			t.Log(bob.state())
+		}
+	})
+
+	// The page, its headers, and no console errors on load.
+	res, err := http.Get(h.base + "/")
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.Contains(t, res.Header.Get("Content-Security-Policy"), "default-src 'none'")
+
+	// Register, verify through the mailed link, log in.
+	for _, p := range []struct {
+		tb    *tab
+		email string
+	}{{alice, "alice@example.test"}, {bob, "bob@example.test"}} {
+		tb := p.tb
+		tb.do("open", chromedp.Navigate(h.base+"/"))
+		tb.wait("the login form", `!document.getElementById('auth-view').hidden`)
+		tb.do("register",
+			tb.fill("#register-name", tb.name), tb.fill("#register-email", p.email), tb.fill("#register-password", "password-"+tb.name),
+			click("#register-form button[type=submit]"))
+		tb.wait("registered", `document.querySelector('#register-form .form-msg').textContent.includes('open the verification link')`)
+		link := h.mailedLink(p.email)
+		u, err := url.Parse(link)
+		require.NoError(t, err)
+		require.Equal(t, h.base, u.Scheme+"://"+u.Host)
+		tb.do("follow the mailed link", chromedp.Navigate(link))
+		tb.wait("verified", `document.body.textContent.includes('You can log in now.')`)
+		tb.do("back to the client", click("#login-link"))
+		tb.wait("the login form", `!document.getElementById('auth-view').hidden`)
+		tb.do("log in", tb.fill("#login-email", p.email), tb.fill("#login-password", "password-"+tb.name), click("#login-form button[type=submit]"))
+		tb.wait("online", `document.getElementById('conn-status').textContent === 'Online' && document.getElementById('me').lastChild.textContent === `+js(tb.name))
+	}
+
+	// Friends: a request, seen live, accepted; presence dots.
+	alice.do("ask bob", alice.fill("#friend-name", "bob"), click("#add-friend button[type=submit]"))
+	alice.wait("the request out", `document.querySelector('#outgoing li[data-name="bob"]')`)
+	bob.wait("the request in", `document.querySelector('#incoming li[data-name="alice"] button.accept')`)
+	bob.do("accept", click(`#incoming li[data-name="alice"] button.accept`))
+	bob.wait("alice a friend", `document.querySelector('#friends li[data-name="alice"] .dot.online') && !document.querySelector('#incoming li')`)
+	alice.wait("bob a friend", `document.querySelector('#friends li[data-name="bob"] .dot.online') && !document.querySelector('#outgoing li')`)
+
+	// A DM: the message live on the other side, unread badge, read receipt.
+	alice.do("open the DM", click(`#friends li[data-name="bob"] button`))
+	alice.wait("the DM open", `document.getElementById('chat-title').textContent === 'bob' && !document.getElementById('composer').hidden`)
+	alice.send("hello bob")
+	bob.wait("unread badge", `(document.querySelector('#friends li[data-name="alice"] .badge') || {}).textContent === '1'`)
+	alice.wait("not seen yet", `document.querySelector('#messages li.mine .receipt').textContent === 'Sent'`)
+	bob.do("open the DM", click(`#friends li[data-name="alice"] button`))
+	bob.wait("the message", countText("hello bob")+` === 1 && !document.querySelector('#friends .badge')`)
+	alice.wait("read receipt", `document.querySelector('#messages li.mine .receipt').textContent === 'Seen'`)
+
+	// Typing, then a reply seen live (which ends the typing line).
+	bob.do("type", chromedp.SendKeys(chromedp.CSS("#message-input"), "hi al"))
+	alice.wait("typing", `document.getElementById('typing').textContent === 'bob is typing…'`)
+	bob.do("finish typing", chromedp.SendKeys(chromedp.CSS("#message-input"), "ice"), click("#composer button[type=submit]"))
+	alice.wait("the reply, typing over", countText("hi alice")+` === 1 && document.getElementById('typing').textContent === ''`)
+
+	// Edit and delete, seen live.
+	alice.do("edit", click(`#messages li.mine .edit`))
+	alice.do("edited text", alice.fill("#messages .edit-input", "hello bob, edited"), click("#messages .edit-form button[type=submit]"))
+	bob.wait("the edit", countText("hello bob, edited")+` === 1 && `+countText("hello bob")+` === 0 && document.querySelector('#messages .edited')`)
+	alice.send("to be deleted")
+	bob.wait("the doomed message", countText("to be deleted")+` === 1`)
+	alice.do("delete", chromedp.Click(chromedp.Search(`//li[contains(@class,"mine")][.//p[text()="to be deleted"]]//button[contains(@class,"delete")]`)))
+	bob.wait("the delete", countText("to be deleted")+` === 0`)
+	alice.wait("the delete", countText("to be deleted")+` === 0`)
+
+	// Markup is text.
+	const markup = `<img src=x onerror=alert(1)>`
+	bob.send(markup)
+	alice.wait("the markup as text", countText(markup)+` === 1`)
+	for _, tb := range []*tab{alice, bob} {
+		require.Equal(t, "none", tb.eval(`document.querySelector('#messages img') ? 'an img' : 'none'`), tb.name)
+	}
+	alice.screenshot(shots, "dm-desktop.png", 1280, 800)
+	alice.screenshot(shots, "dm-phone.png", 390, 844)
+
+	// Offline: bob's socket is cut; alice sends and edits meanwhile; after
+	// the reconnect bob has the message once and the edit.
+	bob.eval(`window.__rewindTest.offline(true), 'ok'`)
+	bob.wait("offline", `document.getElementById('conn-status').textContent === 'Offline'`)
+	alice.send("while you were away")
+	alice.do("edit again", chromedp.Click(chromedp.Search(`//li[contains(@class,"mine")][.//p[text()="hello bob, edited"]]//button[contains(@class,"edit")]`)))
+	alice.do("edited again", alice.fill("#messages .edit-input", "hello bob, edited twice"), click("#messages .edit-form button[type=submit]"))
+	alice.wait("own edit", countText("hello bob, edited twice")+` === 1`)
+	time.Sleep(200 * time.Millisecond)
+	require.Equal(t, "0", bob.eval(`String(`+countText("while you were away")+`)`), "offline: nothing arrives")
+	bob.eval(`window.__rewindTest.offline(false), 'ok'`)
+	bob.wait("caught up", countText("while you were away")+` === 1 && `+countText("hello bob, edited twice")+` === 1 && document.getElementById('conn-status').textContent === 'Online'`)
+	time.Sleep(300 * time.Millisecond)
+	require.Equal(t, "1", bob.eval(`String(`+countText("while you were away")+`)`), "once")
+	alice.send("and after")
+	bob.wait("live again", countText("and after")+` === 1`)
+
+	// A guild: created, invite link, joined from bob's tab by the link, a
+	// channel message each way, members on both sides.
+	alice.do("create a guild", alice.fill("#guild-name", "Rewinders"), click("#create-guild button[type=submit]"))
+	alice.wait("the guild open", `document.getElementById('guild-title').textContent === 'Rewinders' && document.getElementById('chat-title').textContent === '# general'`)
+	alice.do("invite", click("#invite-button"))
+	alice.wait("the invite link", `document.getElementById('invite-link').value.includes('/#join=')`)
+	invite := alice.eval(`document.getElementById('invite-link').value`)
+	require.True(t, strings.HasPrefix(invite, h.base+"/#join="), invite)
+	bob.do("open the invite link", chromedp.Navigate("about:blank"), chromedp.Navigate(invite))
+	bob.wait("joined", `document.getElementById('guild-title').textContent === 'Rewinders' && document.getElementById('chat-title').textContent === '# general' && location.hash === ''`)
+	bob.wait("members", `[...document.querySelectorAll('#members li')].map(e => e.dataset.name).sort().join() === 'alice,bob'`)
+	alice.wait("bob joined", `[...document.querySelectorAll('#members li')].map(e => e.dataset.name).sort().join() === 'alice,bob'`)
+	bob.send("hello guild")
+	alice.wait("the channel message", countText("hello guild")+` === 1`)
+	alice.send("welcome, bob")
+	bob.wait("the answer", countText("welcome, bob")+` === 1`)
+	bob.screenshot(shots, "guild-desktop.png", 1280, 800)
+	bob.screenshot(shots, "guild-phone.png", 390, 844)
+
+	// History paging: 50 more messages (sent over a plain WebSocket as
+	// alice), then a fresh page load shows the newest 50 and the rest on
+	// scrolling up, each once.
+	token := alice.eval(`sessionStorage.getItem('rewind.token')`)
+	bulk(t, h, token, 50)
+	bob.do("open the DM", click(`#friends li[data-name="alice"] button`))
+	bob.wait("the bulk", countText("bulk 49")+` === 1`)
+	bob.do("reload", chromedp.Navigate(h.base+"/"))
+	bob.wait("online", `document.getElementById('conn-status').textContent === 'Online'`)
+	bob.do("open the DM", click(`#friends li[data-name="alice"] button`))
+	bob.wait("a page", `document.querySelectorAll('#messages .msg').length === 50 && `+countText("bulk 49")+` === 1`)
+	bob.eval(`document.getElementById('messages-scroll').scrollTop = 0, 'ok'`)
+	bob.wait("every message", countText("hello bob, edited twice")+` === 1 && `+countText("bulk 00")+` === 1 && document.getElementById('older-button').hidden`)
+	all := bob.eval(`JSON.stringify([...document.querySelectorAll('#messages .msg .content')].map(e => e.textContent))`)
+	var texts []string
+	require.NoError(t, json.Unmarshal([]byte(all), &texts))
+	require.Len(t, texts, 5+50, "hello, hi alice, markup, away, and after, the bulk: %q", texts) // to be deleted is gone
+	seen := map[string]bool{}
+	for _, s := range texts {
+		require.False(t, seen[s], "twice: %q", s)
+		seen[s] = true
+	}
+
+	// Logout.
+	alice.do("log out", click("#logout-button"))
+	alice.wait("logged out", `!document.getElementById('auth-view').hidden && sessionStorage.length === 0`)
+
+	for _, tb := range []*tab{alice, bob} {
+		require.Zero(t, tb.dialogs.Load(), "%s: no dialog opened", tb.name)
+		require.Empty(t, tb.notes(), "%s: no exceptions, console errors or CSP reports", tb.name)
+	}
+	t.Logf("the browser walk took %s", time.Since(start).Round(time.Millisecond))
+}
+
+// bulk sends n messages from the token's user to its only friend, over a
+// WebSocket of its own, each waited for.
+func bulk(t *testing.T, h *harness, token string, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, "ws://"+h.srv.Addr()+"/ws?v=2")
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Call(ctx, "heartbeat", map[string]int{"count": 0})
+	require.NoError(t, err)
+	f, err := c.Call(ctx, "auth", map[string]string{"auth": token})
+	require.NoError(t, err)
+	var auth struct {
+		Self    struct{ ID string }   `json:"self_user"`
+		Friends []struct{ ID string } `json:"mutual_users"`
+	}
+	require.NoError(t, json.Unmarshal(f.Payload, &auth), string(f.Payload))
+	require.Len(t, auth.Friends, 1)
+	me, err := strconv.ParseInt(auth.Self.ID, 10, 64)
+	require.NoError(t, err)
+	friend, err := strconv.ParseInt(auth.Friends[0].ID, 10, 64)
+	require.NoError(t, err)
+	chatID := strconv.FormatInt(me^friend, 10)
+	for i := range n {
+		f, err := c.Call(ctx, "chat", map[string]string{"type": "send", "chat_id": chatID, "content": fmt.Sprintf("bulk %02d", i)})
+		require.NoError(t, err)
+		require.Equal(t, "chat", f.Type, string(f.Payload))
+	}
+}
