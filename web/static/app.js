@@ -699,6 +699,7 @@ function renderChatHeader() {
   if (v.kind === 'dm') {
     const u = S.friends.get(v.peerId) || S.users.get(v.peerId);
     $('chat-title').textContent = u ? u.name : 'Direct message';
+    $('composer').hidden = !S.friends.has(v.peerId); // a DM stays readable after unfriending
     if (S.friends.has(v.peerId)) {
       const s = S.friends.get(v.peerId).status === 'online' ? 'online' : 'offline';
       $('chat-presence').append(dot(s), el('span', { class: 'sr-only' }, s));
