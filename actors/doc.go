@@ -261,10 +261,7 @@
 //     the dead member's etcd lease (3 s) plus a lookup (measured
 //     2.4–3.4 s, clustertest's TestKilledNodeDuringTraffic, nodes at the
 //     default);
-//     in what no event tells, within one re-attach interval. A grain just
-//     activated holds the events that reach it before any session for
-//     user.HoldNew (5 s) and gives them to the sessions re-attached
-//     (TestNewGrainHoldsEventsForReattachedSessions in user); past that,
+//     in what no event tells, within one re-attach interval. Until then
 //     events to that user may be missed (protocol.md §2.8: found again by
 //     the catch-up), but an echo still reaches its sender, as it travels
 //     with the session's PID. A user grain with no session stops after

@@ -38,17 +38,6 @@
 // extra online event, at worst. A grain that stops while its node leaves
 // the cluster with an offline announcement pending hands it to its next
 // activation (messages.OfflinePending).
-//
-// # A grain just activated holds events
-//
-// A grain that moved (its node died or left) starts blank, and the first
-// events can reach it before its nodes attach their sessions again: the
-// member list changes for everyone at about the same time, and a room's
-// event and a node's re-attach race. For its first HoldNew (5 s) a grain
-// without sessions keeps what reaches it (up to MaxHeld) and sends it, in
-// order, to each session that a node attaches again (SessionAttached.
-// reattach); a session attached for the first time gets none of it
-// (TestNewGrainHoldsEventsForReattachedSessions).
 package user
 
 import (
@@ -138,10 +127,6 @@ type Actor struct {
 	loggedOutAt int64
 	active      time.Time
 	sweeper     *time.Timer
-	// held are the events that reached the grain while it had no session
-	// in its first HoldNew; holdUntil ends that time (the package's doc).
-	held      []heldPush
-	holdUntil time.Time
 
 	// Presence (the package's doc): the status friends were last told
 	// ("" for none yet: a blank actor), the one to tell them, whether a
@@ -159,22 +144,6 @@ type Actor struct {
 // sweep makes a grain forget the sessions not attached again and stop
 // when it has been idle.
 type sweep struct{}
-
-// heldPush is an event a new grain keeps for the sessions its nodes
-// attach again (except: the session it is not for).
-type heldPush struct {
-	push   *messages.Push
-	except *actor.PID
-}
-
-// HoldNew is how long a grain just activated keeps the events that reach
-// it before any session does, and MaxHeld how many: enough for the
-// re-attaches of a moved grain's sessions, which follow a membership
-// change by a lookup (actors/doc.go "In a cluster").
-const (
-	HoldNew = 5 * time.Second
-	MaxHeld = 256
-)
 
 // offlineCheck ends the offline delay of generation gen.
 type offlineCheck struct{ gen uint64 }
@@ -239,7 +208,6 @@ func (a *Actor) Receive(ctx actor.Context) {
 		if a.grain {
 			self, root := ctx.Self(), ctx.ActorSystem().Root
 			a.sweeper = time.AfterFunc(a.deps.Reattach, func() { root.Send(self, &sweep{}) })
-			a.holdUntil = time.Now().Add(HoldNew)
 		}
 	case *pcluster.ClusterInit:
 		directory.TagGrain(ctx, directory.UserKind, m.Identity.GetIdentity())
@@ -305,10 +273,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 		a.retired = true
 		a.stopIfDone(ctx)
 	case *messages.Deliver:
-		push := &messages.Push{Frame: m.Frame, FrameV1: m.FrameV1, Kind: m.Kind}
-		if !a.hold(push, m.Except) {
-			a.deliver(ctx, push, m.Except)
-		}
+		a.deliver(ctx, &messages.Push{Frame: m.Frame, FrameV1: m.FrameV1, Kind: m.Kind}, m.Except)
 		if m.Echo != nil {
 			ctx.Send(m.Except, m.Echo)
 		}
@@ -348,9 +313,6 @@ func (a *Actor) Receive(ctx actor.Context) {
 func (a *Actor) attach(ctx actor.Context, k sessionKey, m *messages.SessionAttached) {
 	_, known := a.sessions[k]
 	a.sessions[k] = session{pid: m.Session, seen: time.Now().UnixNano()}
-	if !known && m.Reattach {
-		a.sendHeld(ctx, m.Session)
-	}
 	if known || len(a.sessions) > 1 {
 		return
 	}
@@ -544,37 +506,6 @@ func (a *Actor) start(ctx actor.Context) {
 		defer cancel()
 		root.Send(self, &jobDone{apply: run(c)})
 	}()
-}
-
-// hold keeps push for the sessions to come when the grain is new and
-// has none yet, and reports whether it did.
-func (a *Actor) hold(push *messages.Push, except *actor.PID) bool {
-	switch {
-	case !a.grain || len(a.sessions) > 0 || a.holdUntil.IsZero():
-		return false
-	case time.Now().After(a.holdUntil):
-		a.held, a.holdUntil = nil, time.Time{}
-		return false
-	case len(a.held) < MaxHeld:
-		a.held = append(a.held, heldPush{push, except})
-	}
-	return true
-}
-
-// sendHeld sends session the events the new grain held, in order: the
-// session was the user's before the grain moved or restarted, and its
-// node attaches it again (not a new session: what came before it started
-// is history, protocol.md §2.8).
-func (a *Actor) sendHeld(ctx actor.Context, session *actor.PID) {
-	if time.Now().After(a.holdUntil) {
-		a.held, a.holdUntil = nil, time.Time{}
-		return
-	}
-	for _, h := range a.held {
-		if !session.Equal(h.except) {
-			ctx.Send(session, h.push)
-		}
-	}
 }
 
 // deliver sends push, the same one, to every session but except (nil:

@@ -388,34 +388,3 @@ func (u *users) probe() *session {
 	}))
 	return s
 }
-
-// TestNewGrainHoldsEventsForReattachedSessions: a grain just activated
-// (it moved, or its node died) keeps what reaches it before any session
-// does, and gives it to the sessions its nodes attach again, in order; a
-// new session gets none of it (what came before it is history), and
-// everything after goes to all.
-func TestNewGrainHoldsEventsForReattachedSessions(t *testing.T) {
-	u := newUsers(t)
-	u.deps.Reattach, u.deps.Idle = time.Minute, time.Minute
-	g := u.root.Spawn(actor.PropsFromProducer(func() actor.Actor { return user.NewGrain(u.deps) }))
-	t.Cleanup(func() { u.root.Stop(g) })
-	u.root.Send(g, &pcluster.ClusterInit{Identity: pcluster.NewClusterIdentity(directory.UserIdentity(1), directory.UserKind)})
-	u.root.Send(g, event("one"))
-	u.root.Send(g, event("two"))
-	again, other, fresh := u.probe(), u.probe(), u.probe()
-	u.root.Send(g, &messages.SessionAttached{Session: again.pid, Reattach: true})
-	u.root.Send(g, &messages.SessionAttached{Session: fresh.pid})
-	u.root.Send(g, &messages.SessionAttached{Session: other.pid, Reattach: true})
-	u.root.Send(g, event("three"))
-	for _, s := range []*session{again, other} {
-		require.Equal(t, "one", s.next(t))
-		require.Equal(t, "two", s.next(t))
-		require.Equal(t, "three", s.next(t))
-	}
-	require.Equal(t, "three", fresh.next(t))
-	fresh.none(t)
-
-	// A grain's own session attached again gets nothing twice.
-	u.root.Send(g, &messages.SessionAttached{Session: again.pid, Reattach: true})
-	again.none(t)
-}
