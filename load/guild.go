@@ -236,29 +236,13 @@ func (w *worker) guildSendLoop() {
 		w.guildSent = sent
 		w.guildSentMu.Unlock()
 	}()
-	fb := newFrameBuf(128 + w.spec.Size)
-	lag := w.hists[hSendLag]
-	start := time.Now()
-	per := float64(time.Second) / w.spec.Rate
-	var n int64
-	k := 0
-	for !w.stopped() {
-		due := int64(float64(time.Since(start))/per) + 1
-		for n < due && !w.stopped() {
-			sched := start.Add(time.Duration(float64(n) * per))
-			n++
-			s := members[k]
-			k = (k + 1) % len(members)
-			if !s.authed.Load() || !s.guildSend(fb) {
-				w.c.add(cSkipped, 1)
-				continue
-			}
-			sent[s.guild.guild]++
-			lag.record(time.Since(sched))
+	w.paced(members, func(s *session, fb *frameBuf) bool {
+		if !s.authed.Load() || !s.guildSend(fb) {
+			return false
 		}
-		next := start.Add(time.Duration(float64(n) * per))
-		w.sleep(max(time.Until(next), 200*time.Microsecond))
-	}
+		sent[s.guild.guild]++
+		return true
+	})
 }
 
 // guildSend writes one message of s into its guild's channel, stamped

@@ -395,6 +395,16 @@ func (w *worker) sendLoop() {
 	if len(dirs) == 0 || w.spec.Rate <= 0 {
 		return
 	}
+	w.paced(dirs, func(s *session, fb *frameBuf) bool {
+		catchesUp := w.spec.Ledger || s.resume != nil
+		return s.authed.Load() && (s.resume == nil || !s.resume.dropping.Load()) && (catchesUp || s.peer.authed.Load()) && s.send(fb, kindDM)
+	})
+}
+
+// paced calls send for the senders in turn at spec.Rate in all until the
+// worker stops, each call on its schedule (the lag behind it recorded),
+// and counts a send that did not go out as skipped.
+func (w *worker) paced(senders []*session, send func(*session, *frameBuf) bool) {
 	fb := newFrameBuf(128 + w.spec.Size)
 	lag := w.hists[hSendLag]
 	start := time.Now()
@@ -407,10 +417,9 @@ func (w *worker) sendLoop() {
 		for n < due && !w.stopped() {
 			sched := start.Add(time.Duration(float64(n) * per))
 			n++
-			s := dirs[k]
-			k = (k + 1) % len(dirs)
-			catchesUp := w.spec.Ledger || s.resume != nil
-			if !s.authed.Load() || s.resume != nil && s.resume.dropping.Load() || !catchesUp && !s.peer.authed.Load() || !s.send(fb, kindDM) {
+			s := senders[k]
+			k = (k + 1) % len(senders)
+			if !send(s, fb) {
 				w.c.add(cSkipped, 1)
 				continue
 			}
