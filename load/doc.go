@@ -49,7 +49,12 @@
 // past the oldest of them, at most 100 pages, 64 DMs at once per worker,
 // 30 s in all), and each such message counts as found in history at the
 // end, missing from history, or not checked (session down, check
-// unfinished or out of time; TestFinalCheck, TestAtEnd).
+// unfinished or out of time; TestFinalCheck, TestAtEnd). Those found are
+// broken down (lost_events.go, reconnect.lost_events) by receiver, moved
+// (it lost its connection and reconnected) or stationary, and by the
+// send time of their stamp: in 1 s buckets from the worker's first loss,
+// and for moved receivers by their own re-authentication and catch-up
+// (TestLostEventsBucket, TestLostEventsReceiver).
 //
 // The resume scenario (resume.go) speaks protocol v2 (/ws?v=2): the pairs
 // chat as in dm, and each author follows every --edit-every-th send (10)

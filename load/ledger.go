@@ -72,6 +72,14 @@ type ledger struct {
 	// final is the final check of this session's DM for the peer's
 	// acknowledged messages it never saw (nil: none was made).
 	final *finalCheck
+	// For the lost events' breakdown (lost_events.go), in w.now()
+	// nanoseconds: the latest unexpected close, the re-authentication
+	// after it, and the end of the catch-up after that (0: none finished
+	// yet); the floor (since) of the latest catch-up begun, and the
+	// reconnections after an unexpected close.
+	lostNanos, backNanos, caughtUpNanos int64
+	catchFloor                          int64
+	reconnects                          int
 }
 
 func newLedger() *ledger { return &ledger{seen: make(map[int64]byte)} }
@@ -173,8 +181,9 @@ func missing(acked []int64, seen map[int64]byte) int64 {
 // first, for the messages of the peer acknowledged and never seen by the
 // session (targets).
 type finalCheck struct {
-	targets      map[int64]bool // true: found
-	left         int            // targets not found yet
+	targets      map[int64]bool  // true: found
+	sent         map[int64]int64 // of those found, the send time of their stamp (w.now() nanoseconds)
+	left         int             // targets not found yet
 	oldestTarget int64
 	pages        int
 	oldest       int64 // the oldest id loaded so far: the next page's cursor
@@ -268,6 +277,7 @@ func (s *session) startCatchUp(lostAt time.Time) {
 		return // nothing to catch up on, or no DM yet (its peer never authenticated)
 	}
 	l.catch = &catchUp{since: l.since, lostAt: lostAt}
+	l.catchFloor = l.since
 	s.loadPage()
 }
 
@@ -358,6 +368,7 @@ func (s *session) historyEnd(p []byte) {
 	w.c.add(cCatchUps, 1)
 	w.hists[hReconnectCaughtUp].record(time.Since(c.lostAt))
 	l.catch, l.pending = nil, false
+	l.caughtUpNanos = w.now()
 }
 
 // historyError takes an error answering a history load.
@@ -412,6 +423,14 @@ func (s *session) finalItem(p []byte) {
 	if found, ok := f.targets[id]; ok && !found {
 		f.targets[id] = true
 		f.left--
+		if content, ok := stringAfter(p, len(chatLoadKind), contentPrefix); ok {
+			if _, _, _, nanos, ok := parseKindStamp(content); ok {
+				if f.sent == nil {
+					f.sent = make(map[int64]int64)
+				}
+				f.sent[id] = nanos
+			}
+		}
 	}
 }
 
@@ -509,6 +528,11 @@ func (w *worker) checkHistory(budget time.Duration) {
 // the final check left them; by node: the receiving session's last.
 func (w *worker) checkLedgers() {
 	var n int64
+	w.lostEvents = &LostEvents{BucketFromSeconds: lostFromSeconds}
+	t0 := w.firstLoss.Load()
+	if t0 == 0 {
+		w.lostEvents.WorkersWithoutLoss = 1
+	}
 	for i := 0; i < w.spec.Pairs && 2*i+1 < len(w.sessions); i++ {
 		a, b := w.sessions[2*i], w.sessions[2*i+1]
 		if a.ledger == nil || b.ledger == nil {
@@ -526,6 +550,7 @@ func (w *worker) checkLedgers() {
 			nc.add(nFoundAtEnd, found)
 			nc.add(nMissingAtEnd, absent)
 			nc.add(nUncheckedAtEnd, unchecked)
+			w.lostEvents.receiver(to.ledger, f, from.ledger.acked, t0)
 			if f != nil {
 				w.c.add(cFinalChecks, 1)
 				if !f.complete {

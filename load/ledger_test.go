@@ -324,6 +324,14 @@ func TestFinalCheck(t *testing.T) {
 	require.EqualValues(t, 1, w.nodes[1][nUncheckedAtEnd].Load())
 	require.EqualValues(t, 1, w.nodes[0][nUncheckedAtEnd].Load())
 	require.Zero(t, w.c.get(cCaughtUp), "found at the end is not caught up")
+	le := w.lostEvents
+	require.EqualValues(t, 52, le.Found)
+	require.EqualValues(t, 52, le.Stationary, "b never lost its connection")
+	require.EqualValues(t, 1, le.StationaryReceivers)
+	require.EqualValues(t, 1, le.WorkersWithoutLoss)
+	require.EqualValues(t, 52, le.FromFirstLoss.Stationary.Unknown, "no loss: no t0")
+	require.EqualValues(t, 1, b.ledger.final.sent[1050], "the stamp of the history's content (1.1)")
+	require.Same(t, le, w.result().LostEvents)
 
 	rc := reconnectResult(w.c.snapshot(), nil)
 	require.EqualValues(t, 55, *rc.Missing)

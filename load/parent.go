@@ -800,6 +800,7 @@ func (r *runner) finish() error {
 	res.Counts = map[string]int64{}
 	res.Errors, res.ErrorReasons, res.Closes, res.UnexpectedCloses = map[string]int64{}, map[string]int64{}, map[string]int64{}, map[string]int64{}
 	var problems []error
+	var lostEvents *LostEvents // the workers' added up, each from its own t0
 	res.Nodes = make([]NodeResult, len(r.cfg.nodes))
 	gateways := r.cfg.gatewayURLs()
 	for i, n := range r.cfg.nodes {
@@ -821,6 +822,12 @@ func (r *runner) finish() error {
 		addCounts(res.Closes, rep.Closes)
 		addCounts(res.UnexpectedCloses, rep.UnexpectedCloses)
 		mergeNodes(res.Nodes, rep.Nodes)
+		if rep.LostEvents != nil {
+			if lostEvents == nil {
+				lostEvents = &LostEvents{}
+			}
+			lostEvents.merge(rep.LostEvents)
+		}
 		if err := mergeHists(hists, rep.Hists); err != nil {
 			problems = append(problems, fmt.Errorf("worker %d histograms: %w", p.index, err))
 		}
@@ -866,6 +873,9 @@ func (r *runner) finish() error {
 		res.Messages = m
 		if r.cfg.ledger() {
 			res.Reconnect = reconnectResult(c, res.Latency)
+			if res.Reconnect.Missing != nil {
+				res.Reconnect.LostEvents = lostEvents
+			}
 		}
 		if r.cfg.Scenario == "resume" {
 			res.Resume = resumeResult(r.cfg, c, res.Latency)

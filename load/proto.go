@@ -127,4 +127,7 @@ type workerReport struct {
 	GuildInfos  []guildInfo   `json:"guild_infos,omitempty"`
 	GuildJoined map[int]int64 `json:"guild_joined,omitempty"`
 	GuildSent   map[int]int64 `json:"guild_sent,omitempty"`
+	// result, with a ledger checked: the breakdown of the messages found
+	// in history at the end (from this worker's own first loss).
+	LostEvents *LostEvents `json:"lost_events,omitempty"`
 }

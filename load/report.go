@@ -213,6 +213,10 @@ type ReconnectResult struct {
 	UncheckedAtEnd  *int64 `json:"not_checked_at_end"`
 	FinalChecks     int64  `json:"final_checks"`
 	FinalUnfinished int64  `json:"final_checks_unfinished"`
+	// LostEvents breaks FoundAtEnd down by receiver and send time
+	// (lost_events.go); nil with Missing. Each worker counts the send
+	// times from its own first loss; the parent adds them up.
+	LostEvents *LostEvents `json:"lost_events,omitempty"`
 	// Per reconnection: close → first live delivery on the new connection,
 	// close → catch-up finished.
 	FirstDelivery Latency `json:"close_to_first_delivery_us"`
@@ -471,6 +475,9 @@ func printSummary(w io.Writer, res *Result) {
 		if rc.Missing != nil {
 			fmt.Fprintf(tw, "\tof those, by the final history check: %d found in history at the end, %d missing from history, %d not checked (final checks: %d, %d of them unfinished)\n",
 				*rc.FoundAtEnd, *rc.MissingAtEnd, *rc.UncheckedAtEnd, rc.FinalChecks, rc.FinalUnfinished)
+		}
+		if rc.LostEvents != nil {
+			rc.LostEvents.print(tw)
 		}
 	}
 	if rs := res.Resume; rs != nil {

@@ -163,7 +163,9 @@ func (s *session) run(first func(ok bool)) {
 				nc.add(nMovedIn, 1)
 			}
 			s.lostNode = -1
-			if s.ledger != nil {
+			if l := s.ledger; l != nil {
+				l.backNanos, l.caughtUpNanos = w.now(), 0
+				l.reconnects++
 				s.firstAfter = lostAt
 				s.startCatchUp(lostAt)
 			}
@@ -218,6 +220,7 @@ func (s *session) run(first func(ok bool)) {
 			w.unexpected.add(cerr.key())
 			if s.ledger != nil {
 				s.ledger.lost()
+				s.ledger.lostNanos = w.now()
 			}
 			if s.resume != nil {
 				s.resume.down(w.now())

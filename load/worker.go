@@ -85,10 +85,15 @@ type worker struct {
 	pending atomic.Int64 // sessions whose first connect attempt is not over
 	readyCh chan struct{}
 
-	down      atomic.Int64 // sessions lost and not back yet
-	stormMu   sync.Mutex
-	stormTime time.Time
-	stormLeft atomic.Int64
+	down atomic.Int64 // sessions lost and not back yet
+	// firstLoss is the first unexpected close of a session, in w.now()
+	// nanoseconds (0: none yet); lostEvents the breakdown of the messages
+	// found in history at the end (checkLedgers).
+	firstLoss  atomic.Int64
+	lostEvents *LostEvents
+	stormMu    sync.Mutex
+	stormTime  time.Time
+	stormLeft  atomic.Int64
 
 	senderDone chan struct{}
 	// warmEnd is when the dm's warm-up ends, in w.now() nanoseconds: a
@@ -567,6 +572,7 @@ func (w *worker) stormBack() {
 
 // lost counts a session the server closed or lost.
 func (w *worker) lost() {
+	w.firstLoss.CompareAndSwap(0, max(1, w.now()))
 	if w.down.Add(1) == 1 {
 		w.emit(workerReport{Type: repLost, At: time.Now().UnixNano()})
 	}
@@ -708,6 +714,7 @@ func (w *worker) result() workerReport {
 	w.guildSentMu.Lock()
 	r.GuildSent = w.guildSent
 	w.guildSentMu.Unlock()
+	r.LostEvents = w.lostEvents
 	return r
 }
 
