@@ -550,7 +550,7 @@ func (w *worker) checkLedgers() {
 			nc.add(nFoundAtEnd, found)
 			nc.add(nMissingAtEnd, absent)
 			nc.add(nUncheckedAtEnd, unchecked)
-			w.lostEvents.receiver(to.ledger, f, from.ledger.acked, t0)
+			w.lostEvents.receiver(to.ledger, f, from.ledger.acked, t0, from.ledger.backNanos != 0)
 			if f != nil {
 				w.c.add(cFinalChecks, 1)
 				if !f.complete {

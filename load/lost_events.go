@@ -13,7 +13,8 @@ import (
 //
 // By receiver: moved, the receiving session lost its connection during
 // the run (an unexpected close) and reconnected; stationary, it never
-// lost it. (A session lost and not back is not checked at the end.)
+// lost it. (A session lost and not back is not checked at the end.) Of
+// each, how many came from a sender (the receiver's peer) moved itself.
 //
 // By send time, the stamp's in the content loaded from history (as a
 // delivery's is parsed; a stamp counts on the sender's worker's clock,
@@ -117,9 +118,13 @@ type LostEvents struct {
 	MovedReceivers      int64 `json:"moved_receivers"`
 	MovedReceiversTwice int64 `json:"moved_receivers_reconnected_more_than_once"`
 	StationaryReceivers int64 `json:"stationary_receivers"`
-	BucketFromSeconds   int   `json:"bucket_from_seconds"` // the first bucket's start; buckets are 1 s
-	WorkersWithoutLoss  int64 `json:"workers_without_loss"`
-	FromFirstLoss       struct {
+	// Of Moved and Stationary: the messages whose sender (the receiver's
+	// peer) was itself moved.
+	MovedFromMovedSender      int64 `json:"moved_from_moved_sender"`
+	StationaryFromMovedSender int64 `json:"stationary_from_moved_sender"`
+	BucketFromSeconds         int   `json:"bucket_from_seconds"` // the first bucket's start; buckets are 1 s
+	WorkersWithoutLoss        int64 `json:"workers_without_loss"`
+	FromFirstLoss             struct {
 		Moved      SendTimes `json:"moved"`
 		Stationary SendTimes `json:"stationary"`
 	} `json:"by_send_time_from_first_loss"`
@@ -134,6 +139,8 @@ func (e *LostEvents) merge(o *LostEvents) {
 	e.MovedReceivers += o.MovedReceivers
 	e.MovedReceiversTwice += o.MovedReceiversTwice
 	e.StationaryReceivers += o.StationaryReceivers
+	e.MovedFromMovedSender += o.MovedFromMovedSender
+	e.StationaryFromMovedSender += o.StationaryFromMovedSender
 	e.WorkersWithoutLoss += o.WorkersWithoutLoss
 	e.BucketFromSeconds = lostFromSeconds
 	e.FromFirstLoss.Moved.merge(&o.FromFirstLoss.Moved)
@@ -152,8 +159,8 @@ func (e *LostEvents) merge(o *LostEvents) {
 
 // receiver counts the messages of acked the receiver (ledger l, final
 // check f) never saw and f found; t0 is the worker's first loss (w.now()
-// nanoseconds; 0: none).
-func (e *LostEvents) receiver(l *ledger, f *finalCheck, acked []int64, t0 int64) {
+// nanoseconds; 0: none); senderMoved: the sender was moved.
+func (e *LostEvents) receiver(l *ledger, f *finalCheck, acked []int64, t0 int64, senderMoved bool) {
 	if f == nil {
 		return
 	}
@@ -199,6 +206,12 @@ func (e *LostEvents) receiver(l *ledger, f *finalCheck, acked []int64, t0 int64)
 		return
 	}
 	e.Found += n
+	switch {
+	case senderMoved && moved:
+		e.MovedFromMovedSender += n
+	case senderMoved:
+		e.StationaryFromMovedSender += n
+	}
 	if moved {
 		e.Moved += n
 		e.MovedReceivers++
@@ -227,8 +240,8 @@ func (h *SendTimes) String() string {
 
 // print writes the breakdown's lines of the summary (tw: tab-separated).
 func (e *LostEvents) print(tw io.Writer) {
-	fmt.Fprintf(tw, "lost live events\t%d found in history at the end: %d to %d moved receivers (%d reconnected more than once), %d to %d stationary\n",
-		e.Found, e.Moved, e.MovedReceivers, e.MovedReceiversTwice, e.Stationary, e.StationaryReceivers)
+	fmt.Fprintf(tw, "lost live events\t%d found in history at the end: %d to %d moved receivers (%d reconnected more than once; %d from a moved sender), %d to %d stationary (%d from a moved sender)\n",
+		e.Found, e.Moved, e.MovedReceivers, e.MovedReceiversTwice, e.MovedFromMovedSender, e.Stationary, e.StationaryReceivers, e.StationaryFromMovedSender)
 	if e.Found == 0 {
 		return
 	}

@@ -72,15 +72,17 @@ func TestLostEventsReceiver(t *testing.T) {
 	fs := found(map[int64]int64{21: s(97.9), 22: s(100.5), 23: s(100.7)})
 
 	e := &LostEvents{}
-	e.receiver(moved, fm, []int64{9, 11, 12, 13, 14, 15, 16, 17}, t0) // 17: not a target
-	e.receiver(stationary, fs, []int64{21, 22, 23}, t0)
-	e.receiver(newLedger(), nil, []int64{31}, t0) // not checked
+	e.receiver(moved, fm, []int64{9, 11, 12, 13, 14, 15, 16, 17}, t0, false) // 17: not a target
+	e.receiver(stationary, fs, []int64{21, 22, 23}, t0, true)
+	e.receiver(newLedger(), nil, []int64{31}, t0, true) // not checked
 	require.EqualValues(t, 9, e.Found)
 	require.EqualValues(t, 6, e.Moved)
 	require.EqualValues(t, 3, e.Stationary)
 	require.EqualValues(t, 1, e.MovedReceivers)
 	require.EqualValues(t, 1, e.MovedReceiversTwice)
 	require.EqualValues(t, 1, e.StationaryReceivers)
+	require.Zero(t, e.MovedFromMovedSender)
+	require.EqualValues(t, 3, e.StationaryFromMovedSender)
 	m := e.FromFirstLoss.Moved
 	require.Equal(t, [lostBuckets]int64{1: 1, 2: 1, 3: 1, 5: 1, 12: 1}, m.Buckets, "-0.5, +0.05, +1, +3.5, +10")
 	require.EqualValues(t, 1, m.Unknown, "16: no stamp")
@@ -95,12 +97,12 @@ func TestLostEventsReceiver(t *testing.T) {
 	// No catch-up finished after the re-auth.
 	moved.caughtUpNanos = 0
 	e2 := &LostEvents{}
-	e2.receiver(moved, fm, []int64{9, 14}, t0)
+	e2.receiver(moved, fm, []int64{9, 14}, t0, true)
 	require.EqualValues(t, 1, e2.MovedByCatchUp.NoCatchUpBeforeReauth)
 	require.EqualValues(t, 1, e2.MovedByCatchUp.NoCatchUpAfterReauth)
 	// A worker without a loss: no t0.
 	e3 := &LostEvents{WorkersWithoutLoss: 1}
-	e3.receiver(stationary, fs, []int64{21}, 0)
+	e3.receiver(stationary, fs, []int64{21}, 0, false)
 	require.EqualValues(t, 1, e3.FromFirstLoss.Stationary.Unknown)
 
 	var sum LostEvents
@@ -119,6 +121,6 @@ func TestLostEventsReceiver(t *testing.T) {
 	}
 	var out bytes.Buffer
 	sum.print(&out)
-	require.Contains(t, out.String(), "12 found in history at the end: 8 to 2 moved receivers (2 reconnected more than once), 4 to 2 stationary")
+	require.Contains(t, out.String(), "12 found in history at the end: 8 to 2 moved receivers (2 reconnected more than once; 2 from a moved sender), 4 to 2 stationary (3 from a moved sender)")
 	require.Contains(t, out.String(), "moved, by its own catch-up: 2 sent before the loss, 1 loss→re-auth, 1 re-auth→caught up, 1 after caught up; no catch-up finished: 1 before / 1 after re-auth; 1 unknown; 2 at or below")
 }
