@@ -260,7 +260,10 @@
 //     re-attach periodically only every minute); after a SIGKILL, within
 //     the dead member's etcd lease (3 s) plus a lookup (measured
 //     2.4–3.4 s, clustertest's TestKilledNodeDuringTraffic, nodes at the
-//     default);
+//     default, which requires every DM between the survivors to deliver
+//     an event again within 8 s; the directory knows the members from
+//     Join on, so that the first topology after it, a kill's, re-attaches
+//     too);
 //     in what no event tells, within one re-attach interval. Until then
 //     events to that user may be missed (protocol.md §2.8: found again by
 //     the catch-up), but an echo still reaches its sender, as it travels

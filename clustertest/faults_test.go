@@ -99,6 +99,14 @@ func TestKilledNodeDuringTraffic(t *testing.T) {
 	w.checkStored()
 	require.NotZero(t, firstDelivery, "no message between users on the surviving nodes was delivered after the kill")
 	require.Less(t, firstDelivery, recoveryBound)
+	// Every DM between the survivors delivers events again within
+	// lostBound, also to a user whose grain lived on the killed node: its
+	// sessions are re-attached to the grain's next activation when the
+	// member leaves (directory.reattachMoved; without the members known
+	// at Join it re-attached no one, and such users got no live event for
+	// ~13 s).
+	require.Empty(t, undelivered, "DMs between the survivors with no event after the kill")
+	require.Less(t, everyDM, lostBound, "a DM between the survivors delivered its first event after the kill only after %v", everyDM)
 	require.Less(t, slowest, recoveryBound, "a DM answered only after %v", slowest)
 	for _, ch := range survivors {
 		st := ch.Stats()

@@ -200,6 +200,17 @@ func (d *Directory) Join(c *pcluster.Cluster) {
 	g.cluster = c
 	g.self = c.ActorSystem.Address()
 	g.sub = c.ActorSystem.EventStream.Subscribe(g.publish)
+	// The members as of now: the topologies of the nodes that joined
+	// before this subscription came and went, and without members the
+	// placement before the next one (a member killed) would be unknown,
+	// and reattachMoved would re-attach nobody (docs/benchmarks.md §8:
+	// ~13 s without live events to the users whose grain had lived on a
+	// killed node).
+	g.mu.Lock()
+	if g.members == nil {
+		g.members = c.MemberList.Members().Members()
+	}
+	g.mu.Unlock()
 	// The other nodes' Leave tells this node's directory through it.
 	if _, err := g.root.SpawnNamed(actor.PropsFromFunc(g.receive), DirectoryActor); err != nil {
 		g.cfg.Log.Error().Err(err).Msg("directory: spawning its actor")
