@@ -651,6 +651,8 @@ func TestWriteTimeoutCloses4009(t *testing.T) {
 		require.Equal(t, uint16(CloseSlowConsumer), d.Code)
 		require.Equal(t, SlowConsumerReason, d.Reason)
 		require.ErrorIs(t, d, os.ErrDeadlineExceeded)
+		// Peer.Closed comes before the Handler counts the close.
+		require.Eventually(t, func() bool { return s.h.Open() == 0 }, wait, time.Millisecond)
 		require.Equal(t, 1.0, count(t, s.h.metrics.closes.WithLabelValues("4009")))
 		require.Eventually(t, func() bool {
 			return strings.Contains(s.logs.String(), `"code":4009,"reason":"Slow consumer."`) &&
