@@ -219,12 +219,17 @@
 //     node's directory (messages.MemberLeaving to DirectoryActor), which
 //     does the same and answers; the answer comes on the stream that
 //     carried what that node sent before, so once all answered nothing
-//     is on its way to the leaving node, whose grains still run. Then
+//     is on its way to the leaving node, whose grains still run. It waits
+//     next for its rooms and guilds to answer what they had started
+//     (directory.Working: writes at the writer, queued guild operations),
+//     within a write's time limit, so that a send without a nonce in
+//     flight is answered its echo, not 5001
+//     (TestClusterGracefulLeaveAnswersWritesInFlight). Then
 //     its key leaves etcd and its grains stop: a grain hands what it has
 //     not started (a write waiting for its room's state, a queued friend
 //     or profile operation) to its identity's next activation, and a
-//     room has the next activation retry the writes it had handed to the
-//     writer (a send with a nonce is stored once, an edit sets the same
+//     room whose writes outlived that wait has the next activation retry
+//     them (a send with a nonce is stored once, an edit sets the same
 //     content; only a send without a nonce is answered 5001). Lookups of
 //     a node that leaves, or whose leave it was told, place identities
 //     over the other members and ask the owner's placement actor

@@ -3,13 +3,16 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/rewind-chat/rewind/actors/directory"
 	"github.com/rewind-chat/rewind/cluster/etcdtest"
+	"github.com/rewind-chat/rewind/messages"
 	"github.com/rewind-chat/rewind/net/client"
 	"github.com/rewind-chat/rewind/server"
 )
@@ -104,4 +107,74 @@ func TestClusterGracefulLeaveDropsNothing(t *testing.T) {
 		require.Empty(t, s.failed, "pair %d: answered with an error during a graceful leave", i)
 		require.Empty(t, s.slow, "pair %d: answered later than %v during a graceful leave", i, bound)
 	}
+}
+
+// TestClusterGracefulLeaveAnswersWritesInFlight: a send without a nonce,
+// which no other activation of its room could retry, is at the leaving
+// node's writer when the leave starts (that node's database stalls): the
+// leave waits for the commit, and the sender gets its echo, not 5001, and
+// finds the message in history once.
+func TestClusterGracefulLeaveAnswersWritesInFlight(t *testing.T) {
+	if etcdtest.WithoutRace(t) {
+		return
+	}
+	var proxy *tcpProxy
+	nodes := startCluster(t, 3, noRateLimit, func(c *server.Config) {
+		if c.NodeID != 3 {
+			return
+		}
+		u, err := url.Parse(c.DatabaseURL)
+		require.NoError(t, err)
+		proxy = startTCPProxy(t, u.Host)
+		u.Host = proxy.addr()
+		c.DatabaseURL = u.String()
+	})
+	leaving := nodes[2].srv.Node().Address()
+	var p crossPair
+	for i := 0; ; i++ {
+		require.Less(t, i, 40, "no DM's room placed on node 3")
+		p = crossPairs(t, nodes, 1, fmt.Sprintf("w%d", i))[0]
+		key := messages.DMKey(p.from.ID, p.to.ID)
+		pid := nodes[0].srv.Node().Cluster().Get(directory.RoomIdentity(key), directory.RoomKind)
+		require.NotNil(t, pid)
+		if pid.Address == leaving {
+			break
+		}
+	}
+	chat := chatID(p.from, p.to)
+	sendEcho(t, p.cFrom, chat, "before") // the room is loaded, on node 3
+	drain(p.cFrom)
+
+	proxy.stall()
+	require.NoError(t, p.cFrom.Send("chat", map[string]string{"type": "send", "chat_id": chat, "content": "in flight"}, ""))
+	time.Sleep(200 * time.Millisecond) // at node 3's writer, which waits for its database
+	srv := nodes[2].srv
+	nodes[2].srv = nil // stopped here, not by startCluster's cleanup
+	var leaveErr error
+	left := make(chan struct{})
+	go func() {
+		defer close(left)
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		leaveErr = srv.Shutdown(ctx)
+	}()
+	t.Cleanup(func() { <-left })
+	// Enough for node 3 to tell the others and leave etcd, and its
+	// grains to stop, were it not waiting for the write.
+	time.Sleep(time.Second)
+	proxy.resume()
+	f, err := answerTo(p.cFrom, "", 10*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, "chat", f.Type, "the send in flight at the leave: %s", f.Payload)
+	require.Equal(t, "in flight", chatOf(t, f).Content)
+	<-left
+	require.NoError(t, leaveErr)
+
+	var stored int
+	for _, m := range fullHistory(t, p.cFrom, chat) {
+		if m.Content == "in flight" {
+			stored++
+		}
+	}
+	require.Equal(t, 1, stored, "the send in flight at the leave, in history")
 }

@@ -668,7 +668,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = errors.Join(err, s.debug.Close())
 	}
 	if s.node != nil {
-		err = errors.Join(err, s.leave())
+		err = errors.Join(err, s.leave(ctx))
 	}
 	if _, derr := s.system.Root.RequestFuture(s.writer, &writer.Drain{}, remaining(ctx, 10*time.Second)).Result(); derr != nil {
 		err = errors.Join(err, fmt.Errorf("writer drain: %w", derr))
@@ -688,13 +688,21 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // leave is the first part of a graceful leave. The directory stops
 // routing to this node's grains and has every other node do the same,
 // waiting for their answers, which come behind whatever they sent here
-// before (directory.Leave); then the node's key leaves etcd, and its
-// grains stop and hand on what they hold (cluster.Node.Leave). Shutdown
-// then drains the writer and stops the remote. So no request is dropped
-// or answered 5000/5001 by a graceful leave
-// (TestClusterGracefulLeaveDropsNothing).
-func (s *Server) leave() error {
-	s.dir.Leave()
+// before, then for this node's rooms and guilds to answer what they had
+// started, within a write's time limit (directory.Leave); then the node's
+// key leaves etcd, and its grains stop and hand on what they hold
+// (cluster.Node.Leave). Shutdown then drains the writer and stops the
+// remote. So no request is dropped or answered 5000/5001 by a graceful
+// leave (TestClusterGracefulLeaveDropsNothing,
+// TestClusterGracefulLeaveAnswersWritesInFlight).
+func (s *Server) leave(ctx context.Context) error {
+	limit := s.cfg.Gateway.ChatWriteTimeout
+	if limit <= 0 {
+		limit = writer.DefaultTimeout
+	}
+	settle, cancel := context.WithTimeout(ctx, limit+time.Second)
+	defer cancel()
+	s.dir.Leave(settle)
 	return s.node.Leave()
 }
 

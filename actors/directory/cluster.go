@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -263,7 +264,13 @@ const LeaveTimeout = 2 * time.Second
 // its node sent here before, so once all have answered nothing more is
 // on its way to this node's grains: when the others then see the leave
 // and close their connections to it, they lose nothing.
-func (d *Directory) Leave() {
+//
+// Last it waits, until ctx ends, for this node's actors to answer what
+// they had started (Working): a grain that stops hands on what it has not
+// started, but a write already at the writer can only be answered by the
+// room that handed it there, and for a send without a nonce, which no
+// other activation can retry, that answer would be 5001.
+func (d *Directory) Leave(ctx context.Context) {
 	g := d.grains
 	if g == nil {
 		return
@@ -290,7 +297,34 @@ func (d *Directory) Leave() {
 		})
 	}
 	wg.Wait()
+	if err := d.settle(ctx); err != nil {
+		g.cfg.Log.Warn().Err(err).Int64("working", d.working.Load()).Msg("directory: leaving with requests not answered yet")
+	}
 }
+
+// settleTick is how often settle looks at the count of what is in flight:
+// a write commits in milliseconds, and a leave happens once.
+const settleTick = 2 * time.Millisecond
+
+// settle waits until this node's actors have answered all they started,
+// or ctx ends.
+func (d *Directory) settle(ctx context.Context) error {
+	t := time.NewTicker(settleTick)
+	defer t.Stop()
+	for d.working.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// Working adds n (negative when answered) to what this node's actors have
+// started and not answered yet: a room's writes at the writer, a guild's
+// queued operations. A graceful leave waits for none to be left (Leave).
+func (d *Directory) Working(n int) { d.working.Add(int64(n)) }
 
 // receive is the directory actor's: another node leaves, asks which
 // users are online here, or pushes an event to this node's sessions of

@@ -12,6 +12,7 @@ package directory
 import (
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -98,6 +99,10 @@ type Directory struct {
 	local    map[int64]*localUser
 	gone     map[int64]time.Time
 	goneList []logout
+
+	// working counts what this node's actors have started and not
+	// answered yet (Working), which a graceful leave waits for.
+	working atomic.Int64
 }
 
 type logout struct {

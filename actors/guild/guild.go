@@ -164,6 +164,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 			return
 		}
 		a.jobs = append(a.jobs, m)
+		a.deps.Directory.Working(1)
 		if len(a.jobs) == 1 {
 			a.start(ctx)
 		}
@@ -171,6 +172,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 		m.apply(ctx)
 		a.jobs[0] = nil
 		a.jobs = a.jobs[1:]
+		a.deps.Directory.Working(-1)
 		a.start(ctx)
 		a.stopIfDone(ctx)
 	}
@@ -198,6 +200,7 @@ func (a *Actor) abandon(ctx actor.Context) {
 		}
 		reply(op, protocol.ErrorFrame(err, op.Nonce))(ctx)
 	}
+	a.deps.Directory.Working(-len(a.jobs))
 	a.jobs = nil
 }
 

@@ -158,9 +158,7 @@ func (a *Actor) applyChannel(ctx actor.Context, w *messages.ChatWrite) {
 			ID: w.MessageId, RoomID: a.key.High, AuthorID: w.Author, Content: w.Content, EditedAt: &now,
 		}}
 	}
-	a.ticket++
-	a.inflight[a.ticket] = w
-	ctx.Send(a.deps.Directory.Writer(a.key), &messages.Write{Op: op, Room: ctx.Self(), Ticket: a.ticket, Received: w.ReceivedAt()})
+	a.send(ctx, op, w)
 }
 
 // others are the members but author.

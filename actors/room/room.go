@@ -250,6 +250,7 @@ func (a *Actor) abandon(ctx actor.Context) {
 		}
 		a.reply(ctx, w, protocol.ErrorFrame(protocol.ErrUnknownResult, w.Nonce))
 	}
+	a.deps.Directory.Working(-len(a.inflight))
 	a.waiting, a.inflight = nil, map[uint64]*messages.ChatWrite{}
 }
 
@@ -374,8 +375,14 @@ func (a *Actor) apply(ctx actor.Context, w *messages.ChatWrite) {
 			Nonce: w.Nonce, CreatedAt: now,
 		}}
 	}
+	a.send(ctx, op, w)
+}
+
+// send hands op, made of w, to the writer; written answers w.
+func (a *Actor) send(ctx actor.Context, op persistence.MessageOp, w *messages.ChatWrite) {
 	a.ticket++
 	a.inflight[a.ticket] = w
+	a.deps.Directory.Working(1)
 	ctx.Send(a.deps.Directory.Writer(a.key), &messages.Write{Op: op, Room: ctx.Self(), Ticket: a.ticket, Received: w.ReceivedAt()})
 }
 
@@ -430,6 +437,7 @@ func (a *Actor) written(ctx actor.Context, m *messages.Written) {
 		return
 	}
 	delete(a.inflight, m.Ticket)
+	defer a.deps.Directory.Working(-1) // once answered
 	switch {
 	case m.Err != nil:
 		a.deps.Log.Warn().Err(m.Err).Int64("low", a.key.Low).Int64("high", a.key.High).Msg("room: write failed")
