@@ -317,9 +317,13 @@ func TestHealthReadinessMetricsAndForms(t *testing.T) {
 		require.True(t, strings.HasPrefix(a.Header.Get("Content-Type"), "text/html"))
 		require.Contains(t, a.Body, `action="`+action+`"`)
 	}
+	page := n.get("/", "")
+	require.Equal(t, http.StatusOK, page.Status)
+	require.NotEmpty(t, page.Header.Get("X-Request-Id"), "the browser client's page goes through the API's middleware")
 	a := n.get("/metrics", "")
 	require.Equal(t, http.StatusOK, a.Status)
 	require.Contains(t, a.Body, `rewind_http_requests_total{code="200",method="GET",route="/healthz"}`)
+	require.Contains(t, a.Body, `rewind_http_requests_total{code="200",method="GET",route="/{$}"}`)
 	require.Contains(t, a.Body, "go_goroutines")
 
 	require.NoError(t, n.srv.Store().Close())

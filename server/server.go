@@ -375,13 +375,13 @@ func (s *Server) start(ctx context.Context, ids *snowflake.Node) error {
 	mux := http.NewServeMux()
 	mux.Handle("/ws", s.ws)
 	mux.Handle("/", api)
-	// The browser client: its page at exactly "/", its assets under
-	// /assets/ and an icon; every other path stays the API's (404 in its
-	// envelope).
+	// The browser client, logged and counted as the API is: its page at
+	// exactly "/", its assets under /assets/ and an icon; every other
+	// path stays the API's (404 in its envelope).
 	site := web.New()
-	mux.Handle("GET /{$}", site)
-	mux.Handle("GET "+web.AssetsPrefix, site)
-	mux.Handle("GET /favicon.ico", site)
+	api.Handle("GET /{$}", site)
+	api.Handle("GET "+web.AssetsPrefix, site)
+	api.Handle("GET /favicon.ico", site)
 	if s.node != nil {
 		mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 			if r.Context().Err() != nil {

@@ -203,6 +203,10 @@ func New(cfg Config) (*API, error) {
 	return a, nil
 }
 
+// Handle serves pattern with h behind the API's request id, log line,
+// metrics and panic recovery: the browser client's page and assets.
+func (a *API) Handle(pattern string, h http.Handler) { a.mux.Handle(pattern, h) }
+
 func (a *API) routes() {
 	a.mux.Handle("/api/v1/auth/register", only(http.MethodPost, a.handleRegister))
 	a.mux.Handle("/api/v1/auth/email_verify/{key}", only(http.MethodGet, a.handleVerify))
