@@ -487,20 +487,24 @@ function onFriendEvent(p) {
 function onGuildEvent(p) {
   const g = S.guilds.get(p.guild_id);
   switch (p.type) {
-    case 'member_join':
+    case 'member_join': {
       remember(p.user);
-      if (g) g.member_count++;
-      if (S.members.has(p.guild_id)) S.members.get(p.guild_id).set(p.user.id, p.user);
+      const members = S.members.get(p.guild_id);
+      // My own join is counted in the join's answer, which may come before
+      // or after this event.
+      const mine = S.me && p.user.id === S.me.id;
+      if (g && !mine && !(members && members.has(p.user.id))) g.member_count++;
+      if (members) members.set(p.user.id, p.user);
       break;
+    }
     case 'member_leave':
       if (S.me && p.user.id === S.me.id) { dropGuild(p.guild_id); break; }
-      if (g) g.member_count--;
-      if (S.members.has(p.guild_id)) S.members.get(p.guild_id).delete(p.user.id);
+      if (g) memberGone(g, p.user.id);
       break;
     case 'removed':
     case 'delete':
       dropGuild(p.guild_id);
-      if (p.type === 'removed') showError(`You were removed from the guild ${g ? g.name : ''}.`);
+      if (p.type === 'removed') showError(g ? `You were removed from the guild ${g.name}.` : 'You were removed from a guild.');
       break;
     case 'update':
       S.guilds.set(p.guild.id, p.guild);
@@ -509,8 +513,7 @@ function onGuildEvent(p) {
       if (g && !g.channels.some((c) => c.id === p.channel.id)) g.channels.push(p.channel);
       break;
     case 'channel_delete':
-      if (g) g.channels = g.channels.filter((c) => c.id !== p.channel.id);
-      if (S.view && S.view.chatId === p.channel.id) closeChat();
+      if (g) channelGone(g, p.channel.id);
       break;
     default:
   }
@@ -519,10 +522,29 @@ function onGuildEvent(p) {
 }
 
 function dropGuild(id) {
+  // Its channels' messages are forgotten: on joining again their history
+  // is loaded afresh, with what was said meanwhile, not a stale copy.
+  const g = S.guilds.get(id);
+  if (g) for (const c of g.channels) S.chats.delete(c.id);
   S.guilds.delete(id);
   S.members.delete(id);
   if (S.guildId === id) { S.guildId = null; $('guild-pane').hidden = true; }
   if (S.view && S.view.guildId === id) closeChat();
+}
+
+// memberGone and channelGone apply a change once: the event and the
+// owner's answer both tell it (events are best effort, §2.8), in either
+// order.
+function memberGone(g, userId) {
+  const members = S.members.get(g.id);
+  if (members && !members.delete(userId)) return;
+  g.member_count--;
+}
+
+function channelGone(g, channelId) {
+  g.channels = g.channels.filter((c) => c.id !== channelId);
+  S.chats.delete(channelId);
+  if (S.view && S.view.chatId === channelId) closeChat();
 }
 
 // applyMessage takes a chat object (event, echo, history or changes item).
@@ -664,12 +686,19 @@ function renderBadges() {
   renderChannels();
 }
 
+function owns(g) {
+  return S.me !== null && g.owner_id === S.me.id;
+}
+
 function renderGuildPane() {
   const g = S.guildId && S.guilds.get(S.guildId);
   if (!g) { $('guild-pane').hidden = true; return; }
   $('guild-pane').hidden = false;
   $('guild-title').textContent = g.name;
-  $('create-channel').hidden = !S.me || g.owner_id !== S.me.id;
+  $('create-channel').hidden = !owns(g);
+  $('rename-button').hidden = !owns(g);
+  $('leave-button').hidden = owns(g); // the owner cannot leave
+  if (!owns(g)) $('rename-guild').hidden = true;
   renderChannels();
   const members = S.members.get(g.id);
   $('members-title').textContent = `Members (${g.member_count})`;
@@ -677,7 +706,8 @@ function renderGuildPane() {
     avatar(u),
     S.friends.has(u.id) ? dot(S.friends.get(u.id).status) : null,
     el('span', { class: 'name' }, u.name),
-    u.id === g.owner_id ? el('span', { class: 'tag' }, 'owner') : null)));
+    u.id === g.owner_id ? el('span', { class: 'tag' }, 'owner') : null,
+    owns(g) && u.id !== g.owner_id ? el('button', { type: 'button', class: 'kick link', 'aria-label': `Kick ${u.name}`, onclick: () => kickMember(g.id, u.id) }, 'Kick') : null)));
 }
 
 function renderChannels() {
@@ -687,7 +717,8 @@ function renderChannels() {
     const active = S.view && S.view.chatId === c.id;
     return el('li', { dataset: { channel: c.name } },
       el('button', { type: 'button', class: `chat-link${active ? ' active' : ''}`, 'aria-current': active ? 'true' : undefined, onclick: () => openChannel(g.id, c.id) },
-        el('span', { class: 'hash', 'aria-hidden': 'true' }, '#'), el('span', { class: 'name' }, c.name), badge(chat(c.id).unread)));
+        el('span', { class: 'hash', 'aria-hidden': 'true' }, '#'), el('span', { class: 'name' }, c.name), badge(chat(c.id).unread)),
+      owns(g) ? el('button', { type: 'button', class: 'delete-channel link', title: `Delete #${c.name}`, 'aria-label': `Delete channel ${c.name}`, onclick: () => deleteChannel(g.id, c.id) }, '×') : null);
   }));
 }
 
@@ -1010,6 +1041,7 @@ async function openGuild(id) {
   S.guildId = id;
   const g = S.guilds.get(id);
   $('invite-box').hidden = true;
+  showRename(false);
   renderAll();
   loadMembers(id);
   if (g && g.channels.length > 0 && !(S.view && S.view.guildId === id)) await openChannel(id, g.channels[0].id);
@@ -1032,6 +1064,10 @@ async function loadMembers(id) {
     return;
   }
   S.members.set(id, all);
+  // The whole list is the count: a join event that raced the guild object
+  // (or this list) may have been counted twice.
+  const g = S.guilds.get(id);
+  if (g) g.member_count = all.size;
   renderGuildPane();
 }
 
@@ -1109,6 +1145,67 @@ $('create-channel').addEventListener('submit', async (ev) => {
     report(err);
   }
 });
+
+function showRename(on) {
+  const g = S.guilds.get(S.guildId);
+  $('rename-guild').hidden = !on;
+  $('rename-button').setAttribute('aria-expanded', String(on));
+  if (on && g) { $('rename-name').value = g.name; $('rename-name').focus(); }
+}
+
+$('rename-button').addEventListener('click', () => showRename($('rename-guild').hidden));
+
+$('rename-guild').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const g = S.guilds.get(S.guildId);
+  if (!g) return;
+  try {
+    const f = await conn.request('guild', { type: 'rename', guild_id: g.id, name: $('rename-name').value });
+    S.guilds.set(f.payload.id, f.payload);
+    showRename(false);
+    renderGuilds();
+    renderGuildPane();
+  } catch (err) {
+    report(err);
+  }
+});
+
+$('leave-button').addEventListener('click', async () => {
+  const g = S.guilds.get(S.guildId);
+  if (!g) return;
+  try {
+    await conn.request('guild', { type: 'leave', guild_id: g.id });
+    dropGuild(g.id);
+    renderGuilds();
+  } catch (err) {
+    report(err);
+  }
+});
+
+// deleteChannel and kickMember look the guild up after the answer: an
+// update event (a rename) may have replaced its object meanwhile.
+async function deleteChannel(guildId, channelId) {
+  try {
+    await conn.request('guild', { type: 'channel_delete', channel_id: channelId });
+    const g = S.guilds.get(guildId);
+    if (g) channelGone(g, channelId);
+    renderGuilds();
+    renderGuildPane();
+  } catch (err) {
+    report(err);
+  }
+}
+
+async function kickMember(guildId, userId) {
+  try {
+    await conn.request('guild', { type: 'kick', guild_id: guildId, user_id: userId });
+    const g = S.guilds.get(guildId);
+    if (g) memberGone(g, userId);
+    renderGuildPane();
+  } catch (err) {
+    report(err);
+  }
+}
 
 // ---- start ----
 

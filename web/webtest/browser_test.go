@@ -320,7 +320,98 @@ func (tb *tab) screenshot(dir, name string, width, height int64) {
 	require.NoError(tb.t, chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)))
 }
 
-// ---- the test ----
+// ---- the browser, its people ----
+
+// startBrowser starts a headless Chromium of the test's own.
+func startBrowser(t *testing.T) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath()), chromedp.NoSandbox,
+		chromedp.Flag("disable-gpu", true), chromedp.WindowSize(1280, 800))
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	browser, cancelBrowser := chromedp.NewContext(alloc)
+	t.Cleanup(cancelBrowser)
+	require.NoError(t, chromedp.Do(browser))
+	return browser
+}
+
+// tabs opens a tab per name, and on failure logs what each page showed.
+func tabs(t *testing.T, browser context.Context, names ...string) []*tab {
+	t.Helper()
+	var tbs []*tab
+	for _, n := range names {
+		tbs = append(tbs, newTab(t, browser, n))
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, tb := range tbs {
+				t.Log(tb.state())
+			}
+		}
+	})
+	return tbs
+}
+
+// account registers name by the HTTP API, verifies it by the mailed link
+// and logs it in: its token. (TestWebClient goes through the forms.)
+func (h *harness) account(name string) string {
+	h.t.Helper()
+	post := func(path string, body map[string]string) []byte {
+		b, err := json.Marshal(body)
+		require.NoError(h.t, err)
+		res, err := http.Post(h.base+path, "application/json", bytes.NewReader(b))
+		require.NoError(h.t, err)
+		defer res.Body.Close()
+		var out bytes.Buffer
+		_, err = out.ReadFrom(res.Body)
+		require.NoError(h.t, err)
+		require.Less(h.t, res.StatusCode, 300, "%s: %s", path, out.String())
+		return out.Bytes()
+	}
+	email := name + "@example.test"
+	post("/api/v1/auth/register", map[string]string{"name": name, "email": email, "password": "password-" + name})
+	res, err := http.Get(h.mailedLink(email))
+	require.NoError(h.t, err)
+	res.Body.Close()
+	require.Equal(h.t, http.StatusCreated, res.StatusCode, "verified")
+	var env struct {
+		Payload struct{ Token string } `json:"payload"`
+	}
+	require.NoError(h.t, json.Unmarshal(post("/api/v1/auth/login", map[string]string{"email": email, "password": "password-" + name}), &env))
+	require.NotEmpty(h.t, env.Payload.Token)
+	return env.Payload.Token
+}
+
+// logIn opens the client with token in the tab's session storage, as the
+// login form leaves it, and waits for it to be online.
+func (tb *tab) logIn(h *harness, token string) {
+	tb.t.Helper()
+	tb.do("open", chromedp.Navigate(h.base+"/"))
+	tb.eval(`sessionStorage.setItem('rewind.token', ` + js(token) + `), 'ok'`)
+	tb.do("open logged in", chromedp.Navigate(h.base+"/"))
+	tb.wait("online", `document.getElementById('conn-status').textContent === 'Online' && document.getElementById('me').lastChild.textContent === `+js(tb.name))
+}
+
+// requireClean fails if the tab opened a dialog or logged an exception, a
+// console error or a CSP report, other than those containing except.
+func (tb *tab) requireClean(except ...string) {
+	tb.t.Helper()
+	require.Zero(tb.t, tb.dialogs.Load(), "%s: no dialog opened", tb.name)
+	var notes []string
+next:
+	for _, n := range tb.notes() {
+		for _, e := range except {
+			if strings.Contains(n, e) {
+				continue next
+			}
+		}
+		notes = append(notes, n)
+	}
+	require.Empty(tb.t, notes, "%s: no exceptions, console errors or CSP reports", tb.name)
+}
+
+// ---- the tests ----
 
 // TestWebClient walks two people through the client: register, verify by
 // the mailed link, log in, become friends, chat (live, edit, delete,
@@ -337,22 +428,8 @@ func TestWebClient(t *testing.T) {
 	}
 	require.NoError(t, os.MkdirAll(shots, 0o755))
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath()), chromedp.NoSandbox,
-		chromedp.Flag("disable-gpu", true), chromedp.WindowSize(1280, 800))
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancelAlloc)
-	browser, cancelBrowser := chromedp.NewContext(alloc)
-	t.Cleanup(cancelBrowser)
-	require.NoError(t, chromedp.Do(browser))
-
-	alice, bob := newTab(t, browser, "alice"), newTab(t, browser, "bob")
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(alice.state())
-			t.Log(bob.state())
-		}
-	})
+	people := tabs(t, startBrowser(t), "alice", "bob")
+	alice, bob := people[0], people[1]
 
 	// The page, its headers, and no console errors on load.
 	res, err := http.Get(h.base + "/")
@@ -502,15 +579,142 @@ func TestWebClient(t *testing.T) {
 	alice.do("log out", click("#logout-button"))
 	alice.wait("logged out", `!document.getElementById('auth-view').hidden && sessionStorage.length === 0`)
 
-	for _, tb := range []*tab{alice, bob} {
-		require.Zero(t, tb.dialogs.Load(), "%s: no dialog opened", tb.name)
-		var notes []string
-		for _, n := range tb.notes() {
-			if !strings.Contains(n, "alice.png") { // the picture that cannot load
-				notes = append(notes, n)
-			}
-		}
-		require.Empty(t, notes, "%s: no exceptions, console errors or CSP reports", tb.name)
+	alice.requireClean("alice.png") // the picture that cannot load
+	bob.requireClean("alice.png")
+	t.Logf("the browser walk took %s", time.Since(start).Round(time.Millisecond))
+}
+
+// shown is an expression: whether an error line (#errors) reads text.
+func shown(text string) string {
+	return `[...document.querySelectorAll('#errors .error span')].some(e => e.textContent === ` + js(text) + `)`
+}
+
+// names is an expression: the data-name (or data-channel) of the items of
+// the list with that id, sorted and joined by commas.
+func names(list string) string {
+	return `[...document.querySelectorAll('#` + list + ` li')].map(e => e.dataset.name || e.dataset.channel).sort().join()`
+}
+
+// watchErrors makes the page keep every error line it shows (they go
+// after 10 s), for shownErrors.
+func (tb *tab) watchErrors() {
+	tb.eval(`window.__shown = [], new MutationObserver((ms) => { for (const m of ms) for (const n of m.addedNodes) window.__shown.push(n.firstChild.textContent); }).observe(document.getElementById('errors'), { childList: true }), 'ok'`)
+}
+
+func (tb *tab) shownErrors() []string {
+	tb.t.Helper()
+	var out []string
+	require.NoError(tb.t, json.Unmarshal([]byte(tb.eval(`JSON.stringify(window.__shown)`)), &out))
+	return out
+}
+
+// TestWebClientRequestsAndGuildAdmin covers what TestWebClient leaves out:
+// a friend request declined and one taken back, live on both sides; a
+// guild's owner adding a channel, deleting one, renaming the guild and
+// kicking a member, a member leaving and coming back; and the server's
+// refusals shown in words. Its people log in by token, not by the forms.
+func TestWebClientRequestsAndGuildAdmin(t *testing.T) {
+	needChromium(t)
+	start := time.Now()
+	h := startServer(t)
+	people := tabs(t, startBrowser(t), "alice", "bob")
+	alice, bob := people[0], people[1]
+	for _, tb := range people {
+		tb.logIn(h, h.account(tb.name))
+		tb.watchErrors()
+	}
+
+	// A request declined, then one taken back: each seen live on the
+	// other side, and no friendship either way.
+	ask := func() {
+		t.Helper()
+		alice.do("ask bob", alice.fill("#friend-name", "bob"), click("#add-friend button[type=submit]"))
+		alice.wait("the request out", `document.querySelector('#outgoing li[data-name="bob"] button.cancel')`)
+		bob.wait("the request in", `document.querySelector('#incoming li[data-name="alice"] button.decline')`)
+	}
+	noRequests := `!document.querySelector('#incoming li, #outgoing li, #friends li[data-name]') && document.getElementById('incoming').hidden && document.getElementById('outgoing').hidden`
+	ask()
+	bob.do("decline", click(`#incoming li[data-name="alice"] button.decline`))
+	bob.wait("declined", noRequests)
+	alice.wait("declined", noRequests)
+	ask()
+	alice.do("take it back", click(`#outgoing li[data-name="bob"] button.cancel`))
+	alice.wait("taken back", noRequests)
+	bob.wait("taken back", noRequests)
+
+	// A name nobody has: refused in words, the name kept to correct.
+	alice.do("ask nobody", alice.fill("#friend-name", "nobody"), click("#add-friend button[type=submit]"))
+	alice.wait("the refusal", shown("select named user is not exist.")+` && document.getElementById('friend-name').value === 'nobody'`)
+
+	// A guild whose only channel cannot be deleted: the server's refusal
+	// shown, the channel still there.
+	alice.do("create a guild", alice.fill("#guild-name", "Crew"), click("#create-guild button[type=submit]"))
+	alice.wait("the guild open", `document.getElementById('guild-title').textContent === 'Crew' && document.getElementById('chat-title').textContent === '# general'`)
+	alice.do("delete the only channel", click(`#channels li[data-channel="general"] button.delete-channel`))
+	alice.wait("the refusal", shown("Cannot delete the last channel.")+` && `+names("channels")+` === 'general'`)
+
+	// Bob joins with the link pasted; the owner's controls are hers alone.
+	alice.do("invite", click("#invite-button"))
+	alice.wait("the invite link", `document.getElementById('invite-link').value.includes('/#join=')`)
+	invite := alice.eval(`document.getElementById('invite-link').value`)
+	bob.do("join", bob.fill("#join-code", invite), click("#join-guild button[type=submit]"))
+	bob.wait("joined", `document.getElementById('guild-title').textContent === 'Crew' && document.getElementById('chat-title').textContent === '# general' && `+
+		`!document.getElementById('leave-button').hidden && document.getElementById('rename-button').hidden && document.getElementById('create-channel').hidden && !document.querySelector('#guild-pane .delete-channel, #guild-pane .kick') && `+
+		names("members")+` === 'alice,bob' && document.getElementById('members-title').textContent === 'Members (2)'`)
+	alice.wait("bob a member", names("members")+` === 'alice,bob' && document.querySelector('#members li[data-name="bob"] button.kick') && !document.querySelector('#members li[data-name="alice"] button.kick') && `+
+		`document.getElementById('members-title').textContent === 'Members (2)' && document.getElementById('leave-button').hidden`)
+
+	// A second channel: seen by both, chatted in both ways.
+	alice.do("add a channel", alice.fill("#channel-name", "random"), click("#create-channel button[type=submit]"))
+	alice.wait("the channel open", `document.getElementById('chat-title').textContent === '# random' && `+names("channels")+` === 'general,random'`)
+	bob.wait("the channel listed", names("channels")+` === 'general,random'`)
+	bob.do("open it", click(`#channels li[data-channel="random"] button.chat-link`))
+	bob.wait("the channel open", `document.getElementById('chat-title').textContent === '# random' && !document.getElementById('composer').hidden`)
+	bob.send("random thought")
+	alice.wait("bob's message", countText("random thought")+` === 1`)
+	alice.send("random reply")
+	bob.wait("alice's message", countText("random reply")+` === 1`)
+
+	// The channel deleted while both read it: gone from both views.
+	alice.do("delete the channel", click(`#channels li[data-channel="random"] button.delete-channel`))
+	for _, tb := range people {
+		tb.wait("the channel gone", names("channels")+` === 'general' && document.getElementById('chat-title').textContent === 'Pick a friend or a channel' && document.getElementById('composer').hidden && !document.querySelector('#messages li')`)
+	}
+
+	// A rename, seen by both in the guild list and the guild pane.
+	alice.do("rename", click("#rename-button"))
+	alice.wait("the rename form", `!document.getElementById('rename-guild').hidden && document.getElementById('rename-name').value === 'Crew'`)
+	alice.do("the new name", alice.fill("#rename-name", "Crew 2"), click("#rename-guild button[type=submit]"))
+	for _, tb := range people {
+		tb.wait("the new name", `document.getElementById('guild-title').textContent === 'Crew 2' && [...document.querySelectorAll('#guilds li .name')].map(e => e.textContent).join() === 'Crew 2'`)
+	}
+	alice.wait("the form closed", `document.getElementById('rename-guild').hidden`)
+
+	// Bob leaves from the channel he reads: the guild goes from his list,
+	// and from alice's members. What is said meanwhile is there when he
+	// comes back (by the invite link in the address bar).
+	bob.do("open general", click(`#channels li[data-channel="general"] button.chat-link`))
+	bob.wait("general open", `document.getElementById('chat-title').textContent === '# general' && !document.getElementById('composer').hidden`)
+	bob.do("leave", click("#leave-button"))
+	bob.wait("the guild gone", `!document.querySelector('#guilds li') && document.getElementById('guild-pane').hidden && document.getElementById('composer').hidden && document.getElementById('chat-title').textContent === 'Pick a friend or a channel'`)
+	alice.wait("bob gone", names("members")+` === 'alice' && document.getElementById('members-title').textContent === 'Members (1)'`)
+	alice.do("open general", click(`#channels li[data-channel="general"] button.chat-link`))
+	alice.send("while bob was out")
+	bob.eval(`location.hash = ` + js(invite[strings.Index(invite, "#"):]) + `, 'ok'`)
+	bob.wait("back", `document.getElementById('guild-title').textContent === 'Crew 2' && document.getElementById('chat-title').textContent === '# general' && `+countText("while bob was out")+` === 1 && `+
+		names("members")+` === 'alice,bob' && document.getElementById('members-title').textContent === 'Members (2)'`)
+	alice.wait("bob back", names("members")+` === 'alice,bob' && document.getElementById('members-title').textContent === 'Members (2)'`)
+
+	// Kicked: bob's view drops the guild at once and says why.
+	alice.do("kick bob", click(`#members li[data-name="bob"] button.kick`))
+	bob.wait("removed", shown("You were removed from the guild Crew 2.")+` && !document.querySelector('#guilds li') && document.getElementById('guild-pane').hidden && document.getElementById('composer').hidden`)
+	alice.wait("bob gone", names("members")+` === 'alice' && document.getElementById('members-title').textContent === 'Members (1)'`)
+
+	// Every error shown was one of the above: none swallowed, none extra.
+	require.Equal(t, []string{"select named user is not exist.", "Cannot delete the last channel."}, alice.shownErrors())
+	require.Equal(t, []string{"You were removed from the guild Crew 2."}, bob.shownErrors())
+	for _, tb := range people {
+		tb.requireClean()
 	}
 	t.Logf("the browser walk took %s", time.Since(start).Round(time.Millisecond))
 }
