@@ -277,6 +277,13 @@ func TestHistoryPaging(t *testing.T) {
 		}
 		requireError(t, call(t, ca, "load", map[string]any{"type": "chat", "load_id": dm, "datetime": "not base64!"}), 4000, "Invalid datetime.")
 		requireError(t, call(t, ca, "load", map[string]any{"type": "chat", "load_id": dm, "datetime": base64.StdEncoding.EncodeToString([]byte("tomorrow"))}), 4000, "Invalid datetime.")
+		for _, bad := range []any{12345, map[string]any{}, true} { // not a string at all
+			requireError(t, call(t, ca, "load", map[string]any{"type": "chat", "load_id": dm, "datetime": bad}), 4000, "Invalid datetime.")
+		}
+		for _, now := range []any{nil, ""} { // as absent
+			_, count = history(t, ca, map[string]any{"type": "chat", "load_id": dm, "datetime": now})
+			require.Equal(t, 7, count)
+		}
 		requireError(t, call(t, ca, "load", map[string]any{"type": "chat", "load_id": strconv.FormatInt(a.ID^777, 10)}), 4004, "provided DM is not opened.")
 		requireError(t, call(t, ca, "load", map[string]any{"type": "gossip"}), 4000, "Unknown load type.")
 

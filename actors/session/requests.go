@@ -316,7 +316,7 @@ func (a *Actor) load(req protocol.Request) *protocol.Error {
 	var p struct {
 		Type     string          `json:"type"`
 		LoadID   json.RawMessage `json:"load_id"`
-		Datetime *string         `json:"datetime"`
+		Datetime json.RawMessage `json:"datetime"`
 		Before   json.RawMessage `json:"before"`
 		Count    json.RawMessage `json:"count"`
 		Since    json.RawMessage `json:"since"`
@@ -362,12 +362,19 @@ func (a *Actor) load(req protocol.Request) *protocol.Error {
 		if before, ok = protocol.ParseID(p.Before); !ok {
 			return protocol.ErrInvalidBefore
 		}
-	} else if p.Datetime != nil && *p.Datetime != "" {
-		t, err := protocol.ParseDatetime(*p.Datetime, a.deps.Location)
-		if err != nil {
+	} else if present(p.Datetime) {
+		// A string of base64; "" is absent, as the shipped client may send.
+		var raw string
+		if json.Unmarshal(p.Datetime, &raw) != nil {
 			return protocol.ErrInvalidDatetime
 		}
-		cursor.Time = t
+		if raw != "" {
+			t, err := protocol.ParseDatetime(raw, a.deps.Location)
+			if err != nil {
+				return protocol.ErrInvalidDatetime
+			}
+			cursor.Time = t
+		}
 	}
 	other := chatID ^ me
 	if other <= 0 || other == me {
