@@ -367,6 +367,7 @@ function startSession() {
 
 async function onAuth(p) {
   applyLists(p);
+  joinedElsewhere.clear(); // this answer lists every guild
   for (const g of p.guilds || []) S.guilds.set(g.id, g);
   for (const c of p.chats || []) {
     const ch = chat(c.chat_id);
@@ -493,6 +494,7 @@ function onGuildEvent(p) {
       // My own join is counted in the join's answer, which may come before
       // or after this event.
       const mine = S.me && p.user.id === S.me.id;
+      if (mine && !g) { joinedElsewhere.add(p.guild_id); syncGuilds(); }
       if (g && !mine && !(members && members.has(p.user.id))) g.member_count++;
       if (members) members.set(p.user.id, p.user);
       break;
@@ -521,7 +523,51 @@ function onGuildEvent(p) {
   renderGuildPane();
 }
 
+// Guilds I joined on another device: their member_join names me and a
+// guild this page does not know. No frame fetches one guild, but the auth
+// answer lists them all (§3), and a second auth answers it again (§2.2).
+const joinedElsewhere = new Set();
+let syncing = false;
+
+async function syncGuilds() {
+  if (syncing) return; // the loop below takes ids added meanwhile
+  syncing = true;
+  try {
+    while (joinedElsewhere.size > 0) {
+      const asked = [...joinedElsewhere];
+      const f = await conn.request('auth', { auth: sessionStorage.getItem(TOKEN_KEY) });
+      const chats = new Map((f.payload.chats || []).map((c) => [c.chat_id, c]));
+      for (const g of f.payload.guilds || []) {
+        // One left again meanwhile (dropGuild) is no longer wanted.
+        if (joinedElsewhere.has(g.id) && !S.guilds.has(g.id)) addGuild(g, chats);
+      }
+      // The event came after the join was stored, so an answer asked for
+      // after it lists the guild unless it was left again: done either way.
+      for (const id of asked) joinedElsewhere.delete(id);
+      renderGuilds();
+    }
+  } catch (err) {
+    // Lost with the connection: the reconnect's auth answer has every guild.
+    if (conn.ready) report(err);
+  } finally {
+    syncing = false;
+  }
+}
+
+// addGuild takes a guild new to this page, with its channels' read state
+// from the auth answer's chats (by chat id), as a reload would show it.
+function addGuild(g, chats) {
+  S.guilds.set(g.id, g);
+  for (const c of g.channels) {
+    const ch = chat(c.id);
+    ch.latest = Math.max(ch.latest, c.seq);
+    const st = chats.get(c.id);
+    if (st) { ch.readSeq = Math.max(ch.readSeq, st.read_seq); ch.unread = st.unread; }
+  }
+}
+
 function dropGuild(id) {
+  joinedElsewhere.delete(id);
   // Its channels' messages are forgotten: on joining again their history
   // is loaded afresh, with what was said meanwhile, not a stale copy.
   const g = S.guilds.get(id);
@@ -1042,6 +1088,7 @@ async function openGuild(id) {
   const g = S.guilds.get(id);
   $('invite-box').hidden = true;
   showRename(false);
+  showGuildMore(false);
   renderAll();
   loadMembers(id);
   if (g && g.channels.length > 0 && !(S.view && S.view.guildId === id)) await openChannel(id, g.channels[0].id);
@@ -1154,6 +1201,16 @@ function showRename(on) {
 }
 
 $('rename-button').addEventListener('click', () => showRename($('rename-guild').hidden));
+
+// On a phone the guild pane above a chat shows only its first controls
+// and the channels; this opens the rest (new channel, members, kick).
+// Wider screens show everything and never see the button.
+function showGuildMore(on) {
+  $('guild-pane').classList.toggle('expanded', on);
+  $('guild-more').setAttribute('aria-expanded', String(on));
+}
+
+$('guild-more').addEventListener('click', () => showGuildMore(!$('guild-pane').classList.contains('expanded')));
 
 $('rename-guild').addEventListener('submit', async (ev) => {
   ev.preventDefault();

@@ -24,6 +24,7 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
@@ -169,6 +170,7 @@ func (h *harness) mailedLink(email string) string {
 type tab struct {
 	t       *testing.T
 	name    string
+	user    string // the account's name: a second tab of bob is named "bob, 2nd tab"
 	ctx     context.Context
 	dialogs atomic.Int32
 	mu      sync.Mutex
@@ -179,7 +181,7 @@ func newTab(t *testing.T, browser context.Context, name string) *tab {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
 	t.Cleanup(cancel)
-	tb := &tab{t: t, name: name, ctx: ctx}
+	tb := &tab{t: t, name: name, user: strings.SplitN(name, ",", 2)[0], ctx: ctx}
 	require.NoError(t, chromedp.Do(ctx)) // opens the tab
 	require.NoError(t, chromedp.Listen(ctx, func(ev any) {
 		switch e := ev.(type) {
@@ -304,20 +306,28 @@ func (tb *tab) send(text string) {
 	tb.wait("own message "+text, countText(text)+` === 1 && !document.getElementById('message-input').value`)
 }
 
-func (tb *tab) screenshot(dir, name string, width, height int64) {
+// viewport sizes the tab's page; under 600 px wide as a phone (mobile,
+// touch). startBrowser's windows are 1280×800.
+func (tb *tab) viewport(width, height int64) {
 	tb.t.Helper()
-	ctx, cancel := context.WithTimeout(tb.ctx, 15*time.Second)
-	defer cancel()
 	var opts []chromedp.EmulateViewportOption
 	if width < 600 {
 		opts = append(opts, chromedp.EmulateMobile, chromedp.EmulateTouch)
 	}
-	require.NoError(tb.t, chromedp.Do(ctx, chromedp.EmulateViewport(width, height, opts...), chromedp.Sleep(150*time.Millisecond)))
+	tb.do(fmt.Sprintf("a %d×%d viewport", width, height), chromedp.EmulateViewport(width, height, opts...))
+}
+
+func (tb *tab) screenshot(dir, name string, width, height int64) {
+	tb.t.Helper()
+	tb.viewport(width, height)
+	ctx, cancel := context.WithTimeout(tb.ctx, 15*time.Second)
+	defer cancel()
+	require.NoError(tb.t, chromedp.Do(ctx, chromedp.Sleep(150*time.Millisecond)))
 	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
 	require.NoError(tb.t, err)
 	require.True(tb.t, bytes.HasPrefix(png, []byte("\x89PNG")), "a PNG")
 	require.NoError(tb.t, os.WriteFile(filepath.Join(dir, name), png, 0o644))
-	require.NoError(tb.t, chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)))
+	tb.viewport(1280, 800)
 }
 
 // ---- the browser, its people ----
@@ -390,7 +400,7 @@ func (tb *tab) logIn(h *harness, token string) {
 	tb.do("open", chromedp.Navigate(h.base+"/"))
 	tb.eval(`sessionStorage.setItem('rewind.token', ` + js(token) + `), 'ok'`)
 	tb.do("open logged in", chromedp.Navigate(h.base+"/"))
-	tb.wait("online", `document.getElementById('conn-status').textContent === 'Online' && document.getElementById('me').lastChild.textContent === `+js(tb.name))
+	tb.wait("online", `document.getElementById('conn-status').textContent === 'Online' && document.getElementById('me').lastChild.textContent === `+js(tb.user))
 }
 
 // requireClean fails if the tab opened a dialog or logged an exception, a
@@ -589,6 +599,15 @@ func shown(text string) string {
 	return `[...document.querySelectorAll('#errors .error span')].some(e => e.textContent === ` + js(text) + `)`
 }
 
+// visible is an expression: whether the element sel selects is shown
+// (neither it nor an ancestor hidden or display: none).
+func visible(sel string) string {
+	return `!!document.querySelector(` + js(sel) + `)?.checkVisibility()`
+}
+
+// guildNames is an expression: the names in the guild list, joined by commas.
+const guildNames = `[...document.querySelectorAll('#guilds li .name')].map(e => e.textContent).join()`
+
 // names is an expression: the data-name (or data-channel) of the items of
 // the list with that id, sorted and joined by commas.
 func names(list string) string {
@@ -611,16 +630,22 @@ func (tb *tab) shownErrors() []string {
 // TestWebClientRequestsAndGuildAdmin covers what TestWebClient leaves out:
 // a friend request declined and one taken back, live on both sides; a
 // guild's owner adding a channel, deleting one, renaming the guild and
-// kicking a member, a member leaving and coming back; and the server's
-// refusals shown in words. Its people log in by token, not by the forms.
+// kicking a member, a member leaving and coming back; the owner's
+// controls on a phone-sized screen; a second tab of bob that learns of his
+// joins made in the first; and the server's refusals shown in words. Its
+// people log in by token, not by the forms.
 func TestWebClientRequestsAndGuildAdmin(t *testing.T) {
 	needChromium(t)
 	start := time.Now()
 	h := startServer(t)
-	people := tabs(t, startBrowser(t), "alice", "bob")
-	alice, bob := people[0], people[1]
+	people := tabs(t, startBrowser(t), "alice", "bob", "bob, 2nd tab")
+	alice, bob, bob2 := people[0], people[1], people[2]
+	tokens := map[string]string{}
 	for _, tb := range people {
-		tb.logIn(h, h.account(tb.name))
+		if tokens[tb.user] == "" {
+			tokens[tb.user] = h.account(tb.user)
+		}
+		tb.logIn(h, tokens[tb.user])
 		tb.watchErrors()
 	}
 
@@ -662,7 +687,18 @@ func TestWebClientRequestsAndGuildAdmin(t *testing.T) {
 		`!document.getElementById('leave-button').hidden && document.getElementById('rename-button').hidden && document.getElementById('create-channel').hidden && !document.querySelector('#guild-pane .delete-channel, #guild-pane .kick') && `+
 		names("members")+` === 'alice,bob' && document.getElementById('members-title').textContent === 'Members (2)'`)
 	alice.wait("bob a member", names("members")+` === 'alice,bob' && document.querySelector('#members li[data-name="bob"] button.kick') && !document.querySelector('#members li[data-name="alice"] button.kick') && `+
-		`document.getElementById('members-title').textContent === 'Members (2)' && document.getElementById('leave-button').hidden`)
+		`document.getElementById('members-title').textContent === 'Members (2)' && document.getElementById('leave-button').hidden && !`+visible("#guild-more"))
+
+	// Bob's other tab learns of the join from its member_join event alone:
+	// the guild listed, its channel open, a message each way.
+	bob2.wait("the guild listed", guildNames+` === 'Crew'`)
+	bob2.do("open it", click(`#guilds li button.chat-link`))
+	bob2.wait("the guild open", `document.getElementById('guild-title').textContent === 'Crew' && document.getElementById('chat-title').textContent === '# general' && `+names("channels")+` === 'general' && !document.getElementById('composer').hidden`)
+	bob2.send("from the other tab")
+	alice.wait("bob's other tab", countText("from the other tab")+` === 1`)
+	alice.send("seen from both tabs")
+	bob2.wait("alice's message", countText("seen from both tabs")+` === 1`)
+	bob.wait("both messages", countText("from the other tab")+` === 1 && `+countText("seen from both tabs")+` === 1`)
 
 	// A second channel: seen by both, chatted in both ways.
 	alice.do("add a channel", alice.fill("#channel-name", "random"), click("#create-channel button[type=submit]"))
@@ -677,7 +713,7 @@ func TestWebClientRequestsAndGuildAdmin(t *testing.T) {
 
 	// The channel deleted while both read it: gone from both views.
 	alice.do("delete the channel", click(`#channels li[data-channel="random"] button.delete-channel`))
-	for _, tb := range people {
+	for _, tb := range []*tab{alice, bob} {
 		tb.wait("the channel gone", names("channels")+` === 'general' && document.getElementById('chat-title').textContent === 'Pick a friend or a channel' && document.getElementById('composer').hidden && !document.querySelector('#messages li')`)
 	}
 
@@ -698,21 +734,37 @@ func TestWebClientRequestsAndGuildAdmin(t *testing.T) {
 	bob.do("leave", click("#leave-button"))
 	bob.wait("the guild gone", `!document.querySelector('#guilds li') && document.getElementById('guild-pane').hidden && document.getElementById('composer').hidden && document.getElementById('chat-title').textContent === 'Pick a friend or a channel'`)
 	alice.wait("bob gone", names("members")+` === 'alice' && document.getElementById('members-title').textContent === 'Members (1)'`)
+	bob2.wait("the guild gone", `!document.querySelector('#guilds li') && document.getElementById('guild-pane').hidden`)
 	alice.do("open general", click(`#channels li[data-channel="general"] button.chat-link`))
 	alice.send("while bob was out")
 	bob.eval(`location.hash = ` + js(invite[strings.Index(invite, "#"):]) + `, 'ok'`)
 	bob.wait("back", `document.getElementById('guild-title').textContent === 'Crew 2' && document.getElementById('chat-title').textContent === '# general' && `+countText("while bob was out")+` === 1 && `+
 		names("members")+` === 'alice,bob' && document.getElementById('members-title').textContent === 'Members (2)'`)
 	alice.wait("bob back", names("members")+` === 'alice,bob' && document.getElementById('members-title').textContent === 'Members (2)'`)
+	bob2.wait("the guild back", guildNames+` === 'Crew 2'`)
 
-	// Kicked: bob's view drops the guild at once and says why.
+	// On a phone-sized screen the guild pane above the chat is a strip; the
+	// owner opens the rest (by keyboard), adds a channel and kicks bob.
+	alice.viewport(390, 844)
+	alice.wait("the phone layout", visible("#chat-pane")+` && !`+visible("#sidebar")+` && `+visible("#guild-more")+` && !`+visible("#channel-name")+` && !`+visible("#members-box"))
+	alice.do("open members & settings", chromedp.Focus(chromedp.CSS("#guild-more")), chromedp.KeyEvent(kb.Enter))
+	alice.wait("the owner's controls", `document.getElementById('guild-more').getAttribute('aria-expanded') === 'true' && `+visible("#channel-name")+` && `+visible(`#members li[data-name="bob"] button.kick`))
+	alice.do("add a channel", chromedp.SendKeys(chromedp.CSS("#channel-name"), "phone"+kb.Enter))
+	alice.wait("the channel open", `document.getElementById('chat-title').textContent === '# phone' && `+names("channels")+` === 'general,phone' && `+visible("#composer"))
+	bob.wait("the channel listed", names("channels")+` === 'general,phone'`)
+
+	// Kicked: bob's views (both tabs) drop the guild at once and say why.
 	alice.do("kick bob", click(`#members li[data-name="bob"] button.kick`))
-	bob.wait("removed", shown("You were removed from the guild Crew 2.")+` && !document.querySelector('#guilds li') && document.getElementById('guild-pane').hidden && document.getElementById('composer').hidden`)
+	for _, tb := range []*tab{bob, bob2} {
+		tb.wait("removed", shown("You were removed from the guild Crew 2.")+` && !document.querySelector('#guilds li') && document.getElementById('guild-pane').hidden && document.getElementById('composer').hidden`)
+	}
 	alice.wait("bob gone", names("members")+` === 'alice' && document.getElementById('members-title').textContent === 'Members (1)'`)
+	alice.viewport(1280, 800)
 
 	// Every error shown was one of the above: none swallowed, none extra.
 	require.Equal(t, []string{"select named user is not exist.", "Cannot delete the last channel."}, alice.shownErrors())
 	require.Equal(t, []string{"You were removed from the guild Crew 2."}, bob.shownErrors())
+	require.Equal(t, []string{"You were removed from the guild Crew 2."}, bob2.shownErrors())
 	for _, tb := range people {
 		tb.requireClean()
 	}
