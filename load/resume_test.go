@@ -7,12 +7,13 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/stretchr/testify/require"
+
+	"github.com/rewind-chat/rewind/logtest"
 )
 
 // The v2 chat fields the resume scenario reads by place: seq and
@@ -113,29 +114,14 @@ func TestDropped(t *testing.T) {
 	require.True(t, dropped(1, 2, 4) && dropped(3, 2, 4) && !dropped(0, 2, 4), "spread")
 }
 
-// syncBuffer is a worker's output, read while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+// workerOutput is a worker's output, read while it runs.
+type workerOutput struct{ logtest.Buffer }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
+func (s *workerOutput) contains(x string) bool { return strings.Contains(s.String(), x) }
 
-func (s *syncBuffer) contains(x string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Contains(s.b.String(), x)
-}
-
-func (s *syncBuffer) reports(t *testing.T) []workerReport {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (s *workerOutput) reports(t *testing.T) []workerReport {
 	var out []workerReport
-	sc := bufio.NewScanner(bytes.NewReader(s.b.Bytes()))
+	sc := bufio.NewScanner(strings.NewReader(s.String()))
 	sc.Buffer(nil, 64<<20)
 	for sc.Scan() {
 		var r workerReport
@@ -161,7 +147,7 @@ func runResumeWorker(t *testing.T, f *fakeV2, pairs int, rate float64, d time.Du
 		Backoff: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond, Progress: time.Second,
 		Resume: rs,
 	}
-	out := &syncBuffer{}
+	out := &workerOutput{}
 	w := newWorker(spec, out)
 	cmds := make(chan command, 4)
 	done := make(chan struct{})
@@ -297,7 +283,7 @@ func TestResumeWorkerFaults(t *testing.T) {
 	require.Contains(t, summary.String(), "acknowledged to a peer NOT seen by the dropped session")
 }
 
-var _ io.Writer = (*syncBuffer)(nil)
+var _ io.Writer = (*workerOutput)(nil)
 
 func TestResumeFlags(t *testing.T) {
 	c, err := parseFlags([]string{"--scenario", "resume", "--pairs", "9", "--database-url", "sqlite:x"}, io.Discard)

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rewind-chat/rewind/actors/mailer"
+	"github.com/rewind-chat/rewind/logtest"
 	"github.com/rewind-chat/rewind/net/smtpd"
 	"github.com/rewind-chat/rewind/persistence/postgres/pgtest"
 	"github.com/rewind-chat/rewind/server"
@@ -43,31 +43,13 @@ type clock struct{ offset atomic.Int64 }
 func (c *clock) now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
 func (c *clock) advance(d time.Duration) { c.offset.Add(int64(d)) }
 
-// logBuffer collects a server's log lines for inspection.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // node is a running server with its SMTP receiver, clock and log.
 type node struct {
 	t    *testing.T
 	srv  *server.Server
 	cfg  server.Config
 	smtp *smtpd.Server
-	log  *logBuffer
+	log  *logtest.Buffer
 	base string
 }
 
@@ -87,7 +69,7 @@ func newNode(t *testing.T, databaseURL string, edit ...func(*server.Config)) *no
 	mail, err := smtpd.Start("127.0.0.1:0", 16)
 	require.NoError(t, err)
 	t.Cleanup(func() { mail.Close() })
-	n := &node{t: t, smtp: mail, log: &logBuffer{}}
+	n := &node{t: t, smtp: mail, log: &logtest.Buffer{}}
 	logger := zerolog.New(n.log).With().Timestamp().Logger()
 	n.cfg = server.Config{
 		Addr:              "127.0.0.1:0",

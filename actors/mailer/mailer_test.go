@@ -27,6 +27,8 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
+
+	"github.com/rewind-chat/rewind/logtest"
 )
 
 const (
@@ -184,30 +186,12 @@ func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: parsed}, pool
 }
 
-// syncBuffer is the log sink; the actor writes while the test may read.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // harness runs one mailer in its own actor system.
 type harness struct {
 	root     *actor.RootContext
 	pid      *actor.PID
 	outcomes chan Outcome
-	logs     *syncBuffer
+	logs     *logtest.Buffer
 }
 
 // startMailer spawns a mailer with cfg plus a captured log and outcome
@@ -215,7 +199,7 @@ type harness struct {
 // checks that neither the link's key nor the password reached the log.
 func startMailer(t *testing.T, cfg Config) *harness {
 	t.Helper()
-	h := &harness{outcomes: make(chan Outcome, 64), logs: &syncBuffer{}}
+	h := &harness{outcomes: make(chan Outcome, 64), logs: &logtest.Buffer{}}
 	cfg.Logger = zerolog.New(h.logs)
 	cfg.OnOutcome = func(o Outcome) { h.outcomes <- o }
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {

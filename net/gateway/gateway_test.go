@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"io"
 	"net"
@@ -22,6 +21,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/rewind-chat/rewind/logtest"
 )
 
 // wait bounds every wait of the tests: they wait on conditions, never sleep.
@@ -83,13 +84,13 @@ type testServer struct {
 	url   string // ws://host:port/ws
 	peers chan *testPeer
 	reg   *prometheus.Registry
-	logs  *syncBuffer
+	logs  *logtest.Buffer
 	stop  func() // shuts the Handler down and closes the server; idempotent
 }
 
 func startServer(t *testing.T, cfg Config) *testServer {
 	t.Helper()
-	s := &testServer{peers: make(chan *testPeer, 16), reg: prometheus.NewRegistry(), logs: new(syncBuffer)}
+	s := &testServer{peers: make(chan *testPeer, 16), reg: prometheus.NewRegistry(), logs: new(logtest.Buffer)}
 	cfg.Registerer = s.reg
 	cfg.Logger = zerolog.New(s.logs)
 	s.h = New(cfg, func(c *Conn, version int) Peer {
@@ -119,23 +120,6 @@ func (s *testServer) peer(t *testing.T) *testPeer {
 		t.Fatal("no connection opened")
 		return nil
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // client is the client side of one connection: a real gobwas client.

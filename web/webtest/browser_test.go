@@ -29,6 +29,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rewind-chat/rewind/actors/mailer"
+	"github.com/rewind-chat/rewind/logtest"
 	"github.com/rewind-chat/rewind/net/client"
 	"github.com/rewind-chat/rewind/net/smtpd"
 	"github.com/rewind-chat/rewind/server"
@@ -83,28 +84,11 @@ func needChromium(t *testing.T) {
 
 // ---- the server ----
 
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 type harness struct {
 	t    *testing.T
 	srv  *server.Server
 	smtp *smtpd.Server
-	log  *logBuffer
+	log  *logtest.Buffer
 	base string // http://localhost:port, the origin the mailed links name
 }
 
@@ -113,7 +97,7 @@ func startServer(t *testing.T) *harness {
 	mail, err := smtpd.Start("127.0.0.1:0", 16)
 	require.NoError(t, err)
 	t.Cleanup(func() { mail.Close() })
-	h := &harness{t: t, smtp: mail, log: &logBuffer{}}
+	h := &harness{t: t, smtp: mail, log: &logtest.Buffer{}}
 	logger := zerolog.New(h.log).With().Timestamp().Logger()
 	srv, err := server.Start(context.Background(), server.Config{
 		Addr:              "127.0.0.1:0",
