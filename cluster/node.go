@@ -91,7 +91,8 @@ type Node struct {
 	sentCounter, receivedCounter prometheus.CounterFunc
 	joinedGauge, membersGauge    prometheus.GaugeFunc
 
-	stopProvider context.CancelFunc // cancels the provider's etcd client
+	stopProvider context.CancelFunc // cancels the provider's etcd client and the announcer
+	joined       chan struct{}      // a member joined this node's view (announcer)
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -145,7 +146,7 @@ func Start(ctx context.Context, system *actor.ActorSystem, cfg Config) (*Node, e
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, system: system, claim: claim, expelled: make(chan struct{})}
+	n := &Node{cfg: cfg, system: system, claim: claim, expelled: make(chan struct{}), joined: make(chan struct{}, 1)}
 	n.metrics()
 	// fail undoes what Start did before err (the process exits after a
 	// failed start, so a remote that may be listening is left to it).
@@ -221,6 +222,7 @@ func Start(ctx context.Context, system *actor.ActorSystem, cfg Config) (*Node, e
 		return fail(fmt.Errorf("cluster: start: %w", ctx.Err()))
 	}
 	n.started.Store(true)
+	go n.announcer(pctx)
 	if port == 0 {
 		if err := claim.SetHolder(ctx, n.Address()); err != nil {
 			return nil, errors.Join(fmt.Errorf("cluster: node id %d: %w", cfg.NodeID, err), n.Shutdown(context.WithoutCancel(ctx)))
@@ -267,6 +269,15 @@ func (n *Node) onTopology(t *pcluster.ClusterTopology) {
 	}
 	slices.Sort(addrs)
 	in := slices.Contains(addrs, self)
+	for _, m := range t.Joined {
+		if m.Address() != self {
+			select {
+			case n.joined <- struct{}{}:
+			default:
+			}
+			break
+		}
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.topology = addrs
