@@ -220,8 +220,9 @@
 //     does the same and answers; the answer comes on the stream that
 //     carried what that node sent before, so once all answered nothing
 //     is on its way to the leaving node, whose grains still run. It waits
-//     next for its rooms and guilds to answer what they had started
-//     (directory.Working: writes at the writer, queued guild operations),
+//     next for its rooms, guilds and users to answer what they had
+//     started (directory.Working: writes at the writer, queued guild,
+//     friend and profile operations),
 //     within a write's time limit, so that a send without a nonce in
 //     flight is answered its echo, not 5001
 //     (TestClusterGracefulLeaveAnswersWritesInFlight). Then

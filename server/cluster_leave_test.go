@@ -109,15 +109,71 @@ func TestClusterGracefulLeaveDropsNothing(t *testing.T) {
 	}
 }
 
-// TestClusterGracefulLeaveAnswersWritesInFlight: a send without a nonce,
-// which no other activation of its room could retry, is at the leaving
-// node's writer when the leave starts (that node's database stalls): the
-// leave waits for the commit, and the sender gets its echo, not 5001, and
-// finds the message in history once.
+// TestClusterGracefulLeaveAnswersWritesInFlight: what a grain of the
+// leaving node has started is answered before its grains stop, while that
+// node's database stalls across the start of the leave: a send without a
+// nonce at its writer, which no other activation could retry, gets its
+// echo, not 5001, and is in history once; a profile change running in a
+// user grain there is answered with the user.
 func TestClusterGracefulLeaveAnswersWritesInFlight(t *testing.T) {
 	if etcdtest.WithoutRace(t) {
 		return
 	}
+	t.Run("send without a nonce", func(t *testing.T) {
+		nodes, proxy := stallableCluster(t)
+		var p crossPair
+		for i := 0; ; i++ {
+			require.Less(t, i, 40, "no DM's room placed on node 3")
+			p = crossPairs(t, nodes, 1, fmt.Sprintf("w%d", i))[0]
+			if placedOn(t, nodes, directory.RoomKind, directory.RoomIdentity(messages.DMKey(p.from.ID, p.to.ID))) == 3 {
+				break
+			}
+		}
+		chat := chatID(p.from, p.to)
+		sendEcho(t, p.cFrom, chat, "before") // the room is loaded, on node 3
+		drain(p.cFrom)
+
+		proxy.stall()
+		require.NoError(t, p.cFrom.Send("chat", map[string]string{"type": "send", "chat_id": chat, "content": "in flight"}, ""))
+		left := leaveStalled(t, nodes, proxy)
+		f, err := answerTo(p.cFrom, "", 10*time.Second)
+		require.NoError(t, err)
+		require.Equal(t, "chat", f.Type, "the send in flight at the leave: %s", f.Payload)
+		require.Equal(t, "in flight", chatOf(t, f).Content)
+		left()
+
+		var stored int
+		for _, m := range fullHistory(t, p.cFrom, chat) {
+			if m.Content == "in flight" {
+				stored++
+			}
+		}
+		require.Equal(t, 1, stored, "the send in flight at the leave, in history")
+	})
+	t.Run("profile change", func(t *testing.T) {
+		nodes, proxy := stallableCluster(t)
+		var c *client.Client
+		for i := 0; ; i++ {
+			require.Less(t, i, 40, "no user's grain placed on node 3")
+			u := nodes[0].newAccount(fmt.Sprintf("pic%d", i))
+			if placedOn(t, nodes, directory.UserKind, directory.UserIdentity(u.ID)) == 3 {
+				c, _ = nodes[0].connect(u, 2)
+				break
+			}
+		}
+		proxy.stall()
+		require.NoError(t, c.Send("user", map[string]any{"profile": "https://cdn.example.test/left.png"}, "pic"))
+		left := leaveStalled(t, nodes, proxy)
+		f, err := answerTo(c, "pic", 10*time.Second)
+		require.NoError(t, err)
+		require.Equal(t, "user", f.Type, "the profile change in flight at the leave: %s", f.Payload)
+		left()
+	})
+}
+
+// stallableCluster starts three nodes, node 3's database behind a proxy
+// that can stall it.
+func stallableCluster(t *testing.T) ([]*node, *tcpProxy) {
 	var proxy *tcpProxy
 	nodes := startCluster(t, 3, noRateLimit, func(c *server.Config) {
 		if c.NodeID != 3 {
@@ -129,52 +185,44 @@ func TestClusterGracefulLeaveAnswersWritesInFlight(t *testing.T) {
 		u.Host = proxy.addr()
 		c.DatabaseURL = u.String()
 	})
-	leaving := nodes[2].srv.Node().Address()
-	var p crossPair
-	for i := 0; ; i++ {
-		require.Less(t, i, 40, "no DM's room placed on node 3")
-		p = crossPairs(t, nodes, 1, fmt.Sprintf("w%d", i))[0]
-		key := messages.DMKey(p.from.ID, p.to.ID)
-		pid := nodes[0].srv.Node().Cluster().Get(directory.RoomIdentity(key), directory.RoomKind)
-		require.NotNil(t, pid)
-		if pid.Address == leaving {
-			break
+	return nodes, proxy
+}
+
+// placedOn is the node (1-based) that hosts the grain of kind and
+// identity, activating it.
+func placedOn(t *testing.T, nodes []*node, kind, identity string) int {
+	pid := nodes[0].srv.Node().Cluster().Get(identity, kind)
+	require.NotNil(t, pid)
+	for i, n := range nodes {
+		if n.srv != nil && n.srv.Node().Address() == pid.Address {
+			return i + 1
 		}
 	}
-	chat := chatID(p.from, p.to)
-	sendEcho(t, p.cFrom, chat, "before") // the room is loaded, on node 3
-	drain(p.cFrom)
+	return 0
+}
 
-	proxy.stall()
-	require.NoError(t, p.cFrom.Send("chat", map[string]string{"type": "send", "chat_id": chat, "content": "in flight"}, ""))
-	time.Sleep(200 * time.Millisecond) // at node 3's writer, which waits for its database
+// leaveStalled starts node 3's graceful leave, its database stalled with
+// a request in flight there, and lets the database go on a second later:
+// long enough for node 3 to tell the others, leave etcd and stop its
+// grains, were it not waiting for what they started. The function it
+// returns waits for the leave to end.
+func leaveStalled(t *testing.T, nodes []*node, proxy *tcpProxy) func() {
+	time.Sleep(200 * time.Millisecond) // the request reaches node 3's store call
 	srv := nodes[2].srv
 	nodes[2].srv = nil // stopped here, not by startCluster's cleanup
-	var leaveErr error
+	var err error
 	left := make(chan struct{})
 	go func() {
 		defer close(left)
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
-		leaveErr = srv.Shutdown(ctx)
+		err = srv.Shutdown(ctx)
 	}()
 	t.Cleanup(func() { <-left })
-	// Enough for node 3 to tell the others and leave etcd, and its
-	// grains to stop, were it not waiting for the write.
 	time.Sleep(time.Second)
 	proxy.resume()
-	f, err := answerTo(p.cFrom, "", 10*time.Second)
-	require.NoError(t, err)
-	require.Equal(t, "chat", f.Type, "the send in flight at the leave: %s", f.Payload)
-	require.Equal(t, "in flight", chatOf(t, f).Content)
-	<-left
-	require.NoError(t, leaveErr)
-
-	var stored int
-	for _, m := range fullHistory(t, p.cFrom, chat) {
-		if m.Content == "in flight" {
-			stored++
-		}
+	return func() {
+		<-left
+		require.NoError(t, err)
 	}
-	require.Equal(t, 1, stored, "the send in flight at the leave, in history")
 }

@@ -688,10 +688,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // leave is the first part of a graceful leave. The directory stops
 // routing to this node's grains and has every other node do the same,
 // waiting for their answers, which come behind whatever they sent here
-// before, then for this node's rooms and guilds to answer what they had
-// started, within a write's time limit (directory.Leave); then the node's
-// key leaves etcd, and its grains stop and hand on what they hold
-// (cluster.Node.Leave). Shutdown then drains the writer and stops the
+// before, then for this node's rooms, guilds and users to answer what
+// they had started, within a write's time limit (directory.Leave); then
+// the node's key leaves etcd, and its grains stop and hand on what they
+// hold (cluster.Node.Leave). Shutdown then drains the writer and stops the
 // remote. So no request is dropped or answered 5000/5001 by a graceful
 // leave (TestClusterGracefulLeaveDropsNothing,
 // TestClusterGracefulLeaveAnswersWritesInFlight).

@@ -323,7 +323,8 @@ func (d *Directory) settle(ctx context.Context) error {
 
 // Working adds n (negative when answered) to what this node's actors have
 // started and not answered yet: a room's writes at the writer, a guild's
-// queued operations. A graceful leave waits for none to be left (Leave).
+// and a user's queued operations. A graceful leave waits for none to be
+// left (Leave).
 func (d *Directory) Working(n int) { d.working.Add(int64(n)) }
 
 // receive is the directory actor's: another node leaves, asks which

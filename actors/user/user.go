@@ -301,6 +301,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 		m.apply(ctx)
 		a.jobs[0] = job{}
 		a.jobs = a.jobs[1:]
+		a.deps.Directory.Working(-1)
 		a.start(ctx)
 		a.stopIfDone(ctx)
 	}
@@ -470,6 +471,7 @@ func (a *Actor) forward(m any) bool {
 // queue adds j behind the running job, starting it if none runs.
 func (a *Actor) queue(ctx actor.Context, j job) {
 	a.jobs = append(a.jobs, j)
+	a.deps.Directory.Working(1)
 	if len(a.jobs) == 1 {
 		a.start(ctx)
 	}
@@ -491,6 +493,7 @@ func (a *Actor) abandon(ctx actor.Context) {
 		}
 		answer(j.session, j.seq, j.nonce, err)(ctx)
 	}
+	a.deps.Directory.Working(-len(a.jobs))
 	a.jobs = nil
 }
 
