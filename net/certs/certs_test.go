@@ -1,7 +1,6 @@
 package certs_test
 
 import (
-	"bytes"
 	"crypto/tls"
 	"net"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rewind-chat/rewind/logtest"
 	"github.com/rewind-chat/rewind/net/certs"
 	"github.com/rewind-chat/rewind/net/certs/certstest"
 )
@@ -23,31 +23,13 @@ type clock struct{ offset atomic.Int64 }
 func (c *clock) now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
 func (c *clock) advance(d time.Duration) { c.offset.Add(int64(d)) }
 
-// logs collects log lines; handshakes write them from several goroutines.
-type logs struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logs) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logs) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 const every = 2 * time.Second
 
 // start serves pair from fresh files.
-func start(t *testing.T, pair certstest.Pair) (r *certs.Reloader, certFile, keyFile string, clk *clock, log *logs) {
+func start(t *testing.T, pair certstest.Pair) (r *certs.Reloader, certFile, keyFile string, clk *clock, log *logtest.Buffer) {
 	t.Helper()
 	certFile, keyFile = pair.Files(t)
-	clk, log = &clock{}, &logs{}
+	clk, log = &clock{}, &logtest.Buffer{}
 	r, err := certs.New(certs.Config{
 		CertFile: certFile, KeyFile: keyFile, CheckEvery: every,
 		Logger: zerolog.New(log), Now: clk.now,
