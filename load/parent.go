@@ -864,7 +864,7 @@ func (r *runner) finish() error {
 		}
 		m.Unacked = m.Sent - m.Acked - m.SendErrors
 		m.CaughtUp = c["caught_up"]
-		m.Undelivered = m.Acked - m.Delivered - m.CaughtUp - c["deleted_unseen"]
+		m.Undelivered = m.Acked - m.Delivered - m.CaughtUp - c["deleted_unseen"] - c["seen_by_edit"]
 		m.SentCrossNode = c["sent_cross_node"]
 		if d := r.phaseSeconds(); d > 0 {
 			m.SentPerSecond = float64(m.Sent) / d

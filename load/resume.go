@@ -273,11 +273,17 @@ func (s *session) resumeLive(p []byte, send bool) bool {
 	}
 	content := frameContent(p)
 	deleted := !send && len(content) == 0
-	switch r.apply(id, change, content, deleted, send, seenLive) {
+	switch got := r.apply(id, change, content, deleted, send, seenLive); got {
 	case dupChange:
 		w.c.add(cResumeDuplicates, 1)
 		return false
 	default:
+		if got == newMessage && !send {
+			// Its send event was missed (it came while this session
+			// was dropping, behind its own echoes, which moved its
+			// position past it), and so was its catch-up.
+			w.c.add(cSeenByEdit, 1)
+		}
 		if !send {
 			if deleted {
 				w.c.add(cDeletesLive, 1)

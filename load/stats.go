@@ -91,6 +91,7 @@ const (
 	cResumeDuplicates    // changes seen twice (live and in a catch-up), applied once
 	cNoSeq               // chat frames without seq (not v2)
 	cDeletedUnseen       // acknowledged sends never seen by the peer, deleted (acknowledged) before
+	cSeenByEdit          // acknowledged sends the peer first saw in a live edit or delete (its send event missed, its catch-up past it)
 	cDownAcked           // sends acknowledged while the peer was down
 	cDownCaughtUp        // ... first seen by it in a catch-up
 	cDownLive            // ... first seen by it live
@@ -138,7 +139,7 @@ var counterNames = [nCounters]string{
 	"resume_catch_ups", "resume_catch_up_failed", "resume_catch_up_truncated", "resume_catch_up_not_needed", "resume_pages",
 	"chats_listed", "chats_without_dm", "chats_absent", "chats_behind", "chats_unread", "chats_last_message",
 	"own_recovered", "edits_recovered", "deletes_recovered", "resume_duplicates", "frames_without_seq",
-	"deleted_unseen", "down_acked", "down_caught_up", "down_live", "down_deleted_unseen", "down_edits_acked", "down_deletes_acked",
+	"deleted_unseen", "seen_by_edit", "down_acked", "down_caught_up", "down_live", "down_deleted_unseen", "down_edits_acked", "down_deletes_acked",
 	"dropped_missing", "dropped_edits_missing", "other_missing", "other_edits_missing", "resume_unchecked",
 	"view_checks", "view_matched", "view_mismatched", "view_unfinished", "view_not_checked", "view_messages",
 	"view_absent", "view_extra", "view_stale",
