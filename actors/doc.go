@@ -287,11 +287,13 @@
 //     online event at worst. A grain whose node leaves with an offline
 //     pending hands it to its next activation (messages.OfflinePending)
 //     (TestGrainPresenceSoftState in user,
-//     TestClusterPresenceCountsSessionsAcrossNodes in server). What it
-//     does not cover: a user whose sessions were all on a node that died
-//     is told offline only once the grain forgets them (ReattachForget
-//     intervals, 90 s, plus the delay), and not at all if the grain died
-//     with them.
+//     TestClusterPresenceCountsSessionsAcrossNodes in server). A user
+//     whose sessions were all on a node that died is told offline the
+//     delay after the others see that member leave: each node tells its
+//     user grains of the members that left (messages.MembersLeft), and
+//     they forget the sessions there (TestClusterPresenceAfterANodeIsLost
+//     in server). What it does not cover: a user whose grain died with
+//     those sessions is not told offline at all (no grain remembers them).
 //   - A friendship change is seen by the next send from any node: the
 //     user grain answers a request, response or delete only after the
 //     DM's room took the change in (directory.ChangeFriendship: the room

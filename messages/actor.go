@@ -107,3 +107,8 @@ type RoomOpened struct {
 	State persistence.DMState
 	Err   error
 }
+
+// MembersLeft tells a user grain that the cluster members at Addresses
+// left (a topology's Left): its sessions there are gone with them, which
+// no detach will say when a member dies.
+type MembersLeft struct{ Addresses []string }

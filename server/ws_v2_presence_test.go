@@ -5,11 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
+	"github.com/rewind-chat/rewind/actors/directory"
 	"github.com/rewind-chat/rewind/cluster/etcdtest"
 	"github.com/rewind-chat/rewind/net/client"
 	"github.com/rewind-chat/rewind/server"
@@ -252,4 +256,56 @@ func TestClusterPresenceCountsSessionsAcrossNodes(t *testing.T) {
 		_, auth = nd.connect(f, 2)
 		require.Equal(t, map[string]any{u.IDString(): "offline", idle.IDString(): "offline"}, friendStatuses(t, auth))
 	}
+}
+
+// TestClusterPresenceAfterANodeIsLost: a user whose only session is on a
+// node that is lost (its member key taken out of etcd, as its lease would
+// end if it died) is told offline to a friend on another node the offline
+// delay after the others see the member leave, not when the user's grain
+// would forget the session (ReattachForget re-attach intervals, minutes
+// in these tests).
+func TestClusterPresenceAfterANodeIsLost(t *testing.T) {
+	if etcdtest.WithoutRace(t) {
+		return
+	}
+	nodes := startCluster(t, 3, shortOfflineDelay, func(c *server.Config) {
+		c.Cluster.OnLost = func() {} // node 3, expelled, stays up until the test stops it
+	})
+	f := nodes[0].newAccount("stayer")
+	var u account
+	for i := 0; ; i++ {
+		require.Less(t, i, 40, "every user's grain on node 3")
+		u = nodes[0].newAccount(fmt.Sprintf("lost%d", i))
+		if placedOn(t, nodes, directory.UserKind, directory.UserIdentity(u.ID)) != 3 {
+			break
+		}
+	}
+	nodes[0].makeFriends(u, f)
+	cf, _ := nodes[0].connect(f, 2)
+	nodes[2].connect(u, 2) // u's only session
+	requirePresence(t, next(t, cf), u, "online")
+
+	cfg := nodes[2].cfg.Cluster
+	etcd, err := clientv3.New(clientv3.Config{Endpoints: cfg.Etcd, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	require.NoError(t, err)
+	defer etcd.Close()
+	members, err := etcd.Get(t.Context(), "/rewind/cluster/"+cfg.Name+"/members/", clientv3.WithPrefix())
+	require.NoError(t, err)
+	_, port, _ := strings.Cut(nodes[2].srv.Node().Address(), ":")
+	var key string
+	for _, kv := range members.Kvs {
+		if strings.Contains(string(kv.Value), port) {
+			key = string(kv.Key)
+		}
+	}
+	require.NotEmpty(t, key, "node 3's member key among %d", len(members.Kvs))
+	_, err = etcd.Delete(t.Context(), key)
+	require.NoError(t, err)
+	waitUntil(t, 5*time.Second, "nodes 1 and 2 see node 3 gone", func() bool {
+		return nodes[0].srv.Node().Members() == 2 && nodes[1].srv.Node().Members() == 2
+	})
+	gone := time.Now()
+	requirePresence(t, next(t, cf), u, "offline")
+	require.GreaterOrEqual(t, time.Since(gone), testOfflineDelay-100*time.Millisecond, "after the offline delay")
+	t.Logf("offline %v after the others saw node 3 leave", time.Since(gone).Round(time.Millisecond))
 }

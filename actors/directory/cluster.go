@@ -143,6 +143,11 @@ type grains struct {
 	// without handing them on (it died), they are answered lost.
 	asked map[string][]asked
 
+	// users are this node's user grains, told of the members that leave
+	// (messages.MembersLeft).
+	usersMu sync.Mutex
+	users   map[int64]*actor.PID
+
 	// events holds what the event stream published, for the one goroutine
 	// that handles it: subscribers run on the publisher's goroutine, which
 	// may hold mu (a send to a dead local PID publishes a dead letter).
@@ -186,7 +191,7 @@ func NewClustered(root *actor.RootContext, cfg Config, ccfg ClusterConfig) *Dire
 	}
 	d.grains = &grains{
 		root: root, dir: d, cfg: ccfg, ready: make(chan struct{}), stop: make(chan struct{}),
-		routes: map[string]*route{}, wake: make(chan struct{}, 1), away: map[string]bool{},
+		routes: map[string]*route{}, wake: make(chan struct{}, 1), away: map[string]bool{}, users: map[int64]*actor.PID{},
 		asked: map[string][]asked{},
 	}
 	d.local = map[int64]*localUser{}
@@ -726,6 +731,7 @@ func (g *grains) handleEvents() {
 					g.forgetAddress(m.Address())
 				}
 				g.dir.reattachMoved(before, after)
+				g.tellUsersLeft(e.Left)
 				if len(lost) > 0 {
 					g.cfg.Log.Warn().Int("requests", len(lost)).
 						Msg("directory: requests to grains of a member that left answered lost")
@@ -737,6 +743,39 @@ func (g *grains) handleEvents() {
 				g.redeliver(e)
 			}
 		}
+	}
+}
+
+// tellUsersLeft tells this node's user grains of the members that left
+// but this node: a grain forgets its sessions there at once (and tells
+// the friends offline after the delay if none is left) rather than when
+// they are not attached again (ReattachForget intervals).
+func (g *grains) tellUsersLeft(left []*pcluster.Member) {
+	var addrs []string
+	for _, m := range left {
+		if m.Address() != g.self {
+			addrs = append(addrs, m.Address())
+		}
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	g.usersMu.Lock()
+	pids := slices.Collect(maps.Values(g.users))
+	g.usersMu.Unlock()
+	msg := &messages.MembersLeft{Addresses: addrs}
+	for _, pid := range pids {
+		g.root.Send(pid, msg)
+	}
+}
+
+// UserGrainStarted records pid as this node's grain of user id, until
+// UserStopped.
+func (d *Directory) UserGrainStarted(id int64, pid *actor.PID) {
+	if g := d.grains; g != nil {
+		g.usersMu.Lock()
+		g.users[id] = pid
+		g.usersMu.Unlock()
 	}
 }
 

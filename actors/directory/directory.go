@@ -303,8 +303,13 @@ func (d *Directory) RetireUser(userID int64, pid *actor.PID, last any) bool {
 // failure while its user is still online, the next message for the user
 // starts a fresh actor.
 func (d *Directory) UserStopped(userID int64, pid *actor.PID) {
-	if d.grains != nil {
-		d.grains.forget(UserKind, UserIdentity(userID), pid)
+	if g := d.grains; g != nil {
+		g.forget(UserKind, UserIdentity(userID), pid)
+		g.usersMu.Lock()
+		if p := g.users[userID]; p != nil && p.Equal(pid) {
+			delete(g.users, userID)
+		}
+		g.usersMu.Unlock()
 		return
 	}
 	d.mu.Lock()

@@ -10,8 +10,9 @@
 // identity is its user's id: its set of sessions is soft state, attached
 // again by each node when the grain may have moved or restarted and every
 // Deps.Reattach (the safety net), and forgotten ReattachForget intervals
-// after the last attach; it stops itself once it has had no session and
-// nothing to do for Deps.Idle.
+// after the last attach, or at once when their node leaves the cluster
+// (messages.MembersLeft, for a node that died); it stops itself once it
+// has had no session and nothing to do for Deps.Idle.
 //
 // # Presence
 //
@@ -43,6 +44,7 @@ package user
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -213,6 +215,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 		directory.TagGrain(ctx, directory.UserKind, m.Identity.GetIdentity())
 		if id, err := directory.ParseUserIdentity(m.Identity.GetIdentity()); err == nil {
 			a.id = id
+			a.deps.Directory.UserGrainStarted(id, ctx.Self())
 		}
 	case *actor.Stopping:
 		a.handOnOffline()
@@ -236,6 +239,13 @@ func (a *Actor) Receive(ctx actor.Context) {
 		a.deps.Directory.UserStopped(a.id, ctx.Self())
 	case *sweep:
 		a.sweep(ctx)
+	case *messages.MembersLeft:
+		// Their sessions died with them; no detach will come.
+		for k := range a.sessions {
+			if slices.Contains(m.Addresses, k.address) {
+				a.remove(ctx, k)
+			}
+		}
 	case *messages.SessionAttached:
 		k := keyOf(m.Session)
 		if a.grain {
