@@ -67,9 +67,22 @@ func crossPairs(t *testing.T, nodes []*node, n int, prefix string) []crossPair {
 		p.from, p.to = nodes[0].newAccount(fmt.Sprintf("%ss%d", prefix, i)), nodes[0].newAccount(fmt.Sprintf("%sr%d", prefix, i))
 		p.cFrom, _ = nodes[0].connect(p.from, 2)
 		p.cTo, _ = nodes[1].connect(p.to, 2)
+		attached(t, p.cFrom)
+		attached(t, p.cTo)
 		befriend(t, p.cFrom, p.from, p.cTo, p.to)
 	}
 	return ps
+}
+
+// attached returns once c's user grain knows c's session. The attach
+// that auth sends it is not waited for, so an event sent to the user from
+// another node in the first milliseconds after auth can reach a grain
+// that activates without the session and be missed (protocol.md §2.8);
+// a request of the session's own to its grain comes after the attach on
+// the same route, so its answer shows the grain has it.
+func attached(t *testing.T, c *client.Client) {
+	t.Helper()
+	require.Equal(t, "user", call(t, c, "user", map[string]any{"profile": nil}).Type)
 }
 
 // startCluster starts n nodes over one database and etcd, and waits until
