@@ -273,8 +273,12 @@
 //     in what no event tells, within one re-attach interval. Until then
 //     events to that user may be missed (protocol.md §2.8: found again by
 //     the catch-up), but an echo still reaches its sender, as it travels
-//     with the session's PID. A user grain with no session stops after
-//     user.DefaultIdle, never while its offline delay runs.
+//     with the session's PID. The same holds in the first milliseconds
+//     after an auth, whose attach is not waited for: an event sent from
+//     another node can reach the user's grain before the attach does
+//     (crossPairs in server's tests waits for the attach for that reason).
+//     A user grain with no session stops after user.DefaultIdle, never
+//     while its offline delay runs.
 //   - Presence survives soft state without spamming friends: a session
 //     a node attaches for the first time says so
 //     (messages.SessionAttached.reattach unset), and only such a one
