@@ -29,10 +29,10 @@ const AnnounceInterval = 10 * time.Second
 // writes its member key again.
 const AnnounceDelay = time.Second
 
-// memberKey is this node's key as protoactor's provider writes it:
-// <prefix>/<cluster name>/<cluster name>@<actor system id>
-// (TestAnnounceRewritesMemberKey reads it).
-func (n *Node) memberKey() string {
+// MemberKey is the etcd key this node is listed under, as protoactor's
+// provider writes it: <prefix>/<cluster name>/<cluster name>@<actor
+// system id> (TestAnnounceRewritesMemberKey reads it).
+func (n *Node) MemberKey() string {
 	return membersKey(n.cfg.Name) + "/" + n.cfg.Name + "/" + n.cfg.Name + "@" + n.system.ID
 }
 
@@ -65,7 +65,7 @@ func (n *Node) announcer(ctx context.Context) {
 func (n *Node) announce(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.DialTimeout)
 	defer cancel()
-	key := n.memberKey()
+	key := n.MemberKey()
 	got, err := n.claim.client.Get(ctx, key)
 	if err != nil || len(got.Kvs) == 0 {
 		return err

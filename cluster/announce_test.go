@@ -30,10 +30,10 @@ func TestAnnounceRewritesMemberKey(t *testing.T) {
 	defer c.Close()
 	before := map[string]*testNode{}
 	for _, n := range nodes {
-		got, err := c.Get(t.Context(), n.memberKey())
+		got, err := c.Get(t.Context(), n.MemberKey())
 		require.NoError(t, err)
 		require.Len(t, got.Kvs, 1, "the provider's key of %s", n.Address())
-		before[n.memberKey()] = n
+		before[n.MemberKey()] = n
 	}
 	// Watching from now on, as a node whose watch started late would.
 	events := c.Watch(t.Context(), membersKey(name), clientv3.WithPrefix())
@@ -51,7 +51,7 @@ func TestAnnounceRewritesMemberKey(t *testing.T) {
 					continue
 				}
 				key := string(ev.Kv.Key)
-				if key == third.memberKey() {
+				if key == third.MemberKey() {
 					if ev.Kv.Version > 1 { // after the provider's own Put
 						written[key] = true
 					}
