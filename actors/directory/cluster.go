@@ -329,8 +329,12 @@ func (d *Directory) settle(ctx context.Context) error {
 // Working adds n (negative when answered) to what this node's actors have
 // started and not answered yet: a room's writes at the writer, a guild's
 // and a user's queued operations. A graceful leave waits for none to be
-// left (Leave).
-func (d *Directory) Working(n int) { d.working.Add(int64(n)) }
+// left (Leave); a node alone never leaves, and counts nothing.
+func (d *Directory) Working(n int) {
+	if d.grains != nil {
+		d.working.Add(int64(n))
+	}
+}
 
 // receive is the directory actor's: another node leaves, asks which
 // users are online here, or pushes an event to this node's sessions of
